@@ -1,0 +1,134 @@
+//! Interface strings in Spanish (first) and English. The team's own texts from `space.toml` are
+//! shown as written; only Vitrina's words change with the switch.
+
+use serde::{Deserialize, Serialize};
+
+/// The cookie that remembers the visitor's choice, read by the server so the first paint is
+/// already in the right language (nothing changes on hydration).
+pub const LANG_COOKIE: &str = "vitrina_lang";
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lang {
+    #[default]
+    Es,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Es => "es",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::Es => Lang::En,
+            Lang::En => Lang::Es,
+        }
+    }
+
+    /// The visitor's stored choice in a `Cookie` header; Spanish when there is none.
+    pub fn from_cookie_header(header: &str) -> Lang {
+        header
+            .split(';')
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == LANG_COOKIE)
+            .map_or(Lang::Es, |(_, value)| if value.trim() == "en" { Lang::En } else { Lang::Es })
+    }
+
+    /// The `Set-Cookie`-style value that stores this choice for a year.
+    pub fn cookie(self) -> String {
+        format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", self.code())
+    }
+
+    pub fn strings(self) -> &'static Strings {
+        match self {
+            Lang::Es => &ES,
+            Lang::En => &EN,
+        }
+    }
+}
+
+pub struct Strings {
+    pub skip_to_content: &'static str,
+    /// Label of the switch, written in the language it switches to.
+    pub switch_label: &'static str,
+    pub switch_aria: &'static str,
+    pub motivation: &'static str,
+    pub impact: &'static str,
+    pub future: &'static str,
+    pub ods: &'static str,
+    pub ods_prefix: &'static str,
+    pub languages: &'static str,
+    pub license: &'static str,
+    pub datasets: &'static str,
+    pub models: &'static str,
+    pub team: &'static str,
+    pub hub_profile: &'static str,
+    pub open_dataset: &'static str,
+    pub open_model: &'static str,
+    pub examples: &'static str,
+    pub context: &'static str,
+    pub footer: &'static str,
+}
+
+pub const ES: Strings = Strings {
+    skip_to_content: "Saltar al contenido",
+    switch_label: "English",
+    switch_aria: "Switch the interface to English",
+    motivation: "Motivación",
+    impact: "Impacto",
+    future: "Ideas de futuro",
+    ods: "Objetivos de Desarrollo Sostenible",
+    ods_prefix: "ODS",
+    languages: "Variedades lingüísticas",
+    license: "Licencia",
+    datasets: "Conjuntos de datos",
+    models: "Modelos",
+    team: "Equipo",
+    hub_profile: "Perfil en Hugging Face",
+    open_dataset: "Ver el conjunto de datos en Hugging Face",
+    open_model: "Ver el modelo en Hugging Face",
+    examples: "Preguntas de ejemplo",
+    context: "Contexto",
+    footer: "Demo del hackathon #Somos600M, hecha con Vitrina.",
+};
+
+pub const EN: Strings = Strings {
+    skip_to_content: "Skip to content",
+    switch_label: "Español",
+    switch_aria: "Cambiar la interfaz a español",
+    motivation: "Motivation",
+    impact: "Impact",
+    future: "Future ideas",
+    ods: "Sustainable Development Goals",
+    ods_prefix: "SDG",
+    languages: "Language varieties",
+    license: "License",
+    datasets: "Datasets",
+    models: "Models",
+    team: "Team",
+    hub_profile: "Hugging Face profile",
+    open_dataset: "View the dataset on Hugging Face",
+    open_model: "View the model on Hugging Face",
+    examples: "Example questions",
+    context: "Context",
+    footer: "#Somos600M hackathon demo, made with Vitrina.",
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_round_trips_and_defaults_to_spanish() {
+        assert_eq!(Lang::from_cookie_header(""), Lang::Es);
+        assert_eq!(Lang::from_cookie_header("a=b; vitrina_lang=en"), Lang::En);
+        assert_eq!(Lang::from_cookie_header("vitrina_lang=xx"), Lang::Es);
+        let stored = Lang::En.cookie();
+        let pair = stored.split(';').next().unwrap();
+        assert_eq!(Lang::from_cookie_header(pair), Lang::En);
+    }
+}

@@ -1,0 +1,50 @@
+//! One page per file.
+
+mod not_found;
+mod project;
+
+pub use not_found::NotFound;
+pub use project::ProjectPage;
+
+use leptos::prelude::*;
+
+use crate::i18n::{Lang, Strings};
+
+/// The interface strings of the visitor's current language, tracked reactively.
+fn use_strings() -> impl Fn() -> &'static Strings + Copy {
+    let lang = expect_context::<RwSignal<Lang>>();
+    move || lang.get().strings()
+}
+
+/// The bar on top of every page: skip link, name, language switch.
+#[component]
+fn TopBar() -> impl IntoView {
+    let lang = expect_context::<RwSignal<Lang>>();
+    let strings = use_strings();
+    let switch = move |_| {
+        let next = lang.get_untracked().other();
+        lang.set(next);
+        crate::browser::remember(next);
+    };
+    view! {
+        <a class="skip-link" href="#contenido">{move || strings().skip_to_content}</a>
+        <header class="topbar">
+            <a class="brand" href="/">"Vitrina"</a>
+            <button
+                type="button"
+                class="lang-switch"
+                on:click=switch
+                lang=move || lang.get().other().code()
+                aria-label=move || strings().switch_aria
+            >
+                {move || strings().switch_label}
+            </button>
+        </header>
+    }
+}
+
+#[component]
+fn Footer() -> impl IntoView {
+    let strings = use_strings();
+    view! { <footer class="footer">{move || strings().footer}</footer> }
+}

@@ -1,0 +1,258 @@
+//! The project sheet (`/`): what the hackathon asks every demo to show, readable without
+//! JavaScript because the server renders it whole.
+
+use leptos::prelude::*;
+use leptos_meta::{Meta, Title};
+
+use super::{Footer, TopBar, use_strings};
+use crate::i18n::Lang;
+use crate::space::{ChatExample, HubRepo, Member, OdsNumber, Space, paragraphs};
+
+#[server]
+pub async fn get_space() -> Result<Space, ServerFnError> {
+    let space = use_context::<std::sync::Arc<Space>>()
+        .ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
+    Ok(Space::clone(&space))
+}
+
+#[component]
+pub fn ProjectPage() -> impl IntoView {
+    // Blocking: the whole sheet is in the first HTML chunk, for visitors without JavaScript
+    // and for link previews.
+    let space = Resource::new_blocking(|| (), |()| get_space());
+    view! {
+        <TopBar />
+        <Suspense>
+            {move || Suspend::new(async move {
+                match space.await {
+                    Ok(space) => view! { <ProjectSheet space /> }.into_any(),
+                    Err(error) => view! {
+                        <main id="contenido" class="page">
+                            <p role="alert">{error.to_string()}</p>
+                        </main>
+                    }
+                        .into_any(),
+                }
+            })}
+        </Suspense>
+        <Footer />
+    }
+}
+
+#[component]
+fn ProjectSheet(space: Space) -> impl IntoView {
+    let strings = use_strings();
+    let project = space.project;
+    let future = project.future;
+    view! {
+        <Title text=project.title.clone() />
+        <Meta name="description" content=project.summary.clone() />
+        <main id="contenido" class="page">
+            <section class="hero">
+                <p class="eyebrow">"#Somos600M"</p>
+                <h1>{project.title}</h1>
+                <p class="summary">{project.summary}</p>
+                <ul class="chips" aria-label=move || strings().languages>
+                    {project
+                        .languages
+                        .iter()
+                        .map(|code| {
+                            let variety = code.variety();
+                            let lang = expect_context::<RwSignal<Lang>>();
+                            view! {
+                                <li class="chip" title=variety.code>
+                                    {move || match lang.get() {
+                                        Lang::Es => variety.name_es,
+                                        Lang::En => variety.name_en,
+                                    }}
+                                </li>
+                            }
+                        })
+                        .collect_view()}
+                    <li class="chip chip-license">
+                        {move || strings().license}": "{project.license.as_str().to_owned()}
+                    </li>
+                </ul>
+            </section>
+
+            <Section id="motivacion" title=move || strings().motivation>
+                <Paragraphs text=project.motivation />
+            </Section>
+            <Section id="impacto" title=move || strings().impact>
+                <Paragraphs text=project.impact />
+            </Section>
+            <Section id="futuro" title=move || strings().future>
+                <ul class="future">
+                    {future.into_iter().map(|idea| view! { <li>{idea}</li> }).collect_view()}
+                </ul>
+            </Section>
+            <Section id="ods" title=move || strings().ods>
+                <ul class="ods-list">
+                    {project.ods.into_iter().map(|number| view! { <OdsBadge number /> }).collect_view()}
+                </ul>
+            </Section>
+            <Section id="datos" title=move || strings().datasets>
+                <RepoCards repos=space.datasets is_dataset=true />
+            </Section>
+            <Section id="modelos" title=move || strings().models>
+                <RepoCards repos=space.models is_dataset=false />
+            </Section>
+            {(!space.examples.is_empty())
+                .then(|| {
+                    view! {
+                        <Section id="ejemplos" title=move || strings().examples>
+                            <Examples examples=space.examples />
+                        </Section>
+                    }
+                })}
+            <Section id="equipo" title=move || strings().team>
+                <ul class="cards team">
+                    {space.team.into_iter().map(|member| view! { <MemberCard member /> }).collect_view()}
+                </ul>
+            </Section>
+        </main>
+    }
+}
+
+#[component]
+fn Section(
+    id: &'static str,
+    title: impl Fn() -> &'static str + Send + Sync + 'static,
+    children: Children,
+) -> impl IntoView {
+    let heading_id = format!("{id}-titulo");
+    let labelled_by = heading_id.clone();
+    view! {
+        <section class="section" id=id aria-labelledby=labelled_by>
+            <h2 id=heading_id>{title}</h2>
+            {children()}
+        </section>
+    }
+}
+
+#[component]
+fn Paragraphs(text: String) -> impl IntoView {
+    paragraphs(&text).into_iter().map(|paragraph| view! { <p>{paragraph}</p> }).collect_view()
+}
+
+#[component]
+fn OdsBadge(number: OdsNumber) -> impl IntoView {
+    let strings = use_strings();
+    let lang = expect_context::<RwSignal<Lang>>();
+    let goal = number.goal();
+    let style = format!("--ods-color: {}; --ods-text: {};", goal.color, goal.text_color());
+    view! {
+        <li class="ods" style=style>
+            <span class="ods-number">
+                <span class="ods-prefix">{move || strings().ods_prefix}</span>
+                " "
+                {goal.number}
+            </span>
+            <span class="ods-name">
+                {move || match lang.get() {
+                    Lang::Es => goal.name_es,
+                    Lang::En => goal.name_en,
+                }}
+            </span>
+        </li>
+    }
+}
+
+#[component]
+fn RepoCards(repos: Vec<HubRepo>, is_dataset: bool) -> impl IntoView {
+    let strings = use_strings();
+    view! {
+        <ul class="cards">
+            {repos
+                .into_iter()
+                .map(|repo| {
+                    let url = if is_dataset { repo.dataset_url() } else { repo.model_url() };
+                    let action = move || {
+                        if is_dataset { strings().open_dataset } else { strings().open_model }
+                    };
+                    view! {
+                        <li class="card">
+                            <h3 class="card-title">
+                                <a href=url rel="noopener" aria-label=move || {
+                                    format!("{} {}", action(), repo.id.as_str())
+                                }>{repo.id.as_str().to_owned()}</a>
+                            </h3>
+                            <p>{repo.description}</p>
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+    }
+}
+
+#[component]
+fn Examples(examples: Vec<ChatExample>) -> impl IntoView {
+    let strings = use_strings();
+    view! {
+        <ul class="examples">
+            {examples
+                .into_iter()
+                .map(|example| {
+                    view! {
+                        <li class="example">
+                            <p class="example-question">{example.pregunta}</p>
+                            {example
+                                .contexto
+                                .map(|context| {
+                                    view! {
+                                        <p class="example-context">
+                                            <span class="label">{move || strings().context}": "</span>
+                                            {context}
+                                        </p>
+                                    }
+                                })}
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+    }
+}
+
+#[component]
+fn MemberCard(member: Member) -> impl IntoView {
+    let strings = use_strings();
+    let hub_url = member.hub_url();
+    let initial = member.name.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+    view! {
+        <li class="card member">
+            <span class="avatar" aria-hidden="true">{initial}</span>
+            <div>
+                <h3 class="card-title">{member.name}</h3>
+                <p class="role">{member.role}</p>
+                <ul class="links">
+                    <li>
+                        <a href=hub_url rel="noopener">
+                            <span class="visually-hidden">{move || strings().hub_profile}" "</span>
+                            "@"{member.hub.as_str().to_owned()}
+                        </a>
+                    </li>
+                    {member
+                        .links
+                        .into_iter()
+                        .map(|link| {
+                            let label = link_label(link.as_str());
+                            view! {
+                                <li>
+                                    <a href=link.as_str().to_owned() rel="noopener">{label}</a>
+                                </li>
+                            }
+                        })
+                        .collect_view()}
+                </ul>
+            </div>
+        </li>
+    }
+}
+
+/// A short, readable label for a personal link: its host and path without the scheme.
+fn link_label(link: &str) -> String {
+    let without_scheme = link.split_once("://").map_or(link, |(_, rest)| rest);
+    without_scheme.trim_end_matches('/').trim_start_matches("www.").to_owned()
+}

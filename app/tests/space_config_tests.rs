@@ -1,0 +1,157 @@
+//! Every way a team can get `space.toml` wrong gets a message naming the file, line, column,
+//! key, what was found and what is allowed.
+
+use app::space::{SpaceError, load, parse};
+
+const VALID: &str = r#"
+[project]
+title = "Proyecto"
+summary = "Resumen"
+motivation = "Motivación"
+impact = "Impacto"
+future = ["Idea"]
+ods = [4, 10]
+languages = ["es", "es_mx"]
+license = "apache-2.0"
+
+[[team]]
+name = "Tu nombre"
+hub = "tu-usuario"
+role = "Rol"
+
+[[datasets]]
+id = "tu-organizacion/corpus"
+description = "Corpus"
+
+[[models]]
+id = "tu-organizacion/modelo"
+description = "Modelo"
+"#;
+
+fn error_for(text: &str) -> String {
+    match parse(text, "space.toml") {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+fn invalid_for(text: &str) -> app::space::InvalidSpace {
+    match parse(text, "space.toml") {
+        Err(SpaceError::Invalid(invalid)) => *invalid,
+        other => panic!("expected an invalid-space error, got {other:?}"),
+    }
+}
+
+fn assert_contains(message: &str, expected: &[&str]) {
+    for part in expected {
+        assert!(message.contains(part), "missing {part:?} in:\n{message}");
+    }
+}
+
+#[test]
+fn valid_text_and_shipped_file_parse() {
+    let space = parse(VALID, "space.toml").unwrap();
+    assert_eq!(space.project.title, "Proyecto");
+    assert_eq!(space.project.ods.iter().map(|n| n.goal().number).collect::<Vec<_>>(), [4, 10]);
+    assert!(space.examples.is_empty());
+
+    let shipped = load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../space.toml")).unwrap();
+    assert!(!shipped.team.is_empty() && !shipped.examples.is_empty());
+}
+
+#[test]
+fn ods_outside_one_to_seventeen() {
+    let text = VALID.replace("ods = [4, 10]", "ods = [4, 18]");
+    let invalid = invalid_for(&text);
+    // toml reports the array's position; the key's index names the element.
+    assert_eq!((invalid.line, invalid.column), (8, 7));
+    assert_eq!(invalid.key, "project.ods[1]");
+    let message = invalid.to_string();
+    assert_contains(&message, &["space.toml:8:7", "key `project.ods[1]`", "found 18", "from 1 to 17", "ods = [4, 18]"]);
+
+    assert_contains(&error_for(&VALID.replace("ods = [4, 10]", "ods = [0]")), &["found 0"]);
+    assert_contains(&error_for(&VALID.replace("ods = [4, 10]", "ods = []")), &["project.ods", "empty list"]);
+}
+
+#[test]
+fn unknown_idioma_code_suggests_the_closest() {
+    let text = VALID.replace(r#"["es", "es_mx"]"#, r#"["es", "es-mx"]"#);
+    let message = error_for(&text);
+    assert_contains(
+        &message,
+        &["space.toml:9:", "key `project.languages[1]`", r#"found "es-mx""#, r#"did you mean "es_mx"?"#, "allowed: es, es_ar", "eu, gl"],
+    );
+}
+
+#[test]
+fn missing_title() {
+    let text = VALID.replace("title = \"Proyecto\"\n", "");
+    let invalid = invalid_for(&text);
+    assert_eq!(invalid.key, "project.title");
+    assert_contains(&invalid.to_string(), &["space.toml:", "missing key `title` in [project]"]);
+}
+
+#[test]
+fn blank_title() {
+    let message = error_for(&VALID.replace("title = \"Proyecto\"", "title = \"  \""));
+    assert_contains(&message, &["space.toml:3:", "key `project.title`", "found an empty text"]);
+}
+
+#[test]
+fn malformed_hub_ids() {
+    let message = error_for(&VALID.replace("tu-organizacion/corpus", "corpus"));
+    assert_contains(&message, &["space.toml:18:", "key `datasets[0].id`", r#"found "corpus""#, "`owner/name`"]);
+
+    let message = error_for(&VALID.replace("tu-organizacion/modelo", "https://huggingface.co/x/y"));
+    assert_contains(&message, &["key `models[0].id`", "found \"https://huggingface.co/x/y\""]);
+
+    let message = error_for(&VALID.replace("hub = \"tu-usuario\"", "hub = \"@tu usuario\""));
+    assert_contains(&message, &["key `team[0].hub`", "Hugging Face username"]);
+}
+
+#[test]
+fn unknown_key_with_did_you_mean() {
+    let invalid = invalid_for(&VALID.replace("summary =", "sumary ="));
+    assert_eq!((invalid.line, invalid.column), (4, 1));
+    assert_eq!(invalid.key, "project.sumary");
+    assert_contains(
+        &invalid.to_string(),
+        &["space.toml:4:1", "unknown key `sumary` in [project]", "did you mean `summary`?", "allowed: title, summary"],
+    );
+
+    let message = error_for(&VALID.replace("[[datasets]]", "[[dataset]]"));
+    assert_contains(&message, &["unknown key `dataset` in the top level", "did you mean `datasets`?"]);
+}
+
+#[test]
+fn unknown_license_and_bad_link() {
+    let message = error_for(&VALID.replace("apache-2.0", "apache2"));
+    assert_contains(&message, &["key `project.license`", r#"found "apache2""#, r#"did you mean "apache-2.0"?"#]);
+
+    let message = error_for(&VALID.replace("role = \"Rol\"", "role = \"Rol\"\nlinks = [\"javascript:alert(1)\"]"));
+    assert_contains(&message, &["key `team[0].links[0]`", "http(s) address"]);
+}
+
+#[test]
+fn empty_team_and_toml_syntax() {
+    let text = VALID.replace("[[team]]\nname = \"Tu nombre\"\nhub = \"tu-usuario\"\nrole = \"Rol\"\n", "team = []\n");
+    // `team = []` after [project] would belong to it; put it before.
+    let text = format!("team = []\n{}", text.replacen("team = []\n", "", 1));
+    assert_contains(&error_for(&text), &["key `team`", "empty list"]);
+
+    let message = error_for(&VALID.replace("ods = [4, 10]", "ods = [4, 10"));
+    assert_contains(&message, &["space.toml:9:1", "key `(TOML syntax)`", "missing comma"]);
+}
+
+#[test]
+fn unreadable_file_says_how_to_point_at_one() {
+    let error = load(std::path::Path::new("/nonexistent/space.toml")).unwrap_err();
+    assert_contains(&error.to_string(), &["/nonexistent/space.toml", "--config FILE"]);
+}
+
+#[test]
+fn model_and_user_text_is_kept_verbatim() {
+    let text = VALID.replace("Resumen", "<script>alert('x')</script>");
+    let space = parse(&text, "space.toml").unwrap();
+    assert_eq!(space.project.summary, "<script>alert('x')</script>");
+}

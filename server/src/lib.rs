@@ -1,0 +1,45 @@
+//! Vitrina's server: an axum application that renders the Leptos pages of `app` with the team's
+//! `space.toml`, answers their server functions and serves the browser bundles built by
+//! `cargo xtask` (hydration wasm, styles) from the site folder.
+
+use std::sync::Arc;
+
+use app::space::Space;
+use app::{App, shell};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::routing::post;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, file_and_error_handler, generate_route_list, handle_server_fns_with_context};
+use tower_http::compression::CompressionLayer;
+
+/// The whole HTTP application for one team's Space.
+pub fn router(space: Space, options: LeptosOptions) -> Router {
+    let space = Arc::new(space);
+    let provide_space = move || provide_context(Arc::clone(&space));
+    let routes = generate_route_list(App);
+    let server_fns = {
+        let provide_space = provide_space.clone();
+        move |request: Request<Body>| handle_server_fns_with_context(provide_space.clone(), request)
+    };
+    Router::new()
+        .route("/api/{*fn_name}", post(server_fns))
+        .leptos_routes_with_context(&options, routes, provide_space, {
+            let options = options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(file_and_error_handler(shell))
+        .layer(CompressionLayer::new())
+        .with_state(options)
+}
+
+/// Leptos settings for a site folder laid out by `cargo xtask` (`pkg/` holds the wasm).
+pub fn leptos_options(site_root: &str, address: std::net::SocketAddr) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("vitrina")
+        .site_root(site_root)
+        .site_pkg_dir("pkg")
+        .site_addr(address)
+        .build()
+}

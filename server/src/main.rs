@@ -1,0 +1,81 @@
+//! `vitrina`: serves one team's demo Space.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "vitrina", about = "Serve a #Somos600M team's demo Space")]
+struct Cli {
+    /// The team's Space description.
+    #[arg(long, default_value = "space.toml")]
+    config: PathBuf,
+    /// Address to listen on; use 0.0.0.0 inside a container.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    #[arg(long, env = "PORT", default_value_t = 7860)]
+    port: u16,
+    /// Folder with the built browser bundles and static files (made by `cargo xtask`).
+    #[arg(long, env = "VITRINA_SITE_ROOT", default_value = "target/site")]
+    site_root: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let cli = Cli::parse();
+
+    let space = match app::space::load(&cli.config) {
+        Ok(space) => space,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if !std::path::Path::new(&cli.site_root).join("pkg").is_dir() {
+        tracing::warn!(
+            site_root = %cli.site_root,
+            "no browser bundle found: pages render but will not hydrate; build it with `cargo xtask run`"
+        );
+    }
+
+    let address = SocketAddr::new(cli.host, cli.port);
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("error: cannot listen on {address}: {error}. Choose another port with --port N or PORT=N.");
+            return ExitCode::from(2);
+        }
+    };
+    let options = server::leptos_options(&cli.site_root, address);
+    let app = server::router(space, options);
+    tracing::info!("Vitrina listening on http://{address}");
+    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+        eprintln!("error: server stopped: {error}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
