@@ -1,1 +1,115 @@
-fn main() {}
+//! `cargo xtask`: the two commands a newcomer needs, and the steps behind them.
+//!
+//! - `cargo xtask run`: installs what is missing, builds the browser bundle and the server,
+//!   and serves the demo on http://127.0.0.1:7860.
+//! - `cargo xtask test`: installs what is missing, builds everything and runs every test
+//!   (unit, integration, wasm builds, end-to-end in headless Chromium).
+//!
+//! Every install step checks first and is skipped when the tool is already there, so a second
+//! run starts building within seconds.
+
+mod e2e;
+mod process;
+mod site;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::process::{cargo, run};
+use crate::toolchain::Needs;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Set up, build, run and test Vitrina")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing: wasm32 target, wasm-bindgen-cli, wasm-opt, Chromium, test deps.
+    Setup,
+    /// Build the browser bundle (target/site) and the release server.
+    Build,
+    /// Build, then serve the demo (default http://127.0.0.1:7860).
+    Run {
+        #[arg(long, env = "PORT", default_value_t = 7860)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The team's Space description.
+        #[arg(long, default_value = "space.toml")]
+        config: PathBuf,
+    },
+    /// Build everything and run every test.
+    Test,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = std::env::set_current_dir(workspace_root()).map_err(anyhow::Error::from).and_then(|()| dispatch(cli.command)) {
+        eprintln!("xtask: error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Setup => toolchain::ensure(Needs::everything()).map(drop),
+        Command::Build => {
+            let tools = toolchain::ensure(Needs::to_serve())?;
+            site::build(&tools)?;
+            build_release_server()
+        }
+        Command::Run { port, host, config } => {
+            let tools = toolchain::ensure(Needs::to_serve())?;
+            site::build(&tools)?;
+            build_release_server()?;
+            let mut server = std::process::Command::new(Path::new("target/release").join(SERVER_BINARY));
+            server.arg("--config").arg(&config).args(["--host", &host, "--port", &port.to_string()]);
+            server.args(["--site-root", site::SITE_ROOT]);
+            run(&mut server)
+        }
+        Command::Test => test(),
+    }
+}
+
+/// The server's executable name (the `server` crate's `[[bin]]`).
+pub const SERVER_BINARY: &str = "vitrina";
+
+fn build_release_server() -> Result<()> {
+    step("server (release)", || run(cargo().args(["build", "--release", "-p", "server", "--bin", SERVER_BINARY])))
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    let tools = toolchain::ensure(Needs::everything())?;
+    site::build(&tools)?;
+    step("engine and worker for wasm32", || {
+        run(tools.wasm_cargo("build").args(["-p", "engine", "-p", "worker", "--lib"]))
+    })?;
+    step("unit and integration tests", || run(cargo().args(["test", "--workspace", "--no-fail-fast"])))?;
+    step("end-to-end tests (headless Chromium)", || e2e::run_tests(&tools))?;
+    println!("xtask: all tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Runs one named build step and says how long it took.
+pub fn step<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    println!("xtask: ▶ {name}");
+    let started = Instant::now();
+    let result = work();
+    match &result {
+        Ok(_) => println!("xtask: ✔ {name} ({:.1?})", started.elapsed()),
+        Err(_) => println!("xtask: ✘ {name} ({:.1?})", started.elapsed()),
+    }
+    result
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}

@@ -140,7 +140,7 @@ fn OdsBadge(number: OdsNumber) -> impl IntoView {
     let strings = use_strings();
     let lang = expect_context::<RwSignal<Lang>>();
     let goal = number.goal();
-    let style = format!("--ods-color: {}; --ods-text: {};", goal.color, goal.text_color());
+    let style = format!("--ods-color: {}; --ods-text: {}", goal.color, goal.text_color());
     view! {
         <li class="ods" style=style>
             <span class="ods-number">

@@ -1,0 +1,123 @@
+// The project page in a real browser against the real server (started by `cargo xtask test`,
+// which passes VITRINA_URL and CHROMIUM_PATH).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const baseUrl = process.env.VITRINA_URL;
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const artifacts = new URL('./artifacts/', import.meta.url).pathname;
+
+let browser;
+
+before(async () => {
+  assert.ok(baseUrl, 'VITRINA_URL is not set: run these tests with `cargo xtask test`');
+  mkdirSync(artifacts, { recursive: true });
+  browser = await chromium.launch({
+    executablePath,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/** A fresh page that records every console error and uncaught exception. */
+async function openPage(options = {}) {
+  const context = await browser.newContext(options);
+  const page = await context.newPage();
+  const errors = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => errors.push(`exception: ${error.message}`));
+  return { context, page, errors };
+}
+
+async function hydrated(page) {
+  await page.goto(baseUrl);
+  await page.waitForSelector('html[data-hydrated="true"]', { timeout: 30_000 });
+}
+
+test('the page hydrates and the language switch changes text in place, and is remembered', async () => {
+  const { context, page, errors } = await openPage();
+  await hydrated(page);
+  await page.screenshot({ path: `${artifacts}desktop-es.png`, fullPage: true });
+
+  const heading = page.locator('#motivacion-titulo');
+  assert.equal(await heading.textContent(), 'Motivación');
+  assert.equal(await page.getAttribute('html', 'lang'), 'es');
+  assert.ok(await page.locator('.ods-name', { hasText: 'Educación de calidad' }).count() > 0);
+
+  // A full page load would wipe this marker and count a navigation.
+  await page.evaluate(() => { window.__sameDocument = true; });
+  let navigations = 0;
+  page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations += 1; });
+
+  await page.click('button.lang-switch');
+  await page.waitForFunction(() => document.querySelector('#motivacion-titulo')?.textContent === 'Motivation');
+  assert.equal(await page.getAttribute('html', 'lang'), 'en');
+  assert.ok(await page.locator('.ods-name', { hasText: 'Quality Education' }).count() > 0);
+  assert.equal(await page.locator('button.lang-switch').textContent(), 'Español');
+  assert.equal(await page.evaluate(() => window.__sameDocument), true);
+  assert.equal(navigations, 0);
+  await page.screenshot({ path: `${artifacts}desktop-en.png`, fullPage: true });
+
+  // The server renders the remembered language itself, so the first paint is already English.
+  const html = await page.evaluate(async () => (await fetch('/')).text());
+  assert.match(html, /id="motivacion-titulo"[^>]*>Motivation</);
+  await page.reload();
+  await page.waitForSelector('html[data-hydrated="true"]');
+  assert.equal(await heading.textContent(), 'Motivation');
+
+  await page.click('button.lang-switch');
+  await page.waitForFunction(() => document.querySelector('#motivacion-titulo')?.textContent === 'Motivación');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('everything is reachable from the keyboard', async () => {
+  const { context, page, errors } = await openPage();
+  await hydrated(page);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip-link');
+  // Skip link, brand, then the language switch.
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.className), 'lang-switch');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.documentElement.lang === 'en');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.documentElement.lang === 'es');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a 360 px phone shows the page without sideways scrolling', async () => {
+  const { context, page, errors } = await openPage({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+  await hydrated(page);
+  const widths = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
+  assert.ok(widths.scroll <= widths.client, `page is ${widths.scroll}px wide in a ${widths.client}px screen`);
+  await page.screenshot({ path: `${artifacts}phone-es.png`, fullPage: true });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('without JavaScript the whole sheet is already there', async () => {
+  const { context, page } = await openPage({ javaScriptEnabled: false });
+  await page.goto(baseUrl);
+  // Playwright's locators need page scripts; the parsed document is what a visitor gets.
+  const dom = await page.content();
+  assert.match(dom, /<h1>[^<]+<\/h1>/);
+  assert.match(dom, /id="motivacion"[^>]*>.*?<p>[^<]+<\/p>/s);
+  assert.match(dom, /href="https:\/\/huggingface\.co\/datasets\/[^"]+"/);
+  assert.match(dom, /class="card member"/);
+  assert.doesNotMatch(dom, /data-hydrated/);
+  await page.screenshot({ path: `${artifacts}no-javascript.png` });
+  await context.close();
+});

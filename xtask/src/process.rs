@@ -1,0 +1,34 @@
+//! Running commands loudly: every command is printed before it runs.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// `cargo` as invoked by the user (the same toolchain that runs this xtask).
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+pub fn run(command: &mut Command) -> Result<()> {
+    println!("xtask: $ {}", describe(command));
+    let status = command.status().with_context(|| format!("cannot start `{}`", describe(command)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", describe(command));
+    }
+    Ok(())
+}
+
+/// Runs quietly and returns stdout, or `None` when the program is missing or fails.
+pub fn output(command: &mut Command) -> Option<String> {
+    let output = command.output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+pub fn describe(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for argument in command.get_args() {
+        text.push(' ');
+        text.push_str(&argument.to_string_lossy());
+    }
+    text
+}

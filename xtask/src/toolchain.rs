@@ -1,0 +1,250 @@
+//! Finds, or installs, everything Vitrina's build and tests need beyond the base Rust
+//! toolchain. Each check is cheap; each install runs only when its check fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::{cargo, output, run};
+
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// npm's binaryen: Debian's wasm-opt (v108) corrupts wasm-bindgen's externref table.
+const BINARYEN_VERSION: &str = "132.0.0";
+/// The toolchain name under which Debian's compiler is linked when rustup cannot download std.
+const DEBIAN_TOOLCHAIN: &str = "debweb";
+const RUSTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Clone, Copy)]
+pub struct Needs {
+    browser_tests: bool,
+}
+
+impl Needs {
+    pub fn to_serve() -> Self {
+        Self { browser_tests: false }
+    }
+
+    pub fn everything() -> Self {
+        Self { browser_tests: true }
+    }
+}
+
+/// How wasm32 code gets compiled on this machine.
+enum WasmRoute {
+    /// rustup's prebuilt std for the target.
+    Rustup,
+    /// Debian's rustc with std rebuilt from source (`-Zbuild-std`), for machines where rustup
+    /// cannot download.
+    DebianBuildStd,
+}
+
+pub struct Tools {
+    wasm_route: WasmRoute,
+    pub wasm_bindgen: PathBuf,
+    pub wasm_opt: PathBuf,
+    pub chromium: Option<PathBuf>,
+}
+
+impl Tools {
+    /// `cargo <subcommand>` set up for the browser bundles: wasm32, `wasm-release` profile.
+    pub fn wasm_cargo(&self, subcommand: &str) -> Command {
+        let common = [subcommand, "--target", WASM_TARGET, "--profile", "wasm-release"];
+        match self.wasm_route {
+            WasmRoute::Rustup => {
+                let mut command = cargo();
+                command.args(common);
+                command
+            }
+            WasmRoute::DebianBuildStd => {
+                let mut command = Command::new("rustup");
+                command.args(["run", DEBIAN_TOOLCHAIN, "cargo"]).args(common);
+                command.arg("-Zbuild-std=std,panic_abort");
+                command.env("RUSTC_BOOTSTRAP", "1");
+                command.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", "wasm-ld-19");
+                command.env_remove("RUSTUP_TOOLCHAIN").env_remove("RUSTC");
+                command
+            }
+        }
+    }
+}
+
+pub fn ensure(needs: Needs) -> Result<Tools> {
+    crate::step("toolchain check", || {
+        let wasm_route = ensure_wasm_target()?;
+        let wasm_bindgen = ensure_wasm_bindgen()?;
+        let wasm_opt = ensure_wasm_opt()?;
+        let chromium = if needs.browser_tests {
+            let chromium = ensure_chromium()?;
+            ensure_e2e_packages()?;
+            Some(chromium)
+        } else {
+            None
+        };
+        Ok(Tools { wasm_route, wasm_bindgen, wasm_opt, chromium })
+    })
+}
+
+fn ensure_wasm_target() -> Result<WasmRoute> {
+    if rustup_has_wasm_std() {
+        return Ok(WasmRoute::Rustup);
+    }
+    println!("xtask: installing the {WASM_TARGET} target with rustup (timeout {RUSTUP_TIMEOUT:?})");
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", WASM_TARGET]);
+    match run_with_timeout(&mut add, RUSTUP_TIMEOUT) {
+        Ok(()) if rustup_has_wasm_std() => return Ok(WasmRoute::Rustup),
+        Ok(()) => println!("xtask: rustup finished but the {WASM_TARGET} std is still missing"),
+        Err(error) => println!("xtask: rustup could not add {WASM_TARGET}: {error:#}"),
+    }
+    println!("xtask: falling back to Debian's compiler and building std for {WASM_TARGET} from source");
+    if !Path::new("/usr/lib/rustlib/src/rust/library").is_dir() || output(Command::new("wasm-ld-19").arg("--version")).is_none() {
+        apt_install(&["rustc-web", "cargo-web", "rust-web-src", "lld-19"])?;
+    }
+    let linked = output(Command::new("rustup").args(["toolchain", "list"]))
+        .is_some_and(|list| list.lines().any(|line| line.starts_with(DEBIAN_TOOLCHAIN)));
+    if !linked {
+        run(Command::new("rustup").args(["toolchain", "link", DEBIAN_TOOLCHAIN, "/usr"]))?;
+    }
+    Ok(WasmRoute::DebianBuildStd)
+}
+
+fn rustup_has_wasm_std() -> bool {
+    output(Command::new("rustc").args(["--print", "target-libdir", "--target", WASM_TARGET]))
+        .map(|dir| PathBuf::from(dir.trim()))
+        .is_some_and(|dir| dir.read_dir().is_ok_and(|mut entries| entries.next().is_some()))
+}
+
+/// wasm-bindgen's CLI must be exactly the version of the `wasm-bindgen` crate in Cargo.lock,
+/// or the generated JS does not match the wasm.
+fn ensure_wasm_bindgen() -> Result<PathBuf> {
+    let wanted = locked_version("wasm-bindgen")?;
+    let installed = output(Command::new("wasm-bindgen").arg("--version"));
+    if installed.as_deref().map(str::trim) == Some(format!("wasm-bindgen {wanted}").as_str()) {
+        return Ok(PathBuf::from("wasm-bindgen"));
+    }
+    println!(
+        "xtask: installing wasm-bindgen-cli {wanted} (found {}); this compiles for several minutes, once",
+        installed.as_deref().map_or("none", str::trim)
+    );
+    // Without --locked: its own lockfile pins a crate version the registry no longer has.
+    run(cargo().args(["install", "wasm-bindgen-cli", "--version", &wanted]))?;
+    Ok(PathBuf::from("wasm-bindgen"))
+}
+
+/// The version of `package` that Cargo.lock pins.
+pub fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string("Cargo.lock").context("cannot read Cargo.lock")?;
+    let header = format!("name = \"{package}\"\n");
+    let after = lock.split("[[package]]\n").find_map(|entry| entry.strip_prefix(&header));
+    after
+        .and_then(|rest| rest.lines().next()?.strip_prefix("version = \"")?.strip_suffix('"'))
+        .map(str::to_owned)
+        .with_context(|| format!("Cargo.lock has no `{package}` package"))
+}
+
+fn ensure_wasm_opt() -> Result<PathBuf> {
+    let prefix = cache_dir().join(format!("binaryen-{BINARYEN_VERSION}"));
+    let wasm_opt = prefix.join("node_modules/.bin/wasm-opt");
+    if output(Command::new(&wasm_opt).arg("--version")).is_some() {
+        return Ok(wasm_opt);
+    }
+    ensure_npm()?;
+    println!("xtask: installing wasm-opt (npm binaryen {BINARYEN_VERSION}) into {}", prefix.display());
+    std::fs::create_dir_all(&prefix)?;
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&prefix)
+        .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
+    if output(Command::new(&wasm_opt).arg("--version")).is_none() {
+        bail!("{} does not run after installing binaryen", wasm_opt.display());
+    }
+    Ok(wasm_opt)
+}
+
+fn ensure_chromium() -> Result<PathBuf> {
+    let installed = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|path| path.exists());
+    if let Some(path) = installed {
+        return Ok(path);
+    }
+    apt_install(&["chromium"])?;
+    Ok(PathBuf::from("/usr/bin/chromium"))
+}
+
+/// The end-to-end tests' own npm packages (playwright-core, which drives the system Chromium).
+fn ensure_e2e_packages() -> Result<()> {
+    if Path::new("tests/e2e/node_modules/playwright-core/package.json").exists() {
+        return Ok(());
+    }
+    ensure_npm()?;
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix", "tests/e2e"]))
+}
+
+fn ensure_npm() -> Result<()> {
+    if output(Command::new("npm").arg("--version")).is_some() {
+        return Ok(());
+    }
+    apt_install(&["nodejs", "npm"])
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let is_root = output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
+    if !is_root {
+        bail!("missing system packages; install them with: sudo apt-get install -y {}", packages.join(" "));
+    }
+    let install = || {
+        let mut command = Command::new("apt-get");
+        command.args(["install", "-y"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut command)
+    };
+    if install().is_ok() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update"))?;
+    install()
+}
+
+/// Tools installed outside the clone, so a fresh clone reuses them.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VITRINA_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("target"));
+    base.join("vitrina")
+}
+
+fn run_with_timeout(command: &mut Command, timeout: Duration) -> Result<()> {
+    let mut child = command.spawn().with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            bail!("exited with {status}");
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("no answer after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_locked_wasm_bindgen_version() {
+        std::env::set_current_dir(crate::workspace_root()).unwrap();
+        let version = locked_version("wasm-bindgen").unwrap();
+        assert!(version.starts_with("0.2."), "{version}");
+        assert!(locked_version("no-such-package").is_err());
+    }
+}
