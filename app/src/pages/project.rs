@@ -146,7 +146,7 @@ fn OdsBadge(number: OdsNumber) -> impl IntoView {
             <span class="ods-number">
                 <span class="ods-prefix">{move || strings().ods_prefix}</span>
                 " "
-                {goal.number}
+                <span class="ods-digits">{goal.number}</span>
             </span>
             <span class="ods-name">
                 {move || match lang.get() {

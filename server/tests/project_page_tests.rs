@@ -1,0 +1,113 @@
+//! The project page as the server renders it: everything from space.toml is in the HTML before
+//! any JavaScript runs, and what teams write is escaped.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use app::space::{Space, load, parse};
+
+/// One runtime for every test: Leptos registers its task spawner once per process, so tests on
+/// separate runtimes could leave a render task on a runtime that has already stopped.
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+    std::sync::LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
+
+fn shipped_space() -> Space {
+    load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../space.toml")).unwrap()
+}
+
+fn get(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
+    RUNTIME.block_on(get_async(space, path, cookie))
+}
+
+async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
+    let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
+    let router = server::router(space, options);
+    let mut request = Request::get(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Leptos writes text as HTML; compare with the same escaping.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[test]
+fn the_first_html_has_the_whole_project_sheet() {
+    let space = shipped_space();
+    let (status, html) = get(space.clone(), "/", None);
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.starts_with("<!DOCTYPE html><html lang=\"es\">"), "{}", &html[..80]);
+
+    let project = &space.project;
+    assert!(html.contains(&format!("<h1>{}</h1>", escaped(&project.title))));
+    for paragraph in app::space::paragraphs(&project.motivation).iter().chain(&app::space::paragraphs(&project.impact)) {
+        assert!(html.contains(&escaped(paragraph)), "missing paragraph {paragraph:?}");
+    }
+    for idea in &project.future {
+        assert!(html.contains(&escaped(idea)), "missing idea {idea:?}");
+    }
+    for number in &project.ods {
+        let goal = number.goal();
+        assert!(html.contains(&format!("<span class=\"ods-digits\">{}</span>", goal.number)), "missing ODS {}", goal.number);
+        assert!(html.contains(goal.name_es), "missing {}", goal.name_es);
+        assert!(html.contains(goal.color), "missing colour of ODS {}", goal.number);
+    }
+    for dataset in &space.datasets {
+        assert!(html.contains(&format!("href=\"https://huggingface.co/datasets/{}\"", dataset.id.as_str())));
+    }
+    for model in &space.models {
+        assert!(html.contains(&format!("href=\"https://huggingface.co/{}\"", model.id.as_str())));
+    }
+    for member in &space.team {
+        assert!(html.contains(&escaped(&member.name)), "missing member {}", member.name);
+        assert!(html.contains(&escaped(&member.role)));
+        assert!(html.contains(&format!("href=\"https://huggingface.co/{}\"", member.hub.as_str())));
+    }
+    for code in &project.languages {
+        assert!(html.contains(code.variety().name_es));
+    }
+}
+
+#[test]
+fn every_ods_is_rendered_with_its_spanish_name() {
+    let all_goals: Vec<String> = (1..=17).map(|n| n.to_string()).collect();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../space.toml"))
+        .unwrap()
+        .replace("ods = [4, 10]", &format!("ods = [{}]", all_goals.join(", ")));
+    let (_, html) = get(parse(&text, "space.toml").unwrap(), "/", None);
+    for goal in &app::ods::GOALS {
+        assert!(html.contains(&format!("<span class=\"ods-digits\">{}</span></span><span class=\"ods-name\">{}</span>", goal.number, goal.name_es)), "ODS {}", goal.number);
+    }
+}
+
+#[test]
+fn the_remembered_language_is_rendered_by_the_server() {
+    let (_, html) = get(shipped_space(), "/", Some("vitrina_lang=en"));
+    assert!(html.starts_with("<!DOCTYPE html><html lang=\"en\">"));
+    assert!(html.contains(">Motivation</h2>"));
+    assert!(html.contains("Quality Education"));
+}
+
+#[test]
+fn team_text_is_escaped() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../space.toml"))
+        .unwrap()
+        .replace("name = \"Tu nombre\"", "name = \"<img src=x onerror=alert(1)>\"");
+    let (_, html) = get(parse(&text, "space.toml").unwrap(), "/", None);
+    assert!(!html.contains("<img src=x"));
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+}
+
+#[test]
+fn unknown_pages_are_404() {
+    let (status, _) = get(shipped_space(), "/no-existe", None);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
