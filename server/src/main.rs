@@ -14,7 +14,7 @@ struct Cli {
     #[arg(long, default_value = "space.toml")]
     config: PathBuf,
     /// Address to listen on; use 0.0.0.0 inside a container.
-    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "VITRINA_HOST", default_value = "127.0.0.1")]
     host: std::net::IpAddr,
     #[arg(long, env = "PORT", default_value_t = 7860)]
     port: u16,
