@@ -90,6 +90,10 @@ fn ensure_wasm_target() -> Result<WasmRoute> {
     if rustup_has_wasm_std() {
         return Ok(WasmRoute::Rustup);
     }
+    // A machine that already took the fallback once goes straight to it.
+    if debian_route_ready() {
+        return Ok(WasmRoute::DebianBuildStd);
+    }
     println!("xtask: installing the {WASM_TARGET} target with rustup (timeout {RUSTUP_TIMEOUT:?})");
     let mut add = Command::new("rustup");
     add.args(["target", "add", WASM_TARGET]);
@@ -99,15 +103,26 @@ fn ensure_wasm_target() -> Result<WasmRoute> {
         Err(error) => println!("xtask: rustup could not add {WASM_TARGET}: {error:#}"),
     }
     println!("xtask: falling back to Debian's compiler and building std for {WASM_TARGET} from source");
-    if !Path::new("/usr/lib/rustlib/src/rust/library").is_dir() || output(Command::new("wasm-ld-19").arg("--version")).is_none() {
+    if !debian_packages_present() {
         apt_install(&["rustc-web", "cargo-web", "rust-web-src", "lld-19"])?;
     }
-    let linked = output(Command::new("rustup").args(["toolchain", "list"]))
-        .is_some_and(|list| list.lines().any(|line| line.starts_with(DEBIAN_TOOLCHAIN)));
-    if !linked {
+    if !debian_toolchain_linked() {
         run(Command::new("rustup").args(["toolchain", "link", DEBIAN_TOOLCHAIN, "/usr"]))?;
     }
     Ok(WasmRoute::DebianBuildStd)
+}
+
+fn debian_route_ready() -> bool {
+    debian_packages_present() && debian_toolchain_linked()
+}
+
+fn debian_packages_present() -> bool {
+    Path::new("/usr/lib/rustlib/src/rust/library").is_dir() && output(Command::new("wasm-ld-19").arg("--version")).is_some()
+}
+
+fn debian_toolchain_linked() -> bool {
+    output(Command::new("rustup").args(["toolchain", "list"]))
+        .is_some_and(|list| list.lines().any(|line| line.starts_with(DEBIAN_TOOLCHAIN)))
 }
 
 fn rustup_has_wasm_std() -> bool {
