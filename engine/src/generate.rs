@@ -19,11 +19,13 @@ pub struct GenerateParams {
     pub max_tokens: usize,
     /// Generation ends before any of these texts; they never reach the caller.
     pub stop: Vec<String>,
+    /// Keep going past end-of-turn tokens (benchmarks need a fixed number of tokens).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { sampling: SamplingParams::default(), max_tokens: 512, stop: Vec::new() }
+        Self { sampling: SamplingParams::default(), max_tokens: 512, stop: Vec::new(), ignore_eos: false }
     }
 }
 
@@ -66,8 +68,19 @@ pub enum Flow {
     Cancel,
 }
 
+/// What a loaded model is, for health checks, logs and benchmarks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// `general.architecture` as the GGUF writes it (`qwen2`, `llama`…).
+    pub architecture: String,
+    /// The quantisation of most of the weights (`Q4K`, `Q4_1`…).
+    pub quantization: String,
+    pub context_length: usize,
+}
+
 /// A model with everything needed to chat: tokenizer, template and stop tokens.
 pub struct ChatModel {
+    pub info: ModelInfo,
     pub model: Model,
     pub tokenizer: Tokenizer,
     template: ChatTemplate,
@@ -78,12 +91,12 @@ pub struct ChatModel {
 const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>"];
 
 impl ChatModel {
-    pub fn new(model: Model, tokenizer: Tokenizer, template: ChatTemplate, eos_id: Option<u32>) -> Self {
+    pub fn new(info: ModelInfo, model: Model, tokenizer: Tokenizer, template: ChatTemplate, eos_id: Option<u32>) -> Self {
         let mut stop_ids: Vec<u32> = END_OF_TURN_TOKENS.iter().filter_map(|token| tokenizer.token_id(token)).collect();
         stop_ids.extend(eos_id);
         stop_ids.sort_unstable();
         stop_ids.dedup();
-        Self { model, tokenizer, template, stop_ids }
+        Self { info, model, tokenizer, template, stop_ids }
     }
 
     pub fn prompt(&self, messages: &[ChatMessage]) -> Result<String> {
@@ -133,7 +146,7 @@ impl ChatModel {
             }
             let token = sampler.next_token(&logits, &generated)?;
             generated.push(token);
-            if self.stop_ids.contains(&token) {
+            if !params.ignore_eos && self.stop_ids.contains(&token) {
                 break FinishReason::Stop;
             }
             let piece = text_stream.push(&self.tokenizer, token)?;

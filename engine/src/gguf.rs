@@ -105,4 +105,13 @@ impl Gguf {
         let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
         values.iter().map(|value| value.to_i32().ok()).collect()
     }
+
+    pub fn f32_array(&self, key: &str) -> Option<Vec<f32>> {
+        let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
+        values.iter().map(|value| value.to_f32().ok()).collect()
+    }
+
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.content.metadata.get(key).and_then(|value| value.to_bool().ok())
+    }
 }

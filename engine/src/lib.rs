@@ -24,7 +24,7 @@ use std::io::{Read, Seek};
 pub use candle_core::Device;
 pub use chat::{ChatMessage, Role};
 pub use error::{EngineError, Result};
-pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, Usage};
+pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Usage};
 pub use gguf::{Architecture, Gguf};
 pub use model::Model;
 pub use sampling::SamplingParams;
@@ -32,7 +32,8 @@ pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;
 
 /// Loads a chat model from a GGUF stream. `tokenizer_json` replaces the GGUF's own tokenizer;
-/// `template` replaces the GGUF's chat template (ChatML when it has none).
+/// `template` replaces the GGUF's chat template (when it has none: Gemma's turns for Gemma,
+/// ChatML for the rest).
 pub fn load_chat_model<R: Read + Seek>(
     reader: &mut R,
     file: &str,
@@ -48,8 +49,14 @@ pub fn load_chat_model<R: Read + Seek>(
     let token_text = |key: &str| gguf.u32(key).and_then(|id| tokenizer.token(id)).unwrap_or_default();
     let (bos, eos) = (token_text("tokenizer.ggml.bos_token_id"), token_text("tokenizer.ggml.eos_token_id"));
     let eos_id = gguf.u32("tokenizer.ggml.eos_token_id");
-    let source = template.or(gguf.string("tokenizer.chat_template")).unwrap_or(template::CHATML).to_owned();
+    let fallback = if gguf.architecture == Architecture::Gemma { template::GEMMA } else { template::CHATML };
+    let source = template.or(gguf.string("tokenizer.chat_template")).unwrap_or(fallback).to_owned();
     let template = ChatTemplate::new(&source, &bos, &eos)?;
+    let info = ModelInfo {
+        architecture: gguf.architecture_name.clone(),
+        quantization: gguf.main_quantization(),
+        context_length: gguf.context_length(),
+    };
     let model = Model::load(gguf, reader, device)?;
-    Ok(ChatModel::new(model, tokenizer, template, eos_id))
+    Ok(ChatModel::new(info, model, tokenizer, template, eos_id))
 }

@@ -10,6 +10,9 @@ use crate::error::{EngineError, Result};
 /// (Qwen, SmolLM, many fine-tunes) were trained on.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+/// Gemma's turn format, for Gemma files that ship no template (base models).
+pub const GEMMA: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 pub struct ChatTemplate {
     environment: Environment<'static>,
     bos_token: String,
@@ -88,6 +91,23 @@ mod tests {
             template.render(&messages, true).unwrap(),
             "<|im_start|>system\nEres útil.<|im_end|>\n<|im_start|>user\n¿Hola?<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn gemma_fallback_renders_the_exact_prompt() {
+        let template = ChatTemplate::new(GEMMA, "<bos>", "<eos>").unwrap();
+        let messages = [
+            ChatMessage::new(Role::System, "Eres útil."),
+            ChatMessage::new(Role::User, " ¿Hola? "),
+            ChatMessage::new(Role::Assistant, "¡Hola!"),
+            ChatMessage::new(Role::User, "Adiós"),
+        ];
+        assert_eq!(
+            template.render(&messages, true).unwrap(),
+            "<bos><start_of_turn>user\nEres útil.\n\n¿Hola?<end_of_turn>\n<start_of_turn>model\n¡Hola!<end_of_turn>\n<start_of_turn>user\nAdiós<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let error = template.render(&[ChatMessage::new(Role::Assistant, "x")], true).unwrap_err().to_string();
+        assert!(error.contains("must alternate"), "{error}");
     }
 
     #[test]

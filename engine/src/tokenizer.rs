@@ -9,8 +9,104 @@ use crate::gguf::Gguf;
 /// files write them.
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-/// GGUF token types that are special (matched whole, never split): control and user-defined.
-const SPECIAL_TOKEN_TYPES: [i32; 2] = [3, 4];
+/// GGUF token types (llama.cpp's `llama_token_type`).
+const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
+
+/// Control and user-defined tokens, matched whole before the model splits text. Byte-level
+/// vocabularies mark both special; SentencePiece conversions only the control ones.
+fn added_tokens(tokens: &[String], token_types: &[i32], user_defined_are_special: bool) -> Vec<Value> {
+    token_types
+        .iter()
+        .enumerate()
+        .filter(|(_, kind)| matches!(**kind, CONTROL | USER_DEFINED))
+        .filter_map(|(id, kind)| tokens.get(id).map(|content| (id, content, *kind == CONTROL || user_defined_are_special)))
+        .map(|(id, content, special)| {
+            json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": special})
+        })
+        .collect()
+}
+
+fn byte_level_bpe(tokens: &[&str], merges: &[&str], token_types: &[i32], pre: &str) -> Value {
+    let tokens: Vec<String> = tokens.iter().map(|token| (*token).to_owned()).collect();
+    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(id, token)| (token.clone(), json!(id))).collect();
+    let merges: Vec<Value> = merges.iter().filter_map(|merge| merge.split_once(' ')).map(|(a, b)| json!([a, b])).collect();
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": use_regex});
+    let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+    let (normalizer, pre_tokenizer) = match pre {
+        "qwen2" => (json!({"type": "NFC"}), json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]})),
+        "llama-bpe" | "llama3" => (Value::Null, json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]})),
+        "smollm" => (Value::Null, json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})),
+        _ => (Value::Null, byte_level(true)),
+    };
+    json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": added_tokens(&tokens, token_types, true),
+        "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": null,
+        "decoder": byte_level(false),
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": merges,
+        },
+    })
+}
+
+/// A SentencePiece vocabulary as the equivalent BPE, the way Hugging Face converts it: every
+/// token that splits into two tokens yields a merge, ranked by the merged token's score.
+fn sentencepiece_bpe(tokens: &[&str], scores: &[f32], token_types: &[i32], unknown: Option<&str>, add_space_prefix: bool) -> Value {
+    // SentencePiece writes spaces as ▁; some GGUF files store whitespace-run tokens with
+    // literal spaces, which the normaliser would never produce.
+    let tokens: Vec<String> = tokens.iter().map(|token| token.replace(' ', "\u{2581}")).collect();
+    let ids: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(id, token)| (token.as_str(), id)).collect();
+    let mut merges: Vec<(f32, usize, usize)> = Vec::new();
+    for (id, token) in tokens.iter().enumerate() {
+        // SentencePiece scores user-defined pieces 0 (first to merge); GGUF files store -1000.
+        let score = if token_types.get(id) == Some(&USER_DEFINED) { 0.0 } else { scores.get(id).copied().unwrap_or(0.0) };
+        let mut local: Vec<(usize, usize)> = token
+            .char_indices()
+            .skip(1)
+            .filter_map(|(split, _)| Some((*ids.get(&token[..split])?, *ids.get(&token[split..])?)))
+            .collect();
+        local.sort_unstable();
+        merges.extend(local.into_iter().map(|(left, right)| (score, left, right)));
+    }
+    // Stable: equal scores keep vocabulary order, as the reference conversion does.
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let merges: Vec<Value> = merges.iter().map(|(_, left, right)| json!([tokens[*left], tokens[*right]])).collect();
+    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(id, token)| (token.clone(), json!(id))).collect();
+
+    let replace_spaces = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+    let (normalizer, decoder) = if add_space_prefix {
+        (
+            json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, replace_spaces]}),
+            json!({"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}),
+        )
+    } else {
+        (
+            replace_spaces,
+            json!({"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}]}),
+        )
+    };
+    json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": added_tokens(&tokens, token_types, false),
+        "normalizer": normalizer,
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": decoder,
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": unknown, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+            "vocab": vocab, "merges": merges,
+        },
+    })
+}
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
@@ -24,58 +120,31 @@ impl Tokenizer {
         Ok(Self { inner })
     }
 
-    /// From the GGUF's own vocabulary (`tokenizer.ggml.*`). Byte-level BPE (`gpt2`) files are
-    /// supported; SentencePiece-style (`llama`) files need a tokenizer.json for now.
+    /// From the GGUF's own vocabulary (`tokenizer.ggml.*`): byte-level BPE (`gpt2`: Qwen,
+    /// SmolLM, Llama 3…) or SentencePiece (`llama`: Gemma, Llama 2, Mistral…), rebuilt as the
+    /// equivalent Hugging Face tokenizer.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
-        let kind = gguf.string("tokenizer.ggml.model").unwrap_or("(none)");
-        if kind != "gpt2" {
-            return Err(EngineError::Tokenizer(format!(
-                "{}: building a tokenizer from GGUF metadata of type {kind:?} is not supported; supported: \"gpt2\" (byte-level BPE). Provide the model's tokenizer.json",
-                gguf.file
-            )));
-        }
-        let missing = |key: &str| EngineError::Metadata { file: gguf.file.clone(), key: key.into(), problem: "is missing or not a list of strings".into() };
+        let missing = |key: &str| EngineError::Metadata { file: gguf.file.clone(), key: key.into(), problem: "is missing or has the wrong type".into() };
         let tokens = gguf.string_array("tokenizer.ggml.tokens").ok_or_else(|| missing("tokenizer.ggml.tokens"))?;
-        let merges = gguf.string_array("tokenizer.ggml.merges").ok_or_else(|| missing("tokenizer.ggml.merges"))?;
         let token_types = gguf.i32_array("tokenizer.ggml.token_type").unwrap_or_default();
-
-        let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(id, token)| ((*token).to_owned(), json!(id))).collect();
-        let merges: Vec<Value> = merges.iter().filter_map(|merge| merge.split_once(' ')).map(|(a, b)| json!([a, b])).collect();
-        let added_tokens: Vec<Value> = token_types
-            .iter()
-            .enumerate()
-            .filter(|(_, kind)| SPECIAL_TOKEN_TYPES.contains(kind))
-            .filter_map(|(id, _)| tokens.get(id).map(|content| (id, content)))
-            .map(|(id, content)| {
-                json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true})
-            })
-            .collect();
-        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": use_regex});
-        let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
-        let (normalizer, pre_tokenizer) = match gguf.string("tokenizer.ggml.pre").unwrap_or("default") {
-            "qwen2" => (json!({"type": "NFC"}), json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]})),
-            "llama-bpe" | "llama3" => (Value::Null, json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]})),
-            "smollm" => (
-                Value::Null,
-                json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
-            ),
-            _ => (Value::Null, byte_level(true)),
+        let definition = match gguf.string("tokenizer.ggml.model").unwrap_or("(none)") {
+            "gpt2" => {
+                let merges = gguf.string_array("tokenizer.ggml.merges").ok_or_else(|| missing("tokenizer.ggml.merges"))?;
+                byte_level_bpe(&tokens, &merges, &token_types, gguf.string("tokenizer.ggml.pre").unwrap_or("default"))
+            }
+            "llama" => {
+                let scores = gguf.f32_array("tokenizer.ggml.scores").ok_or_else(|| missing("tokenizer.ggml.scores"))?;
+                let unknown = gguf.u32("tokenizer.ggml.unknown_token_id").and_then(|id| tokens.get(id as usize).copied());
+                let add_space_prefix = gguf.bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+                sentencepiece_bpe(&tokens, &scores, &token_types, unknown, add_space_prefix)
+            }
+            other => {
+                return Err(EngineError::Tokenizer(format!(
+                    "{}: GGUF tokenizer type {other:?} is not supported; supported: \"gpt2\" (byte-level BPE) and \"llama\" (SentencePiece). Provide the model's tokenizer.json",
+                    gguf.file
+                )));
+            }
         };
-        let definition = json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": added_tokens,
-            "normalizer": normalizer,
-            "pre_tokenizer": pre_tokenizer,
-            "post_processor": null,
-            "decoder": byte_level(false),
-            "model": {
-                "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
-                "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                "vocab": vocab, "merges": merges,
-            },
-        });
         Self::from_json(definition.to_string().as_bytes())
     }
 

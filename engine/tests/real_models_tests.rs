@@ -46,12 +46,44 @@ fn qwen_tokenizer_from_gguf_matches_the_reference_tokenizer_json() {
 }
 
 #[test]
+fn gemma_tokenizer_from_gguf_matches_the_reference_tokenizer_json() {
+    let gguf_path = fetch(&catalog::gemma3_270m());
+    let reference = Tokenizer::from_json(&std::fs::read(fetch(&catalog::gemma3_tokenizer_json())).unwrap()).unwrap();
+    let gguf = Gguf::read(&mut BufReader::new(File::open(&gguf_path).unwrap()), "gemma").unwrap();
+    let ours = Tokenizer::from_gguf(&gguf).unwrap();
+
+    let text = spanish_text();
+    let ids = ours.encode(&text).unwrap();
+    assert_eq!(ids, reference.encode(&text).unwrap());
+    assert_eq!(ours.decode(&ids).unwrap(), text);
+    let turn = "<start_of_turn>user\n¿Qué tal?<end_of_turn>\n";
+    assert_eq!(ours.encode(turn).unwrap(), reference.encode(turn).unwrap());
+    assert_eq!(ours.encode(turn).unwrap()[0], 105, "<start_of_turn> is one special token");
+}
+
+#[test]
+fn gemma_base_model_continues_a_text() {
+    let path = fetch(&catalog::gemma3_270m());
+    let mut reader = BufReader::new(File::open(&path).unwrap());
+    let mut model = load_chat_model(&mut reader, "gemma", None, None, &Device::Cpu).unwrap();
+    assert_eq!(model.info.architecture, "gemma3");
+    let mut prompt = vec![2];
+    prompt.extend(model.tokenizer.encode("La capital de Francia es").unwrap());
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 8, ..GenerateParams::default() };
+    let completion = model.generate_from_ids(&prompt, &params, &mut |_| Flow::Continue).unwrap();
+    // A base model continues rather than answers; a broken one emits noise, not Spanish words.
+    let words: Vec<String> = completion.text.to_lowercase().split_whitespace().map(str::to_owned).collect();
+    let spanish = ["la", "de", "el", "es", "una", "un", "en", "que", "y", "ciudad", "parís"];
+    assert!(words.len() >= 3 && words.iter().filter(|word| spanish.contains(&word.as_str())).count() >= 2, "continuation: {:?}", completion.text);
+}
+
+#[test]
 fn qwen_answers_paris_in_spanish() {
     let path = fetch(&catalog::qwen25_coder_05b());
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let mut model = load_chat_model(&mut reader, "qwen", None, None, &Device::Cpu).unwrap();
     let messages = [ChatMessage::new(Role::User, "¿Cuál es la capital de Francia? Responde en una frase.")];
-    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 24, stop: Vec::new() };
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 24, ..GenerateParams::default() };
     let mut streamed = String::new();
     let completion = model
         .generate(&messages, &params, &mut |delta| {
@@ -81,7 +113,7 @@ fn smollm2_generates_with_its_gguf_tokenizer_and_can_be_cancelled() {
     );
 
     let messages = [ChatMessage::new(Role::User, "What is the capital of France?")];
-    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 16, stop: Vec::new() };
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 16, ..GenerateParams::default() };
     let completion = model.generate(&messages, &params, &mut |_| Flow::Continue).unwrap();
     // At 135M parameters and Q4_1 the greedy answer wanders ("L" 24.9 against "The" 24.6 for
     // the first token); what matters here is real text, streamed from the GGUF's own tokenizer.
@@ -98,7 +130,7 @@ fn smollm2_generates_with_its_gguf_tokenizer_and_can_be_cancelled() {
     assert_eq!(cancelled.finish_reason, engine::FinishReason::Cancelled);
     assert!(cancelled.usage.completion_tokens <= 3, "{:?}", cancelled.usage);
 
-    let seeded = GenerateParams { sampling: SamplingParams { seed: 7, ..SamplingParams::default() }, max_tokens: 12, stop: Vec::new() };
+    let seeded = GenerateParams { sampling: SamplingParams { seed: 7, ..SamplingParams::default() }, max_tokens: 12, ..GenerateParams::default() };
     let first = model.generate(&messages, &seeded, &mut |_| Flow::Continue).unwrap();
     let second = model.generate(&messages, &seeded, &mut |_| Flow::Continue).unwrap();
     assert_eq!(first.text, second.text, "same seed, same answer");

@@ -47,6 +47,15 @@ enum Command {
     },
     /// Build everything and run every test.
     Test,
+    /// Measure the engine's prefill and decode speed; prints one JSON line per model.
+    Bench {
+        /// A catalog model (smollm2-135m, qwen2.5-0.5b); all of them when left out.
+        #[arg(long)]
+        model: Option<String>,
+        /// CPU threads for inference; all cores when left out.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() {
@@ -75,6 +84,7 @@ fn dispatch(command: Command) -> Result<()> {
             run(&mut server)
         }
         Command::Test => test(),
+        Command::Bench { model, threads } => bench(model, threads),
     }
 }
 
@@ -96,6 +106,20 @@ fn test() -> Result<()> {
     step("end-to-end tests (headless Chromium)", || e2e::run_tests(&tools))?;
     println!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The engine's benchmark, compiled for this CPU's own SIMD (AVX2/AVX-512 where present:
+/// candle's quantized kernels are several times slower without) in a target folder of its
+/// own, so the portable builds keep their cache.
+fn bench(model: Option<String>, threads: Option<usize>) -> Result<()> {
+    let mut command = cargo();
+    command.args(["run", "--release", "--target-dir", "target/native", "-p", "engine", "--example", "bench", "--"]);
+    command.args(model.iter().flat_map(|name| ["--model", name.as_str()]));
+    command.env("RUSTFLAGS", "-C target-cpu=native");
+    if let Some(threads) = threads {
+        command.env("RAYON_NUM_THREADS", threads.to_string());
+    }
+    run(&mut command)
 }
 
 /// Runs one named build step and says how long it took.

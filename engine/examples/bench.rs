@@ -1,0 +1,86 @@
+//! Prefill and decode speed of the engine on the catalog's real models, one JSON line each.
+//! Run through `cargo xtask bench`, which builds it for this CPU's SIMD.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::time::Instant;
+
+use engine::cache::{ModelCache, terminal_progress};
+use engine::{Device, Flow, GenerateParams, SamplingParams, catalog, load_chat_model};
+
+const PROMPT_TOKENS: usize = 512;
+const DECODE_TOKENS: usize = 128;
+
+fn main() {
+    let mut models: Vec<String> = Vec::new();
+    let mut arguments = std::env::args().skip(1);
+    while let Some(argument) = arguments.next() {
+        match argument.as_str() {
+            "--model" => models.extend(arguments.next()),
+            other => {
+                eprintln!("bench: unknown argument {other:?}; usage: bench [--model {}]", catalog::NAMES.join("|"));
+                std::process::exit(2);
+            }
+        }
+    }
+    if models.is_empty() {
+        models = catalog::NAMES.iter().map(|name| (*name).to_owned()).collect();
+    }
+    for name in models {
+        if let Err(error) = bench(&name) {
+            eprintln!("bench: {name}: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn bench(name: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let file = catalog::by_name(name).ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
+    let path = ModelCache::from_env().get(&file, &mut terminal_progress(name))?;
+
+    let started = Instant::now();
+    let mut reader = BufReader::new(File::open(&path)?);
+    let mut model = load_chat_model(&mut reader, &file.file_name, None, None, &Device::Cpu)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    let text = include_str!("../tests/data/texto_es.txt").repeat(4);
+    let mut prompt_ids = model.tokenizer.encode(&text)?;
+    prompt_ids.truncate(PROMPT_TOKENS);
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: DECODE_TOKENS, stop: Vec::new(), ignore_eos: true };
+    let completion = model.generate_from_ids(&prompt_ids, &params, &mut |_| Flow::Continue)?;
+
+    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse().ok()).unwrap_or_else(num_cpus);
+    println!(
+        "{}",
+        serde_json::json!({
+            "model": name,
+            "arch": model.info.architecture,
+            "quant": model.info.quantization,
+            "backend": "cpu",
+            "threads": threads,
+            "prompt_tokens": completion.usage.prompt_tokens,
+            "generated_tokens": completion.usage.completion_tokens,
+            "prefill_tok_s": round(completion.timings.prefill_tokens_per_second),
+            "decode_tok_s": round(completion.timings.decode_tokens_per_second),
+            "load_s": round(load_seconds),
+            "peak_rss_mb": peak_rss_mb(),
+        })
+    );
+    Ok(())
+}
+
+fn round(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), in MiB.
+fn peak_rss_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
