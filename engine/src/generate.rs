@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use crate::chat::ChatMessage;
+use crate::chat::{ChatMessage, Role};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
@@ -21,11 +21,24 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// Keep going past end-of-turn tokens (benchmarks need a fixed number of tokens).
     pub ignore_eos: bool,
+    pub overflow: Overflow,
+}
+
+/// What to do with a conversation longer than the context window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Refuse with [`EngineError::ContextOverflow`].
+    #[default]
+    Error,
+    /// Drop the oldest turns (never the system prompt nor the last message) until the prompt
+    /// leaves room for `max_tokens` (at most half the window).
+    DropOldestTurns,
 }
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { sampling: SamplingParams::default(), max_tokens: 512, stop: Vec::new(), ignore_eos: false }
+        Self { sampling: SamplingParams::default(), max_tokens: 512, stop: Vec::new(), ignore_eos: false, overflow: Overflow::Error }
     }
 }
 
@@ -110,9 +123,28 @@ impl ChatModel {
         params: &GenerateParams,
         on_delta: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<Completion> {
-        let prompt = self.prompt(messages)?;
-        let prompt_ids = self.tokenizer.encode(&prompt)?;
+        let prompt_ids = self.prompt_ids(messages, params)?;
         self.generate_from_ids(&prompt_ids, params, on_delta)
+    }
+
+    /// The prompt's ids, after the overflow policy has made the conversation fit.
+    pub fn prompt_ids(&self, messages: &[ChatMessage], params: &GenerateParams) -> Result<Vec<u32>> {
+        let context_length = self.model.context_length;
+        let budget = context_length - params.max_tokens.min(context_length / 2);
+        let mut kept = messages.to_vec();
+        loop {
+            let ids = self.tokenizer.encode(&self.prompt(&kept)?)?;
+            if ids.len() <= budget || params.overflow == Overflow::Error {
+                return Ok(ids);
+            }
+            let oldest_turn = kept.iter().position(|message| message.role != Role::System);
+            match oldest_turn {
+                Some(index) if index + 1 < kept.len() => {
+                    kept.remove(index);
+                }
+                _ => return Ok(ids),
+            }
+        }
     }
 
     pub fn generate_from_ids(

@@ -24,7 +24,7 @@ use std::io::{Read, Seek};
 pub use candle_core::Device;
 pub use chat::{ChatMessage, Role};
 pub use error::{EngineError, Result};
-pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Usage};
+pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Usage};
 pub use gguf::{Architecture, Gguf};
 pub use model::Model;
 pub use sampling::SamplingParams;

@@ -78,6 +78,26 @@ fn gemma_base_model_continues_a_text() {
 }
 
 #[test]
+fn streamed_text_is_always_whole_characters() {
+    let gguf_path = fetch(&catalog::qwen25_coder_05b());
+    let gguf = Gguf::read(&mut BufReader::new(File::open(&gguf_path).unwrap()), "qwen").unwrap();
+    let tokenizer = Tokenizer::from_gguf(&gguf).unwrap();
+    let text = "¿Año? ¡Sí! 👩🏽‍💻🇪🇸 ñandú — «pingüino» 日本語";
+    let ids = tokenizer.encode(text).unwrap();
+    let mut stream = engine::tokenizer::TextStream::new();
+    let mut streamed = String::new();
+    let mut held_back = 0;
+    for id in ids {
+        let delta = stream.push(&tokenizer, id).unwrap();
+        assert!(!delta.contains('\u{FFFD}'), "a partial character escaped: {delta:?}");
+        held_back += usize::from(delta.is_empty());
+        streamed.push_str(&delta);
+    }
+    assert_eq!(streamed, text);
+    assert!(held_back > 0, "byte-level tokens split some of these characters");
+}
+
+#[test]
 fn qwen_answers_paris_in_spanish() {
     let path = fetch(&catalog::qwen25_coder_05b());
     let mut reader = BufReader::new(File::open(&path).unwrap());
@@ -134,6 +154,31 @@ fn smollm2_generates_with_its_gguf_tokenizer_and_can_be_cancelled() {
     let first = model.generate(&messages, &seeded, &mut |_| Flow::Continue).unwrap();
     let second = model.generate(&messages, &seeded, &mut |_| Flow::Continue).unwrap();
     assert_eq!(first.text, second.text, "same seed, same answer");
+}
+
+#[test]
+fn long_conversations_are_refused_or_trimmed_as_the_caller_chooses() {
+    let path = fetch(&catalog::smollm2_135m());
+    let mut reader = BufReader::new(File::open(&path).unwrap());
+    let mut model = load_chat_model(&mut reader, "smollm2", None, None, &Device::Cpu).unwrap();
+    model.model.context_length = 160;
+    let mut messages = vec![ChatMessage::new(Role::System, "Answer briefly.")];
+    for turn in 0..12 {
+        messages.push(ChatMessage::new(Role::User, format!("Question number {turn}: what is {turn} plus {turn}?")));
+        messages.push(ChatMessage::new(Role::Assistant, format!("It is {}.", turn * 2)));
+    }
+    messages.push(ChatMessage::new(Role::User, "And the capital of France?"));
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 4, ..GenerateParams::default() };
+
+    let error = model.generate(&messages, &params, &mut |_| Flow::Continue).unwrap_err().to_string();
+    assert!(error.contains("context window is 160") && error.contains("shorten the conversation"), "{error}");
+
+    let trimming = GenerateParams { overflow: engine::Overflow::DropOldestTurns, ..params };
+    let completion = model.generate(&messages, &trimming, &mut |_| Flow::Continue).unwrap();
+    assert!(completion.usage.prompt_tokens <= 156, "{:?}", completion.usage);
+    let kept = model.tokenizer.decode(&model.prompt_ids(&messages, &trimming).unwrap()).unwrap();
+    assert!(kept.contains("Answer briefly.") && kept.contains("capital of France"), "{kept}");
+    assert!(!kept.contains("Question number 0:"), "the oldest turn should be gone: {kept}");
 }
 
 #[test]

@@ -102,7 +102,11 @@ fn test() -> Result<()> {
     step("engine and worker for wasm32", || {
         run(tools.wasm_cargo("build").args(["-p", "engine", "-p", "worker", "--lib"]))
     })?;
-    step("unit and integration tests", || run(cargo().args(["test", "--workspace", "--no-fail-fast"])))?;
+    // Models fetched by the tests live outside the clone, so a fresh clone reuses them.
+    let models = std::env::var_os("VITRINA_MODEL_CACHE").unwrap_or_else(|| toolchain::cache_dir().join("models").into());
+    step("unit and integration tests", || {
+        run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("VITRINA_MODEL_CACHE", &models))
+    })?;
     step("end-to-end tests (headless Chromium)", || e2e::run_tests(&tools))?;
     println!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
