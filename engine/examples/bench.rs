@@ -46,7 +46,7 @@ fn bench(name: &str) -> Result<(), Box<dyn std::error::Error>> {
     let text = include_str!("../tests/data/texto_es.txt").repeat(4);
     let mut prompt_ids = model.tokenizer.encode(&text)?;
     prompt_ids.truncate(PROMPT_TOKENS);
-    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: DECODE_TOKENS, stop: Vec::new(), ignore_eos: true };
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: DECODE_TOKENS, ignore_eos: true, ..GenerateParams::default() };
     let completion = model.generate_from_ids(&prompt_ids, &params, &mut |_| Flow::Continue)?;
 
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse().ok()).unwrap_or_else(num_cpus);

@@ -39,19 +39,12 @@ fn byte_level_bpe(tokens: &[&str], merges: &[&str], token_types: &[i32], pre: &s
         "smollm" => (Value::Null, json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})),
         _ => (Value::Null, byte_level(true)),
     };
-    json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": added_tokens(&tokens, token_types, true),
-        "normalizer": normalizer,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": null,
-        "decoder": byte_level(false),
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
-            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-            "vocab": vocab, "merges": merges,
-        },
-    })
+    let model = json!({
+        "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
+        "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+        "vocab": vocab, "merges": merges,
+    });
+    tokenizer_json(added_tokens(&tokens, token_types, true), normalizer, pre_tokenizer, byte_level(false), model)
 }
 
 /// A SentencePiece vocabulary as the equivalent BPE, the way Hugging Face converts it: every
@@ -79,32 +72,28 @@ fn sentencepiece_bpe(tokens: &[&str], scores: &[f32], token_types: &[i32], unkno
     let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(id, token)| (token.clone(), json!(id))).collect();
 
     let replace_spaces = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
-    let (normalizer, decoder) = if add_space_prefix {
-        (
-            json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, replace_spaces]}),
-            json!({"type": "Sequence", "decoders": [
-                {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
-                {"type": "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}),
-        )
+    let mut decoders = vec![json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+    let normalizer = if add_space_prefix {
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+        json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, replace_spaces]})
     } else {
-        (
-            replace_spaces,
-            json!({"type": "Sequence", "decoders": [
-                {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}, {"type": "ByteFallback"}, {"type": "Fuse"}]}),
-        )
+        replace_spaces
     };
+    let model = json!({
+        "type": "BPE", "dropout": null, "unk_token": unknown, "continuing_subword_prefix": null,
+        "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+        "vocab": vocab, "merges": merges,
+    });
+    let decoder = json!({"type": "Sequence", "decoders": decoders});
+    tokenizer_json(added_tokens(&tokens, token_types, false), normalizer, Value::Null, decoder, model)
+}
+
+/// A Hugging Face tokenizer.json document around a model.
+fn tokenizer_json(added_tokens: Vec<Value>, normalizer: Value, pre_tokenizer: Value, decoder: Value, model: Value) -> Value {
     json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": added_tokens(&tokens, token_types, false),
-        "normalizer": normalizer,
-        "pre_tokenizer": null,
-        "post_processor": null,
-        "decoder": decoder,
-        "model": {
-            "type": "BPE", "dropout": null, "unk_token": unknown, "continuing_subword_prefix": null,
-            "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
-            "vocab": vocab, "merges": merges,
-        },
+        "version": "1.0", "truncation": null, "padding": null, "post_processor": null,
+        "added_tokens": added_tokens, "normalizer": normalizer, "pre_tokenizer": pre_tokenizer,
+        "decoder": decoder, "model": model,
     })
 }
 

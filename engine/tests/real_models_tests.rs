@@ -25,40 +25,33 @@ fn spanish_text() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/texto_es.txt")).unwrap()
 }
 
-#[test]
-fn qwen_tokenizer_from_gguf_matches_the_reference_tokenizer_json() {
-    let gguf_path = fetch(&catalog::qwen25_coder_05b());
-    let reference = Tokenizer::from_json(&std::fs::read(fetch(&catalog::qwen_tokenizer_json())).unwrap()).unwrap();
-    let gguf = Gguf::read(&mut BufReader::new(File::open(&gguf_path).unwrap()), "qwen").unwrap();
+/// The tokenizer rebuilt from the GGUF's metadata gives the reference tokenizer.json's ids on
+/// the Spanish test text and on a chat turn, and decodes back to the same text.
+fn assert_gguf_tokenizer_matches(model: CachedFile, reference: CachedFile, turn: &str, turn_start_id: u32) {
+    let gguf_path = fetch(&model);
+    let reference = Tokenizer::from_json(&std::fs::read(fetch(&reference)).unwrap()).unwrap();
+    let gguf = Gguf::read(&mut BufReader::new(File::open(&gguf_path).unwrap()), &model.file_name).unwrap();
     let ours = Tokenizer::from_gguf(&gguf).unwrap();
 
     let text = spanish_text();
     assert!(text.chars().count() >= 2000);
-    let expected = reference.encode(&text).unwrap();
     let ids = ours.encode(&text).unwrap();
-    assert_eq!(ids.len(), expected.len());
-    assert_eq!(ids, expected);
+    assert_eq!(ids, reference.encode(&text).unwrap());
     assert_eq!(ours.decode(&ids).unwrap(), text);
+    assert_eq!(ours.encode(turn).unwrap(), reference.encode(turn).unwrap());
+    assert_eq!(ours.encode(turn).unwrap()[0], turn_start_id, "the turn marker is one special token");
+}
 
-    let chat = "<|im_start|>user\n¿Qué tal?<|im_end|>\n";
-    assert_eq!(ours.encode(chat).unwrap(), reference.encode(chat).unwrap());
-    assert_eq!(ours.encode(chat).unwrap()[0], 151644, "<|im_start|> is one special token");
+#[test]
+fn qwen_tokenizer_from_gguf_matches_the_reference_tokenizer_json() {
+    let turn = "<|im_start|>user\n¿Qué tal?<|im_end|>\n";
+    assert_gguf_tokenizer_matches(catalog::qwen25_coder_05b(), catalog::qwen_tokenizer_json(), turn, 151644);
 }
 
 #[test]
 fn gemma_tokenizer_from_gguf_matches_the_reference_tokenizer_json() {
-    let gguf_path = fetch(&catalog::gemma3_270m());
-    let reference = Tokenizer::from_json(&std::fs::read(fetch(&catalog::gemma3_tokenizer_json())).unwrap()).unwrap();
-    let gguf = Gguf::read(&mut BufReader::new(File::open(&gguf_path).unwrap()), "gemma").unwrap();
-    let ours = Tokenizer::from_gguf(&gguf).unwrap();
-
-    let text = spanish_text();
-    let ids = ours.encode(&text).unwrap();
-    assert_eq!(ids, reference.encode(&text).unwrap());
-    assert_eq!(ours.decode(&ids).unwrap(), text);
     let turn = "<start_of_turn>user\n¿Qué tal?<end_of_turn>\n";
-    assert_eq!(ours.encode(turn).unwrap(), reference.encode(turn).unwrap());
-    assert_eq!(ours.encode(turn).unwrap()[0], 105, "<start_of_turn> is one special token");
+    assert_gguf_tokenizer_matches(catalog::gemma3_270m(), catalog::gemma3_tokenizer_json(), turn, 105);
 }
 
 #[test]
