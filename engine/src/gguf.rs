@@ -84,10 +84,10 @@ impl Gguf {
     /// The file's quantisation as llama.cpp names it (`Q4_K_M`, `Q4_1`…), from
     /// `general.file_type`, else the type of most weights.
     pub fn main_quantization(&self) -> String {
-        const FILE_TYPES: [(u32, &str); 18] = [
+        const FILE_TYPES: [(u32, &str); 17] = [
             (0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (7, "Q8_0"), (8, "Q5_0"), (9, "Q5_1"), (10, "Q2_K"),
             (11, "Q3_K_S"), (12, "Q3_K_M"), (13, "Q3_K_L"), (14, "Q4_K_S"), (15, "Q4_K_M"), (16, "Q5_K_S"),
-            (17, "Q5_K_M"), (18, "Q6_K"), (30, "BF16"), (32, "BF16"),
+            (17, "Q5_K_M"), (18, "Q6_K"), (32, "BF16"),
         ];
         let named = self.u32("general.file_type").and_then(|code| FILE_TYPES.iter().find(|(known, _)| *known == code));
         if let Some((_, name)) = named {
