@@ -6,19 +6,21 @@ use std::io::BufReader;
 use std::time::Instant;
 
 use engine::cache::{ModelCache, terminal_progress};
-use engine::{Device, Flow, GenerateParams, SamplingParams, catalog, load_chat_model};
+use engine::{Device, Flow, GenerateParams, LoadOptions, SamplingParams, catalog, load_chat_model};
 
 const PROMPT_TOKENS: usize = 512;
 const DECODE_TOKENS: usize = 128;
 
 fn main() {
     let mut models: Vec<String> = Vec::new();
+    let mut requantize = false;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--model" => models.extend(arguments.next()),
+            "--requantize" => requantize = true,
             other => {
-                eprintln!("bench: unknown argument {other:?}; usage: bench [--model {}]", catalog::NAMES.join("|"));
+                eprintln!("bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize]", catalog::NAMES.join("|"));
                 std::process::exit(2);
             }
         }
@@ -27,20 +29,20 @@ fn main() {
         models = catalog::NAMES.iter().map(|name| (*name).to_owned()).collect();
     }
     for name in models {
-        if let Err(error) = bench(&name) {
+        if let Err(error) = bench(&name, requantize) {
             eprintln!("bench: {name}: {error}");
             std::process::exit(1);
         }
     }
 }
 
-fn bench(name: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn bench(name: &str, requantize: bool) -> Result<(), Box<dyn std::error::Error>> {
     let file = catalog::by_name(name).ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
     let path = ModelCache::from_env().get(&file, &mut terminal_progress(name))?;
 
     let started = Instant::now();
     let mut reader = BufReader::new(File::open(&path)?);
-    let mut model = load_chat_model(&mut reader, &file.file_name, None, None, &Device::Cpu)?;
+    let mut model = load_chat_model(&mut reader, &file.file_name, &LoadOptions { requantize, ..LoadOptions::default() }, &Device::Cpu)?;
     let load_seconds = started.elapsed().as_secs_f64();
 
     let text = include_str!("../tests/data/texto_es.txt").repeat(4);
@@ -56,6 +58,7 @@ fn bench(name: &str) -> Result<(), Box<dyn std::error::Error>> {
             "model": name,
             "arch": model.info.architecture,
             "quant": model.info.quantization,
+            "requantized_to_q8_0": requantize,
             "backend": "cpu",
             "threads": threads,
             "prompt_tokens": completion.usage.prompt_tokens,

@@ -22,6 +22,7 @@ pub mod tokenizer;
 use std::io::{Read, Seek};
 
 pub use candle_core::Device;
+pub use candle_core::quantized::GgmlDType;
 pub use chat::{ChatMessage, Role};
 pub use error::{EngineError, Result};
 pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Usage};
@@ -31,18 +32,30 @@ pub use sampling::SamplingParams;
 pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;
 
-/// Loads a chat model from a GGUF stream. `tokenizer_json` replaces the GGUF's own tokenizer;
-/// `template` replaces the GGUF's chat template (when it has none: Gemma's turns for Gemma,
-/// ChatML for the rest).
-pub fn load_chat_model<R: Read + Seek>(
-    reader: &mut R,
-    file: &str,
-    tokenizer_json: Option<&[u8]>,
-    template: Option<&str>,
-    device: &Device,
-) -> Result<ChatModel> {
+/// How to load a chat model beyond what its GGUF says.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Replaces the GGUF's own tokenizer.
+    pub tokenizer_json: Option<Vec<u8>>,
+    /// Replaces the GGUF's chat template (when it has none: Gemma's turn format for Gemma,
+    /// ChatML for every other model).
+    pub chat_template: Option<String>,
+    /// Rewrites weights of a quantisation without a fast CPU kernel (Q4_1, Q5_0, Q5_1) as Q8_0
+    /// at load: faster decoding for more memory and a slower start.
+    pub requantize: bool,
+}
+
+/// Loads a chat model from a GGUF stream; `file` names it in errors.
+pub fn load_chat_model<R: Read + Seek>(reader: &mut R, file: &str, options: &LoadOptions, device: &Device) -> Result<ChatModel> {
     let gguf = Gguf::read(reader, file)?;
-    let tokenizer = match tokenizer_json {
+    if options.requantize {
+        if let Some(rewritten) = model::requantize(&gguf, reader, GgmlDType::Q8_0)? {
+            let mut rewritten = std::io::Cursor::new(rewritten);
+            let options = LoadOptions { requantize: false, ..options.clone() };
+            return load_chat_model(&mut rewritten, file, &options, device);
+        }
+    }
+    let tokenizer = match &options.tokenizer_json {
         Some(json) => Tokenizer::from_json(json)?,
         None => Tokenizer::from_gguf(&gguf)?,
     };
@@ -50,7 +63,7 @@ pub fn load_chat_model<R: Read + Seek>(
     let (bos, eos) = (token_text("tokenizer.ggml.bos_token_id"), token_text("tokenizer.ggml.eos_token_id"));
     let eos_id = gguf.u32("tokenizer.ggml.eos_token_id");
     let fallback = if gguf.architecture == Architecture::Gemma { template::GEMMA } else { template::CHATML };
-    let source = template.or(gguf.string("tokenizer.chat_template")).unwrap_or(fallback).to_owned();
+    let source = options.chat_template.as_deref().or(gguf.string("tokenizer.chat_template")).unwrap_or(fallback).to_owned();
     let template = ChatTemplate::new(&source, &bos, &eos)?;
     let info = ModelInfo {
         architecture: gguf.architecture_name.clone(),

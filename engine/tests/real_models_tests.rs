@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use engine::cache::{CachedFile, ModelCache};
-use engine::{ChatMessage, Device, Flow, GenerateParams, Gguf, Role, SamplingParams, Tokenizer, catalog, load_chat_model};
+use engine::{ChatMessage, Device, GgmlDType, LoadOptions, Flow, GenerateParams, Gguf, Role, SamplingParams, Tokenizer, catalog, load_chat_model};
 
 /// Tests fetch the same files: one at a time, so two tests never download the same model.
 static FETCHING: Mutex<()> = Mutex::new(());
@@ -58,7 +58,7 @@ fn gemma_tokenizer_from_gguf_matches_the_reference_tokenizer_json() {
 fn gemma_base_model_continues_a_text() {
     let path = fetch(&catalog::gemma3_270m());
     let mut reader = BufReader::new(File::open(&path).unwrap());
-    let mut model = load_chat_model(&mut reader, "gemma", None, None, &Device::Cpu).unwrap();
+    let mut model = load_chat_model(&mut reader, "gemma", &LoadOptions::default(), &Device::Cpu).unwrap();
     assert_eq!(model.info.architecture, "gemma3");
     let mut prompt = vec![2];
     prompt.extend(model.tokenizer.encode("La capital de Francia es").unwrap());
@@ -94,7 +94,7 @@ fn streamed_text_is_always_whole_characters() {
 fn qwen_answers_paris_in_spanish() {
     let path = fetch(&catalog::qwen25_coder_05b());
     let mut reader = BufReader::new(File::open(&path).unwrap());
-    let mut model = load_chat_model(&mut reader, "qwen", None, None, &Device::Cpu).unwrap();
+    let mut model = load_chat_model(&mut reader, "qwen", &LoadOptions::default(), &Device::Cpu).unwrap();
     let messages = [ChatMessage::new(Role::User, "¿Cuál es la capital de Francia? Responde en una frase.")];
     let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 24, ..GenerateParams::default() };
     let mut streamed = String::new();
@@ -117,7 +117,7 @@ fn qwen_answers_paris_in_spanish() {
 fn smollm2_generates_with_its_gguf_tokenizer_and_can_be_cancelled() {
     let path = fetch(&catalog::smollm2_135m());
     let mut reader = BufReader::new(File::open(&path).unwrap());
-    let mut model = load_chat_model(&mut reader, "smollm2", None, None, &Device::Cpu).unwrap();
+    let mut model = load_chat_model(&mut reader, "smollm2", &LoadOptions::default(), &Device::Cpu).unwrap();
     let prompt = model.prompt(&[ChatMessage::new(Role::User, "What is the capital of France?")]).unwrap();
     // SmolLM2's own template adds its default system turn.
     assert_eq!(
@@ -150,10 +150,33 @@ fn smollm2_generates_with_its_gguf_tokenizer_and_can_be_cancelled() {
 }
 
 #[test]
+fn slow_quantisations_can_be_rewritten_as_q8_0_at_load() {
+    let path = fetch(&catalog::smollm2_135m());
+    let mut reader = BufReader::new(File::open(&path).unwrap());
+    let gguf = Gguf::read(&mut reader, "smollm2").unwrap();
+    let rewritten = engine::model::requantize(&gguf, &mut reader, GgmlDType::Q8_0).unwrap().unwrap();
+    let again = Gguf::read(&mut std::io::Cursor::new(&rewritten), "rewritten").unwrap();
+    let kinds: Vec<String> = again.content.tensor_infos.values().map(|info| format!("{:?}", info.ggml_dtype)).collect();
+    assert!(kinds.iter().any(|kind| kind == "Q8_0") && !kinds.iter().any(|kind| kind == "Q4_1"), "{kinds:?}");
+
+    let mut reader = BufReader::new(File::open(&path).unwrap());
+    let options = LoadOptions { requantize: true, ..LoadOptions::default() };
+    let mut model = load_chat_model(&mut reader, "smollm2", &options, &Device::Cpu).unwrap();
+    let messages = [ChatMessage::new(Role::User, "What is the capital of France?")];
+    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 8, ..GenerateParams::default() };
+    let completion = model.generate(&messages, &params, &mut |_| Flow::Continue).unwrap();
+    assert!(completion.text.chars().filter(|c| c.is_alphabetic()).count() > 3, "{:?}", completion.text);
+
+    let mut rewritten_reader = std::io::Cursor::new(&rewritten);
+    let nothing_left = engine::model::requantize(&again, &mut rewritten_reader, GgmlDType::Q8_0).unwrap();
+    assert!(nothing_left.is_none(), "a rewritten file has nothing slow left");
+}
+
+#[test]
 fn long_conversations_are_refused_or_trimmed_as_the_caller_chooses() {
     let path = fetch(&catalog::smollm2_135m());
     let mut reader = BufReader::new(File::open(&path).unwrap());
-    let mut model = load_chat_model(&mut reader, "smollm2", None, None, &Device::Cpu).unwrap();
+    let mut model = load_chat_model(&mut reader, "smollm2", &LoadOptions::default(), &Device::Cpu).unwrap();
     model.model.context_length = 160;
     let mut messages = vec![ChatMessage::new(Role::System, "Answer briefly.")];
     for turn in 0..12 {
@@ -182,7 +205,7 @@ fn broken_gguf_files_give_clear_errors() {
         let file = dir.path().join("roto.gguf");
         std::fs::write(&file, bytes).unwrap();
         let mut reader = BufReader::new(File::open(&file).unwrap());
-        match load_chat_model(&mut reader, "roto.gguf", None, None, &Device::Cpu) {
+        match load_chat_model(&mut reader, "roto.gguf", &LoadOptions::default(), &Device::Cpu) {
             Ok(_) => panic!("a broken file loaded"),
             Err(error) => error.to_string(),
         }

@@ -55,6 +55,9 @@ enum Command {
         /// CPU threads for inference; all cores when left out.
         #[arg(long)]
         threads: Option<usize>,
+        /// Rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 at load (candle has fast kernels for it).
+        #[arg(long)]
+        requantize: bool,
     },
 }
 
@@ -84,7 +87,7 @@ fn dispatch(command: Command) -> Result<()> {
             run(&mut server)
         }
         Command::Test => test(),
-        Command::Bench { model, threads } => bench(model, threads),
+        Command::Bench { model, threads, requantize } => bench(model, threads, requantize),
     }
 }
 
@@ -115,10 +118,13 @@ fn test() -> Result<()> {
 /// The engine's benchmark, compiled for this CPU's own SIMD (AVX2/AVX-512 where present:
 /// candle's quantized kernels are several times slower without) in a target folder of its
 /// own, so the portable builds keep their cache.
-fn bench(model: Option<String>, threads: Option<usize>) -> Result<()> {
+fn bench(model: Option<String>, threads: Option<usize>, requantize: bool) -> Result<()> {
     let mut command = cargo();
     command.args(["run", "--release", "--target-dir", "target/native", "-p", "engine", "--example", "bench", "--"]);
     command.args(model.iter().flat_map(|name| ["--model", name.as_str()]));
+    if requantize {
+        command.arg("--requantize");
+    }
     command.env("RUSTFLAGS", "-C target-cpu=native");
     if let Some(threads) = threads {
         command.env("RAYON_NUM_THREADS", threads.to_string());
