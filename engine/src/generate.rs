@@ -86,9 +86,8 @@ pub enum Flow {
 pub struct ModelInfo {
     /// `general.architecture` as the GGUF writes it (`qwen2`, `llama`…).
     pub architecture: String,
-    /// The quantisation of most of the weights (`Q4K`, `Q4_1`…).
+    /// The file's quantisation (`Q4_K_M`, `Q4_1`…).
     pub quantization: String,
-    pub context_length: usize,
 }
 
 /// A model with everything needed to chat: tokenizer, template and stop tokens.

@@ -68,7 +68,6 @@ pub fn load_chat_model<R: Read + Seek>(reader: &mut R, file: &str, options: &Loa
     let info = ModelInfo {
         architecture: gguf.architecture_name.clone(),
         quantization: gguf.main_quantization(),
-        context_length: gguf.context_length(),
     };
     let model = Model::load(gguf, reader, device)?;
     Ok(ChatModel::new(info, model, tokenizer, template, eos_id))

@@ -19,7 +19,7 @@ enum Weights {
 
 pub struct Model {
     weights: Weights,
-    pub architecture: Architecture,
+    /// Tokens the model can attend to (prompt and answer together).
     pub context_length: usize,
     pub device: Device,
 }
@@ -42,7 +42,7 @@ impl Model {
             }
             Architecture::Phi2 => Weights::Phi2(quantized_phi::ModelWeights::from_gguf(content, reader, device).map_err(failed)?),
         };
-        Ok(Self { weights, architecture, context_length, device: device.clone() })
+        Ok(Self { weights, context_length, device: device.clone() })
     }
 
     /// Runs `tokens` placed at `position` in the sequence and returns the next-token logits.
