@@ -2,6 +2,10 @@
 //! `space.toml`, answers their server functions and serves the browser bundles built by
 //! `cargo xtask` (hydration wasm, styles) from the site folder.
 
+pub mod api;
+pub mod error;
+pub mod inference;
+
 use std::sync::Arc;
 
 use app::space::Space;
@@ -15,7 +19,7 @@ use leptos_axum::{LeptosRoutes, file_and_error_handler, generate_route_list, han
 use tower_http::compression::CompressionLayer;
 
 /// The whole HTTP application for one team's Space.
-pub fn router(space: Space, options: LeptosOptions) -> Router {
+pub fn router(space: Space, options: LeptosOptions, inference: Arc<inference::Inference>) -> Router {
     let space = Arc::new(space);
     let provide_space = move || provide_context(Arc::clone(&space));
     let routes = generate_route_list(App);
@@ -32,6 +36,8 @@ pub fn router(space: Space, options: LeptosOptions) -> Router {
         .fallback(file_and_error_handler(shell))
         .layer(CompressionLayer::new())
         .with_state(options)
+        // After the compression layer: a compressor would hold back streamed tokens.
+        .merge(api::routes(inference))
 }
 
 /// Leptos settings for a site folder laid out by `cargo xtask` (`pkg/` holds the wasm).

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real server binary on a free loopback port, driven by the tests in
-//! `tests/e2e/` (node's test runner + playwright-core) through the system's headless Chromium.
+//! `tests/e2e/` (node's test runner + playwright-core, through the system's headless Chromium)
+//! and `tests/api/` (pytest + the official `openai` client, once the model is loaded).
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -21,24 +23,53 @@ impl Drop for RunningServer {
     }
 }
 
-pub fn run_tests(tools: &Tools) -> Result<()> {
+pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
     let port = free_port()?;
     let server = Command::new(Path::new("target/debug").join(crate::SERVER_BINARY))
         .args(["--config", "space.toml", "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--site-root", crate::site::SITE_ROOT])
+        // The small model, from the cache the other tests filled.
+        .args(["--model", "smollm2-135m"])
+        .env("VITRINA_MODEL_CACHE", model_cache)
         .stdout(Stdio::null())
         .spawn()
         .context("cannot start the server for the end-to-end tests")?;
     let mut server = RunningServer(server);
     wait_until_listening(&mut server, port)?;
 
+    let url = format!("http://127.0.0.1:{port}");
     let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
-    let mut tests = Command::new("node");
-    tests.args(["--test", "--test-reporter=spec", "tests/e2e/"]);
-    tests.env("VITRINA_URL", format!("http://127.0.0.1:{port}"));
-    tests.env("CHROMIUM_PATH", chromium);
-    run(&mut tests)
+    let mut browser_tests = Command::new("node");
+    browser_tests.args(["--test", "--test-reporter=spec", "tests/e2e/"]);
+    browser_tests.env("VITRINA_URL", &url).env("CHROMIUM_PATH", chromium);
+    run(&mut browser_tests)?;
+
+    wait_until_healthy(&mut server, port)?;
+    let python = tools.test_python.as_ref().context("the API tests' Python was not set up")?;
+    run(Command::new(python).args(["-m", "pytest", "-q", "tests/api"]).env("VITRINA_URL", &url))
+}
+
+/// Waits for `/health` to answer 200: the model is loaded.
+fn wait_until_healthy(server: &mut RunningServer, port: u16) -> Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(600) {
+        if let Some(status) = server.0.try_wait()? {
+            bail!("the server exited while loading its model ({status})");
+        }
+        let answer = (|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+            stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer)
+        })();
+        if answer.is_ok_and(|answer| answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("the server's model was not ready within 10 minutes (GET /health)")
 }
 
 fn free_port() -> Result<u16> {

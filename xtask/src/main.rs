@@ -110,7 +110,7 @@ fn test() -> Result<()> {
     step("unit and integration tests", || {
         run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("VITRINA_MODEL_CACHE", &models))
     })?;
-    step("end-to-end tests (headless Chromium)", || e2e::run_tests(&tools))?;
+    step("end-to-end tests (headless Chromium, openai client)", || e2e::run_tests(&tools, &models))?;
     println!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
 }

@@ -45,6 +45,8 @@ pub struct Tools {
     pub wasm_bindgen: PathBuf,
     pub wasm_opt: PathBuf,
     pub chromium: Option<PathBuf>,
+    /// The Python of a virtual environment with tests/api/requirements.txt installed.
+    pub test_python: Option<PathBuf>,
 }
 
 impl Tools {
@@ -75,14 +77,14 @@ pub fn ensure(needs: Needs) -> Result<Tools> {
         let wasm_route = ensure_wasm_target()?;
         let wasm_bindgen = ensure_wasm_bindgen()?;
         let wasm_opt = ensure_wasm_opt()?;
-        let chromium = if needs.browser_tests {
+        let (chromium, test_python) = if needs.browser_tests {
             let chromium = ensure_chromium()?;
             ensure_e2e_packages()?;
-            Some(chromium)
+            (Some(chromium), Some(ensure_test_python()?))
         } else {
-            None
+            (None, None)
         };
-        Ok(Tools { wasm_route, wasm_bindgen, wasm_opt, chromium })
+        Ok(Tools { wasm_route, wasm_bindgen, wasm_opt, chromium, test_python })
     })
 }
 
@@ -194,6 +196,23 @@ fn ensure_e2e_packages() -> Result<()> {
     }
     ensure_npm()?;
     run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix", "tests/e2e"]))
+}
+
+/// A virtual environment in the cache with the API tests' pinned packages; rebuilt when
+/// tests/api/requirements.txt changes.
+fn ensure_test_python() -> Result<PathBuf> {
+    let requirements = std::fs::read_to_string("tests/api/requirements.txt").context("cannot read tests/api/requirements.txt")?;
+    let venv = cache_dir().join("python-tests");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("requirements.txt");
+    if std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == requirements) && python.exists() {
+        return Ok(python);
+    }
+    println!("xtask: installing the API tests' Python packages into {}", venv.display());
+    run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "tests/api/requirements.txt"]))?;
+    std::fs::write(&stamp, requirements)?;
+    Ok(python)
 }
 
 fn ensure_npm() -> Result<()> {

@@ -1,0 +1,129 @@
+//! The OpenAI-compatible API on a real model (SmolLM2-135M, fetched by the model cache).
+
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use server::inference::{Inference, ModelState};
+use tower::ServiceExt;
+
+/// One runtime for every test (see project_page_tests.rs).
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
+
+/// SmolLM2, loaded once for all tests.
+static READY: LazyLock<Arc<Inference>> = LazyLock::new(|| {
+    let inference = Inference::new(1, 8);
+    let cache = match std::env::var_os("VITRINA_MODEL_CACHE") {
+        Some(dir) => engine::cache::ModelCache::new(dir),
+        None => engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache")),
+    };
+    inference.start_loading(cache, "smollm2-135m".into(), engine::catalog::smollm2_135m());
+    let started = Instant::now();
+    loop {
+        match inference.state() {
+            ModelState::Ready { .. } => return inference,
+            ModelState::Failed(error) => panic!("model failed to load: {error}"),
+            ModelState::Loading { .. } if started.elapsed() > Duration::from_secs(600) => panic!("model still loading after 10 minutes"),
+            ModelState::Loading { .. } => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+});
+
+fn call(inference: &Arc<Inference>, request: Request<Body>) -> (StatusCode, String) {
+    RUNTIME.block_on(async {
+        let router = server::api::routes(Arc::clone(inference));
+        let response = router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    })
+}
+
+fn post(inference: &Arc<Inference>, body: impl Into<String>) -> (StatusCode, String) {
+    let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(body.into())).unwrap();
+    call(inference, request)
+}
+
+fn question(extra: Value) -> String {
+    let mut body = json!({"model": "smollm2-135m", "messages": [{"role": "user", "content": "What is the capital of France?"}], "temperature": 0, "max_tokens": 12});
+    for (key, value) in extra.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body.to_string()
+}
+
+#[test]
+fn health_says_loading_until_the_model_is_ready() {
+    let loading = Inference::new(1, 8);
+    let (status, body) = call(&loading, Request::get("/health").body(Body::empty()).unwrap());
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], "loading");
+    let (status, body) = post(&loading, question(json!({})));
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("still loading"), "{body}");
+
+    let (status, body) = call(&READY, Request::get("/health").body(Body::empty()).unwrap());
+    assert_eq!(status, StatusCode::OK);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((health["status"].as_str(), health["model"].as_str(), health["architecture"].as_str()), (Some("ok"), Some("smollm2-135m"), Some("llama")));
+    let (_, body) = call(&READY, Request::get("/v1/models").body(Body::empty()).unwrap());
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["data"][0]["id"], "smollm2-135m");
+}
+
+#[test]
+fn answers_as_json_with_usage() {
+    let (status, body) = post(&READY, question(json!({})));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(answer["choices"][0]["message"]["role"], "assistant");
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.chars().any(char::is_alphabetic), "{text:?}");
+    let usage = &answer["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 10);
+    assert!((1..=12).contains(&usage["completion_tokens"].as_u64().unwrap()));
+    assert_eq!(usage["total_tokens"].as_u64(), Some(usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()));
+}
+
+#[test]
+fn streams_the_same_answer_as_server_sent_events() {
+    let (_, body) = post(&READY, question(json!({})));
+    let whole: Value = serde_json::from_str(&body).unwrap();
+
+    let (status, stream) = post(&READY, question(json!({"stream": true})));
+    assert_eq!(status, StatusCode::OK);
+    let events: Vec<&str> = stream.lines().filter_map(|line| line.strip_prefix("data: ")).collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|event| serde_json::from_str(event).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let streamed: String = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(streamed, whole["choices"][0]["message"]["content"].as_str().unwrap(), "greedy: stream and JSON agree");
+    let last = chunks.last().unwrap();
+    assert!(last["choices"][0]["finish_reason"].is_string());
+    assert_eq!(last["usage"], whole["usage"]);
+}
+
+#[test]
+fn bad_requests_get_openai_style_errors() {
+    let cases = [
+        ("{not json", "Failed to parse the request body as JSON"),
+        (r#"{"messages": []}"#, "`messages` is empty"),
+        (r#"{"messages": "hola"}"#, "messages"),
+        (r#"{"messages": [{"role": "wizard", "content": "x"}]}"#, "unknown variant"),
+        (&question(json!({"temperature": -1})), "temperature"),
+        (&question(json!({"top_p": 0})), "top_p"),
+        (&question(json!({"max_tokens": 0})), "`max_tokens` is 0"),
+        (&question(json!({"max_tokens": 100000})), "allowed: 1 to 4096"),
+    ];
+    for (body, expected) in cases {
+        let (status, response) = post(&READY, body);
+        assert!(status.is_client_error(), "{body} → {status}");
+        let error: Value = serde_json::from_str(&response).unwrap_or_else(|_| panic!("not JSON: {response}"));
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{body} → {message}");
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+    }
+}
