@@ -131,7 +131,7 @@ async fn chat_completions(
     let _ = sender.send(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
     let deltas = sender.clone();
     let delta_chunk = chunk.clone();
-    let generation = {
+    {
         let inference = Arc::clone(&inference);
         tokio::spawn(async move {
             // A closed channel means the client left: stop generating at the next token.
@@ -149,9 +149,8 @@ async fn chat_completions(
                     let _ = sender.send(error.body());
                 }
             }
-        })
-    };
-    drop(generation);
+        });
+    }
     let events = UnboundedReceiverStream::new(receiver)
         .map(|chunk| Ok::<_, Infallible>(Event::default().data(chunk.to_string())))
         .chain(futures_util::stream::once(async { Ok(Event::default().data("[DONE]")) }));

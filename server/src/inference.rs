@@ -57,6 +57,7 @@ impl Inference {
     /// Fetches `file` through `cache` and loads it, on a thread of its own.
     pub fn start_loading(self: &Arc<Self>, cache: ModelCache, name: String, file: CachedFile) {
         let inference = Arc::clone(self);
+        tracing::info!(model = %name, cache = %cache.dir().display(), "loading the model (the first start downloads it)");
         std::thread::spawn(move || {
             let loaded = (|| -> Result<ChatModel, String> {
                 let path = cache
