@@ -69,9 +69,18 @@ pub struct Strings {
     pub hub_profile: &'static str,
     pub open_dataset: &'static str,
     pub open_model: &'static str,
-    pub examples: &'static str,
-    pub context: &'static str,
     pub footer: &'static str,
+    pub chat: &'static str,
+    pub chat_placeholder: &'static str,
+    pub chat_label: &'static str,
+    pub send: &'static str,
+    pub stop: &'static str,
+    pub clear: &'static str,
+    pub you: &'static str,
+    pub model: &'static str,
+    pub try_example: &'static str,
+    pub chat_failed: &'static str,
+    pub chat_needs_js: &'static str,
 }
 
 pub const ES: Strings = Strings {
@@ -91,9 +100,18 @@ pub const ES: Strings = Strings {
     hub_profile: "Perfil en Hugging Face",
     open_dataset: "Ver el conjunto de datos en Hugging Face",
     open_model: "Ver el modelo en Hugging Face",
-    examples: "Preguntas de ejemplo",
-    context: "Contexto",
     footer: "Demo del hackathon #Somos600M, hecha con Vitrina.",
+    chat: "Prueba el modelo",
+    chat_placeholder: "Escribe tu pregunta…",
+    chat_label: "Tu pregunta",
+    send: "Enviar",
+    stop: "Detener",
+    clear: "Borrar la conversación",
+    you: "Tú",
+    model: "Modelo",
+    try_example: "Prueba un ejemplo:",
+    chat_failed: "No se pudo responder:",
+    chat_needs_js: "El chat necesita JavaScript.",
 };
 
 pub const EN: Strings = Strings {
@@ -113,9 +131,18 @@ pub const EN: Strings = Strings {
     hub_profile: "Hugging Face profile",
     open_dataset: "View the dataset on Hugging Face",
     open_model: "View the model on Hugging Face",
-    examples: "Example questions",
-    context: "Context",
     footer: "#Somos600M hackathon demo, made with Vitrina.",
+    chat: "Try the model",
+    chat_placeholder: "Type your question…",
+    chat_label: "Your question",
+    send: "Send",
+    stop: "Stop",
+    clear: "Clear the conversation",
+    you: "You",
+    model: "Model",
+    try_example: "Try an example:",
+    chat_failed: "Could not answer:",
+    chat_needs_js: "The chat needs JavaScript.",
 };
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     let mut server = RunningServer(server);
     wait_until_listening(&mut server, port)?;
 
+    wait_until_healthy(&mut server, port)?;
     let url = format!("http://127.0.0.1:{port}");
     let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
     let mut browser_tests = Command::new("node");
@@ -45,7 +46,6 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     browser_tests.env("VITRINA_URL", &url).env("CHROMIUM_PATH", chromium);
     run(&mut browser_tests)?;
 
-    wait_until_healthy(&mut server, port)?;
     let python = tools.test_python.as_ref().context("the API tests' Python was not set up")?;
     run(Command::new(python).args(["-m", "pytest", "-q", "tests/api"]).env("VITRINA_URL", &url))
 }

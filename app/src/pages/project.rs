@@ -4,9 +4,10 @@
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 
+use super::chat::Chat;
 use super::{Footer, TopBar, use_strings};
 use crate::i18n::Lang;
-use crate::space::{ChatExample, HubRepo, Member, OdsNumber, Space, paragraphs};
+use crate::space::{HubRepo, Member, OdsNumber, Space, paragraphs};
 
 #[server]
 pub async fn get_space() -> Result<Space, ServerFnError> {
@@ -97,14 +98,7 @@ fn ProjectSheet(space: Space) -> impl IntoView {
             <Section id="modelos" title=move || strings().models>
                 <RepoCards repos=space.models is_dataset=false />
             </Section>
-            {(!space.examples.is_empty())
-                .then(|| {
-                    view! {
-                        <Section id="ejemplos" title=move || strings().examples>
-                            <Examples examples=space.examples />
-                        </Section>
-                    }
-                })}
+            <Chat examples=space.examples />
             <Section id="equipo" title=move || strings().team>
                 <ul class="cards team">
                     {space.team.into_iter().map(|member| view! { <MemberCard member /> }).collect_view()}
@@ -178,35 +172,6 @@ fn RepoCards(repos: Vec<HubRepo>, is_dataset: bool) -> impl IntoView {
                                 }>{repo.id.as_str().to_owned()}</a>
                             </h3>
                             <p>{repo.description}</p>
-                        </li>
-                    }
-                })
-                .collect_view()}
-        </ul>
-    }
-}
-
-#[component]
-fn Examples(examples: Vec<ChatExample>) -> impl IntoView {
-    let strings = use_strings();
-    view! {
-        <ul class="examples">
-            {examples
-                .into_iter()
-                .map(|example| {
-                    view! {
-                        <li class="example">
-                            <p class="example-question">{example.pregunta}</p>
-                            {example
-                                .contexto
-                                .map(|context| {
-                                    view! {
-                                        <p class="example-context">
-                                            <span class="label">{move || strings().context}": "</span>
-                                            {context}
-                                        </p>
-                                    }
-                                })}
                         </li>
                     }
                 })
