@@ -108,7 +108,10 @@ async fn chat_completions(
     State(inference): State<Arc<Inference>>,
     request: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = request.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    let Json(request) = request.map_err(|rejection| match rejection.status() {
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidRequest(rejection.body_text()),
+        status => ApiError::Rejected(status, rejection.body_text()),
+    })?;
     let params = request.params()?;
     let model_name = match inference.state() {
         ModelState::Ready { name, .. } => name,

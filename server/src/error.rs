@@ -9,6 +9,9 @@ use engine::EngineError;
 pub enum ApiError {
     #[error("{0}")]
     InvalidRequest(String),
+    /// A body axum refused before it was read (too large, wrong content type…).
+    #[error("{1}")]
+    Rejected(StatusCode, String),
     #[error("the model is still loading ({0}); try again in a few seconds")]
     Loading(String),
     #[error("the model could not be loaded: {0}")]
@@ -23,6 +26,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Rejected(status, _) => *status,
             Self::Loading(_) | Self::LoadFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Engine(EngineError::ContextOverflow { .. } | EngineError::InvalidParameter { .. } | EngineError::Template(_)) => {
@@ -34,7 +38,7 @@ impl ApiError {
 
     fn kind(&self) -> &'static str {
         match self.status() {
-            StatusCode::BAD_REQUEST => "invalid_request_error",
+            status if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS => "invalid_request_error",
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             _ => "server_error",

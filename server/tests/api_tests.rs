@@ -127,3 +127,49 @@ fn bad_requests_get_openai_style_errors() {
         assert_eq!(error["error"]["type"], "invalid_request_error");
     }
 }
+
+#[test]
+fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
+    let mut bodies: Vec<Vec<u8>> = [
+        "", "{", "}", "[]", "null", "123", "\"hola\"", "{\"messages\":", "{messages: []}", "{\"messages\": [],}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": NaN}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": 1e400}",
+        "{\"messages\": null}", "{\"messages\": 5}", "{\"messages\": {}}", "{\"messages\": [null]}", "{\"messages\": [5]}",
+        "{\"messages\": [{}]}", "{\"messages\": [{\"role\": \"user\"}]}", "{\"messages\": [{\"content\": \"x\"}]}",
+        "{\"messages\": [{\"role\": 1, \"content\": \"x\"}]}", "{\"messages\": [{\"role\": \"user\", \"content\": 7}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": null}]}", "{\"messages\": [{\"role\": \"USER\", \"content\": \"x\"}]}",
+    ]
+    .iter()
+    .map(|body| body.as_bytes().to_vec())
+    .collect();
+    let fields = [
+        ("temperature", json!(-1)), ("temperature", json!(99)), ("temperature", json!("hot")), ("temperature", json!([])),
+        ("top_p", json!(0)), ("top_p", json!(-0.5)), ("top_p", json!(1.5)), ("top_p", json!("x")),
+        ("max_tokens", json!(0)), ("max_tokens", json!(-1)), ("max_tokens", json!(1.5)), ("max_tokens", json!(1_000_000)),
+        ("max_tokens", json!("10")), ("stop", json!(5)), ("stop", json!([1, 2])), ("stop", json!({"a": 1})),
+        ("seed", json!(-1)), ("seed", json!("x")), ("stream", json!("yes")), ("stream", json!(1)),
+        ("messages", json!([])), ("messages", json!("hola")),
+    ];
+    bodies.extend(fields.iter().map(|(field, value)| question(json!({ *field: value })).into_bytes()));
+    let many = vec![json!({"role": "user", "content": "hola"}); 10_000];
+    bodies.push(json!({"messages": many}).to_string().into_bytes());
+    bodies.push(format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}", "a".repeat(3 << 20)).into_bytes());
+    bodies.push(b"{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec());
+    bodies.push(vec![0xff; 64]);
+    assert!(bodies.len() >= 50, "{} requests", bodies.len());
+
+    for body in bodies {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap();
+        let (status, response) = call(&READY, request);
+        assert!(status.is_client_error(), "{shown} → {status}: {response}");
+        let error: Value = serde_json::from_str(&response).unwrap_or_else(|_| panic!("{shown} → not JSON: {response}"));
+        assert!(error["error"]["message"].as_str().is_some_and(|message| message.len() > 5), "{shown} → {response}");
+        assert_eq!(error["error"]["type"], "invalid_request_error", "{shown}");
+        if shown.len() == 80 && shown.contains("aaaa") {
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "a 3 MiB body is too large");
+        }
+    }
+    let (status, _) = post(&READY, question(json!({})));
+    assert_eq!(status, StatusCode::OK, "the server still answers");
+}
