@@ -1,19 +1,12 @@
 // The chat in a real browser: the answer streams in from the real server and model.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { baseUrl, launchBrowser } from './browser.js';
 
-const baseUrl = process.env.VITRINA_URL;
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 let browser;
 
 before(async () => {
-  assert.ok(baseUrl, 'VITRINA_URL is not set: run these tests with `cargo xtask test`');
-  browser = await chromium.launch({
-    executablePath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {

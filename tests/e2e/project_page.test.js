@@ -3,24 +3,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import { baseUrl, launchBrowser } from './browser.js';
 
-const baseUrl = process.env.VITRINA_URL;
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const artifacts = new URL('./artifacts/', import.meta.url).pathname;
 
 let browser;
 
 before(async () => {
-  assert.ok(baseUrl, 'VITRINA_URL is not set: run these tests with `cargo xtask test`');
   mkdirSync(artifacts, { recursive: true });
-  browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
