@@ -29,6 +29,7 @@ pub fn routes(inference: Arc<Inference>) -> Router {
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/metrics", get(metrics))
         .with_state(inference)
 }
 
@@ -104,10 +105,21 @@ async fn models(State(inference): State<Arc<Inference>>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
-async fn chat_completions(
-    State(inference): State<Arc<Inference>>,
-    request: Result<Json<ChatRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
+async fn metrics(State(inference): State<Arc<Inference>>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], inference.metrics.render())
+}
+
+async fn chat_completions(State(inference): State<Arc<Inference>>, request: Result<Json<ChatRequest>, JsonRejection>) -> Response {
+    let response = match answer(&inference, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    let status = response.status().as_u16();
+    inference.metrics.requests.get_or_create(&crate::metrics::StatusLabel { status }).inc();
+    response
+}
+
+async fn answer(inference: &Arc<Inference>, request: Result<Json<ChatRequest>, JsonRejection>) -> Result<Response, ApiError> {
     let Json(request) = request.map_err(|rejection| match rejection.status() {
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidRequest(rejection.body_text()),
         status => ApiError::Rejected(status, rejection.body_text()),
@@ -135,7 +147,7 @@ async fn chat_completions(
     let deltas = sender.clone();
     let delta_chunk = chunk.clone();
     {
-        let inference = Arc::clone(&inference);
+        let inference = Arc::clone(inference);
         tokio::spawn(async move {
             // A closed channel means the client left: stop generating at the next token.
             let on_delta = move |text: &str| match deltas.send(delta_chunk(json!({"content": text}), Value::Null)) {

@@ -9,6 +9,7 @@ use engine::{ChatMessage, ChatModel, Completion, Device, Flow, GenerateParams, L
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
 pub enum ModelState {
@@ -23,14 +24,25 @@ pub struct Inference {
     running: Semaphore,
     queued: AtomicUsize,
     max_queue: usize,
+    pub metrics: Metrics,
 }
 
 /// Counts a request as queued until it starts or its client goes away.
-struct QueuedGuard<'a>(&'a AtomicUsize);
+struct QueuedGuard<'a>(&'a Inference);
 
 impl Drop for QueuedGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.queued.dec();
+    }
+}
+
+/// Counts a generation as running while it holds the model.
+struct RunningGuard<'a>(&'a Metrics);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running.dec();
     }
 }
 
@@ -43,6 +55,7 @@ impl Inference {
             running: Semaphore::new(max_concurrent.max(1)),
             queued: AtomicUsize::new(0),
             max_queue,
+            metrics: Metrics::default(),
         })
     }
 
@@ -100,13 +113,16 @@ impl Inference {
             Ok(permit) => permit,
             Err(_) => {
                 let queued = self.queued.fetch_add(1, Ordering::SeqCst);
-                let _queued = QueuedGuard(&self.queued);
+                self.metrics.queued.inc();
+                let _queued = QueuedGuard(self);
                 if queued >= self.max_queue {
                     return Err(ApiError::Overloaded { queued, limit: self.max_queue });
                 }
                 self.running.acquire().await.map_err(|_| ApiError::LoadFailed("the server is shutting down".into()))?
             }
         };
+        self.metrics.running.inc();
+        let _running = RunningGuard(&self.metrics);
         let inference = Arc::clone(self);
         let generation = tokio::task::spawn_blocking(move || {
             let mut model = inference.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -114,6 +130,16 @@ impl Inference {
             model.generate(&messages, &params, &mut on_delta)
         });
         let completion = generation.await.map_err(|error| ApiError::LoadFailed(format!("generation crashed: {error}")))??;
+        let metrics = &self.metrics;
+        metrics.prompt_tokens.inc_by(completion.usage.prompt_tokens as u64);
+        metrics.generated_tokens.inc_by(completion.usage.completion_tokens as u64);
+        metrics.time_to_first_token.observe(completion.timings.prefill_ms / 1000.0);
+        if completion.usage.completion_tokens > 1 {
+            metrics.decode_tokens_per_second.observe(completion.timings.decode_tokens_per_second);
+        }
+        if completion.finish_reason == engine::FinishReason::Cancelled {
+            metrics.cancelled.inc();
+        }
         Ok(completion)
     }
 }

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod inference;
+pub mod metrics;
 
 use std::sync::Arc;
 

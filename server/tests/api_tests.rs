@@ -13,8 +13,11 @@ use tower::ServiceExt;
 /// One runtime for every test (see project_page_tests.rs).
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
 
-/// SmolLM2, loaded once for all tests.
-static READY: LazyLock<Arc<Inference>> = LazyLock::new(|| {
+/// SmolLM2, loaded once for the tests that share it.
+static READY: LazyLock<Arc<Inference>> = LazyLock::new(load_smollm2);
+
+/// A server-side SmolLM2 of its own, ready to answer.
+fn load_smollm2() -> Arc<Inference> {
     let inference = Inference::new(1, 8);
     let cache = match std::env::var_os("VITRINA_MODEL_CACHE") {
         Some(dir) => engine::cache::ModelCache::new(dir),
@@ -30,7 +33,7 @@ static READY: LazyLock<Arc<Inference>> = LazyLock::new(|| {
             ModelState::Loading { .. } => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-});
+}
 
 fn call(inference: &Arc<Inference>, request: Request<Body>) -> (StatusCode, String) {
     RUNTIME.block_on(async {
@@ -172,4 +175,45 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     }
     let (status, _) = post(&READY, question(json!({})));
     assert_eq!(status, StatusCode::OK, "the server still answers");
+}
+
+/// A counter's value in the `/metrics` text.
+fn counter(inference: &Arc<Inference>, name: &str) -> u64 {
+    let (_, text) = call(inference, Request::get("/metrics").body(Body::empty()).unwrap());
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
+}
+
+#[test]
+fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
+    // Its own model: the other tests' tokens must not count here.
+    let inference = load_smollm2();
+    let story = json!({"messages": [{"role": "user", "content": "Tell me a very long story about a dragon."}], "temperature": 0, "max_tokens": 200, "stream": true});
+    let received = RUNTIME.block_on(async {
+        let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(story.to_string())).unwrap();
+        let mut body = server::api::routes(Arc::clone(&inference)).oneshot(request).await.unwrap().into_body();
+        let mut received = 0;
+        while received < 3 {
+            let frame = body.frame().await.expect("the stream ended early").unwrap();
+            let Some(data) = frame.data_ref() else { continue };
+            for event in String::from_utf8_lossy(data).lines().filter_map(|line| line.strip_prefix("data: ")) {
+                let chunk: Value = serde_json::from_str(event).unwrap();
+                received += usize::from(chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|text| !text.is_empty()));
+            }
+        }
+        received
+        // The body is dropped here: the client has gone.
+    });
+    let started = Instant::now();
+    while counter(&inference, "vitrina_cancelled_generations_total") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the generation was not cancelled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let generated = counter(&inference, "vitrina_generated_tokens_total") as usize;
+    assert!(generated <= received + 2, "{generated} tokens generated for a client that left after {received}");
+
+    let (status, _) = post(&inference, question(json!({})));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(counter(&inference, "vitrina_chat_requests_total{status=\"200\"}"), 2);
 }
