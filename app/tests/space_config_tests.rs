@@ -155,3 +155,32 @@ fn model_and_user_text_is_kept_verbatim() {
     let space = parse(&text, "space.toml").unwrap();
     assert_eq!(space.project.summary, "<script>alert('x')</script>");
 }
+
+#[test]
+fn chat_and_limits_are_optional_and_checked() {
+    let space = parse(VALID, "space.toml").unwrap();
+    assert_eq!((space.limits.max_concurrent, space.limits.max_queue, space.chat.max_tokens), (1, 8, 512));
+
+    let message = error_for(&format!("{VALID}\n[limits]\nmax_concurrent = 4\nmax_queue = 2\n"));
+    assert_contains(&message, &["space.toml:", "key `limits`", "max_queue (2) is smaller than max_concurrent (4)"]);
+
+    let message = error_for(&format!("{VALID}\n[limits]\nmax_input_tokens = 4096\nmax_total_tokens = 1024\n"));
+    assert_contains(&message, &["max_input_tokens (4096) leaves no room", "max_total_tokens (1024)"]);
+
+    let invalid = invalid_for(&format!("{VALID}\n[limits]\nmax_queue = 0\n"));
+    assert_eq!(invalid.key, "limits.max_queue");
+    assert_contains(&invalid.problem, &["found 0", "from 1 to 1024"]);
+
+    let invalid = invalid_for(&format!("{VALID}\n[limits]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"));
+    assert_contains(&invalid.problem, &["\"10.0.0.0/33\"", "an IP address or range"]);
+
+    let invalid = invalid_for(&format!("{VALID}\n[limits]\nmax_queu = 3\n"));
+    assert_contains(&invalid.problem, &["unknown key `max_queu`", "did you mean `max_queue`"]);
+
+    let invalid = invalid_for(&format!("{VALID}\n[chat]\ntemperature = 3.5\n"));
+    assert_eq!(invalid.key, "chat.temperature");
+    assert_contains(&invalid.problem, &["found 3.5", "from 0"]);
+
+    let invalid = invalid_for(&format!("{VALID}\n[chat]\ntop_p = 0\n"));
+    assert_contains(&invalid.problem, &["found 0", "above 0 and at most 1"]);
+}

@@ -46,7 +46,7 @@ fn bench(name: &str, requantize: bool) -> Result<(), Box<dyn std::error::Error>>
     let load_seconds = started.elapsed().as_secs_f64();
 
     let text = include_str!("../tests/data/texto_es.txt").repeat(4);
-    let mut prompt_ids = model.tokenizer.encode(&text)?;
+    let mut prompt_ids = model.prompter.tokenizer.encode(&text)?;
     prompt_ids.truncate(PROMPT_TOKENS);
     let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: DECODE_TOKENS, ignore_eos: true, ..GenerateParams::default() };
     let completion = model.generate_from_ids(&prompt_ids, &params, &mut |_| Flow::Continue)?;

@@ -2,6 +2,8 @@
 //! then decode token by token, streaming text deltas until a stop token, a stop string,
 //! `max_tokens`, or the caller says stop.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -90,45 +92,35 @@ pub struct ModelInfo {
     pub quantization: String,
 }
 
-/// A model with everything needed to chat: tokenizer, template and stop tokens.
-pub struct ChatModel {
-    pub info: ModelInfo,
-    pub model: Model,
+/// Turns a conversation into prompt ids: tokenizer, chat template, stop tokens and the context
+/// window. It is shared apart from the weights so that a server can measure a request while
+/// the model is busy answering another.
+pub struct Prompter {
     pub tokenizer: Tokenizer,
     template: ChatTemplate,
     stop_ids: Vec<u32>,
+    pub context_length: usize,
 }
 
 /// End-of-turn markers of the common chat formats; those the tokenizer knows also stop.
 const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>"];
 
-impl ChatModel {
-    pub fn new(info: ModelInfo, model: Model, tokenizer: Tokenizer, template: ChatTemplate, eos_id: Option<u32>) -> Self {
+impl Prompter {
+    pub fn new(tokenizer: Tokenizer, template: ChatTemplate, eos_id: Option<u32>, context_length: usize) -> Self {
         let mut stop_ids: Vec<u32> = END_OF_TURN_TOKENS.iter().filter_map(|token| tokenizer.token_id(token)).collect();
         stop_ids.extend(eos_id);
         stop_ids.sort_unstable();
         stop_ids.dedup();
-        Self { info, model, tokenizer, template, stop_ids }
+        Self { tokenizer, template, stop_ids, context_length }
     }
 
     pub fn prompt(&self, messages: &[ChatMessage]) -> Result<String> {
         self.template.render(messages, true)
     }
 
-    /// Answers the conversation, calling `on_delta` with each new piece of text.
-    pub fn generate(
-        &mut self,
-        messages: &[ChatMessage],
-        params: &GenerateParams,
-        on_delta: &mut dyn FnMut(&str) -> Flow,
-    ) -> Result<Completion> {
-        let prompt_ids = self.prompt_ids(messages, params)?;
-        self.generate_from_ids(&prompt_ids, params, on_delta)
-    }
-
     /// The prompt's ids, after the overflow policy has made the conversation fit.
     pub fn prompt_ids(&self, messages: &[ChatMessage], params: &GenerateParams) -> Result<Vec<u32>> {
-        let context_length = self.model.context_length;
+        let context_length = self.context_length;
         let budget = context_length - params.max_tokens.min(context_length / 2);
         let mut kept = messages.to_vec();
         loop {
@@ -145,6 +137,30 @@ impl ChatModel {
             }
         }
     }
+}
+
+/// A model with everything needed to chat.
+pub struct ChatModel {
+    pub info: ModelInfo,
+    pub model: Model,
+    pub prompter: Arc<Prompter>,
+}
+
+impl ChatModel {
+    pub fn new(info: ModelInfo, model: Model, prompter: Prompter) -> Self {
+        Self { info, model, prompter: Arc::new(prompter) }
+    }
+
+    /// Answers the conversation, calling `on_delta` with each new piece of text.
+    pub fn generate(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        on_delta: &mut dyn FnMut(&str) -> Flow,
+    ) -> Result<Completion> {
+        let prompt_ids = self.prompter.prompt_ids(messages, params)?;
+        self.generate_from_ids(&prompt_ids, params, on_delta)
+    }
 
     pub fn generate_from_ids(
         &mut self,
@@ -152,7 +168,7 @@ impl ChatModel {
         params: &GenerateParams,
         on_delta: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<Completion> {
-        let context_length = self.model.context_length;
+        let context_length = self.prompter.context_length;
         if prompt_ids.is_empty() {
             return Err(EngineError::InvalidParameter { name: "messages", problem: "the prompt is empty".into() });
         }
@@ -177,10 +193,10 @@ impl ChatModel {
             }
             let token = sampler.next_token(&logits, &generated)?;
             generated.push(token);
-            if !params.ignore_eos && self.stop_ids.contains(&token) {
+            if !params.ignore_eos && self.prompter.stop_ids.contains(&token) {
                 break FinishReason::Stop;
             }
-            let piece = text_stream.push(&self.tokenizer, token)?;
+            let piece = text_stream.push(&self.prompter.tokenizer, token)?;
             let (ready, hit_stop) = stops.push(&piece);
             if !ready.is_empty() {
                 text.push_str(&ready);

@@ -25,7 +25,7 @@ pub use candle_core::Device;
 pub use candle_core::quantized::GgmlDType;
 pub use chat::{ChatMessage, Role};
 pub use error::{EngineError, Result};
-pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Usage};
+pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Prompter, Usage};
 pub use gguf::{Architecture, Gguf};
 pub use model::Model;
 pub use sampling::SamplingParams;
@@ -70,5 +70,6 @@ pub fn load_chat_model<R: Read + Seek>(reader: &mut R, file: &str, options: &Loa
         quantization: gguf.main_quantization(),
     };
     let model = Model::load(gguf, reader, device)?;
-    Ok(ChatModel::new(info, model, tokenizer, template, eos_id))
+    let prompter = Prompter::new(tokenizer, template, eos_id, model.context_length);
+    Ok(ChatModel::new(info, model, prompter))
 }

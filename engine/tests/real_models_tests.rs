@@ -61,7 +61,7 @@ fn gemma_base_model_continues_a_text() {
     let mut model = load_chat_model(&mut reader, "gemma", &LoadOptions::default(), &Device::Cpu).unwrap();
     assert_eq!(model.info.architecture, "gemma3");
     let mut prompt = vec![2];
-    prompt.extend(model.tokenizer.encode("La capital de Francia es").unwrap());
+    prompt.extend(model.prompter.tokenizer.encode("La capital de Francia es").unwrap());
     let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 8, ..GenerateParams::default() };
     let completion = model.generate_from_ids(&prompt, &params, &mut |_| Flow::Continue).unwrap();
     // A base model continues rather than answers; a broken one emits noise, not Spanish words.
@@ -118,7 +118,7 @@ fn smollm2_generates_with_its_gguf_tokenizer_and_can_be_cancelled() {
     let path = fetch(&catalog::smollm2_135m());
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let mut model = load_chat_model(&mut reader, "smollm2", &LoadOptions::default(), &Device::Cpu).unwrap();
-    let prompt = model.prompt(&[ChatMessage::new(Role::User, "What is the capital of France?")]).unwrap();
+    let prompt = model.prompter.prompt(&[ChatMessage::new(Role::User, "What is the capital of France?")]).unwrap();
     // SmolLM2's own template adds its default system turn.
     assert_eq!(
         prompt,
@@ -177,7 +177,7 @@ fn long_conversations_are_refused_or_trimmed_as_the_caller_chooses() {
     let path = fetch(&catalog::smollm2_135m());
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let mut model = load_chat_model(&mut reader, "smollm2", &LoadOptions::default(), &Device::Cpu).unwrap();
-    model.model.context_length = 160;
+    std::sync::Arc::get_mut(&mut model.prompter).unwrap().context_length = 160;
     let mut messages = vec![ChatMessage::new(Role::System, "Answer briefly.")];
     for turn in 0..12 {
         messages.push(ChatMessage::new(Role::User, format!("Question number {turn}: what is {turn} plus {turn}?")));
@@ -192,7 +192,7 @@ fn long_conversations_are_refused_or_trimmed_as_the_caller_chooses() {
     let trimming = GenerateParams { overflow: engine::Overflow::DropOldestTurns, ..params };
     let completion = model.generate(&messages, &trimming, &mut |_| Flow::Continue).unwrap();
     assert!(completion.usage.prompt_tokens <= 156, "{:?}", completion.usage);
-    let kept = model.tokenizer.decode(&model.prompt_ids(&messages, &trimming).unwrap()).unwrap();
+    let kept = model.prompter.tokenizer.decode(&model.prompter.prompt_ids(&messages, &trimming).unwrap()).unwrap();
     assert!(kept.contains("Answer briefly.") && kept.contains("capital of France"), "{kept}");
     assert!(!kept.contains("Question number 0:"), "the oldest turn should be gone: {kept}");
 }

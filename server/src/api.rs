@@ -2,16 +2,20 @@
 //! `/health` for the Space's load balancer and the page.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::State;
+use app::space::{ChatDefaults, Limits};
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engine::{ChatMessage, Completion, FinishReason, Flow, GenerateParams, SamplingParams};
+use engine::{ChatMessage, Completion, FinishReason, Flow, GenerateParams, Role, SamplingParams};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,18 +23,44 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::error::ApiError;
 use crate::inference::{Inference, ModelState};
+use crate::scheduler::Scheduler;
 
 const MAX_MESSAGES: usize = 256;
 const MAX_TOKENS_LIMIT: usize = 4096;
-const DEFAULT_MAX_TOKENS: usize = 512;
 
-pub fn routes(inference: Arc<Inference>) -> Router {
+/// Everything the API needs: the model, the line in front of it, and the team's settings.
+pub struct Api {
+    pub inference: Arc<Inference>,
+    scheduler: Arc<Scheduler>,
+    chat: ChatDefaults,
+    limits: Limits,
+}
+
+impl Api {
+    pub fn new(inference: Arc<Inference>, chat: ChatDefaults, limits: Limits) -> Arc<Self> {
+        let metrics = &inference.metrics;
+        let scheduler = Scheduler::new(limits.clone(), metrics.queued.clone(), metrics.running.clone());
+        Arc::new(Self { inference, scheduler, chat, limits })
+    }
+}
+
+pub fn routes(api: Arc<Api>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/metrics", get(metrics))
-        .with_state(inference)
+        .with_state(api)
+}
+
+/// The address the per-client limits count against (see [`crate::client`]).
+struct ClientAddress(IpAddr);
+
+impl FromRequestParts<Arc<Api>> for ClientAddress {
+    type Rejection = Infallible;
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, Infallible> {
+        Ok(Self(crate::client::client_address(parts, &api.limits.trusted_proxies)))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,23 +86,22 @@ struct ChatRequest {
 }
 
 impl ChatRequest {
-    fn params(&self) -> Result<GenerateParams, ApiError> {
+    fn params(&self, defaults: &ChatDefaults) -> Result<GenerateParams, ApiError> {
         if self.messages.is_empty() {
             return Err(ApiError::InvalidRequest("`messages` is empty; send at least one message".into()));
         }
         if self.messages.len() > MAX_MESSAGES {
             return Err(ApiError::InvalidRequest(format!("`messages` has {} entries; the limit is {MAX_MESSAGES}", self.messages.len())));
         }
-        let max_tokens = self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        let max_tokens = self.max_tokens.unwrap_or(defaults.max_tokens as usize);
         if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
             return Err(ApiError::InvalidRequest(format!("`max_tokens` is {max_tokens}; allowed: 1 to {MAX_TOKENS_LIMIT}")));
         }
-        let defaults = SamplingParams::default();
         let sampling = SamplingParams {
             temperature: self.temperature.unwrap_or(defaults.temperature),
             top_p: self.top_p.unwrap_or(defaults.top_p),
-            seed: self.seed.unwrap_or(defaults.seed),
-            ..defaults
+            seed: self.seed.unwrap_or(SamplingParams::default().seed),
+            ..SamplingParams::default()
         };
         sampling.validate()?;
         let stop = match &self.stop {
@@ -84,8 +113,49 @@ impl ChatRequest {
     }
 }
 
-async fn health(State(inference): State<Arc<Inference>>) -> Response {
-    match inference.state() {
+impl Api {
+    /// Checks a request against the model and `[limits]`, before it takes a place in the line:
+    /// its prompt ids and generation settings.
+    async fn prepare(&self, mut request: ChatRequest) -> Result<(Vec<u32>, GenerateParams), ApiError> {
+        let mut params = request.params(&self.chat)?;
+        let prompter = self.inference.prompter()?;
+        if let Some(system_prompt) = &self.chat.system_prompt
+            && !request.messages.iter().any(|message| message.role == Role::System)
+        {
+            request.messages.insert(0, ChatMessage::new(Role::System, system_prompt));
+        }
+        let messages = request.messages;
+        let prompt_ids = {
+            let params = params.clone();
+            // A long conversation takes milliseconds to tokenise: not on the async threads.
+            tokio::task::spawn_blocking(move || prompter.prompt_ids(&messages, &params))
+                .await
+                .map_err(|error| ApiError::LoadFailed(format!("tokenising crashed: {error}")))??
+        };
+        let Limits { max_input_tokens, max_total_tokens, .. } = self.limits;
+        let prompt_tokens = prompt_ids.len();
+        if prompt_tokens > max_input_tokens {
+            return Err(ApiError::TooManyTokens(format!(
+                "the conversation is {prompt_tokens} tokens long; limits.max_input_tokens is {max_input_tokens} (space.toml). Send fewer or shorter messages"
+            )));
+        }
+        let room = max_total_tokens - prompt_tokens;
+        match request.max_tokens {
+            Some(asked) if asked > room => {
+                return Err(ApiError::TooManyTokens(format!(
+                    "the conversation ({prompt_tokens} tokens) plus max_tokens ({asked}) is {} tokens; limits.max_total_tokens is {max_total_tokens} (space.toml). Ask for at most {room} tokens",
+                    prompt_tokens + asked
+                )));
+            }
+            Some(_) => {}
+            None => params.max_tokens = params.max_tokens.min(room),
+        }
+        Ok((prompt_ids, params))
+    }
+}
+
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    match api.inference.state() {
         ModelState::Loading { done, total } => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "progress": {"done": done, "total": total}}))).into_response()
         }
@@ -97,41 +167,60 @@ async fn health(State(inference): State<Arc<Inference>>) -> Response {
     }
 }
 
-async fn models(State(inference): State<Arc<Inference>>) -> Json<Value> {
-    let data: Vec<Value> = match inference.state() {
+async fn models(State(api): State<Arc<Api>>) -> Json<Value> {
+    let data: Vec<Value> = match api.inference.state() {
         ModelState::Ready { name, .. } => vec![json!({"id": name, "object": "model", "owned_by": "vitrina"})],
         _ => Vec::new(),
     };
     Json(json!({"object": "list", "data": data}))
 }
 
-async fn metrics(State(inference): State<Arc<Inference>>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], inference.metrics.render())
+async fn metrics(State(api): State<Arc<Api>>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], api.inference.metrics.render())
 }
 
-async fn chat_completions(State(inference): State<Arc<Inference>>, request: Result<Json<ChatRequest>, JsonRejection>) -> Response {
-    let response = match answer(&inference, request).await {
+async fn chat_completions(
+    State(api): State<Arc<Api>>,
+    ClientAddress(client): ClientAddress,
+    request: Result<Json<ChatRequest>, JsonRejection>,
+) -> Response {
+    let response = match answer(&api, client, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
     let status = response.status().as_u16();
-    inference.metrics.requests.get_or_create(&crate::metrics::StatusLabel { status }).inc();
+    api.inference.metrics.requests.get_or_create(&crate::metrics::StatusLabel { status }).inc();
     response
 }
 
-async fn answer(inference: &Arc<Inference>, request: Result<Json<ChatRequest>, JsonRejection>) -> Result<Response, ApiError> {
+/// Set when the handler's future is dropped: the client went away.
+struct GoneOnDrop(Arc<AtomicBool>);
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest>, JsonRejection>) -> Result<Response, ApiError> {
     let Json(request) = request.map_err(|rejection| match rejection.status() {
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidRequest(rejection.body_text()),
         status => ApiError::Rejected(status, rejection.body_text()),
     })?;
-    let params = request.params()?;
-    let model_name = match inference.state() {
+    let stream = request.stream;
+    let (prompt_ids, params) = api.prepare(request).await?;
+    let mut ticket = api.scheduler.admit(client)?;
+    let model_name = match api.inference.state() {
         ModelState::Ready { name, .. } => name,
         _ => String::new(),
     };
     let id = format!("chatcmpl-{}", unix_time_millis());
-    if !request.stream {
-        let completion = inference.generate(request.messages, params, |_| Flow::Continue).await?;
+    if !stream {
+        ticket.wait_for_turn(|_, _| {}).await;
+        let gone = Arc::new(AtomicBool::new(false));
+        let _gone_on_drop = GoneOnDrop(Arc::clone(&gone));
+        let on_delta = move |_: &str| if gone.load(Ordering::Relaxed) { Flow::Cancel } else { Flow::Continue };
+        let completion = api.inference.generate(prompt_ids, params, on_delta).await?;
         return Ok(Json(completion_body(&id, &model_name, &completion)).into_response());
     }
 
@@ -144,28 +233,42 @@ async fn answer(inference: &Arc<Inference>, request: Result<Json<ChatRequest>, J
         }
     };
     let _ = sender.send(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
-    let deltas = sender.clone();
-    let delta_chunk = chunk.clone();
-    {
-        let inference = Arc::clone(inference);
-        tokio::spawn(async move {
-            // A closed channel means the client left: stop generating at the next token.
-            let on_delta = move |text: &str| match deltas.send(delta_chunk(json!({"content": text}), Value::Null)) {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Cancel,
-            };
-            match inference.generate(request.messages, params, on_delta).await {
-                Ok(completion) => {
-                    let mut last = chunk(json!({}), json!(finish_reason(completion.finish_reason)));
-                    last["usage"] = usage(&completion);
-                    let _ = sender.send(last);
-                }
-                Err(error) => {
-                    let _ = sender.send(error.body());
-                }
+    let inference = Arc::clone(&api.inference);
+    tokio::spawn(async move {
+        let on_wait = |position: usize, estimated_wait_seconds: Option<f64>| {
+            // A chunk like any other, so OpenAI clients read past it; the page shows it.
+            let mut waiting = chunk(json!({}), Value::Null);
+            waiting["queue"] = json!({"position": position, "estimated_wait_seconds": estimated_wait_seconds.map(f64::ceil)});
+            let _ = sender.send(waiting);
+        };
+        tokio::select! {
+            () = ticket.wait_for_turn(on_wait) => {}
+            // Gone while waiting: dropping the ticket gives its place to the next in line.
+            () = sender.closed() => return,
+        }
+        let deltas = sender.clone();
+        let delta_chunk = chunk.clone();
+        // A closed channel means the client left: stop generating at the next token.
+        let on_delta = move |text: &str| match deltas.send(delta_chunk(json!({"content": text}), Value::Null)) {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Cancel,
+        };
+        match inference.generate(prompt_ids, params, on_delta).await {
+            Ok(completion) => {
+                let mut last = chunk(json!({}), json!(finish_reason(completion.finish_reason)));
+                last["usage"] = usage(&completion);
+                last["timings"] = json!({
+                    "prefill_ms": completion.timings.prefill_ms,
+                    "decode_tokens_per_second": completion.timings.decode_tokens_per_second,
+                });
+                let _ = sender.send(last);
             }
-        });
-    }
+            Err(error) => {
+                let _ = sender.send(error.body());
+            }
+        }
+        drop(ticket);
+    });
     let events = UnboundedReceiverStream::new(receiver)
         .map(|chunk| Ok::<_, Infallible>(Event::default().data(chunk.to_string())))
         .chain(futures_util::stream::once(async { Ok(Event::default().data("[DONE]")) }));

@@ -16,8 +16,21 @@ pub enum ApiError {
     Loading(String),
     #[error("the model could not be loaded: {0}")]
     LoadFailed(String),
-    #[error("the server is busy: {queued} requests are already waiting (limit {limit}); try again in a few seconds")]
-    Overloaded { queued: usize, limit: usize },
+    #[error(
+        "the server is busy: all {limit} places in its queue are taken (limits.max_queue = {limit} in space.toml); try again in {retry_after_seconds} s"
+    )]
+    Overloaded { limit: usize, retry_after_seconds: u64 },
+    #[error(
+        "you already have {limit} requests in progress or waiting (limits.max_concurrent_per_client = {limit} in space.toml); wait for one to finish"
+    )]
+    ClientBusy { limit: usize },
+    #[error(
+        "you sent {limit} requests in the last minute (limits.requests_per_minute_per_client = {limit} in space.toml); try again in {retry_after_seconds} s"
+    )]
+    ClientRateLimited { limit: usize, retry_after_seconds: u64 },
+    /// The conversation or the answer asked for is longer than space.toml allows.
+    #[error("{0}")]
+    TooManyTokens(String),
     #[error("{0}")]
     Engine(#[from] EngineError),
 }
@@ -28,7 +41,8 @@ impl ApiError {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Rejected(status, _) => *status,
             Self::Loading(_) | Self::LoadFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyTokens(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Engine(EngineError::ContextOverflow { .. } | EngineError::InvalidParameter { .. } | EngineError::Template(_)) => {
                 StatusCode::BAD_REQUEST
             }
@@ -54,8 +68,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
-        if matches!(self, Self::Overloaded { .. } | Self::Loading(_)) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        let retry_after_seconds = match self {
+            Self::Overloaded { retry_after_seconds, .. } | Self::ClientRateLimited { retry_after_seconds, .. } => Some(retry_after_seconds),
+            Self::Loading(_) | Self::ClientBusy { .. } => Some(5),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after_seconds {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

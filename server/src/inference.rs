@@ -1,12 +1,10 @@
 //! The model the Space chats with: fetched and loaded once in the background, then used for
-//! one generation at a time on a blocking thread, behind a bounded queue.
+//! one generation at a time on a blocking thread.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use engine::cache::{CachedFile, ModelCache};
-use engine::{ChatMessage, ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, ModelInfo};
-use tokio::sync::Semaphore;
+use engine::{ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, ModelInfo, Prompter};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -21,40 +19,16 @@ pub enum ModelState {
 pub struct Inference {
     state: RwLock<ModelState>,
     model: Mutex<Option<ChatModel>>,
-    running: Semaphore,
-    queued: AtomicUsize,
-    max_queue: usize,
+    prompter: RwLock<Option<Arc<Prompter>>>,
     pub metrics: Metrics,
 }
 
-/// Counts a request as queued until it starts or its client goes away.
-struct QueuedGuard<'a>(&'a Inference);
-
-impl Drop for QueuedGuard<'_> {
-    fn drop(&mut self) {
-        self.0.queued.fetch_sub(1, Ordering::SeqCst);
-        self.0.metrics.queued.dec();
-    }
-}
-
-/// Counts a generation as running while it holds the model.
-struct RunningGuard<'a>(&'a Metrics);
-
-impl Drop for RunningGuard<'_> {
-    fn drop(&mut self) {
-        self.0.running.dec();
-    }
-}
-
 impl Inference {
-    /// `max_concurrent` generations run at once; `max_queue` more may wait.
-    pub fn new(max_concurrent: usize, max_queue: usize) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Self {
             state: RwLock::new(ModelState::Loading { done: 0, total: None }),
             model: Mutex::new(None),
-            running: Semaphore::new(max_concurrent.max(1)),
-            queued: AtomicUsize::new(0),
-            max_queue,
+            prompter: RwLock::new(None),
             metrics: Metrics::default(),
         })
     }
@@ -82,6 +56,7 @@ impl Inference {
             match loaded {
                 Ok(model) => {
                     let info = model.info.clone();
+                    *inference.prompter.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&model.prompter));
                     *inference.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
                     tracing::info!(model = %name, ?info, "model ready");
                     inference.set_state(ModelState::Ready { name, info });
@@ -94,40 +69,36 @@ impl Inference {
         });
     }
 
-    /// Answers `messages`, calling `on_delta` (on a blocking thread) with each piece of text.
-    pub async fn generate(
-        self: &Arc<Self>,
-        messages: Vec<ChatMessage>,
-        params: GenerateParams,
-        mut on_delta: impl FnMut(&str) -> Flow + Send + 'static,
-    ) -> Result<Completion, ApiError> {
+    /// The loaded model's tokenizer and template, or why there is none yet.
+    pub fn prompter(&self) -> Result<Arc<Prompter>, ApiError> {
         match self.state() {
             ModelState::Loading { done, total } => {
                 let progress = total.map_or_else(|| format!("{done} bytes"), |total| format!("{done} of {total} bytes"));
-                return Err(ApiError::Loading(progress));
+                Err(ApiError::Loading(progress))
             }
-            ModelState::Failed(error) => return Err(ApiError::LoadFailed(error)),
-            ModelState::Ready { .. } => {}
+            ModelState::Failed(error) => Err(ApiError::LoadFailed(error)),
+            ModelState::Ready { .. } => Ok(self
+                .prompter
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+                .expect("the prompter is stored before the state turns Ready")),
         }
-        let _permit = match self.running.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let queued = self.queued.fetch_add(1, Ordering::SeqCst);
-                self.metrics.queued.inc();
-                let _queued = QueuedGuard(self);
-                if queued >= self.max_queue {
-                    return Err(ApiError::Overloaded { queued, limit: self.max_queue });
-                }
-                self.running.acquire().await.map_err(|_| ApiError::LoadFailed("the server is shutting down".into()))?
-            }
-        };
-        self.metrics.running.inc();
-        let _running = RunningGuard(&self.metrics);
+    }
+
+    /// Continues `prompt_ids`, calling `on_delta` (on a blocking thread) with each piece of
+    /// text. The caller holds the request's turn (see [`crate::scheduler`]).
+    pub async fn generate(
+        self: &Arc<Self>,
+        prompt_ids: Vec<u32>,
+        params: GenerateParams,
+        mut on_delta: impl FnMut(&str) -> Flow + Send + 'static,
+    ) -> Result<Completion, ApiError> {
         let inference = Arc::clone(self);
         let generation = tokio::task::spawn_blocking(move || {
             let mut model = inference.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let model = model.as_mut().expect("state is Ready only once the model is stored");
-            model.generate(&messages, &params, &mut on_delta)
+            let model = model.as_mut().expect("a prompter exists only once the model is stored");
+            model.generate_from_ids(&prompt_ids, &params, &mut on_delta)
         });
         let completion = generation.await.map_err(|error| ApiError::LoadFailed(format!("generation crashed: {error}")))??;
         let metrics = &self.metrics;

@@ -3,9 +3,11 @@
 //! `cargo xtask` (hydration wasm, styles) from the site folder.
 
 pub mod api;
+pub mod client;
 pub mod error;
 pub mod inference;
 pub mod metrics;
+pub mod scheduler;
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use tower_http::compression::CompressionLayer;
 
 /// The whole HTTP application for one team's Space.
 pub fn router(space: Space, options: LeptosOptions, inference: Arc<inference::Inference>) -> Router {
+    let api = api::Api::new(inference, space.chat.clone(), space.limits.clone());
     let space = Arc::new(space);
     let provide_space = move || provide_context(Arc::clone(&space));
     let routes = generate_route_list(App);
@@ -38,7 +41,7 @@ pub fn router(space: Space, options: LeptosOptions, inference: Arc<inference::In
         .layer(CompressionLayer::new())
         .with_state(options)
         // After the compression layer: a compressor would hold back streamed tokens.
-        .merge(api::routes(inference))
+        .merge(api::routes(api))
 }
 
 /// Leptos settings for a site folder laid out by `cargo xtask` (`pkg/` holds the wasm).

@@ -24,9 +24,6 @@ struct Cli {
     /// The model to chat with, from the built-in catalogue.
     #[arg(long, env = "VITRINA_MODEL", default_value = "qwen2.5-0.5b", value_parser = clap::builder::PossibleValuesParser::new(engine::catalog::NAMES))]
     model: String,
-    /// Requests that may wait while the model is busy; more get 429.
-    #[arg(long, env = "VITRINA_MAX_QUEUE", default_value_t = 8)]
-    max_queue: usize,
 }
 
 #[tokio::main]
@@ -58,13 +55,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let inference = server::inference::Inference::new(1, cli.max_queue);
+    let inference = server::inference::Inference::new();
     let file = engine::catalog::by_name(&cli.model).expect("clap only accepts catalogue names");
     inference.start_loading(engine::cache::ModelCache::from_env(), cli.model.clone(), file);
     let options = server::leptos_options(&cli.site_root, address);
     let app = server::router(space, options, inference);
     tracing::info!("Vitrina listening on http://{address}");
-    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+    if let Err(error) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await {
         eprintln!("error: server stopped: {error}");
         return ExitCode::FAILURE;
     }

@@ -7,6 +7,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use app::space::{ChatDefaults, Limits};
+use server::api::Api;
 use server::inference::{Inference, ModelState};
 use tower::ServiceExt;
 
@@ -14,11 +16,20 @@ use tower::ServiceExt;
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
 
 /// SmolLM2, loaded once for the tests that share it.
-static READY: LazyLock<Arc<Inference>> = LazyLock::new(load_smollm2);
+static READY: LazyLock<Arc<Api>> = LazyLock::new(|| api(load_smollm2(), roomy_limits()));
+
+/// The defaults, with room for every request these tests send from one address.
+fn roomy_limits() -> Limits {
+    Limits { max_concurrent_per_client: 64, requests_per_minute_per_client: 10_000, ..Limits::default() }
+}
+
+fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
+    Api::new(inference, ChatDefaults::default(), limits)
+}
 
 /// A server-side SmolLM2 of its own, ready to answer.
 fn load_smollm2() -> Arc<Inference> {
-    let inference = Inference::new(1, 8);
+    let inference = Inference::new();
     let cache = match std::env::var_os("VITRINA_MODEL_CACHE") {
         Some(dir) => engine::cache::ModelCache::new(dir),
         None => engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache")),
@@ -35,9 +46,9 @@ fn load_smollm2() -> Arc<Inference> {
     }
 }
 
-fn call(inference: &Arc<Inference>, request: Request<Body>) -> (StatusCode, String) {
+fn call(api: &Arc<Api>, request: Request<Body>) -> (StatusCode, String) {
     RUNTIME.block_on(async {
-        let router = server::api::routes(Arc::clone(inference));
+        let router = server::api::routes(Arc::clone(api));
         let response = router.oneshot(request).await.unwrap();
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -45,9 +56,9 @@ fn call(inference: &Arc<Inference>, request: Request<Body>) -> (StatusCode, Stri
     })
 }
 
-fn post(inference: &Arc<Inference>, body: impl Into<String>) -> (StatusCode, String) {
+fn post(api: &Arc<Api>, body: impl Into<String>) -> (StatusCode, String) {
     let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(body.into())).unwrap();
-    call(inference, request)
+    call(api, request)
 }
 
 fn question(extra: Value) -> String {
@@ -60,7 +71,7 @@ fn question(extra: Value) -> String {
 
 #[test]
 fn health_says_loading_until_the_model_is_ready() {
-    let loading = Inference::new(1, 8);
+    let loading = api(Inference::new(), Limits::default());
     let (status, body) = call(&loading, Request::get("/health").body(Body::empty()).unwrap());
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], "loading");
@@ -178,8 +189,8 @@ fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
 }
 
 /// A counter's value in the `/metrics` text.
-fn counter(inference: &Arc<Inference>, name: &str) -> u64 {
-    let (_, text) = call(inference, Request::get("/metrics").body(Body::empty()).unwrap());
+fn counter(api: &Arc<Api>, name: &str) -> u64 {
+    let (_, text) = call(api, Request::get("/metrics").body(Body::empty()).unwrap());
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
@@ -188,11 +199,12 @@ fn counter(inference: &Arc<Inference>, name: &str) -> u64 {
 #[test]
 fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
     // Its own model: the other tests' tokens must not count here.
-    let inference = load_smollm2();
+    let api = api(load_smollm2(), roomy_limits());
+    let inference = Arc::clone(&api.inference);
     let story = json!({"messages": [{"role": "user", "content": "Tell me a very long story about a dragon."}], "temperature": 0, "max_tokens": 200, "stream": true});
     let (received, (queued_status, queued_answer)) = RUNTIME.block_on(async {
         let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(story.to_string())).unwrap();
-        let mut body = server::api::routes(Arc::clone(&inference)).oneshot(request).await.unwrap().into_body();
+        let mut body = server::api::routes(Arc::clone(&api)).oneshot(request).await.unwrap().into_body();
         let mut received = 0;
         while received < 3 {
             let frame = body.frame().await.expect("the stream ended early").unwrap();
@@ -204,7 +216,7 @@ fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
         }
         // A second request queues behind the running one…
         let next = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(question(json!({})))).unwrap();
-        let queued = tokio::spawn(server::api::routes(Arc::clone(&inference)).oneshot(next));
+        let queued = tokio::spawn(server::api::routes(Arc::clone(&api)).oneshot(next));
         while inference.metrics.queued.get() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -217,13 +229,168 @@ fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
     });
     assert_eq!(queued_status, StatusCode::OK);
     let started = Instant::now();
-    while counter(&inference, "vitrina_cancelled_generations_total") == 0 {
+    while counter(&api, "vitrina_cancelled_generations_total") == 0 {
         assert!(started.elapsed() < Duration::from_secs(60), "the generation was not cancelled");
         std::thread::sleep(Duration::from_millis(20));
     }
     let for_the_queued = queued_answer["usage"]["completion_tokens"].as_u64().unwrap();
-    let generated = (counter(&inference, "vitrina_generated_tokens_total") - for_the_queued) as usize;
+    let generated = (counter(&api, "vitrina_generated_tokens_total") - for_the_queued) as usize;
     assert!(generated <= received + 2, "{generated} tokens generated for a client that left after {received}");
 
-    assert_eq!(counter(&inference, "vitrina_chat_requests_total{status=\"200\"}"), 2);
+    assert_eq!(counter(&api, "vitrina_chat_requests_total{status=\"200\"}"), 2);
+}
+
+#[test]
+fn token_limits_from_space_toml_are_enforced_with_their_names() {
+    let limits = Limits { max_input_tokens: 64, max_total_tokens: 96, ..roomy_limits() };
+    let small = api(Arc::clone(&READY.inference), limits);
+    let long = json!({"messages": [{"role": "user", "content": "Describe the history of Spain. ".repeat(20)}], "max_tokens": 8});
+    let (status, body) = post(&small, long.to_string());
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("limits.max_input_tokens is 64"), "{body}");
+
+    let (status, body) = post(&small, question(json!({"max_tokens": 90})));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("limits.max_total_tokens is 96") && body.contains("Ask for at most"), "{body}");
+
+    // Without max_tokens the answer is cut to what the total leaves.
+    let unbounded = json!({"messages": [{"role": "user", "content": "Tell me a long story."}], "temperature": 0});
+    let (status, body) = post(&small, unbounded.to_string());
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let usage = &serde_json::from_str::<Value>(&body).unwrap()["usage"];
+    assert!(usage["total_tokens"].as_u64().unwrap() <= 96, "{usage}");
+}
+
+/// Reads server-sent events as they arrive; `None` once the stream ends.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data = event.trim().strip_prefix("data: ").unwrap_or_else(|| panic!("not an SSE event: {event:?}"));
+                return if data == "[DONE]" { None } else { Some(serde_json::from_str(data).unwrap()) };
+            }
+            let bytes = self.response.chunk().await.unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&bytes).unwrap());
+        }
+    }
+}
+
+#[test]
+fn sixteen_clients_at_once_eight_refused_the_rest_served_in_order() {
+    // Its own model and server on loopback, as on a Space: one answer at a time, eight places.
+    let limits = Limits { max_concurrent: 1, max_queue: 8, ..roomy_limits() };
+    let inference = load_smollm2();
+    let app = server::api::routes(api(Arc::clone(&inference), limits));
+
+    RUNTIME.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        });
+        let http = reqwest::Client::new();
+        let url = format!("http://{address}/v1/chat/completions");
+
+        // /health is polled all along: a busy model must not make the server slow to answer.
+        let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let health = {
+            let (http, polling) = (http.clone(), Arc::clone(&polling));
+            tokio::spawn(async move {
+                let mut slowest = Duration::ZERO;
+                let mut polls = 0;
+                while polling.load(std::sync::atomic::Ordering::Relaxed) {
+                    let asked = Instant::now();
+                    let response = http.get(format!("http://{address}/health")).send().await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    slowest = slowest.max(asked.elapsed());
+                    polls += 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                (polls, slowest)
+            })
+        };
+
+        // Each client arrives after the previous one has its place; all stay connected together.
+        // The first asks for a longer answer so that nobody leaves the line while it fills.
+        let mut admitted = Vec::new();
+        let mut refused = Vec::new();
+        for client in 0..16u8 {
+            let max_tokens = if client == 0 { 48 } else { 6 };
+            let body = json!({"messages": [{"role": "user", "content": "Count from one to ten."}], "temperature": 0, "max_tokens": max_tokens, "stream": true});
+            let response = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-forwarded-for", format!("203.0.113.{}", client + 1))
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 429 {
+                let retry_after = response.headers().get("retry-after").cloned();
+                let error: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+                refused.push((client, retry_after, error));
+                continue;
+            }
+            assert_eq!(response.status(), 200, "client {client}");
+            let mut events = Events { response, buffer: String::new() };
+            let role = events.next().await.unwrap();
+            assert_eq!(role["choices"][0]["delta"]["role"], "assistant");
+            let first = events.next().await.unwrap();
+            let position = first["queue"]["position"].as_u64();
+            admitted.push((client, position, events));
+        }
+
+        assert_eq!(refused.len(), 8, "{refused:?}");
+        for (client, retry_after, error) in &refused {
+            assert!(*client >= 8, "client {client} was refused although places were free");
+            assert!(retry_after.is_some(), "429 without Retry-After");
+            assert_eq!(error["error"]["type"], "rate_limit_error");
+            assert!(error["error"]["message"].as_str().unwrap().contains("limits.max_queue = 8"), "{error}");
+        }
+        let positions: Vec<Option<u64>> = admitted.iter().map(|(_, position, _)| *position).collect();
+        assert_eq!(positions, [None, Some(1), Some(2), Some(3), Some(4), Some(5), Some(6), Some(7)], "the first runs, the rest wait in arrival order");
+
+        // Everyone admitted is answered, in the order they arrived, with positions that only
+        // go down while they wait.
+        let finished = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let readers: Vec<_> = admitted
+            .into_iter()
+            .map(|(client, first_position, mut events)| {
+                let finished = Arc::clone(&finished);
+                tokio::spawn(async move {
+                    let mut positions: Vec<u64> = first_position.into_iter().collect();
+                    let mut text = String::new();
+                    while let Some(chunk) = events.next().await {
+                        if let Some(position) = chunk["queue"]["position"].as_u64() {
+                            assert!(text.is_empty(), "client {client}: queue news after its answer began");
+                            positions.push(position);
+                        }
+                        if let Some(content) = chunk["choices"][0]["delta"]["content"].as_str() {
+                            if text.is_empty() && !content.is_empty() {
+                                finished.lock().unwrap().push(client);
+                            }
+                            text.push_str(content);
+                        }
+                    }
+                    assert!(positions.windows(2).all(|pair| pair[1] < pair[0]), "client {client}: positions {positions:?}");
+                    assert!(!text.is_empty(), "client {client} got no answer");
+                })
+            })
+            .collect();
+        for reader in readers {
+            reader.await.unwrap();
+        }
+        polling.store(false, std::sync::atomic::Ordering::Relaxed);
+        let (polls, slowest) = health.await.unwrap();
+        assert_eq!(*finished.lock().unwrap(), (0..8).collect::<Vec<u8>>(), "answers started in arrival order");
+        assert!(polls > 10, "only {polls} health checks");
+        assert!(slowest < Duration::from_millis(100), "/health took {slowest:?} while the model was busy");
+        println!("load test: {polls} health checks, slowest {slowest:?}");
+    });
 }

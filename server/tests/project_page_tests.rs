@@ -23,7 +23,7 @@ fn get(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
 
 async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
     let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
-    let router = server::router(space, options, server::inference::Inference::new(1, 0));
+    let router = server::router(space, options, server::inference::Inference::new());
     let mut request = Request::get(path);
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);

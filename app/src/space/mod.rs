@@ -8,10 +8,14 @@
 mod checks;
 #[cfg(feature = "ssr")]
 mod load;
+mod settings;
 #[cfg(feature = "ssr")]
 pub use checks::{HUB_LICENSES, did_you_mean};
 #[cfg(feature = "ssr")]
 pub use load::{InvalidSpace, SpaceError, load, parse};
+#[cfg(feature = "ssr")]
+pub use settings::Limits;
+pub use settings::ChatDefaults;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -30,6 +34,12 @@ pub struct Space {
     pub models: Vec<HubRepo>,
     #[serde(default)]
     pub examples: Vec<ChatExample>,
+    #[serde(default)]
+    pub chat: ChatDefaults,
+    /// Server only: the browser has no use for them.
+    #[cfg(feature = "ssr")]
+    #[serde(default, skip_serializing)]
+    pub limits: Limits,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

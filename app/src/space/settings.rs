@@ -1,0 +1,150 @@
+//! The `[chat]` and `[limits]` tables: how the chat starts and what the server accepts.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// How a conversation starts; the visitor can change every value in the chat's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatDefaults {
+    /// Sent as the first (system) message; also used by API requests that bring none.
+    pub system_prompt: Option<String>,
+    #[serde(deserialize_with = "temperature")]
+    pub temperature: f64,
+    #[serde(deserialize_with = "top_p")]
+    pub top_p: f64,
+    #[serde(deserialize_with = "whole_number::<_, 1, 4096>")]
+    pub max_tokens: u32,
+}
+
+impl Default for ChatDefaults {
+    fn default() -> Self {
+        Self { system_prompt: None, temperature: 0.7, top_p: 0.9, max_tokens: 512 }
+    }
+}
+
+/// What one Space accepts, so that no visitor can take it from the others.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "LimitsInToml")]
+pub struct Limits {
+    pub max_concurrent: usize,
+    pub max_queue: usize,
+    pub max_input_tokens: usize,
+    pub max_total_tokens: usize,
+    pub max_concurrent_per_client: usize,
+    pub requests_per_minute_per_client: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+#[cfg(feature = "ssr")]
+impl Default for Limits {
+    fn default() -> Self {
+        LimitsInToml::default().try_into().expect("the defaults are consistent")
+    }
+}
+
+#[cfg(feature = "ssr")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsInToml {
+    #[serde(deserialize_with = "whole_number::<_, 1, 64>")]
+    max_concurrent: u32,
+    #[serde(deserialize_with = "whole_number::<_, 1, 1024>")]
+    max_queue: u32,
+    #[serde(deserialize_with = "whole_number::<_, 1, 131072>")]
+    max_input_tokens: u32,
+    #[serde(deserialize_with = "whole_number::<_, 2, 131072>")]
+    max_total_tokens: u32,
+    #[serde(deserialize_with = "whole_number::<_, 1, 64>")]
+    max_concurrent_per_client: u32,
+    #[serde(deserialize_with = "whole_number::<_, 1, 10000>")]
+    requests_per_minute_per_client: u32,
+    #[serde(deserialize_with = "proxy_ranges")]
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+#[cfg(feature = "ssr")]
+impl Default for LimitsInToml {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 1,
+            max_queue: 8,
+            max_input_tokens: 2048,
+            max_total_tokens: 3072,
+            max_concurrent_per_client: 2,
+            requests_per_minute_per_client: 30,
+            // Loopback and the private ranges: where a Space's own proxy connects from.
+            trusted_proxies: ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+                .iter()
+                .map(|range| range.parse().expect("valid ranges"))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl TryFrom<LimitsInToml> for Limits {
+    type Error = String;
+    fn try_from(limits: LimitsInToml) -> Result<Self, String> {
+        if limits.max_queue < limits.max_concurrent {
+            return Err(format!(
+                "max_queue ({}) is smaller than max_concurrent ({}); allowed: max_queue >= max_concurrent (the queue counts the requests being answered)",
+                limits.max_queue, limits.max_concurrent
+            ));
+        }
+        if limits.max_input_tokens >= limits.max_total_tokens {
+            return Err(format!(
+                "max_input_tokens ({}) leaves no room to answer within max_total_tokens ({}); allowed: max_input_tokens < max_total_tokens",
+                limits.max_input_tokens, limits.max_total_tokens
+            ));
+        }
+        let size = |value: u32| value as usize;
+        Ok(Self {
+            max_concurrent: size(limits.max_concurrent),
+            max_queue: size(limits.max_queue),
+            max_input_tokens: size(limits.max_input_tokens),
+            max_total_tokens: size(limits.max_total_tokens),
+            max_concurrent_per_client: size(limits.max_concurrent_per_client),
+            requests_per_minute_per_client: size(limits.requests_per_minute_per_client),
+            trusted_proxies: limits.trusted_proxies,
+        })
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn proxy_ranges<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|range| {
+            range
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| range.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("found {range:?}; allowed: an IP address or range, e.g. \"10.0.0.0/8\" or \"127.0.0.1\"")))
+        })
+        .collect()
+}
+
+fn whole_number<'de, D: Deserializer<'de>, const MIN: u32, const MAX: u32>(deserializer: D) -> Result<u32, D::Error> {
+    let number = i64::deserialize(deserializer)?;
+    u32::try_from(number)
+        .ok()
+        .filter(|number| (MIN..=MAX).contains(number))
+        .ok_or_else(|| serde::de::Error::custom(format!("found {number}; allowed: a whole number from {MIN} to {MAX}")))
+}
+
+fn temperature<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    number_in(deserializer, 0.0..=2.0, "from 0 (always the likeliest word) to 2")
+}
+
+fn top_p<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    number_in(deserializer, f64::MIN_POSITIVE..=1.0, "above 0 and at most 1")
+}
+
+fn number_in<'de, D: Deserializer<'de>>(deserializer: D, range: std::ops::RangeInclusive<f64>, allowed: &str) -> Result<f64, D::Error> {
+    let number = f64::deserialize(deserializer)?;
+    if range.contains(&number) {
+        Ok(number)
+    } else {
+        Err(serde::de::Error::custom(format!("found {number}; allowed: a number {allowed}")))
+    }
+}

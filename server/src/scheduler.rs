@@ -1,0 +1,271 @@
+//! Who is answered next: one first-come, first-served line with `max_concurrent` places being
+//! answered and `max_queue` places in all, per-client limits, and a wait estimate learnt from
+//! the answers that finished.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use app::space::Limits;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Past this many clients, those with nothing in flight and no recent request are forgotten.
+const CLIENTS_KEPT: usize = 10_000;
+/// How quickly the wait estimate follows the latest answers.
+const SMOOTHING: f64 = 0.3;
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Turn {
+    /// `position` 1 is the next to be answered.
+    Waiting { position: usize, estimated_wait_seconds: Option<f64> },
+    Started,
+}
+
+pub struct Scheduler {
+    limits: Limits,
+    line: Mutex<Line>,
+    waiting_gauge: Gauge,
+    running_gauge: Gauge,
+}
+
+#[derive(Default)]
+struct Line {
+    running: usize,
+    waiting: VecDeque<Waiter>,
+    clients: HashMap<IpAddr, ClientUse>,
+    next_id: u64,
+    /// Smoothed seconds one request holds its place once started.
+    average_seconds: Option<f64>,
+}
+
+#[derive(Default)]
+struct ClientUse {
+    in_flight: usize,
+    recent: VecDeque<Instant>,
+}
+
+struct Waiter {
+    id: u64,
+    turn: watch::Sender<Turn>,
+}
+
+/// A request's place in the line; dropping it gives the place back (a client who leaves while
+/// waiting or while being answered frees it at once).
+pub struct Ticket {
+    scheduler: Arc<Scheduler>,
+    id: u64,
+    client: IpAddr,
+    turn: watch::Receiver<Turn>,
+    started_at: Option<Instant>,
+}
+
+impl Scheduler {
+    pub fn new(limits: Limits, waiting_gauge: Gauge, running_gauge: Gauge) -> Arc<Self> {
+        Arc::new(Self { limits, line: Mutex::new(Line::default()), waiting_gauge, running_gauge })
+    }
+
+    fn line(&self) -> MutexGuard<'_, Line> {
+        self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a place in the line for `client`, or says which limit refuses it.
+    pub fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Ticket, ApiError> {
+        let limits = &self.limits;
+        let mut line = self.line();
+        let now = Instant::now();
+        if line.clients.len() > CLIENTS_KEPT {
+            line.clients.retain(|_, used| used.in_flight > 0 || used.recent.back().is_some_and(|last| now - *last < RATE_WINDOW));
+        }
+        let used = line.clients.entry(client).or_default();
+        while used.recent.front().is_some_and(|first| now - *first >= RATE_WINDOW) {
+            used.recent.pop_front();
+        }
+        if used.recent.len() >= limits.requests_per_minute_per_client {
+            let oldest = used.recent.front().copied().unwrap_or(now);
+            let retry_after_seconds = (RATE_WINDOW.saturating_sub(now - oldest)).as_secs().max(1);
+            return Err(ApiError::ClientRateLimited { limit: limits.requests_per_minute_per_client, retry_after_seconds });
+        }
+        if used.in_flight >= limits.max_concurrent_per_client {
+            return Err(ApiError::ClientBusy { limit: limits.max_concurrent_per_client });
+        }
+        let held = line.running + line.waiting.len();
+        if held >= limits.max_queue {
+            let retry_after_seconds = self.estimate(&line, held).map_or(5, |seconds| seconds.ceil() as u64).clamp(1, 60);
+            return Err(ApiError::Overloaded { limit: limits.max_queue, retry_after_seconds });
+        }
+
+        let used = line.clients.entry(client).or_default();
+        used.recent.push_back(now);
+        used.in_flight += 1;
+        line.next_id += 1;
+        let id = line.next_id;
+        let starts_now = line.running < limits.max_concurrent && line.waiting.is_empty();
+        let (sender, turn) = if starts_now {
+            line.running += 1;
+            watch::channel(Turn::Started)
+        } else {
+            let position = line.waiting.len() + 1;
+            let (sender, receiver) = watch::channel(Turn::Waiting { position, estimated_wait_seconds: self.estimate(&line, position) });
+            line.waiting.push_back(Waiter { id, turn: sender.clone() });
+            (sender, receiver)
+        };
+        drop(sender);
+        self.publish(&line);
+        Ok(Ticket { scheduler: Arc::clone(self), id, client, turn, started_at: starts_now.then_some(now) })
+    }
+
+    /// Rough seconds until the request at `position` starts: whole answers ahead of it, shared
+    /// between the places being answered.
+    fn estimate(&self, line: &Line, position: usize) -> Option<f64> {
+        line.average_seconds.map(|seconds| seconds * position as f64 / self.limits.max_concurrent as f64)
+    }
+
+    /// Fills free places from the front of the line and tells the rest their new positions.
+    fn advance(&self, line: &mut Line) {
+        while line.running < self.limits.max_concurrent {
+            let Some(next) = line.waiting.pop_front() else { break };
+            line.running += 1;
+            next.turn.send_replace(Turn::Started);
+        }
+        for (index, waiter) in line.waiting.iter().enumerate() {
+            let position = index + 1;
+            waiter.turn.send_replace(Turn::Waiting { position, estimated_wait_seconds: self.estimate(line, position) });
+        }
+        self.publish(line);
+    }
+
+    fn publish(&self, line: &Line) {
+        self.waiting_gauge.set(line.waiting.len() as i64);
+        self.running_gauge.set(line.running as i64);
+    }
+}
+
+impl Ticket {
+    /// The request's current place.
+    pub fn turn(&self) -> Turn {
+        *self.turn.borrow()
+    }
+
+    /// Waits for this request's turn, calling `on_wait` with each new place in the line.
+    pub async fn wait_for_turn(&mut self, mut on_wait: impl FnMut(usize, Option<f64>)) {
+        loop {
+            match *self.turn.borrow_and_update() {
+                Turn::Started => break,
+                Turn::Waiting { position, estimated_wait_seconds } => on_wait(position, estimated_wait_seconds),
+            }
+            if self.turn.changed().await.is_err() {
+                // The sender lives as long as the place in the line; its end means it started.
+                break;
+            }
+        }
+        self.started_at.get_or_insert_with(Instant::now);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let scheduler = &self.scheduler;
+        let mut line = scheduler.line();
+        let line = &mut *line;
+        if let Some(index) = line.waiting.iter().position(|waiter| waiter.id == self.id) {
+            line.waiting.remove(index);
+        } else {
+            line.running -= 1;
+            if let Some(started_at) = self.started_at {
+                let seconds = started_at.elapsed().as_secs_f64();
+                line.average_seconds = Some(match line.average_seconds {
+                    Some(average) => average + SMOOTHING * (seconds - average),
+                    None => seconds,
+                });
+            }
+        }
+        if let Some(used) = line.clients.get_mut(&self.client) {
+            used.in_flight -= 1;
+        }
+        scheduler.advance(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduler(max_concurrent: usize, max_queue: usize, per_client: usize, per_minute: usize) -> Arc<Scheduler> {
+        let limits = Limits {
+            max_concurrent,
+            max_queue,
+            max_concurrent_per_client: per_client,
+            requests_per_minute_per_client: per_minute,
+            ..Limits::default()
+        };
+        Scheduler::new(limits, Gauge::default(), Gauge::default())
+    }
+
+    fn client(n: u8) -> IpAddr {
+        IpAddr::from([203, 0, 113, n])
+    }
+
+    fn position(ticket: &Ticket) -> Option<usize> {
+        match ticket.turn() {
+            Turn::Waiting { position, .. } => Some(position),
+            Turn::Started => None,
+        }
+    }
+
+    #[test]
+    fn first_come_first_served_with_positions_that_move_up() {
+        let line = scheduler(1, 4, 4, 100);
+        let first = line.admit(client(1)).unwrap();
+        let second = line.admit(client(2)).unwrap();
+        let third = line.admit(client(3)).unwrap();
+        let fourth = line.admit(client(4)).unwrap();
+        assert_eq!([position(&first), position(&second), position(&third), position(&fourth)], [None, Some(1), Some(2), Some(3)]);
+        assert!(matches!(line.admit(client(5)), Err(ApiError::Overloaded { limit: 4, .. })));
+
+        // The second leaves while waiting: everyone behind moves up, nobody is skipped.
+        drop(second);
+        assert_eq!([position(&third), position(&fourth)], [Some(1), Some(2)]);
+        drop(first);
+        assert_eq!([position(&third), position(&fourth)], [None, Some(1)]);
+    }
+
+    #[test]
+    fn per_client_limits_name_the_limit() {
+        let line = scheduler(1, 8, 2, 3);
+        let (_a, _b) = (line.admit(client(1)).unwrap(), line.admit(client(1)).unwrap());
+        let busy = line.admit(client(1)).err().unwrap();
+        assert!(busy.to_string().contains("max_concurrent_per_client = 2"), "{busy}");
+        drop((_a, _b));
+        let _third = line.admit(client(1)).unwrap();
+        let limited = line.admit(client(1)).and_then(|_| line.admit(client(1))).err().unwrap();
+        assert!(limited.to_string().contains("requests_per_minute_per_client = 3"), "{limited}");
+        assert!(line.admit(client(2)).is_ok(), "other clients are not affected");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_starts_when_the_one_ahead_finishes() {
+        let line = scheduler(1, 2, 2, 100);
+        let running = line.admit(client(1)).unwrap();
+        let mut waiting = line.admit(client(2)).unwrap();
+        let mut positions = Vec::new();
+        let finish = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(running);
+        });
+        waiting.wait_for_turn(|position, _| positions.push(position)).await;
+        finish.await.unwrap();
+        assert_eq!(positions, [1]);
+        assert_eq!(waiting.turn(), Turn::Started);
+        let estimate = match line.admit(client(3)).unwrap().turn() {
+            Turn::Waiting { estimated_wait_seconds, .. } => estimated_wait_seconds,
+            Turn::Started => None,
+        };
+        assert!(estimate.is_some_and(|seconds| seconds > 0.0), "learnt from the first answer: {estimate:?}");
+    }
+}
