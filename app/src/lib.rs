@@ -3,8 +3,10 @@
 //! `hydrate`, built by `cargo xtask`). Also home of `space.toml`'s types and the reference data
 //! the page shows (ODS goals, language varieties, interface strings).
 
+pub mod conversation;
 pub mod i18n;
 pub mod idioma;
+pub mod markdown;
 pub mod ods;
 mod pages;
 pub mod space;

@@ -160,7 +160,7 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "progress": {"done": done, "total": total}}))).into_response()
         }
         ModelState::Ready { name, info } => {
-            Json(json!({"status": "ok", "model": name, "architecture": info.architecture, "quantization": info.quantization, "backend": "candle", "device": "cpu"}))
+            Json(json!({"status": "ok", "model": name, "architecture": info.architecture, "quantization": info.quantization, "backend": "candle", "device": crate::inference::DEVICE}))
                 .into_response()
         }
         ModelState::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "message": message}))).into_response(),
@@ -260,6 +260,7 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
                 last["timings"] = json!({
                     "prefill_ms": completion.timings.prefill_ms,
                     "decode_tokens_per_second": completion.timings.decode_tokens_per_second,
+                    "device": crate::inference::DEVICE,
                 });
                 let _ = sender.send(last);
             }

@@ -1,6 +1,7 @@
 //! The model the Space chats with: fetched and loaded once in the background, then used for
 //! one generation at a time on a blocking thread.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use engine::cache::{CachedFile, ModelCache};
@@ -9,11 +10,32 @@ use engine::{ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, M
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
+/// Where generation runs, as `/health` and each answer's timings name it.
+pub const DEVICE: &str = "cpu";
+
 #[derive(Clone, Debug)]
 pub enum ModelState {
     Loading { done: u64, total: Option<u64> },
     Ready { name: String, info: ModelInfo },
     Failed(String),
+}
+
+/// Where the model comes from.
+pub enum ModelSource {
+    /// A catalogue model, fetched and verified through the cache.
+    Catalog { name: String, cache: ModelCache, file: CachedFile },
+    /// A GGUF file on this machine, used as it is.
+    File(PathBuf),
+}
+
+impl ModelSource {
+    /// The name the API and `/health` give the model: the catalogue's, or the file's stem.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Catalog { name, .. } => name.clone(),
+            Self::File(path) => path.file_stem().map_or_else(|| path.display().to_string(), |stem| stem.to_string_lossy().into_owned()),
+        }
+    }
 }
 
 pub struct Inference {
@@ -41,17 +63,22 @@ impl Inference {
         *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
     }
 
-    /// Fetches `file` through `cache` and loads it, on a thread of its own.
-    pub fn start_loading(self: &Arc<Self>, cache: ModelCache, name: String, file: CachedFile) {
+    /// Fetches the model (if it comes from the catalogue) and loads it, on a thread of its own.
+    pub fn start_loading(self: &Arc<Self>, source: ModelSource) {
         let inference = Arc::clone(self);
-        tracing::info!(model = %name, cache = %cache.dir().display(), "loading the model (the first start downloads it)");
+        let name = source.name();
+        tracing::info!(model = %name, "loading the model (the first start downloads it)");
         std::thread::spawn(move || {
             let loaded = (|| -> Result<ChatModel, String> {
-                let path = cache
-                    .get(&file, &mut |done, total| inference.set_state(ModelState::Loading { done, total }))
-                    .map_err(|error| error.to_string())?;
-                let mut reader = std::io::BufReader::new(std::fs::File::open(&path).map_err(|error| error.to_string())?);
-                engine::load_chat_model(&mut reader, &file.file_name, &LoadOptions::default(), &Device::Cpu).map_err(|error| error.to_string())
+                let path = match &source {
+                    ModelSource::Catalog { cache, file, .. } => cache
+                        .get(file, &mut |done, total| inference.set_state(ModelState::Loading { done, total }))
+                        .map_err(|error| error.to_string())?,
+                    ModelSource::File(path) => path.clone(),
+                };
+                let opened = std::fs::File::open(&path).map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+                let mut reader = std::io::BufReader::new(opened);
+                engine::load_chat_model(&mut reader, &path.display().to_string(), &LoadOptions::default(), &Device::Cpu).map_err(|error| error.to_string())
             })();
             match loaded {
                 Ok(model) => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use server::inference::ModelSource;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -21,9 +22,27 @@ struct Cli {
     /// Folder with the built browser bundles and static files (made by `cargo xtask`).
     #[arg(long, env = "VITRINA_SITE_ROOT", default_value = "target/site")]
     site_root: String,
-    /// The model to chat with, from the built-in catalogue.
-    #[arg(long, env = "VITRINA_MODEL", default_value = "qwen2.5-0.5b", value_parser = clap::builder::PossibleValuesParser::new(engine::catalog::NAMES))]
-    model: String,
+    /// The model to chat with: a name from the built-in catalogue (smollm2-135m, qwen2.5-0.5b),
+    /// or the path of a GGUF file.
+    #[arg(long, env = "VITRINA_MODEL", default_value = "qwen2.5-0.5b", value_parser = model_source)]
+    model: ModelChoice,
+}
+
+#[derive(Clone)]
+enum ModelChoice {
+    Catalog(String),
+    File(PathBuf),
+}
+
+fn model_source(value: &str) -> Result<ModelChoice, String> {
+    if engine::catalog::NAMES.contains(&value) {
+        return Ok(ModelChoice::Catalog(value.to_owned()));
+    }
+    let path = PathBuf::from(value);
+    if value.ends_with(".gguf") && path.is_file() {
+        return Ok(ModelChoice::File(path));
+    }
+    Err(format!("{value:?} is neither a catalogue model ({}) nor an existing .gguf file", engine::catalog::NAMES.join(", ")))
 }
 
 #[tokio::main]
@@ -56,8 +75,14 @@ async fn main() -> ExitCode {
         }
     };
     let inference = server::inference::Inference::new();
-    let file = engine::catalog::by_name(&cli.model).expect("clap only accepts catalogue names");
-    inference.start_loading(engine::cache::ModelCache::from_env(), cli.model.clone(), file);
+    let source = match cli.model {
+        ModelChoice::Catalog(name) => {
+            let file = engine::catalog::by_name(&name).expect("checked while parsing the arguments");
+            ModelSource::Catalog { name, cache: engine::cache::ModelCache::from_env(), file }
+        }
+        ModelChoice::File(path) => ModelSource::File(path),
+    };
+    inference.start_loading(source);
     let options = server::leptos_options(&cli.site_root, address);
     let app = server::router(space, options, inference);
     tracing::info!("Vitrina listening on http://{address}");

@@ -23,35 +23,50 @@ impl Drop for RunningServer {
     }
 }
 
+/// What the hostile test model answers, every token: markup that would run if the page ever
+/// turned model text into HTML (see tests/e2e/hostile_model.test.js).
+const HOSTILE_ANSWER: &str = r#"<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>[clic](javascript:window.__xss=1) "#;
+
 pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
-    let port = free_port()?;
-    let server = Command::new(Path::new("target/debug").join(crate::SERVER_BINARY))
-        .args(["--config", "space.toml", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--site-root", crate::site::SITE_ROOT])
-        // The small model, from the cache the other tests filled.
-        .args(["--model", "smollm2-135m"])
-        .env("VITRINA_MODEL_CACHE", model_cache)
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start the server for the end-to-end tests")?;
-    let mut server = RunningServer(server);
-    wait_until_listening(&mut server, port)?;
+    // The small real model, from the cache the other tests filled.
+    let (mut server, url) = start_server(&["--model", "smollm2-135m"], model_cache)?;
+    let hostile_model = Path::new("target/e2e/hostile.gguf");
+    std::fs::create_dir_all("target/e2e")?;
+    run(cargo().args(["run", "--quiet", "-p", "engine", "--example", "tiny_model", "--"]).arg(hostile_model).arg(HOSTILE_ANSWER))?;
+    let (mut hostile_server, hostile_url) = start_server(&["--model".as_ref(), hostile_model.as_os_str()], model_cache)?;
+    wait_until_healthy(&mut server, &url)?;
+    wait_until_healthy(&mut hostile_server, &hostile_url)?;
 
-    wait_until_healthy(&mut server, port)?;
-    let url = format!("http://127.0.0.1:{port}");
     let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
     let mut browser_tests = Command::new("node");
     browser_tests.args(["--test", "--test-reporter=spec", "tests/e2e/"]);
-    browser_tests.env("VITRINA_URL", &url).env("CHROMIUM_PATH", chromium);
+    browser_tests.env("VITRINA_URL", &url).env("VITRINA_HOSTILE_URL", &hostile_url).env("CHROMIUM_PATH", chromium);
     run(&mut browser_tests)?;
 
     let python = tools.test_python.as_ref().context("the API tests' Python was not set up")?;
     run(Command::new(python).args(["-m", "pytest", "-q", "tests/api"]).env("VITRINA_URL", &url))
 }
 
+/// Starts the built server with the repository's space.toml on a free loopback port.
+fn start_server(model: &[impl AsRef<std::ffi::OsStr>], model_cache: &std::ffi::OsStr) -> Result<(RunningServer, String)> {
+    let port = free_port()?;
+    let server = Command::new(Path::new("target/debug").join(crate::SERVER_BINARY))
+        .args(["--config", "space.toml", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--site-root", crate::site::SITE_ROOT])
+        .args(model)
+        .env("VITRINA_MODEL_CACHE", model_cache)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("cannot start the server for the end-to-end tests")?;
+    let mut server = RunningServer(server);
+    wait_until_listening(&mut server, port)?;
+    Ok((server, format!("http://127.0.0.1:{port}")))
+}
+
 /// Waits for `/health` to answer 200: the model is loaded.
-fn wait_until_healthy(server: &mut RunningServer, port: u16) -> Result<()> {
+fn wait_until_healthy(server: &mut RunningServer, url: &str) -> Result<()> {
+    let port: u16 = url.rsplit(':').next().and_then(|port| port.parse().ok()).context("the server's URL has no port")?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(600) {
         if let Some(status) = server.0.try_wait()? {

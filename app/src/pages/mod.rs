@@ -1,5 +1,6 @@
 //! One page per file.
 
+mod api_usage;
 mod chat;
 mod not_found;
 mod project;

@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
 
+use super::api_usage::ApiUsage;
 use super::chat::Chat;
 use super::{Footer, TopBar, use_strings};
 use crate::i18n::Lang;
@@ -44,6 +45,8 @@ pub fn ProjectPage() -> impl IntoView {
 fn ProjectSheet(space: Space) -> impl IntoView {
     let strings = use_strings();
     let project = space.project;
+    // The API examples ask what the first chat example asks.
+    let api_question = space.examples.first().map_or_else(|| "¿Qué puedes hacer?".to_owned(), |example| example.pregunta.clone());
     let future = project.future;
     view! {
         <Title text=project.title.clone() />
@@ -98,12 +101,13 @@ fn ProjectSheet(space: Space) -> impl IntoView {
             <Section id="modelos" title=move || strings().models>
                 <RepoCards repos=space.models is_dataset=false />
             </Section>
-            <Chat examples=space.examples />
+            <Chat examples=space.examples defaults=space.chat />
             <Section id="equipo" title=move || strings().team>
                 <ul class="cards team">
                     {space.team.into_iter().map(|member| view! { <MemberCard member /> }).collect_view()}
                 </ul>
             </Section>
+            <ApiUsage question=api_question />
         </main>
     }
 }

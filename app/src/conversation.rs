@@ -1,0 +1,241 @@
+//! The chat's data, apart from how it is shown: what is stored in the browser, what is sent to
+//! `/v1/chat/completions`, and how the server's stream and errors are read.
+
+use serde::{Deserialize, Serialize};
+
+use crate::space::ChatDefaults;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Speaker {
+    Visitor,
+    Model,
+}
+
+/// How one answer went, shown under it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerStats {
+    pub tokens: u64,
+    pub tokens_per_second: f64,
+    /// Where it ran, as the server names it (`cpu`, `cuda`…).
+    pub device: String,
+}
+
+/// One message as the browser keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedTurn {
+    pub speaker: Speaker,
+    pub text: String,
+    /// The text a question refers to (an example's `contexto`), shown apart from it.
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub stats: Option<AnswerStats>,
+}
+
+/// The visitor's chat settings, starting from `[chat]` in space.toml.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub system_prompt: String,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_tokens: u32,
+}
+
+impl From<&ChatDefaults> for Settings {
+    fn from(defaults: &ChatDefaults) -> Self {
+        Self {
+            system_prompt: defaults.system_prompt.clone().unwrap_or_default(),
+            temperature: defaults.temperature,
+            top_p: defaults.top_p,
+            max_tokens: defaults.max_tokens,
+        }
+    }
+}
+
+impl Settings {
+    /// Brings values typed by hand back into what the server accepts.
+    pub fn clamped(mut self) -> Self {
+        self.temperature = if self.temperature.is_finite() { self.temperature.clamp(0.0, 2.0) } else { 0.7 };
+        self.top_p = if self.top_p.is_finite() { self.top_p.clamp(0.01, 1.0) } else { 1.0 };
+        self.max_tokens = self.max_tokens.clamp(1, 4096);
+        self
+    }
+}
+
+/// Everything the browser remembers between visits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Saved {
+    pub turns: Vec<SavedTurn>,
+    pub settings: Settings,
+}
+
+/// The `localStorage` key; a new layout gets a new key rather than misreading an old one.
+pub const STORAGE_KEY: &str = "vitrina-chat-v1";
+
+/// What the model reads for a visitor's turn: the question, then the text it refers to.
+pub fn message_content(turn: &SavedTurn) -> String {
+    match &turn.context {
+        Some(context) if !context.trim().is_empty() => format!("{}\n\n{}", turn.text, context),
+        _ => turn.text.clone(),
+    }
+}
+
+pub fn request_body(turns: &[SavedTurn], settings: &Settings) -> String {
+    let mut messages = Vec::new();
+    if !settings.system_prompt.trim().is_empty() {
+        messages.push(serde_json::json!({"role": "system", "content": settings.system_prompt}));
+    }
+    messages.extend(turns.iter().map(|turn| {
+        let role = match turn.speaker {
+            Speaker::Visitor => "user",
+            Speaker::Model => "assistant",
+        };
+        serde_json::json!({"role": role, "content": message_content(turn)})
+    }));
+    serde_json::json!({
+        "messages": messages, "stream": true,
+        "temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens,
+    })
+    .to_string()
+}
+
+/// One server-sent event of an answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    Text(String),
+    /// Still waiting: `position` 1 is next.
+    Queued { position: u64, estimated_wait_seconds: Option<f64> },
+    Finished(AnswerStats),
+    Nothing,
+}
+
+/// Reads one `data:` payload; `Err` carries an error the server sent mid-stream.
+pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
+    let chunk: serde_json::Value = serde_json::from_str(data).map_err(|error| ChatError::other(error.to_string()))?;
+    if let Some(message) = chunk["error"]["message"].as_str() {
+        return Err(ChatError::from_kind(chunk["error"]["type"].as_str(), message));
+    }
+    if let Some(position) = chunk["queue"]["position"].as_u64() {
+        return Ok(StreamEvent::Queued { position, estimated_wait_seconds: chunk["queue"]["estimated_wait_seconds"].as_f64() });
+    }
+    if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str().filter(|text| !text.is_empty()) {
+        return Ok(StreamEvent::Text(text.to_owned()));
+    }
+    if let Some(tokens) = chunk["usage"]["completion_tokens"].as_u64() {
+        return Ok(StreamEvent::Finished(AnswerStats {
+            tokens,
+            tokens_per_second: chunk["timings"]["decode_tokens_per_second"].as_f64().unwrap_or(0.0),
+            device: chunk["timings"]["device"].as_str().unwrap_or("cpu").to_owned(),
+        }));
+    }
+    Ok(StreamEvent::Nothing)
+}
+
+/// Why an answer failed, in the terms the visitor is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Too many people right now (429).
+    Busy,
+    /// The model is still loading (503).
+    Loading,
+    /// The conversation is too long for the model (422, or a context-window error).
+    TooLong,
+    /// The server could not be reached or the connection dropped.
+    Connection,
+    Other,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatError {
+    pub failure: Failure,
+    /// The server's own words, shown in small print for those who want them.
+    pub detail: String,
+}
+
+impl ChatError {
+    pub fn other(detail: String) -> Self {
+        Self { failure: Failure::Other, detail }
+    }
+
+    pub fn connection(detail: String) -> Self {
+        Self { failure: Failure::Connection, detail }
+    }
+
+    /// From an HTTP status and the OpenAI-style body that came with it.
+    pub fn from_response(status: u16, body: &str) -> Self {
+        let detail = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|error| error["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        let failure = match status {
+            429 => Failure::Busy,
+            503 => Failure::Loading,
+            413 | 422 => Failure::TooLong,
+            400 if detail.contains("context window") => Failure::TooLong,
+            _ => Failure::Other,
+        };
+        Self { failure, detail }
+    }
+
+    fn from_kind(kind: Option<&str>, message: &str) -> Self {
+        let failure = match kind {
+            Some("rate_limit_error") => Failure::Busy,
+            Some("service_unavailable") => Failure::Loading,
+            _ if message.contains("context window") => Failure::TooLong,
+            _ => Failure::Other,
+        };
+        Self { failure, detail: message.to_owned() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(speaker: Speaker, text: &str, context: Option<&str>) -> SavedTurn {
+        SavedTurn { speaker, text: text.into(), context: context.map(Into::into), stats: None }
+    }
+
+    #[test]
+    fn the_request_carries_settings_system_prompt_and_context() {
+        let settings = Settings { system_prompt: "Sé breve.".into(), temperature: 0.2, top_p: 0.5, max_tokens: 64 };
+        let turns = [turn(Speaker::Visitor, "Resume el texto.", Some("Un texto largo.")), turn(Speaker::Model, "Hecho.", None)];
+        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &settings)).unwrap();
+        assert_eq!(body["messages"][0], serde_json::json!({"role": "system", "content": "Sé breve."}));
+        assert_eq!(body["messages"][1]["content"], "Resume el texto.\n\nUn texto largo.");
+        assert_eq!(body["messages"][2]["role"], "assistant");
+        assert_eq!((body["temperature"].as_f64(), body["max_tokens"].as_u64(), body["stream"].as_bool()), (Some(0.2), Some(64), Some(true)));
+
+        let no_system = Settings { system_prompt: "  ".into(), ..settings };
+        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &no_system)).unwrap();
+        assert_eq!(body["messages"][0]["role"], "user");
+    }
+
+    #[test]
+    fn stream_events_are_read() {
+        let text = r#"{"choices":[{"index":0,"delta":{"content":"¡Hola"},"finish_reason":null}]}"#;
+        assert_eq!(parse_event(text), Ok(StreamEvent::Text("¡Hola".into())));
+        let queued = r#"{"choices":[{"index":0,"delta":{},"finish_reason":null}],"queue":{"position":3,"estimated_wait_seconds":12.0}}"#;
+        assert_eq!(parse_event(queued), Ok(StreamEvent::Queued { position: 3, estimated_wait_seconds: Some(12.0) }));
+        let last = r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"completion_tokens":9},"timings":{"decode_tokens_per_second":31.5,"device":"cpu"}}"#;
+        assert_eq!(parse_event(last), Ok(StreamEvent::Finished(AnswerStats { tokens: 9, tokens_per_second: 31.5, device: "cpu".into() })));
+        assert_eq!(parse_event(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Ok(StreamEvent::Nothing));
+        let error = parse_event(r#"{"error":{"message":"busy","type":"rate_limit_error"}}"#).unwrap_err();
+        assert_eq!(error.failure, Failure::Busy);
+    }
+
+    #[test]
+    fn errors_are_sorted_by_what_the_visitor_can_do() {
+        let body = r#"{"error":{"message":"the conversation is 3000 tokens long","type":"invalid_request_error"}}"#;
+        let error = ChatError::from_response(422, body);
+        assert_eq!((error.failure, error.detail.as_str()), (Failure::TooLong, "the conversation is 3000 tokens long"));
+        assert_eq!(ChatError::from_response(429, "{}").failure, Failure::Busy);
+        assert_eq!(ChatError::from_response(503, "not json").detail, "HTTP 503");
+    }
+
+    #[test]
+    fn settings_typed_by_hand_are_brought_into_range() {
+        let wild = Settings { system_prompt: String::new(), temperature: f64::NAN, top_p: 7.0, max_tokens: 0 }.clamped();
+        assert_eq!((wild.temperature, wild.top_p, wild.max_tokens), (0.7, 1.0, 1));
+    }
+}
