@@ -32,6 +32,17 @@ pub struct SavedTurn {
     pub stats: Option<AnswerStats>,
 }
 
+/// Where answers are generated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// The server while it answers, the visitor's browser when it cannot.
+    #[default]
+    Auto,
+    Server,
+    Browser,
+}
+
 /// The visitor's chat settings, starting from `[chat]` in space.toml.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -39,6 +50,8 @@ pub struct Settings {
     pub temperature: f64,
     pub top_p: f64,
     pub max_tokens: u32,
+    #[serde(default)]
+    pub backend: Backend,
 }
 
 impl From<&ChatDefaults> for Settings {
@@ -48,6 +61,7 @@ impl From<&ChatDefaults> for Settings {
             temperature: defaults.temperature,
             top_p: defaults.top_p,
             max_tokens: defaults.max_tokens,
+            backend: Backend::Auto,
         }
     }
 }
@@ -80,7 +94,8 @@ pub fn message_content(turn: &SavedTurn) -> String {
     }
 }
 
-pub fn request_body(turns: &[SavedTurn], settings: &Settings) -> String {
+/// The conversation in OpenAI's wire form, the settings' system prompt first.
+fn messages(turns: &[SavedTurn], settings: &Settings) -> Vec<serde_json::Value> {
     let mut messages = Vec::new();
     if !settings.system_prompt.trim().is_empty() {
         messages.push(serde_json::json!({"role": "system", "content": settings.system_prompt}));
@@ -92,11 +107,61 @@ pub fn request_body(turns: &[SavedTurn], settings: &Settings) -> String {
         };
         serde_json::json!({"role": role, "content": message_content(turn)})
     }));
+    messages
+}
+
+/// The body for the server's `/v1/chat/completions`.
+pub fn request_body(turns: &[SavedTurn], settings: &Settings) -> String {
     serde_json::json!({
-        "messages": messages, "stream": true,
+        "messages": messages(turns, settings), "stream": true,
         "temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens,
     })
     .to_string()
+}
+
+/// The same request for the browser worker (the `worker` crate's `WorkerRequest::Generate`):
+/// unset sampling fields take the engine's defaults, as the server's do.
+pub fn worker_request(turns: &[SavedTurn], settings: &Settings) -> String {
+    serde_json::json!({
+        "type": "generate",
+        "messages": messages(turns, settings),
+        "params": {"sampling": {"temperature": settings.temperature, "top_p": settings.top_p}, "max_tokens": settings.max_tokens},
+    })
+    .to_string()
+}
+
+/// What the browser worker reports (the `worker` crate's `WorkerEvent`), as the chat needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerMessage {
+    Started,
+    Progress { done: u64, total: u64, from_cache: bool },
+    Ready,
+    Event(StreamEvent),
+    Failed(String),
+}
+
+/// The device name answers from the browser carry.
+pub const BROWSER_DEVICE: &str = "wasm";
+
+pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
+    let message: serde_json::Value = serde_json::from_str(json).map_err(|error| ChatError::other(error.to_string()))?;
+    let number = |key: &str| message[key].as_u64().unwrap_or(0);
+    Ok(match message["type"].as_str().unwrap_or_default() {
+        "started" => WorkerMessage::Started,
+        "progress" => WorkerMessage::Progress { done: number("done"), total: number("total"), from_cache: message["from_cache"].as_bool().unwrap_or(false) },
+        "ready" => WorkerMessage::Ready,
+        "delta" => WorkerMessage::Event(StreamEvent::Text(message["text"].as_str().unwrap_or_default().to_owned())),
+        "done" => {
+            let completion = &message["completion"];
+            WorkerMessage::Event(StreamEvent::Finished(AnswerStats {
+                tokens: completion["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+                tokens_per_second: completion["timings"]["decode_tokens_per_second"].as_f64().unwrap_or(0.0),
+                device: BROWSER_DEVICE.to_owned(),
+            }))
+        }
+        "failed" => WorkerMessage::Failed(message["message"].as_str().unwrap_or("the browser model failed").to_owned()),
+        other => return Err(ChatError::other(format!("unknown worker message {other:?}"))),
+    })
 }
 
 /// One server-sent event of an answer.
@@ -142,6 +207,8 @@ pub enum Failure {
     TooLong,
     /// The server could not be reached or the connection dropped.
     Connection,
+    /// The browser could not run the model (too large, download failed, no storage…).
+    Browser,
     Other,
 }
 
@@ -155,6 +222,15 @@ pub struct ChatError {
 impl ChatError {
     pub fn other(detail: String) -> Self {
         Self { failure: Failure::Other, detail }
+    }
+
+    pub fn browser(detail: String) -> Self {
+        Self { failure: Failure::Browser, detail }
+    }
+
+    /// Whether the visitor's browser could give the answer the server did not.
+    pub fn server_could_not_serve(&self) -> bool {
+        matches!(self.failure, Failure::Busy | Failure::Loading | Failure::Connection | Failure::Other)
     }
 
     pub fn connection(detail: String) -> Self {
@@ -198,7 +274,7 @@ mod tests {
 
     #[test]
     fn the_request_carries_settings_system_prompt_and_context() {
-        let settings = Settings { system_prompt: "Sé breve.".into(), temperature: 0.2, top_p: 0.5, max_tokens: 64 };
+        let settings = Settings { system_prompt: "Sé breve.".into(), temperature: 0.2, top_p: 0.5, max_tokens: 64, backend: Backend::Auto };
         let turns = [turn(Speaker::Visitor, "Resume el texto.", Some("Un texto largo.")), turn(Speaker::Model, "Hecho.", None)];
         let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &settings)).unwrap();
         assert_eq!(body["messages"][0], serde_json::json!({"role": "system", "content": "Sé breve."}));
@@ -209,6 +285,32 @@ mod tests {
         let no_system = Settings { system_prompt: "  ".into(), ..settings };
         let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &no_system)).unwrap();
         assert_eq!(body["messages"][0]["role"], "user");
+    }
+
+    /// The worker crate's tests parse this very text as a `WorkerRequest`.
+    #[test]
+    fn the_worker_request_has_the_agreed_shape() {
+        let settings = Settings { system_prompt: String::new(), temperature: 0.0, top_p: 1.0, max_tokens: 24, backend: Backend::Browser };
+        let request = worker_request(&[turn(Speaker::Visitor, "Hola", None)], &settings);
+        assert_eq!(
+            request,
+            r#"{"messages":[{"content":"Hola","role":"user"}],"params":{"max_tokens":24,"sampling":{"temperature":0.0,"top_p":1.0}},"type":"generate"}"#
+        );
+    }
+
+    #[test]
+    fn worker_messages_are_read() {
+        assert_eq!(parse_worker_message(r#"{"type":"started"}"#), Ok(WorkerMessage::Started));
+        assert_eq!(
+            parse_worker_message(r#"{"type":"progress","done":5,"total":10,"from_cache":true}"#),
+            Ok(WorkerMessage::Progress { done: 5, total: 10, from_cache: true })
+        );
+        let done = r#"{"type":"done","completion":{"text":"x","finish_reason":"stop","usage":{"prompt_tokens":3,"completion_tokens":7},"timings":{"prefill_ms":1.0,"prefill_tokens_per_second":2.0,"decode_tokens_per_second":9.5}}}"#;
+        assert_eq!(
+            parse_worker_message(done),
+            Ok(WorkerMessage::Event(StreamEvent::Finished(AnswerStats { tokens: 7, tokens_per_second: 9.5, device: "wasm".into() })))
+        );
+        assert_eq!(parse_worker_message(r#"{"type":"failed","message":"too large"}"#), Ok(WorkerMessage::Failed("too large".into())));
     }
 
     #[test]
@@ -235,7 +337,7 @@ mod tests {
 
     #[test]
     fn settings_typed_by_hand_are_brought_into_range() {
-        let wild = Settings { system_prompt: String::new(), temperature: f64::NAN, top_p: 7.0, max_tokens: 0 }.clamped();
+        let wild = Settings { system_prompt: String::new(), temperature: f64::NAN, top_p: 7.0, max_tokens: 0, backend: Backend::Browser }.clamped();
         assert_eq!((wild.temperature, wild.top_p, wild.max_tokens), (0.7, 1.0, 1));
     }
 }

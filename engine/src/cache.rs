@@ -56,6 +56,7 @@ const HUB_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 /// Bytes done and bytes in all (when known), for progress bars.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
 
+#[derive(Clone, Debug)]
 pub struct ModelCache {
     dir: PathBuf,
 }

@@ -168,6 +168,18 @@ impl ChatModel {
         params: &GenerateParams,
         on_delta: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<Completion> {
+        let mut generation = self.start(prompt_ids, params)?;
+        while let Some(piece) = generation.step()? {
+            if !piece.is_empty() && on_delta(&piece) == Flow::Cancel {
+                return Ok(generation.completion(FinishReason::Cancelled));
+            }
+        }
+        Ok(generation.completion(FinishReason::Cancelled))
+    }
+
+    /// Reads the prompt (prefill) and returns the generation, ready to decode token by token:
+    /// for callers that must do other work between tokens (a browser worker answering a stop).
+    pub fn start(&mut self, prompt_ids: &[u32], params: &GenerateParams) -> Result<Generation<'_>> {
         let context_length = self.prompter.context_length;
         if prompt_ids.is_empty() {
             return Err(EngineError::InvalidParameter { name: "messages", problem: "the prompt is empty".into() });
@@ -175,61 +187,101 @@ impl ChatModel {
         if prompt_ids.len() >= context_length {
             return Err(EngineError::ContextOverflow { prompt_tokens: prompt_ids.len(), context_length });
         }
-        let mut sampler = Sampler::new(params.sampling.clone())?;
-        let max_tokens = params.max_tokens.min(context_length - prompt_ids.len());
-        let mut stops = StopStrings::new(&params.stop);
-        let mut text_stream = TextStream::new();
-        let mut generated: Vec<u32> = Vec::new();
-        let mut text = String::new();
-
+        let sampler = Sampler::new(params.sampling.clone())?;
         let prefill_started = Instant::now();
-        let mut logits = self.model.forward(prompt_ids, 0)?;
+        let logits = self.model.forward(prompt_ids, 0)?;
         let prefill = prefill_started.elapsed();
-        let decode_started = Instant::now();
-
-        let finish_reason = loop {
-            if generated.len() >= max_tokens {
-                break FinishReason::Length;
-            }
-            let token = sampler.next_token(&logits, &generated)?;
-            generated.push(token);
-            if !params.ignore_eos && self.prompter.stop_ids.contains(&token) {
-                break FinishReason::Stop;
-            }
-            let piece = text_stream.push(&self.prompter.tokenizer, token)?;
-            let (ready, hit_stop) = stops.push(&piece);
-            if !ready.is_empty() {
-                text.push_str(&ready);
-                if on_delta(&ready) == Flow::Cancel {
-                    break FinishReason::Cancelled;
-                }
-            }
-            if hit_stop {
-                break FinishReason::Stop;
-            }
-            logits = self.model.forward(&[token], prompt_ids.len() + generated.len() - 1)?;
-        };
-        // Text held back as a possible stop string turned out not to be one.
-        if finish_reason != FinishReason::Cancelled {
-            let rest = stops.finish();
-            if !rest.is_empty() {
-                text.push_str(&rest);
-                on_delta(&rest);
-            }
-        }
-
-        let decode_seconds = decode_started.elapsed().as_secs_f64();
-        let prefill_seconds = prefill.as_secs_f64();
-        Ok(Completion {
-            text,
-            finish_reason,
-            usage: Usage { prompt_tokens: prompt_ids.len(), completion_tokens: generated.len() },
-            timings: Timings {
-                prefill_ms: prefill_seconds * 1000.0,
-                prefill_tokens_per_second: rate(prompt_ids.len(), prefill_seconds),
-                decode_tokens_per_second: rate(generated.len().saturating_sub(1), decode_seconds),
-            },
+        Ok(Generation {
+            prompt_tokens: prompt_ids.len(),
+            max_tokens: params.max_tokens.min(context_length - prompt_ids.len()),
+            ignore_eos: params.ignore_eos,
+            sampler,
+            stops: StopStrings::new(params.stop.clone()),
+            text_stream: TextStream::new(),
+            generated: Vec::new(),
+            text: String::new(),
+            logits: Some(logits),
+            finish_reason: None,
+            prefill_seconds: prefill.as_secs_f64(),
+            decode_started: Instant::now(),
+            chat: self,
         })
+    }
+}
+
+/// One answer being decoded: each [`Generation::step`] adds one token.
+pub struct Generation<'m> {
+    chat: &'m mut ChatModel,
+    prompt_tokens: usize,
+    max_tokens: usize,
+    ignore_eos: bool,
+    sampler: Sampler,
+    stops: StopStrings,
+    text_stream: TextStream,
+    generated: Vec<u32>,
+    text: String,
+    /// The next token's logits; `None` until the last token has been run, which waits for the
+    /// next step so that a caller who stops after a delta pays for no extra forward pass.
+    logits: Option<candle_core::Tensor>,
+    finish_reason: Option<FinishReason>,
+    prefill_seconds: f64,
+    decode_started: Instant,
+}
+
+impl Generation<'_> {
+    /// Decodes one token. Returns the text it makes ready (often empty: a character or a
+    /// possible stop string may still be incomplete), or `None` once the answer has ended.
+    pub fn step(&mut self) -> Result<Option<String>> {
+        if self.finish_reason.is_some() {
+            return Ok(None);
+        }
+        if self.generated.len() >= self.max_tokens {
+            return Ok(Some(self.end(FinishReason::Length)));
+        }
+        let logits = match self.logits.take() {
+            Some(logits) => logits,
+            None => {
+                let last = *self.generated.last().expect("logits are only consumed by a generated token");
+                self.chat.model.forward(&[last], self.prompt_tokens + self.generated.len() - 1)?
+            }
+        };
+        let token = self.sampler.next_token(&logits, &self.generated)?;
+        self.generated.push(token);
+        let prompter = &self.chat.prompter;
+        if !self.ignore_eos && prompter.stop_ids.contains(&token) {
+            return Ok(Some(self.end(FinishReason::Stop)));
+        }
+        let piece = self.text_stream.push(&prompter.tokenizer, token)?;
+        let (ready, hit_stop) = self.stops.push(&piece);
+        self.text.push_str(&ready);
+        if hit_stop {
+            self.finish_reason = Some(FinishReason::Stop);
+        }
+        Ok(Some(ready))
+    }
+
+    /// Ends the answer; text held back as a possible stop string turned out not to be one.
+    fn end(&mut self, reason: FinishReason) -> String {
+        self.finish_reason = Some(reason);
+        let rest = self.stops.finish();
+        self.text.push_str(&rest);
+        rest
+    }
+
+    /// The answer so far; `unfinished` is its reason if it has not ended by itself.
+    pub fn completion(self, unfinished: FinishReason) -> Completion {
+        let decode_seconds = self.decode_started.elapsed().as_secs_f64();
+        let generated = self.generated.len();
+        Completion {
+            text: self.text,
+            finish_reason: self.finish_reason.unwrap_or(unfinished),
+            usage: Usage { prompt_tokens: self.prompt_tokens, completion_tokens: generated },
+            timings: Timings {
+                prefill_ms: self.prefill_seconds * 1000.0,
+                prefill_tokens_per_second: rate(self.prompt_tokens, self.prefill_seconds),
+                decode_tokens_per_second: rate(generated.saturating_sub(1), decode_seconds),
+            },
+        }
     }
 }
 
@@ -239,13 +291,13 @@ fn rate(tokens: usize, seconds: f64) -> f64 {
 
 /// Holds back text that could be the start of a stop string, so a stop string is never
 /// half-sent.
-struct StopStrings<'a> {
-    stops: &'a [String],
+struct StopStrings {
+    stops: Vec<String>,
     pending: String,
 }
 
-impl<'a> StopStrings<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl StopStrings {
+    fn new(stops: Vec<String>) -> Self {
         Self { stops, pending: String::new() }
     }
 
@@ -289,12 +341,12 @@ mod tests {
     #[test]
     fn stop_strings_are_held_back_then_cut() {
         let stops = vec!["###".to_owned()];
-        let mut filter = StopStrings::new(&stops);
+        let mut filter = StopStrings::new(stops.clone());
         assert_eq!(filter.push("Hola #"), ("Hola ".to_owned(), false));
         assert_eq!(filter.push("#"), (String::new(), false));
         assert_eq!(filter.push("# fin"), (String::new(), true));
 
-        let mut filter = StopStrings::new(&stops);
+        let mut filter = StopStrings::new(stops.clone());
         assert_eq!(filter.push("a #b"), ("a #b".to_owned(), false));
         assert_eq!(filter.push("ñ#"), ("ñ".to_owned(), false));
         assert_eq!(filter.finish(), "#");

@@ -164,6 +164,9 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
                 .into_response()
         }
         ModelState::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "message": message}))).into_response(),
+        ModelState::Disabled => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "disabled", "message": ApiError::NoServerModel.to_string()}))).into_response()
+        }
     }
 }
 

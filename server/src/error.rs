@@ -16,6 +16,8 @@ pub enum ApiError {
     Loading(String),
     #[error("the model could not be loaded: {0}")]
     LoadFailed(String),
+    #[error("this server runs no model (started with --no-model): the page answers in the visitor's browser")]
+    NoServerModel,
     #[error(
         "the server is busy: all {limit} places in its queue are taken (limits.max_queue = {limit} in space.toml); try again in {retry_after_seconds} s"
     )]
@@ -40,7 +42,7 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Rejected(status, _) => *status,
-            Self::Loading(_) | Self::LoadFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Loading(_) | Self::LoadFailed(_) | Self::NoServerModel => StatusCode::SERVICE_UNAVAILABLE,
             Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyTokens(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Engine(EngineError::ContextOverflow { .. } | EngineError::InvalidParameter { .. } | EngineError::Template(_)) => {

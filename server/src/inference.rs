@@ -18,6 +18,8 @@ pub enum ModelState {
     Loading { done: u64, total: Option<u64> },
     Ready { name: String, info: ModelInfo },
     Failed(String),
+    /// Started with `--no-model`: visitors' browsers answer.
+    Disabled,
 }
 
 /// Where the model comes from.
@@ -59,41 +61,49 @@ impl Inference {
         self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// This server will run no model.
+    pub fn disable(&self) {
+        self.set_state(ModelState::Disabled);
+    }
+
     fn set_state(&self, state: ModelState) {
         *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
     }
 
-    /// Fetches the model (if it comes from the catalogue) and loads it, on a thread of its own.
+    /// [`Inference::load`] on a thread of its own.
     pub fn start_loading(self: &Arc<Self>, source: ModelSource) {
         let inference = Arc::clone(self);
+        std::thread::spawn(move || inference.load(source));
+    }
+
+    /// Fetches the model (if it comes from the catalogue) and loads it; `/health` follows along.
+    pub fn load(&self, source: ModelSource) {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
-        std::thread::spawn(move || {
-            let loaded = (|| -> Result<ChatModel, String> {
-                let path = match &source {
-                    ModelSource::Catalog { cache, file, .. } => cache
-                        .get(file, &mut |done, total| inference.set_state(ModelState::Loading { done, total }))
-                        .map_err(|error| error.to_string())?,
-                    ModelSource::File(path) => path.clone(),
-                };
-                let opened = std::fs::File::open(&path).map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-                let mut reader = std::io::BufReader::new(opened);
-                engine::load_chat_model(&mut reader, &path.display().to_string(), &LoadOptions::default(), &Device::Cpu).map_err(|error| error.to_string())
-            })();
-            match loaded {
-                Ok(model) => {
-                    let info = model.info.clone();
-                    *inference.prompter.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&model.prompter));
-                    *inference.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
-                    tracing::info!(model = %name, ?info, "model ready");
-                    inference.set_state(ModelState::Ready { name, info });
-                }
-                Err(error) => {
-                    tracing::error!(model = %name, %error, "model failed to load");
-                    inference.set_state(ModelState::Failed(error));
-                }
+        let loaded = (|| -> Result<ChatModel, String> {
+            let path = match &source {
+                ModelSource::Catalog { cache, file, .. } => cache
+                    .get(file, &mut |done, total| self.set_state(ModelState::Loading { done, total }))
+                    .map_err(|error| error.to_string())?,
+                ModelSource::File(path) => path.clone(),
+            };
+            let opened = std::fs::File::open(&path).map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+            let mut reader = std::io::BufReader::new(opened);
+            engine::load_chat_model(&mut reader, &path.display().to_string(), &LoadOptions::default(), &Device::Cpu).map_err(|error| error.to_string())
+        })();
+        match loaded {
+            Ok(model) => {
+                let info = model.info.clone();
+                *self.prompter.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&model.prompter));
+                *self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
+                tracing::info!(model = %name, ?info, "model ready");
+                self.set_state(ModelState::Ready { name, info });
             }
-        });
+            Err(error) => {
+                tracing::error!(model = %name, %error, "model failed to load");
+                self.set_state(ModelState::Failed(error));
+            }
+        }
     }
 
     /// The loaded model's tokenizer and template, or why there is none yet.
@@ -104,6 +114,7 @@ impl Inference {
                 Err(ApiError::Loading(progress))
             }
             ModelState::Failed(error) => Err(ApiError::LoadFailed(error)),
+            ModelState::Disabled => Err(ApiError::NoServerModel),
             ModelState::Ready { .. } => Ok(self
                 .prompter
                 .read()

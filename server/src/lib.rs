@@ -3,6 +3,7 @@
 //! `cargo xtask` (hydration wasm, styles) from the site folder.
 
 pub mod api;
+pub mod browser_model;
 pub mod client;
 pub mod error;
 pub mod inference;
@@ -22,7 +23,12 @@ use leptos_axum::{LeptosRoutes, file_and_error_handler, generate_route_list, han
 use tower_http::compression::CompressionLayer;
 
 /// The whole HTTP application for one team's Space.
-pub fn router(space: Space, options: LeptosOptions, inference: Arc<inference::Inference>) -> Router {
+pub fn router(
+    space: Space,
+    options: LeptosOptions,
+    inference: Arc<inference::Inference>,
+    browser_model: Arc<browser_model::BrowserModel>,
+) -> Router {
     let api = api::Api::new(inference, space.chat.clone(), space.limits.clone());
     let space = Arc::new(space);
     let provide_space = move || provide_context(Arc::clone(&space));
@@ -42,6 +48,8 @@ pub fn router(space: Space, options: LeptosOptions, inference: Arc<inference::In
         .with_state(options)
         // After the compression layer: a compressor would hold back streamed tokens.
         .merge(api::routes(api))
+        // Uncompressed too: a quantised model does not shrink, and Range needs the raw bytes.
+        .merge(browser_model::routes(browser_model))
 }
 
 /// Leptos settings for a site folder laid out by `cargo xtask` (`pkg/` holds the wasm).

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::sync::Arc;
+
+use server::browser_model::BrowserModel;
 use server::inference::ModelSource;
 use tracing_subscriber::EnvFilter;
 
@@ -26,6 +29,9 @@ struct Cli {
     /// or the path of a GGUF file.
     #[arg(long, env = "VITRINA_MODEL", default_value = "qwen2.5-0.5b", value_parser = model_source)]
     model: ModelChoice,
+    /// Run no model on the server: chats run in the visitors' browsers (see `[browser]`).
+    #[arg(long, env = "VITRINA_NO_MODEL")]
+    no_model: bool,
 }
 
 #[derive(Clone)]
@@ -74,17 +80,41 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let Some(browser_file) = engine::catalog::by_name(&space.browser.model) else {
+        eprintln!(
+            "error: {}: key `browser.model`: found {:?}; allowed: {}",
+            cli.config.display(),
+            space.browser.model,
+            engine::catalog::NAMES.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let cache = engine::cache::ModelCache::from_env();
+    let browser_model = BrowserModel::new(space.browser.model.clone(), browser_file);
     let inference = server::inference::Inference::new();
     let source = match cli.model {
+        _ if cli.no_model => None,
         ModelChoice::Catalog(name) => {
             let file = engine::catalog::by_name(&name).expect("checked while parsing the arguments");
-            ModelSource::Catalog { name, cache: engine::cache::ModelCache::from_env(), file }
+            Some(ModelSource::Catalog { name, cache: cache.clone(), file })
         }
-        ModelChoice::File(path) => ModelSource::File(path),
+        ModelChoice::File(path) => Some(ModelSource::File(path)),
     };
-    inference.start_loading(source);
+    if source.is_none() {
+        inference.disable();
+    }
+    {
+        let (inference, browser_model) = (Arc::clone(&inference), Arc::clone(&browser_model));
+        // The browser's (small) model first: the fallback is ready while the server's loads.
+        std::thread::spawn(move || {
+            browser_model.fetch(&cache);
+            if let Some(source) = source {
+                inference.load(source);
+            }
+        });
+    }
     let options = server::leptos_options(&cli.site_root, address);
-    let app = server::router(space, options, inference);
+    let app = server::router(space, options, inference, browser_model);
     tracing::info!("Vitrina listening on http://{address}");
     if let Err(error) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await {
         eprintln!("error: server stopped: {error}");

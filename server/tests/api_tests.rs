@@ -40,6 +40,7 @@ fn load_smollm2() -> Arc<Inference> {
         match inference.state() {
             ModelState::Ready { .. } => return inference,
             ModelState::Failed(error) => panic!("model failed to load: {error}"),
+            ModelState::Disabled => unreachable!("nothing disables this server"),
             ModelState::Loading { .. } if started.elapsed() > Duration::from_secs(600) => panic!("model still loading after 10 minutes"),
             ModelState::Loading { .. } => std::thread::sleep(Duration::from_millis(100)),
         }

@@ -23,7 +23,8 @@ fn get(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
 
 async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
     let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
-    let router = server::router(space, options, server::inference::Inference::new());
+    let browser_model = server::browser_model::BrowserModel::new("smollm2-135m".into(), engine::catalog::smollm2_135m());
+    let router = server::router(space, options, server::inference::Inference::new(), browser_model);
     let mut request = Request::get(path);
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);

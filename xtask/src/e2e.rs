@@ -35,13 +35,17 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     std::fs::create_dir_all("target/e2e")?;
     run(cargo().args(["run", "--quiet", "-p", "engine", "--example", "tiny_model", "--"]).arg(hostile_model).arg(HOSTILE_ANSWER))?;
     let (mut hostile_server, hostile_url) = start_server(&["--model".as_ref(), hostile_model.as_os_str()], model_cache)?;
+    // No model of its own: every answer comes from the visitor's browser.
+    let (mut browser_only_server, browser_only_url) = start_server(&["--no-model"], model_cache)?;
     wait_until_healthy(&mut server, &url)?;
     wait_until_healthy(&mut hostile_server, &hostile_url)?;
+    wait_until_serving_the_browser_model(&mut browser_only_server, &browser_only_url)?;
 
     let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
     let mut browser_tests = Command::new("node");
     browser_tests.args(["--test", "--test-reporter=spec", "tests/e2e/"]);
-    browser_tests.env("VITRINA_URL", &url).env("VITRINA_HOSTILE_URL", &hostile_url).env("CHROMIUM_PATH", chromium);
+    browser_tests.env("VITRINA_URL", &url).env("VITRINA_HOSTILE_URL", &hostile_url).env("VITRINA_BROWSER_ONLY_URL", &browser_only_url);
+    browser_tests.env("CHROMIUM_PATH", chromium);
     run(&mut browser_tests)?;
 
     let python = tools.test_python.as_ref().context("the API tests' Python was not set up")?;
@@ -66,6 +70,15 @@ fn start_server(model: &[impl AsRef<std::ffi::OsStr>], model_cache: &std::ffi::O
 
 /// Waits for `/health` to answer 200: the model is loaded.
 fn wait_until_healthy(server: &mut RunningServer, url: &str) -> Result<()> {
+    wait_for_200(server, url, "/health")
+}
+
+/// Waits for `/models` to answer 200: the browser model is in the cache.
+fn wait_until_serving_the_browser_model(server: &mut RunningServer, url: &str) -> Result<()> {
+    wait_for_200(server, url, "/models")
+}
+
+fn wait_for_200(server: &mut RunningServer, url: &str, path: &str) -> Result<()> {
     let port: u16 = url.rsplit(':').next().and_then(|port| port.parse().ok()).context("the server's URL has no port")?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(600) {
@@ -74,7 +87,7 @@ fn wait_until_healthy(server: &mut RunningServer, url: &str) -> Result<()> {
         }
         let answer = (|| -> std::io::Result<String> {
             let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-            stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+            stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
             let mut answer = String::new();
             stream.read_to_string(&mut answer)?;
             Ok(answer)
@@ -84,7 +97,7 @@ fn wait_until_healthy(server: &mut RunningServer, url: &str) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    bail!("the server's model was not ready within 10 minutes (GET /health)")
+    bail!("the server did not answer GET {path} with 200 within 10 minutes")
 }
 
 fn free_port() -> Result<u16> {

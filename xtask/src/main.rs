@@ -102,9 +102,6 @@ fn test() -> Result<()> {
     let started = Instant::now();
     let tools = toolchain::ensure(Needs::everything())?;
     site::build(&tools)?;
-    step("engine and worker for wasm32", || {
-        run(tools.wasm_cargo("build").args(["-p", "engine", "-p", "worker", "--lib"]))
-    })?;
     // Models fetched by the tests live outside the clone, so a fresh clone reuses them.
     let models = std::env::var_os("VITRINA_MODEL_CACHE").unwrap_or_else(|| toolchain::cache_dir().join("models").into());
     step("unit and integration tests", || {

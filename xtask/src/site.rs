@@ -13,25 +13,48 @@ pub const SITE_ROOT: &str = "target/site";
 /// Must equal the server's `output_name`: Leptos asks for `/pkg/vitrina.js` and `vitrina_bg.wasm`.
 const OUTPUT_NAME: &str = "vitrina";
 
+/// The browser model's bundle, loaded by `public/worker.js`.
+const WORKER_OUTPUT_NAME: &str = "vitrina_worker";
+
 pub fn build(tools: &Tools) -> Result<()> {
     crate::step("hydrate bundle (wasm)", || {
-        run(tools
-            .wasm_cargo("rustc")
-            .args(["-p", "app", "--lib", "--crate-type", "cdylib", "--no-default-features", "--features", "hydrate"]))?;
-        let pkg = Path::new(SITE_ROOT).join("pkg");
-        let compiled = Path::new("target").join(WASM_TARGET).join("wasm-release/app.wasm");
-        run(Command::new(&tools.wasm_bindgen)
-            .args(["--target", "web", "--no-typescript", "--out-name", OUTPUT_NAME, "--out-dir"])
-            .arg(&pkg)
-            .arg(&compiled))?;
-        let wasm = pkg.join(format!("{OUTPUT_NAME}_bg.wasm"));
-        optimize(tools, &wasm)?;
-        report_size(&wasm)
+        bundle(tools, Bundle { package: "app", features: &["--no-default-features", "--features", "hydrate"], profile: "wasm-release", output_name: OUTPUT_NAME, wasm_opt: Some("-Oz"), name: "hydrate" })
+    })?;
+    // Built for speed: it runs the model. No wasm-opt: on this 6 MB bundle `-O3` takes minutes
+    // for little, after LLVM's own -O3 with LTO.
+    crate::step("browser worker bundle (wasm: engine + worker)", || {
+        bundle(tools, Bundle { package: "worker", features: &[], profile: "wasm-worker", output_name: WORKER_OUTPUT_NAME, wasm_opt: None, name: "worker" })
     })?;
     crate::step("static files", || copy_dir(Path::new("public"), Path::new(SITE_ROOT)))
 }
 
-fn optimize(tools: &Tools, wasm: &Path) -> Result<()> {
+struct Bundle<'a> {
+    package: &'a str,
+    features: &'a [&'a str],
+    profile: &'a str,
+    output_name: &'a str,
+    /// wasm-opt's level, if it runs.
+    wasm_opt: Option<&'a str>,
+    /// For the size report.
+    name: &'a str,
+}
+
+fn bundle(tools: &Tools, bundle: Bundle) -> Result<()> {
+    run(tools.wasm_cargo("rustc", bundle.profile).args(["-p", bundle.package, "--lib", "--crate-type", "cdylib"]).args(bundle.features))?;
+    let pkg = Path::new(SITE_ROOT).join("pkg");
+    let compiled = Path::new("target").join(WASM_TARGET).join(bundle.profile).join(format!("{}.wasm", bundle.package));
+    run(Command::new(&tools.wasm_bindgen)
+        .args(["--target", "web", "--no-typescript", "--out-name", bundle.output_name, "--out-dir"])
+        .arg(&pkg)
+        .arg(&compiled))?;
+    let wasm = pkg.join(format!("{}_bg.wasm", bundle.output_name));
+    if let Some(level) = bundle.wasm_opt {
+        optimize(tools, &wasm, level)?;
+    }
+    report_size(&wasm, bundle.name)
+}
+
+fn optimize(tools: &Tools, wasm: &Path, level: &str) -> Result<()> {
     // The features rustc's wasm32 target emits by default, plus simd128 (.cargo/config.toml).
     let features = [
         "--enable-bulk-memory",
@@ -42,17 +65,17 @@ fn optimize(tools: &Tools, wasm: &Path) -> Result<()> {
         "--enable-multivalue",
         "--enable-simd",
     ];
-    run(Command::new(&tools.wasm_opt).arg("-Oz").args(features).arg(wasm).arg("-o").arg(wasm))
+    run(Command::new(&tools.wasm_opt).arg(level).args(features).arg(wasm).arg("-o").arg(wasm))
 }
 
-fn report_size(wasm: &Path) -> Result<()> {
+fn report_size(wasm: &Path, bundle: &str) -> Result<()> {
     let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(&bytes)?;
     let gzipped = encoder.finish()?.len();
     println!("xtask: {} is {} KiB ({} KiB gzip)", wasm.display(), bytes.len() / 1024, gzipped / 1024);
     println!(
-        r#"{{"metric":"wasm_size","bundle":"hydrate","raw_bytes":{},"gzip_bytes":{gzipped}}}"#,
+        r#"{{"metric":"wasm_size","bundle":"{bundle}","raw_bytes":{},"gzip_bytes":{gzipped}}}"#,
         bytes.len()
     );
     Ok(())

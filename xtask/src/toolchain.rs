@@ -50,9 +50,10 @@ pub struct Tools {
 }
 
 impl Tools {
-    /// `cargo <subcommand>` set up for the browser bundles: wasm32, `wasm-release` profile.
-    pub fn wasm_cargo(&self, subcommand: &str) -> Command {
-        let common = [subcommand, "--target", WASM_TARGET, "--profile", "wasm-release"];
+    /// `cargo <subcommand>` set up for a browser bundle: wasm32, with the given profile
+    /// (`wasm-release` for the page, `wasm-worker` for inference).
+    pub fn wasm_cargo(&self, subcommand: &str, profile: &str) -> Command {
+        let common = [subcommand, "--target", WASM_TARGET, "--profile", profile];
         match self.wasm_route {
             WasmRoute::Rustup => {
                 let mut command = cargo();

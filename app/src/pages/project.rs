@@ -101,7 +101,7 @@ fn ProjectSheet(space: Space) -> impl IntoView {
             <Section id="modelos" title=move || strings().models>
                 <RepoCards repos=space.models is_dataset=false />
             </Section>
-            <Chat examples=space.examples defaults=space.chat />
+            <Chat examples=space.examples defaults=space.chat browser=space.browser />
             <Section id="equipo" title=move || strings().team>
                 <ul class="cards team">
                     {space.team.into_iter().map(|member| view! { <MemberCard member /> }).collect_view()}

@@ -15,7 +15,7 @@ pub use checks::{HUB_LICENSES, did_you_mean};
 pub use load::{InvalidSpace, SpaceError, load, parse};
 #[cfg(feature = "ssr")]
 pub use settings::Limits;
-pub use settings::ChatDefaults;
+pub use settings::{BrowserSettings, ChatDefaults};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -36,6 +36,8 @@ pub struct Space {
     pub examples: Vec<ChatExample>,
     #[serde(default)]
     pub chat: ChatDefaults,
+    #[serde(default)]
+    pub browser: BrowserSettings,
     /// Server only: the browser has no use for them.
     #[cfg(feature = "ssr")]
     #[serde(default, skip_serializing)]

@@ -22,6 +22,22 @@ impl Default for ChatDefaults {
     }
 }
 
+/// The browser's own model, for when the server cannot answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserSettings {
+    /// A catalogue name (checked by the server at start-up): usually smaller than the server's.
+    pub model: String,
+    /// Whether the chat moves to the visitor's browser when the server cannot answer.
+    pub failover: bool,
+}
+
+impl Default for BrowserSettings {
+    fn default() -> Self {
+        Self { model: "smollm2-135m".into(), failover: true }
+    }
+}
+
 /// What one Space accepts, so that no visitor can take it from the others.
 #[cfg(feature = "ssr")]
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -3,6 +3,14 @@
 
 use crate::conversation::{ChatError, Saved, StreamEvent};
 
+/// How far the browser model's download (or load from the browser's cache) has come.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+    pub from_cache: bool,
+}
+
 #[cfg(feature = "hydrate")]
 pub use imp::*;
 
@@ -13,8 +21,16 @@ mod imp {
     use wasm_bindgen_futures::JsFuture;
     use web_sys::{AbortController, ReadableStreamDefaultReader, RequestInit, Response, TextDecodeOptions, TextDecoder};
 
-    use super::{ChatError, Saved, StreamEvent};
-    use crate::conversation::{STORAGE_KEY, parse_event};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use futures::StreamExt;
+    use futures::channel::mpsc::{UnboundedReceiver, unbounded};
+    use wasm_bindgen::closure::Closure;
+    use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+    use super::{ChatError, Progress, Saved, StreamEvent};
+    use crate::conversation::{STORAGE_KEY, WorkerMessage, parse_event, parse_worker_message};
 
     #[derive(Clone)]
     pub struct Abort(AbortController);
@@ -28,9 +44,148 @@ mod imp {
             self.0.abort();
         }
 
-        fn aborted(&self) -> bool {
+        pub fn aborted(&self) -> bool {
             self.0.signal().aborted()
         }
+    }
+
+    /// Milliseconds since the epoch, for download speeds.
+    pub fn now_ms() -> f64 {
+        js_sys::Date::now()
+    }
+
+    async fn get(url: &str) -> Result<Response, JsValue> {
+        let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
+        JsFuture::from(window.fetch_with_str(url)).await?.dyn_into()
+    }
+
+    /// Whether the server says it can answer (`GET /health` is 200).
+    pub async fn server_is_healthy() -> bool {
+        get("/health").await.is_ok_and(|response| response.ok())
+    }
+
+    /// The browser model's worker, started on first need and kept for the page's life.
+    struct BrowserModel {
+        worker: Worker,
+        messages: RefCell<UnboundedReceiver<String>>,
+        loaded: std::cell::Cell<bool>,
+    }
+
+    thread_local! {
+        static BROWSER_MODEL: RefCell<Option<Rc<BrowserModel>>> = const { RefCell::new(None) };
+    }
+
+    impl BrowserModel {
+        fn post(&self, json: &str) -> Result<(), ChatError> {
+            self.worker.post_message(&JsValue::from_str(json)).map_err(|error| ChatError::browser(text_of(error)))
+        }
+
+        async fn next(&self) -> Result<WorkerMessage, ChatError> {
+            // One answer at a time (the chat's busy flag), so the borrow is never contended.
+            match self.messages.borrow_mut().next().await {
+                Some(json) => parse_worker_message(&json),
+                None => Err(ChatError::browser("the browser model stopped".into())),
+            }
+        }
+    }
+
+    async fn browser_model() -> Result<Rc<BrowserModel>, ChatError> {
+        if let Some(model) = BROWSER_MODEL.with(|slot| slot.borrow().clone()) {
+            return Ok(model);
+        }
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options("/worker.js", &options).map_err(|error| ChatError::browser(text_of(error)))?;
+        let (sender, receiver) = unbounded();
+        let on_error = {
+            let sender = sender.clone();
+            // A worker that cannot start (script or wasm missing, no module workers) says so
+            // here, not through its messages.
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                let detail = js_sys::Reflect::get(&event, &"message".into()).ok().and_then(|message| message.as_string());
+                let message = detail.unwrap_or_else(|| "the browser model's worker could not start".into());
+                let _ = sender.unbounded_send(serde_json::json!({"type": "failed", "message": message}).to_string());
+            })
+        };
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(json) = event.data().as_string() {
+                let _ = sender.unbounded_send(json);
+            }
+        });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        // Both live as long as the worker, which lives as long as the page.
+        on_message.forget();
+        on_error.forget();
+        let model = Rc::new(BrowserModel { worker, messages: RefCell::new(receiver), loaded: std::cell::Cell::new(false) });
+        loop {
+            match model.next().await? {
+                WorkerMessage::Started => break,
+                WorkerMessage::Failed(message) => return Err(ChatError::browser(message)),
+                _ => {}
+            }
+        }
+        BROWSER_MODEL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&model)));
+        Ok(model)
+    }
+
+    /// Answers in the visitor's browser: loads the model once (reporting progress), then
+    /// streams the answer to `request` (see `conversation::worker_request`).
+    pub async fn answer_in_browser(
+        request: String,
+        abort: &Abort,
+        mut on_progress: impl FnMut(Progress),
+        mut on_event: impl FnMut(StreamEvent),
+    ) -> Result<(), ChatError> {
+        let model = browser_model().await?;
+        if !model.loaded.get() {
+            let description = get("/models").await.map_err(|error| ChatError::connection(text_of(error)))?;
+            let text = JsFuture::from(description.text().map_err(|error| ChatError::browser(text_of(error)))?)
+                .await
+                .map_err(|error| ChatError::connection(text_of(error)))?
+                .as_string()
+                .unwrap_or_default();
+            if !description.ok() {
+                return Err(ChatError::from_response(description.status(), &text));
+            }
+            let described: serde_json::Value = serde_json::from_str(&text).map_err(|error| ChatError::browser(error.to_string()))?;
+            let load = serde_json::json!({"type": "load", "url": described["url"], "sha256": described["sha256"], "bytes": described["bytes"]});
+            model.post(&load.to_string())?;
+            loop {
+                match model.next().await? {
+                    WorkerMessage::Progress { done, total, from_cache } => on_progress(Progress { done, total, from_cache }),
+                    WorkerMessage::Ready => break,
+                    WorkerMessage::Failed(message) => return Err(ChatError::browser(message)),
+                    _ => {}
+                }
+            }
+            model.loaded.set(true);
+        }
+        if abort.aborted() {
+            return Ok(());
+        }
+        model.post(&request)?;
+        let stop = {
+            let worker = model.worker.clone();
+            Closure::<dyn FnMut()>::new(move || {
+                let _ = worker.post_message(&JsValue::from_str(r#"{"type":"stop"}"#));
+            })
+        };
+        abort.0.signal().set_onabort(Some(stop.as_ref().unchecked_ref()));
+        let result = loop {
+            match model.next().await {
+                Ok(WorkerMessage::Event(event @ StreamEvent::Finished(_))) => {
+                    on_event(event);
+                    break Ok(());
+                }
+                Ok(WorkerMessage::Event(event)) => on_event(event),
+                Ok(WorkerMessage::Failed(message)) => break Err(ChatError::browser(message)),
+                Ok(_) => {}
+                Err(error) => break Err(error),
+            }
+        };
+        abort.0.signal().set_onabort(None);
+        result
     }
 
     fn text_of(error: JsValue) -> String {
@@ -133,7 +288,7 @@ mod imp {
 
 #[cfg(not(feature = "hydrate"))]
 mod imp {
-    use super::{ChatError, Saved, StreamEvent};
+    use super::{ChatError, Progress, Saved, StreamEvent};
 
     #[derive(Clone)]
     pub struct Abort;
@@ -144,6 +299,27 @@ mod imp {
         }
 
         pub fn abort(&self) {}
+
+        pub fn aborted(&self) -> bool {
+            false
+        }
+    }
+
+    pub fn now_ms() -> f64 {
+        0.0
+    }
+
+    pub async fn server_is_healthy() -> bool {
+        true
+    }
+
+    pub async fn answer_in_browser(
+        _request: String,
+        _abort: &Abort,
+        _on_progress: impl FnMut(Progress),
+        _on_event: impl FnMut(StreamEvent),
+    ) -> Result<(), ChatError> {
+        Ok(())
     }
 
     pub async fn stream_answer(_body: String, _abort: &Abort, _on_event: impl FnMut(StreamEvent)) -> Result<(), ChatError> {

@@ -7,11 +7,13 @@ mod browser;
 use leptos::html::Textarea;
 use leptos::prelude::*;
 
-use crate::conversation::{AnswerStats, ChatError, Failure, Saved, SavedTurn, Settings, Speaker, StreamEvent, request_body};
+use crate::conversation::{
+    AnswerStats, BROWSER_DEVICE, Backend, ChatError, Failure, Saved, SavedTurn, Settings, Speaker, StreamEvent, request_body, worker_request,
+};
 use super::use_strings;
 use crate::i18n::Strings;
 use crate::markdown;
-use crate::space::{ChatDefaults, ChatExample};
+use crate::space::{BrowserSettings, ChatDefaults, ChatExample};
 
 /// One message on screen; every part is a signal so that the list never re-renders whole.
 #[derive(Clone, Copy)]
@@ -44,6 +46,7 @@ fn failure_text(strings: &Strings, failure: Failure) -> &'static str {
         Failure::TooLong => strings.failed_too_long,
         Failure::Connection => strings.failed_connection,
         Failure::Other => strings.failed_other,
+        Failure::Browser => strings.failed_browser,
     }
 }
 
@@ -53,7 +56,27 @@ fn number(strings: &Strings, value: f64) -> String {
 }
 
 fn stats_text(strings: &Strings, stats: &AnswerStats) -> String {
-    format!("{} tokens · {} tok/s · {} ({})", stats.tokens, number(strings, stats.tokens_per_second), strings.on_server, stats.device.to_uppercase())
+    let place = if stats.device == BROWSER_DEVICE { strings.in_browser } else { strings.on_server };
+    format!("{} tokens · {} tok/s · {place} ({})", stats.tokens, number(strings, stats.tokens_per_second), stats.device.to_uppercase())
+}
+
+/// The browser model's download, as the visitor reads it: MB of MB, speed, time left.
+fn progress_text(strings: &Strings, progress: &browser::Progress, started_ms: f64) -> String {
+    let megabytes = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let (done, total) = (megabytes(progress.done), megabytes(progress.total));
+    if progress.done >= progress.total {
+        return strings.preparing_model.to_owned();
+    }
+    if progress.from_cache {
+        return format!("{} {:.0} / {:.0} MB", strings.loading_cached_model, done, total);
+    }
+    let mut text = format!("{} {:.0} / {:.0} MB", strings.downloading_model, done, total);
+    let seconds = (browser::now_ms() - started_ms) / 1000.0;
+    if seconds > 0.5 && done > 0.0 {
+        let speed = done / seconds;
+        text.push_str(&format!(" · {} MB/s · {} {:.0} s", number(strings, speed), strings.time_left, ((total - done) / speed).ceil()));
+    }
+    text
 }
 
 fn queue_text(strings: &Strings, position: u64, wait: Option<f64>) -> String {
@@ -65,7 +88,7 @@ fn queue_text(strings: &Strings, position: u64, wait: Option<f64>) -> String {
 }
 
 #[component]
-pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults) -> impl IntoView {
+pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: BrowserSettings) -> impl IntoView {
     let strings = use_strings();
     let team_settings = Settings::from(&defaults);
     let settings = RwSignal::new(team_settings.clone());
@@ -75,6 +98,9 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults) -> impl IntoView
     let context_draft = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let failure = RwSignal::new(None::<ChatError>);
+    let failover = browser.failover;
+    // The browser model's download: progress and when it began (for speed and time left).
+    let download = RwSignal::new(None::<(browser::Progress, f64)>);
     let question_box = NodeRef::<Textarea>::new();
     // Buttons stay disabled until the page is interactive: a click before hydration would be lost.
     let interactive = RwSignal::new(false);
@@ -123,23 +149,51 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults) -> impl IntoView
         if history.last().is_none_or(|turn| turn.speaker != Speaker::Visitor) {
             return;
         }
-        let body = request_body(&history, &settings.get_untracked().clamped());
+        let current = settings.get_untracked().clamped();
+        let (body, in_browser_request) = (request_body(&history, &current), worker_request(&history, &current));
+        let backend = if failover { current.backend } else { Backend::Server };
         let reply = push_turn(Speaker::Model, String::new(), None, None);
         failure.set(None);
         busy.set(true);
         let abort = browser::Abort::new();
         controller.set_value(Some(abort.clone()));
+        let on_event = move |event| match event {
+            StreamEvent::Text(text) => {
+                reply.queued.set(None);
+                reply.text.update(|answer| answer.push_str(&text));
+            }
+            StreamEvent::Queued { position, estimated_wait_seconds } => reply.queued.set(Some((position, estimated_wait_seconds))),
+            StreamEvent::Finished(stats) => reply.stats.set(Some(stats)),
+            StreamEvent::Nothing => {}
+        };
         leptos::task::spawn_local(async move {
-            let result = browser::stream_answer(body, &abort, move |event| match event {
-                StreamEvent::Text(text) => {
-                    reply.queued.set(None);
-                    reply.text.update(|answer| answer.push_str(&text));
-                }
-                StreamEvent::Queued { position, estimated_wait_seconds } => reply.queued.set(Some((position, estimated_wait_seconds))),
-                StreamEvent::Finished(stats) => reply.stats.set(Some(stats)),
-                StreamEvent::Nothing => {}
-            })
-            .await;
+            let mut in_browser = match backend {
+                Backend::Browser => true,
+                Backend::Server => false,
+                // Back to the server as soon as it is healthy again.
+                Backend::Auto => !browser::server_is_healthy().await,
+            };
+            let mut result = Ok(());
+            if !in_browser {
+                result = browser::stream_answer(body, &abort, on_event).await;
+                // The same question, history included, goes to the browser when the server
+                // could not even begin to answer.
+                in_browser = backend == Backend::Auto
+                    && !abort.aborted()
+                    && reply.text.get_untracked().is_empty()
+                    && result.as_ref().is_err_and(ChatError::server_could_not_serve);
+            }
+            if in_browser {
+                reply.queued.set(None);
+                let on_progress = move |progress: browser::Progress| {
+                    download.update(|download| {
+                        let started = download.map_or_else(browser::now_ms, |(_, started)| started);
+                        *download = Some((progress, started));
+                    })
+                };
+                result = browser::answer_in_browser(in_browser_request, &abort, on_progress, on_event).await;
+                download.set(None);
+            }
             reply.queued.set(None);
             if let Err(error) = result {
                 // An answer that never began leaves no empty bubble behind.
@@ -249,6 +303,12 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults) -> impl IntoView
                     </li>
                 </For>
             </ol>
+            <div class="model-download" hidden=move || download.get().is_none()>
+                {move || download.get().map(|(progress, started)| view! {
+                    <progress max=progress.total.to_string() value=progress.done.to_string()></progress>
+                    <p>{progress_text(strings(), &progress, started)}</p>
+                })}
+            </div>
             <div class="chat-error" role="alert">
                 {move || failure.get().map(|error| view! {
                     <p>{failure_text(strings(), error.failure)}</p>
@@ -324,7 +384,7 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults) -> impl IntoView
                     </button>
                 </div>
             </form>
-            <SettingsPanel settings=settings team_settings=team_settings />
+            <SettingsPanel settings=settings team_settings=team_settings failover=failover />
             <noscript>
                 <p>{move || strings().chat_needs_js}</p>
             </noscript>
@@ -336,7 +396,7 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults) -> impl IntoView
 
 /// System prompt and sampling, starting from the team's `[chat]` values.
 #[component]
-fn SettingsPanel(settings: RwSignal<Settings>, team_settings: StoredValue<Settings>) -> impl IntoView {
+fn SettingsPanel(settings: RwSignal<Settings>, team_settings: StoredValue<Settings>, failover: bool) -> impl IntoView {
     let strings = use_strings();
     let number_field = move |id: &'static str, label: fn(&Strings) -> &'static str, min: &'static str, max: &'static str, step: &'static str,
                              read: fn(&Settings) -> f64, write: fn(&mut Settings, f64)| {
@@ -375,6 +435,28 @@ fn SettingsPanel(settings: RwSignal<Settings>, team_settings: StoredValue<Settin
                 {number_field("top-p", |strings| strings.top_p, "0.01", "1", "0.05", |s| s.top_p, |s, v| s.top_p = v)}
                 {number_field("max-tokens", |strings| strings.max_tokens, "1", "4096", "1", |s| f64::from(s.max_tokens), |s, v| s.max_tokens = v.round() as u32)}
             </div>
+            {failover.then(|| {
+                let choice = move |backend: Backend, id: &'static str, label: fn(&Strings) -> &'static str| view! {
+                    <label class="backend-choice" for=id>
+                        <input
+                            type="radio"
+                            name="backend"
+                            id=id
+                            prop:checked=move || settings.with(|settings| settings.backend == backend)
+                            on:change=move |_| settings.update(|settings| settings.backend = backend)
+                        />
+                        {move || label(strings())}
+                    </label>
+                };
+                view! {
+                    <fieldset class="backend">
+                        <legend>{move || strings().backend}</legend>
+                        {choice(Backend::Auto, "backend-auto", |strings| strings.backend_auto)}
+                        {choice(Backend::Server, "backend-server", |strings| strings.backend_server)}
+                        {choice(Backend::Browser, "backend-browser", |strings| strings.backend_browser)}
+                    </fieldset>
+                }
+            })}
             <button type="button" class="secondary" on:click=move |_| settings.set(team_settings.get_value())>
                 {move || strings().reset_settings}
             </button>

@@ -1,0 +1,99 @@
+//! The model that visitors' browsers run when the server cannot answer: fetched into the model
+//! cache like the server's own, described at `GET /models` and served from the cache at
+//! `GET /models/<file>` with Range requests, its sha256 as ETag and year-long caching, so that
+//! each browser downloads it once.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use engine::cache::{CachedFile, ModelCache};
+use serde_json::json;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+pub struct BrowserModel {
+    name: String,
+    file: CachedFile,
+    fetched: RwLock<Fetched>,
+}
+
+enum Fetched {
+    Pending,
+    Ready { path: PathBuf, bytes: u64 },
+    Failed(String),
+}
+
+impl BrowserModel {
+    pub fn new(name: String, file: CachedFile) -> Arc<Self> {
+        Arc::new(Self { name, file, fetched: RwLock::new(Fetched::Pending) })
+    }
+
+    /// Brings the file into `cache` (downloading it on the first start).
+    pub fn fetch(&self, cache: &ModelCache) {
+        let fetched = cache
+            .get(&self.file, &mut |_, _| {})
+            .map_err(|error| error.to_string())
+            .and_then(|path| std::fs::metadata(&path).map(|metadata| (path, metadata.len())).map_err(|error| error.to_string()));
+        let fetched = match fetched {
+            Ok((path, bytes)) => Fetched::Ready { path, bytes },
+            Err(error) => {
+                tracing::error!(model = %self.name, %error, "the browser model could not be fetched: no browser fallback");
+                Fetched::Failed(error)
+            }
+        };
+        *self.fetched.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fetched;
+    }
+
+    fn url(&self) -> String {
+        format!("/models/{}", self.file.file_name)
+    }
+
+    fn etag(&self) -> String {
+        format!("\"{}\"", self.file.sha256)
+    }
+}
+
+pub fn routes(model: Arc<BrowserModel>) -> Router {
+    Router::new().route("/models", get(describe)).route("/models/{file}", get(serve)).with_state(model)
+}
+
+async fn describe(State(model): State<Arc<BrowserModel>>) -> Response {
+    match &*model.fetched.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        Fetched::Ready { bytes, .. } => axum::Json(json!({
+            "name": model.name, "url": model.url(), "sha256": model.file.sha256, "bytes": bytes,
+        }))
+        .into_response(),
+        Fetched::Pending => (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], axum::Json(json!({"status": "loading"}))).into_response(),
+        Fetched::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "error", "message": message}))).into_response(),
+    }
+}
+
+async fn serve(State(model): State<Arc<BrowserModel>>, Path(file): Path<String>, request: Request) -> Response {
+    let path = match &*model.fetched.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        Fetched::Ready { path, .. } if file == model.file.file_name => path.clone(),
+        _ => return (StatusCode::NOT_FOUND, "no such model file").into_response(),
+    };
+    let etag = model.etag();
+    let already_there = request.headers().get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()).is_some_and(|tags| {
+        tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*")
+    });
+    let mut response = if already_there {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        match ServeFile::new(path).oneshot(request).await {
+            Ok(response) => response.map(Body::new),
+            Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex digits"));
+    // The name is pinned to its sha256: the same URL never holds other bytes.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    response
+}

@@ -1,0 +1,136 @@
+// The chat's browser fallback: the engine compiled to WebAssembly in a Web Worker answers when
+// the server cannot, with the conversation so far, and gives the server's tokens at
+// temperature 0.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { baseUrl, launchBrowser } from './browser.js';
+
+const browserOnlyUrl = process.env.VITRINA_BROWSER_ONLY_URL;
+const MODEL_FILE = /\/models\/[^/]+\.gguf$/;
+let browser;
+
+before(async () => {
+  assert.ok(browserOnlyUrl, 'VITRINA_BROWSER_ONLY_URL is not set: run these tests with `cargo xtask test`');
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/// A page that records what it sends to the browser model's worker and the model files it
+/// downloads.
+async function openPage(context, url) {
+  const page = await context.newPage();
+  const errors = [];
+  // A server without a model answers /health with 503 on purpose; Chromium logs that.
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !message.text().includes('status of 503')) errors.push(message.text());
+  });
+  page.on('pageerror', (error) => errors.push(error.message));
+  const modelDownloads = [];
+  page.on('response', (response) => { if (MODEL_FILE.test(response.url())) modelDownloads.push(response.status()); });
+  await page.addInitScript(() => {
+    window.__toWorker = [];
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (message, ...rest) {
+      window.__toWorker.push(message);
+      return post.call(this, message, ...rest);
+    };
+  });
+  await page.goto(url);
+  await page.waitForSelector('html[data-hydrated="true"]');
+  return { page, errors, modelDownloads };
+}
+
+async function settings(page, { temperature, maxTokens, backend }) {
+  if (!(await page.$eval('.chat-settings', (details) => details.open))) await page.click('.chat-settings summary');
+  await page.fill('#temperature', String(temperature));
+  await page.press('#temperature', 'Tab');
+  await page.fill('#max-tokens', String(maxTokens));
+  await page.press('#max-tokens', 'Tab');
+  if (backend) await page.check(`#backend-${backend}`);
+}
+
+/// Asks `question` and waits for answer number `index` to finish; returns where it ran.
+async function ask(page, question, index) {
+  await page.fill('#pregunta', question);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(
+    (i) => document.querySelectorAll('.turn-model')[i]?.querySelector('.answer-stats') || document.querySelector('.chat-error p'),
+    index,
+    { timeout: 300_000 },
+  );
+  const failure = await page.$eval('.chat-error', (element) => element.textContent);
+  assert.equal(failure, '', 'no error');
+  return page.textContent(`.turn-model >> nth=${index} >> .answer-stats`);
+}
+
+const generateRequests = (page) => page.evaluate(() => window.__toWorker.map((m) => JSON.parse(m)).filter((m) => m.type === 'generate'));
+const savedTurns = (page) => page.evaluate(() => JSON.parse(localStorage.getItem('vitrina-chat-v1')).turns);
+
+test('with no model on the server, the browser downloads it once with progress and answers', async () => {
+  const context = await browser.newContext();
+  const first = await openPage(context, browserOnlyUrl);
+  await settings(first.page, { temperature: 0, maxTokens: 12 });
+  const progressSeen = first.page.waitForSelector('.model-download progress', { timeout: 120_000 });
+  const where = await ask(first.page, 'What is the capital of France?', 0);
+  await progressSeen;
+  assert.match(where, /tu navegador \(WASM\)/);
+  assert.ok((await first.page.textContent('.turn-model .bubble')).trim().length > 0);
+  assert.deepEqual(first.modelDownloads, [200], 'one download of the model file');
+  assert.deepEqual(first.errors, []);
+
+  // A reload answers again from the browser's cache: no second download.
+  const second = await openPage(context, browserOnlyUrl);
+  await second.page.click('button.clear');
+  const again = await ask(second.page, 'And the capital of Spain?', 0);
+  assert.match(again, /tu navegador \(WASM\)/);
+  assert.deepEqual(second.modelDownloads, [], 'the model came from the browser cache');
+  assert.deepEqual(second.errors, []);
+  await context.close();
+});
+
+test('when the server fails mid-conversation the browser answers with the earlier turns, then the server again', async () => {
+  const context = await browser.newContext();
+  const { page, errors } = await openPage(context, baseUrl);
+  await settings(page, { temperature: 0, maxTokens: 12 });
+  assert.match(await ask(page, 'What is the capital of France?', 0), /servidor \(CPU\)/);
+
+  const failing = (route) => route.fulfill({
+    status: 503,
+    contentType: 'application/json',
+    body: JSON.stringify({ error: { message: 'the model could not be loaded: simulated outage', type: 'service_unavailable' } }),
+  });
+  await page.route('**/v1/chat/completions', failing);
+  assert.match(await ask(page, 'And the capital of Spain?', 1), /tu navegador \(WASM\)/);
+  const [request] = await generateRequests(page);
+  const contents = request.messages.map((message) => message.content);
+  const [firstAnswer] = (await savedTurns(page)).filter((turn) => turn.speaker === 'Model').map((turn) => turn.text);
+  assert.ok(contents.includes('What is the capital of France?') && contents.includes(firstAnswer), `history carried over: ${JSON.stringify(contents)}`);
+  assert.equal(contents.at(-1), 'And the capital of Spain?');
+
+  await page.unroute('**/v1/chat/completions', failing);
+  assert.match(await ask(page, 'And of Italy?', 2), /servidor \(CPU\)/, 'back to the server once it answers');
+  assert.deepEqual(errors.filter((error) => !error.includes('503')), []);
+  await context.close();
+});
+
+test('at temperature 0 the browser gives the same tokens as the server', async () => {
+  const context = await browser.newContext();
+  const { page, errors } = await openPage(context, baseUrl);
+  await settings(page, { temperature: 0, maxTokens: 24, backend: 'browser' });
+  assert.match(await ask(page, 'Name three colours of the rainbow.', 0), /tu navegador/);
+  const [request] = await generateRequests(page);
+  const [inBrowser] = (await savedTurns(page)).filter((turn) => turn.speaker === 'Model').map((turn) => turn.text);
+
+  const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ messages: request.messages, temperature: 0, top_p: request.params.sampling.top_p, max_tokens: 24 }),
+  });
+  const onServer = (await response.json()).choices[0].message.content;
+  assert.equal(inBrowser, onServer);
+  assert.deepEqual(errors, []);
+  await context.close();
+});

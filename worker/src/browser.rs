@@ -1,0 +1,172 @@
+//! The worker's side of the messages: fetches (or finds in the Cache API) the model, loads it
+//! with `engine`, and decodes token by token, giving the event loop a turn between tokens so
+//! that a stop is heard.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use engine::{ChatModel, Device, FinishReason, LoadOptions};
+use js_sys::{Reflect, Uint8Array};
+use sha2::{Digest, Sha256};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response};
+
+use crate::{WorkerEvent, WorkerRequest, too_large};
+
+/// The Cache API bucket that keeps model files between visits.
+const CACHE_NAME: &str = "vitrina-models-v1";
+
+thread_local! {
+    static MODEL: Rc<RefCell<Option<ChatModel>>> = Rc::new(RefCell::new(None));
+    static STOP: Cell<bool> = const { Cell::new(false) };
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn post(event: &WorkerEvent) {
+    let json = serde_json::to_string(event).expect("events serialise");
+    // Fails only if the page has gone, and then nobody is listening.
+    let _ = scope().post_message(&JsValue::from_str(&json));
+}
+
+fn text_of(error: JsValue) -> String {
+    error.as_string().or_else(|| js_sys::Error::from(error).message().as_string()).unwrap_or_else(|| "error".into())
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
+        let request = event.data().as_string().ok_or_else(|| "messages are JSON text".to_owned()).and_then(|json| {
+            serde_json::from_str::<WorkerRequest>(&json).map_err(|error| format!("unreadable request: {error}"))
+        });
+        match request {
+            Ok(WorkerRequest::Stop) => STOP.set(true),
+            Ok(WorkerRequest::Load { url, sha256, bytes }) => wasm_bindgen_futures::spawn_local(async move {
+                if let Err(message) = load(&url, &sha256, bytes).await {
+                    post(&WorkerEvent::Failed { message });
+                }
+            }),
+            Ok(WorkerRequest::Generate { messages, params }) => wasm_bindgen_futures::spawn_local(async move {
+                match generate(&messages, &params).await {
+                    Ok(completion) => post(&WorkerEvent::Done { completion }),
+                    Err(message) => post(&WorkerEvent::Failed { message }),
+                }
+            }),
+            Err(message) => post(&WorkerEvent::Failed { message }),
+        }
+    });
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The worker lives as long as its page: so does its handler.
+    on_message.forget();
+    post(&WorkerEvent::Started);
+}
+
+async fn load(url: &str, sha256: &str, bytes: u64) -> Result<(), String> {
+    if let Some(refusal) = too_large(bytes) {
+        return Err(refusal);
+    }
+    let started = web_time::Instant::now();
+    let caches = scope().caches().map_err(text_of)?;
+    let cache: web_sys::Cache = JsFuture::from(caches.open(CACHE_NAME)).await.map_err(text_of)?.unchecked_into();
+    let cached = JsFuture::from(cache.match_with_str(url)).await.map_err(text_of)?;
+    let (file, from_cache) = match cached.dyn_into::<Response>() {
+        Ok(response) => match read_verified(response, bytes, sha256, true).await {
+            Ok(file) => (file, true),
+            // A damaged or stale copy: forget it and download again.
+            Err(_) => {
+                let _ = JsFuture::from(cache.delete_with_str(url)).await;
+                (download(&cache, url, bytes, sha256).await?, false)
+            }
+        },
+        Err(_) => (download(&cache, url, bytes, sha256).await?, false),
+    };
+    let mut reader = std::io::Cursor::new(file);
+    let model = engine::load_chat_model(&mut reader, url, &LoadOptions::default(), &Device::Cpu).map_err(|error| error.to_string())?;
+    let info = model.info.clone();
+    MODEL.with(|slot| *slot.borrow_mut() = Some(model));
+    post(&WorkerEvent::Ready { info, from_cache, load_seconds: started.elapsed().as_secs_f64() });
+    Ok(())
+}
+
+async fn download(cache: &web_sys::Cache, url: &str, bytes: u64, sha256: &str) -> Result<Vec<u8>, String> {
+    let response: Response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(text_of)?.unchecked_into();
+    if !response.ok() {
+        return Err(format!("the server did not send the model ({url}: HTTP {})", response.status()));
+    }
+    // The cache reads its own copy of the stream while this one reports progress.
+    let copy = response.clone().map_err(text_of)?;
+    let file = read_verified(response, bytes, sha256, false).await?;
+    JsFuture::from(cache.put_with_str(url, &copy)).await.map_err(|error| format!("the browser would not keep the model: {}", text_of(error)))?;
+    Ok(file)
+}
+
+/// Reads a model file, reporting progress, and checks its length and sha256.
+async fn read_verified(response: Response, bytes: u64, sha256: &str, from_cache: bool) -> Result<Vec<u8>, String> {
+    let body = response.body().ok_or("the model arrived without a body")?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut file = Vec::with_capacity(bytes as usize);
+    let mut hasher = Sha256::new();
+    let mut reported = 0u64;
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(text_of)?;
+        if Reflect::get(&chunk, &"done".into()).map_err(text_of)?.as_bool().unwrap_or(true) {
+            break;
+        }
+        let part: Uint8Array = Reflect::get(&chunk, &"value".into()).map_err(text_of)?.unchecked_into();
+        let start = file.len();
+        file.resize(start + part.length() as usize, 0);
+        part.copy_to(&mut file[start..]);
+        hasher.update(&file[start..]);
+        let done = file.len() as u64;
+        // About a hundred updates for the whole file are plenty for a progress bar.
+        if done - reported >= (bytes / 100).max(1 << 20) || done == bytes {
+            reported = done;
+            post(&WorkerEvent::Progress { done, total: bytes, from_cache });
+        }
+    }
+    let found: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    if file.len() as u64 != bytes || found != sha256 {
+        return Err(format!(
+            "the model file arrived damaged ({} of {bytes} bytes, sha256 {found}, expected {sha256}); reload the page to download it again",
+            file.len()
+        ));
+    }
+    Ok(file)
+}
+
+async fn generate(messages: &[engine::ChatMessage], params: &engine::GenerateParams) -> Result<engine::Completion, String> {
+    let slot = MODEL.with(Rc::clone);
+    let mut guard = slot.try_borrow_mut().map_err(|_| "the browser model is already answering".to_owned())?;
+    let model = guard.as_mut().ok_or("the browser model is not loaded yet")?;
+    let prompt_ids = model.prompter.prompt_ids(messages, params).map_err(|error| error.to_string())?;
+    STOP.set(false);
+    let mut generation = model.start(&prompt_ids, params).map_err(|error| error.to_string())?;
+    while let Some(piece) = generation.step().map_err(|error| error.to_string())? {
+        if !piece.is_empty() {
+            post(&WorkerEvent::Delta { text: piece });
+        }
+        yield_to_messages().await;
+        if STOP.get() {
+            return Ok(generation.completion(FinishReason::Cancelled));
+        }
+    }
+    Ok(generation.completion(FinishReason::Cancelled))
+}
+
+/// Lets queued messages (a stop) run. A message to itself, not `setTimeout`, which browsers
+/// slow to 4 ms once nested.
+async fn yield_to_messages() {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let Ok(channel) = web_sys::MessageChannel::new() else {
+            let _ = resolve.call0(&JsValue::NULL);
+            return;
+        };
+        channel.port1().set_onmessage(Some(&resolve));
+        let _ = channel.port2().post_message(&JsValue::NULL);
+    });
+    let _ = JsFuture::from(promise).await;
+}
