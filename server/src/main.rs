@@ -29,6 +29,9 @@ struct Cli {
     /// or the path of a GGUF file.
     #[arg(long, env = "VITRINA_MODEL", default_value = "qwen2.5-0.5b", value_parser = model_source)]
     model: ModelChoice,
+    /// The model visitors' browsers run, instead of space.toml's `[browser] model`.
+    #[arg(long, env = "VITRINA_BROWSER_MODEL", value_parser = clap::builder::PossibleValuesParser::new(engine::catalog::NAMES))]
+    browser_model: Option<String>,
     /// Run no model on the server: chats run in the visitors' browsers (see `[browser]`).
     #[arg(long, env = "VITRINA_NO_MODEL")]
     no_model: bool,
@@ -58,7 +61,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
 
-    let space = match app::space::load(&cli.config) {
+    let mut space = match app::space::load(&cli.config) {
         Ok(space) => space,
         Err(error) => {
             eprintln!("error: {error}");
@@ -80,6 +83,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(name) = &cli.browser_model {
+        space.browser.model = name.clone();
+    }
     let Some(browser_file) = engine::catalog::by_name(&space.browser.model) else {
         eprintln!(
             "error: {}: key `browser.model`: found {:?}; allowed: {}",

@@ -45,8 +45,8 @@ pub fn start() {
         });
         match request {
             Ok(WorkerRequest::Stop) => STOP.set(true),
-            Ok(WorkerRequest::Load { url, sha256, bytes }) => wasm_bindgen_futures::spawn_local(async move {
-                if let Err(message) = load(&url, &sha256, bytes).await {
+            Ok(WorkerRequest::Load { url, sha256, bytes, requantize }) => wasm_bindgen_futures::spawn_local(async move {
+                if let Err(message) = load(&url, &sha256, bytes, requantize).await {
                     post(&WorkerEvent::Failed { message });
                 }
             }),
@@ -65,7 +65,7 @@ pub fn start() {
     post(&WorkerEvent::Started);
 }
 
-async fn load(url: &str, sha256: &str, bytes: u64) -> Result<(), String> {
+async fn load(url: &str, sha256: &str, bytes: u64, requantize: bool) -> Result<(), String> {
     if let Some(refusal) = too_large(bytes) {
         return Err(refusal);
     }
@@ -85,7 +85,7 @@ async fn load(url: &str, sha256: &str, bytes: u64) -> Result<(), String> {
         Err(_) => (download(&cache, url, bytes, sha256).await?, false),
     };
     let mut reader = std::io::Cursor::new(file);
-    let model = engine::load_chat_model(&mut reader, url, &LoadOptions::default(), &Device::Cpu).map_err(|error| error.to_string())?;
+    let model = engine::load_chat_model(&mut reader, url, &LoadOptions { requantize, ..LoadOptions::default() }, &Device::Cpu).map_err(|error| error.to_string())?;
     let info = model.info.clone();
     MODEL.with(|slot| *slot.borrow_mut() = Some(model));
     post(&WorkerEvent::Ready { info, from_cache, load_seconds: started.elapsed().as_secs_f64() });

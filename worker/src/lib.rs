@@ -17,8 +17,16 @@ pub const MAX_MODEL_BYTES: u64 = 1536 << 20;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerRequest {
     /// Loads the model at `url` (from the browser's cache when it is there), checking its size
-    /// first and its sha256 after.
-    Load { url: String, sha256: String, bytes: u64 },
+    /// first and its sha256 after. `requantize` rewrites slow quantisations as Q8_0 (see
+    /// `engine::LoadOptions`): about three times faster here, but no longer the server's
+    /// numbers to the last bit.
+    Load {
+        url: String,
+        sha256: String,
+        bytes: u64,
+        #[serde(default)]
+        requantize: bool,
+    },
     Generate { messages: Vec<ChatMessage>, params: GenerateParams },
     /// Ends the current answer after the token being decoded.
     Stop,
@@ -57,9 +65,9 @@ mod tests {
 
     #[test]
     fn messages_round_trip_as_tagged_json() {
-        let request = WorkerRequest::Load { url: "/models/m.gguf".into(), sha256: "ab".into(), bytes: 7 };
+        let request = WorkerRequest::Load { url: "/models/m.gguf".into(), sha256: "ab".into(), bytes: 7, requantize: false };
         let json = serde_json::to_string(&request).unwrap();
-        assert_eq!(json, r#"{"type":"load","url":"/models/m.gguf","sha256":"ab","bytes":7}"#);
+        assert_eq!(json, r#"{"type":"load","url":"/models/m.gguf","sha256":"ab","bytes":7,"requantize":false}"#);
         assert_eq!(serde_json::from_str::<WorkerRequest>(&json).unwrap(), request);
         let event: WorkerEvent = serde_json::from_str(r#"{"type":"delta","text":"¡Hola"}"#).unwrap();
         assert_eq!(event, WorkerEvent::Delta { text: "¡Hola".into() });

@@ -52,6 +52,24 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     run(Command::new(python).args(["-m", "pytest", "-q", "tests/api"]).env("VITRINA_URL", &url))
 }
 
+/// Runs `tests/e2e/browser_bench.mjs` against a server that serves `model` to browsers and
+/// runs none itself; returns its JSON line.
+pub fn run_browser_bench(tools: &Tools, model_cache: &std::ffi::OsStr, model: &str) -> Result<String> {
+    run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
+    let (mut server, url) = start_server(&["--no-model", "--browser-model", model], model_cache)?;
+    wait_until_serving_the_browser_model(&mut server, &url)?;
+    let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
+    let output = Command::new("node")
+        .arg("tests/e2e/browser_bench.mjs")
+        .env("VITRINA_URL", &url)
+        .env("CHROMIUM_PATH", chromium)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run node")?;
+    anyhow::ensure!(output.status.success(), "the browser benchmark failed ({})", output.status);
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Starts the built server with the repository's space.toml on a free loopback port.
 fn start_server(model: &[impl AsRef<std::ffi::OsStr>], model_cache: &std::ffi::OsStr) -> Result<(RunningServer, String)> {
     let port = free_port()?;

@@ -58,6 +58,10 @@ enum Command {
         /// Rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 at load (candle has fast kernels for it).
         #[arg(long)]
         requantize: bool,
+        /// Measure the browser worker (wasm32 in headless Chromium, one thread) against the
+        /// native engine on one thread, on the same model (default smollm2-135m).
+        #[arg(long)]
+        browser: bool,
     },
 }
 
@@ -87,7 +91,8 @@ fn dispatch(command: Command) -> Result<()> {
             run(&mut server)
         }
         Command::Test => test(),
-        Command::Bench { model, threads, requantize } => bench(model, threads, requantize),
+        Command::Bench { model, browser: true, .. } => browser_bench(model.as_deref().unwrap_or("smollm2-135m")),
+        Command::Bench { model, threads, requantize, browser: false } => bench(model, threads, requantize),
     }
 }
 
@@ -116,6 +121,16 @@ fn test() -> Result<()> {
 /// candle's quantized kernels are several times slower without) in a target folder of its
 /// own, so the portable builds keep their cache.
 fn bench(model: Option<String>, threads: Option<usize>, requantize: bool) -> Result<()> {
+    run(&mut bench_command(model, threads, requantize))
+}
+
+fn bench_output(model: Option<String>, threads: Option<usize>, requantize: bool) -> Result<String> {
+    let output = bench_command(model, threads, requantize).stderr(std::process::Stdio::inherit()).output()?;
+    anyhow::ensure!(output.status.success(), "the native benchmark failed ({})", output.status);
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn bench_command(model: Option<String>, threads: Option<usize>, requantize: bool) -> std::process::Command {
     let mut command = cargo();
     command.args(["run", "--release", "--target-dir", "target/native", "-p", "engine", "--example", "bench", "--"]);
     command.args(model.iter().flat_map(|name| ["--model", name.as_str()]));
@@ -126,7 +141,35 @@ fn bench(model: Option<String>, threads: Option<usize>, requantize: bool) -> Res
     if let Some(threads) = threads {
         command.env("RAYON_NUM_THREADS", threads.to_string());
     }
-    run(&mut command)
+    command
+}
+
+/// Decode speed in the browser worker, then natively on one thread, each as the GGUF comes and
+/// requantised to Q8_0, and the browser/native ratios: one JSON line each.
+fn browser_bench(model: &str) -> Result<()> {
+    let tools = toolchain::ensure(Needs::everything())?;
+    site::build(&tools)?;
+    let models = std::env::var_os("VITRINA_MODEL_CACHE").unwrap_or_else(|| toolchain::cache_dir().join("models").into());
+    let browser_lines = e2e::run_browser_bench(&tools, &models, model)?;
+    let mut native_lines = String::new();
+    for requantize in [false, true] {
+        native_lines.push_str(&bench_output(Some(model.to_owned()), Some(1), requantize)?);
+    }
+    let parse = |lines: &str| -> Vec<serde_json::Value> { lines.lines().filter_map(|line| serde_json::from_str(line.trim()).ok()).collect() };
+    let (browser, native) = (parse(&browser_lines), parse(&native_lines));
+    for line in browser.iter().chain(&native) {
+        println!("{line}");
+    }
+    for (in_browser, natively) in browser.iter().zip(&native) {
+        if let (Some(wasm), Some(cpu)) = (in_browser["decode_tok_s"].as_f64(), natively["decode_tok_s"].as_f64()) {
+            let requantized = &in_browser["requantized_to_q8_0"];
+            println!(
+                r#"{{"metric":"browser_vs_native_single_thread","model":"{model}","requantized_to_q8_0":{requantized},"decode_ratio":{:.2}}}"#,
+                wasm / cpu
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs one named build step and says how long it took.

@@ -133,6 +133,7 @@ mod imp {
     /// streams the answer to `request` (see `conversation::worker_request`).
     pub async fn answer_in_browser(
         request: String,
+        requantize: bool,
         abort: &Abort,
         mut on_progress: impl FnMut(Progress),
         mut on_event: impl FnMut(StreamEvent),
@@ -149,7 +150,9 @@ mod imp {
                 return Err(ChatError::from_response(description.status(), &text));
             }
             let described: serde_json::Value = serde_json::from_str(&text).map_err(|error| ChatError::browser(error.to_string()))?;
-            let load = serde_json::json!({"type": "load", "url": described["url"], "sha256": described["sha256"], "bytes": described["bytes"]});
+            let load = serde_json::json!({
+                "type": "load", "url": described["url"], "sha256": described["sha256"], "bytes": described["bytes"], "requantize": requantize,
+            });
             model.post(&load.to_string())?;
             loop {
                 match model.next().await? {
@@ -315,6 +318,7 @@ mod imp {
 
     pub async fn answer_in_browser(
         _request: String,
+        _requantize: bool,
         _abort: &Abort,
         _on_progress: impl FnMut(Progress),
         _on_event: impl FnMut(StreamEvent),

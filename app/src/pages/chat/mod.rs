@@ -98,7 +98,7 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
     let context_draft = RwSignal::new(String::new());
     let busy = RwSignal::new(false);
     let failure = RwSignal::new(None::<ChatError>);
-    let failover = browser.failover;
+    let (failover, requantize) = (browser.failover, browser.requantize);
     // The browser model's download: progress and when it began (for speed and time left).
     let download = RwSignal::new(None::<(browser::Progress, f64)>);
     let question_box = NodeRef::<Textarea>::new();
@@ -191,7 +191,7 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                         *download = Some((progress, started));
                     })
                 };
-                result = browser::answer_in_browser(in_browser_request, &abort, on_progress, on_event).await;
+                result = browser::answer_in_browser(in_browser_request, requantize, &abort, on_progress, on_event).await;
                 download.set(None);
             }
             reply.queued.set(None);
