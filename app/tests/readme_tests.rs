@@ -71,12 +71,27 @@ fn readme_documents_every_space_toml_key() {
         "title", "summary", "motivation", "impact", "future", "ods", "languages", "license", "name", "hub", "role",
         "links", "id", "description", "pregunta", "contexto", "system_prompt", "temperature", "top_p", "max_tokens",
         "max_concurrent", "max_queue", "max_input_tokens", "max_total_tokens", "max_concurrent_per_client",
-        "requests_per_minute_per_client", "trusted_proxies", "model", "failover", "requantize",
+        "requests_per_minute_per_client", "trusted_proxies", "model", "failover", "requantize", "catalog", "hub", "path", "chat_template",
     ];
     for key in keys {
         assert!(readme.contains(&format!("| `{key}` |")) || readme.contains(&format!("| `{key}` (")), "README does not document `{key}`");
     }
     for code in app::idioma::VARIETIES {
         assert!(readme.contains(&format!("`{}`", code.code)), "README does not list idioma `{}`", code.code);
+    }
+}
+
+/// What the Space's proxy expects (README `app_port`, the Hub's uid 1000) is what both images do.
+#[test]
+fn both_dockerfiles_agree_with_the_front_matter() {
+    let port = front_matter().app_port;
+    for name in ["Dockerfile", "Dockerfile.cuda"] {
+        let dockerfile = root_file(name);
+        let runtime = dockerfile.rsplit("\nFROM ").next().unwrap_or_default();
+        assert!(runtime.contains(&format!("EXPOSE {port}")), "{name}: EXPOSE {port}");
+        assert!(runtime.contains(&format!("PORT={port}")), "{name}: PORT={port}");
+        assert!(runtime.contains("VITRINA_HOST=0.0.0.0"), "{name}: listen on every interface");
+        assert!(runtime.contains("--uid 1000 user") && runtime.contains("\nUSER 1000\n"), "{name}: runs as uid 1000");
+        assert!(dockerfile.contains("cargo xtask dist --out /dist --prefetch"), "{name}: the release build CI runs");
     }
 }

@@ -184,3 +184,31 @@ fn chat_and_limits_are_optional_and_checked() {
     let invalid = invalid_for(&format!("{VALID}\n[chat]\ntop_p = 0\n"));
     assert_contains(&invalid.problem, &["found 0", "above 0 and at most 1"]);
 }
+
+#[test]
+fn the_model_is_one_of_catalog_hub_or_path() {
+    let space = parse(VALID, "space.toml").unwrap();
+    assert_eq!(space.model.source, app::space::ModelSource::Catalog("qwen2.5-0.5b".into()));
+
+    let hub = format!(
+        "{VALID}\n[model]\nhub = {{ repo = \"equipo/modelo-GGUF\", file = \"modelo-q4_k_m.gguf\", sha256 = \"{}\" }}\nchat_template = \"{{{{ messages }}}}\"\n",
+        "AB".repeat(32)
+    );
+    let space = parse(&hub, "space.toml").unwrap();
+    match space.model.source {
+        app::space::ModelSource::Hub { repo, revision, sha256, .. } => {
+            assert_eq!((repo.as_str(), revision.as_str(), sha256), ("equipo/modelo-GGUF", "main", "ab".repeat(32)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(space.model.chat_template.as_deref(), Some("{{ messages }}"));
+
+    let message = error_for(&format!("{VALID}\n[model]\ncatalog = \"x\"\npath = \"m.gguf\"\n"));
+    assert_contains(&message, &["key `model`", "exactly one of `catalog`"]);
+    let message = error_for(&format!("{VALID}\n[model]\nhub = {{ repo = \"a/b\", file = \"m.gguf\", sha256 = \"abc\" }}\n"));
+    assert_contains(&message, &["hub.sha256 is \"abc\"", "64 hexadecimal digits"]);
+    let invalid = invalid_for(&format!("{VALID}\n[model]\nhub = {{ repo = \"no-slash\", file = \"m.gguf\", sha256 = \"abc\" }}\n"));
+    assert_eq!(invalid.key, "model.hub.repo");
+    let message = error_for(&format!("{VALID}\n[model]\npath = \"modelo.bin\"\n"));
+    assert_contains(&message, &["allowed: the path of a .gguf file"]);
+}

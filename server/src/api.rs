@@ -159,8 +159,8 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
         ModelState::Loading { done, total } => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "progress": {"done": done, "total": total}}))).into_response()
         }
-        ModelState::Ready { name, info } => {
-            Json(json!({"status": "ok", "model": name, "architecture": info.architecture, "quantization": info.quantization, "backend": "candle", "device": crate::inference::DEVICE}))
+        ModelState::Ready { name, info, device } => {
+            Json(json!({"status": "ok", "model": name, "architecture": info.architecture, "quantization": info.quantization, "backend": "candle", "device": device}))
                 .into_response()
         }
         ModelState::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "message": message}))).into_response(),
@@ -213,9 +213,9 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
     let stream = request.stream;
     let (prompt_ids, params) = api.prepare(request).await?;
     let mut ticket = api.scheduler.admit(client)?;
-    let model_name = match api.inference.state() {
-        ModelState::Ready { name, .. } => name,
-        _ => String::new(),
+    let (model_name, device) = match api.inference.state() {
+        ModelState::Ready { name, device, .. } => (name, device),
+        _ => (String::new(), "cpu"),
     };
     let id = format!("chatcmpl-{}", unix_time_millis());
     if !stream {
@@ -263,7 +263,7 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
                 last["timings"] = json!({
                     "prefill_ms": completion.timings.prefill_ms,
                     "decode_tokens_per_second": completion.timings.decode_tokens_per_second,
-                    "device": crate::inference::DEVICE,
+                    "device": device,
                 });
                 let _ = sender.send(last);
             }

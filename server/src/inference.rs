@@ -10,13 +10,12 @@ use engine::{ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, M
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
-/// Where generation runs, as `/health` and each answer's timings name it.
-pub const DEVICE: &str = "cpu";
-
 #[derive(Clone, Debug)]
 pub enum ModelState {
     Loading { done: u64, total: Option<u64> },
-    Ready { name: String, info: ModelInfo },
+    /// `device` is where generation runs (`cpu`, or `cuda` in a build with `--features cuda`
+    /// on a machine with an NVIDIA GPU), as `/health` and each answer's timings name it.
+    Ready { name: String, info: ModelInfo, device: &'static str },
     Failed(String),
     /// Started with `--no-model`: visitors' browsers answer.
     Disabled,
@@ -24,8 +23,8 @@ pub enum ModelState {
 
 /// Where the model comes from.
 pub enum ModelSource {
-    /// A catalogue model, fetched and verified through the cache.
-    Catalog { name: String, cache: ModelCache, file: CachedFile },
+    /// A file fetched and verified through the cache (a catalogue model or a pinned Hub file).
+    Cached { name: String, cache: ModelCache, file: CachedFile },
     /// A GGUF file on this machine, used as it is.
     File(PathBuf),
 }
@@ -34,7 +33,7 @@ impl ModelSource {
     /// The name the API and `/health` give the model: the catalogue's, or the file's stem.
     pub fn name(&self) -> String {
         match self {
-            Self::Catalog { name, .. } => name.clone(),
+            Self::Cached { name, .. } => name.clone(),
             Self::File(path) => path.file_stem().map_or_else(|| path.display().to_string(), |stem| stem.to_string_lossy().into_owned()),
         }
     }
@@ -71,33 +70,37 @@ impl Inference {
     }
 
     /// [`Inference::load`] on a thread of its own.
-    pub fn start_loading(self: &Arc<Self>, source: ModelSource) {
+    pub fn start_loading(self: &Arc<Self>, source: ModelSource, options: LoadOptions) {
         let inference = Arc::clone(self);
-        std::thread::spawn(move || inference.load(source));
+        std::thread::spawn(move || inference.load(source, &options));
     }
 
     /// Fetches the model (if it comes from the catalogue) and loads it; `/health` follows along.
-    pub fn load(&self, source: ModelSource) {
+    pub fn load(&self, source: ModelSource, options: &LoadOptions) {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
-        let loaded = (|| -> Result<ChatModel, String> {
+        let loaded = (|| -> Result<(ChatModel, &'static str), String> {
             let path = match &source {
-                ModelSource::Catalog { cache, file, .. } => cache
+                ModelSource::Cached { cache, file, .. } => cache
                     .get(file, &mut |done, total| self.set_state(ModelState::Loading { done, total }))
                     .map_err(|error| error.to_string())?,
                 ModelSource::File(path) => path.clone(),
             };
             let opened = std::fs::File::open(&path).map_err(|error| format!("cannot open {}: {error}", path.display()))?;
             let mut reader = std::io::BufReader::new(opened);
-            engine::load_chat_model(&mut reader, &path.display().to_string(), &LoadOptions::default(), &Device::Cpu).map_err(|error| error.to_string())
+            // A build without CUDA, or a machine without a GPU, gets the CPU.
+            let device = Device::cuda_if_available(0).unwrap_or(Device::Cpu);
+            let mut model = engine::load_chat_model(&mut reader, &path.display().to_string(), options, &device).map_err(|error| error.to_string())?;
+            self_test(&mut model)?;
+            Ok((model, if device.is_cuda() { "cuda" } else { "cpu" }))
         })();
         match loaded {
-            Ok(model) => {
+            Ok((model, device)) => {
                 let info = model.info.clone();
                 *self.prompter.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&model.prompter));
                 *self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
-                tracing::info!(model = %name, ?info, "model ready");
-                self.set_state(ModelState::Ready { name, info });
+                tracing::info!(model = %name, ?info, device, "model ready");
+                self.set_state(ModelState::Ready { name, info, device });
             }
             Err(error) => {
                 tracing::error!(model = %name, %error, "model failed to load");
@@ -151,4 +154,18 @@ impl Inference {
         }
         Ok(completion)
     }
+}
+
+/// A few greedy tokens before the model is declared ready: a file that loads but cannot
+/// generate (broken weights, a template that fails) is reported at start-up, in `/health`,
+/// not to the first visitor.
+fn self_test(model: &mut ChatModel) -> Result<(), String> {
+    let messages = [engine::ChatMessage::new(engine::Role::User, "Hola")];
+    let params = GenerateParams { sampling: engine::SamplingParams::greedy(), max_tokens: 3, ..GenerateParams::default() };
+    let started = std::time::Instant::now();
+    let completion = model
+        .generate(&messages, &params, &mut |_| Flow::Continue)
+        .map_err(|error| format!("the model loaded but failed its start-up self-test (3 tokens for \"Hola\"): {error}"))?;
+    tracing::info!(tokens = completion.usage.completion_tokens, seconds = started.elapsed().as_secs_f64(), "self-test passed");
+    Ok(())
 }

@@ -25,13 +25,17 @@ struct Cli {
     /// Folder with the built browser bundles and static files (made by `cargo xtask`).
     #[arg(long, env = "VITRINA_SITE_ROOT", default_value = "target/site")]
     site_root: String,
-    /// The model to chat with: a name from the built-in catalogue (smollm2-135m, qwen2.5-0.5b),
-    /// or the path of a GGUF file.
-    #[arg(long, env = "VITRINA_MODEL", default_value = "qwen2.5-0.5b", value_parser = model_source)]
-    model: ModelChoice,
+    /// The model to chat with, instead of space.toml's `[model]`: a name from the built-in
+    /// catalogue (smollm2-135m, qwen2.5-0.5b), or the path of a GGUF file.
+    #[arg(long, env = "VITRINA_MODEL", value_parser = model_source)]
+    model: Option<ModelChoice>,
     /// The model visitors' browsers run, instead of space.toml's `[browser] model`.
     #[arg(long, env = "VITRINA_BROWSER_MODEL", value_parser = clap::builder::PossibleValuesParser::new(engine::catalog::NAMES))]
     browser_model: Option<String>,
+    /// Download the server's and the browser's models into the model cache, then exit (an
+    /// image's build step, so that a cold start downloads nothing).
+    #[arg(long)]
+    prefetch: bool,
     /// Run no model on the server: chats run in the visitors' browsers (see `[browser]`).
     #[arg(long, env = "VITRINA_NO_MODEL")]
     no_model: bool,
@@ -52,6 +56,47 @@ fn model_source(value: &str) -> Result<ModelChoice, String> {
         return Ok(ModelChoice::File(path));
     }
     Err(format!("{value:?} is neither a catalogue model ({}) nor an existing .gguf file", engine::catalog::NAMES.join(", ")))
+}
+
+/// `--prefetch`: both models into the cache, with progress on the terminal.
+fn prefetch(cache: &engine::cache::ModelCache, browser_file: &engine::cache::CachedFile, server: Option<&ModelSource>) -> ExitCode {
+    let mut files = vec![("browser model".to_owned(), browser_file)];
+    if let Some(ModelSource::Cached { name, file, .. }) = server {
+        files.push((name.clone(), file));
+    }
+    for (name, file) in files {
+        match cache.get(file, &mut engine::cache::terminal_progress(&name)) {
+            Ok(path) => println!("{name}: {}", path.display()),
+            Err(error) => {
+                eprintln!("error: {name}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The server's model as space.toml's `[model]` describes it.
+fn model_from_space(source: &app::space::ModelSource, cache: &engine::cache::ModelCache) -> Result<ModelSource, String> {
+    use app::space::ModelSource as InSpace;
+    Ok(match source {
+        InSpace::Catalog(name) => {
+            let file = engine::catalog::by_name(name)
+                .ok_or_else(|| format!("catalog is {name:?}; allowed: {}", engine::catalog::NAMES.join(", ")))?;
+            ModelSource::Cached { name: name.clone(), cache: cache.clone(), file }
+        }
+        InSpace::Hub { repo, file, revision, sha256 } => {
+            let file_name = file.rsplit('/').next().unwrap_or(file).to_owned();
+            let cached = engine::cache::CachedFile {
+                file_name: file_name.clone(),
+                sha256: sha256.clone(),
+                sources: vec![engine::cache::Source::Hub { repo: repo.as_str().to_owned(), file: file.clone(), revision: revision.clone() }],
+            };
+            ModelSource::Cached { name: file_name.trim_end_matches(".gguf").to_owned(), cache: cache.clone(), file: cached }
+        }
+        InSpace::Path(path) if path.is_file() => ModelSource::File(path.clone()),
+        InSpace::Path(path) => return Err(format!("path {} does not exist or is not a file", path.display())),
+    })
 }
 
 #[tokio::main]
@@ -75,6 +120,41 @@ async fn main() -> ExitCode {
         );
     }
 
+    let Some(browser_file) = engine::catalog::by_name(&space.browser.model) else {
+        eprintln!(
+            "error: {}: key `browser.model`: found {:?}; allowed: {}",
+            cli.config.display(),
+            space.browser.model,
+            engine::catalog::NAMES.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let cache = engine::cache::ModelCache::from_env();
+    let browser_model_file = browser_file.clone();
+    let browser_model = BrowserModel::new(space.browser.model.clone(), browser_file);
+    let inference = server::inference::Inference::new();
+    let mut options = engine::LoadOptions::default();
+    let source = match cli.model {
+        _ if cli.no_model => None,
+        Some(ModelChoice::Catalog(name)) => {
+            let file = engine::catalog::by_name(&name).expect("checked while parsing the arguments");
+            Some(ModelSource::Cached { name, cache: cache.clone(), file })
+        }
+        Some(ModelChoice::File(path)) => Some(ModelSource::File(path)),
+        None => {
+            options.chat_template = space.model.chat_template.clone();
+            match model_from_space(&space.model.source, &cache) {
+                Ok(source) => Some(source),
+                Err(problem) => {
+                    eprintln!("error: {}: key `model`: {problem}", cli.config.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    if cli.prefetch {
+        return prefetch(&cache, &browser_model_file, source.as_ref());
+    }
     let address = SocketAddr::new(cli.host, cli.port);
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
@@ -86,26 +166,6 @@ async fn main() -> ExitCode {
     if let Some(name) = &cli.browser_model {
         space.browser.model = name.clone();
     }
-    let Some(browser_file) = engine::catalog::by_name(&space.browser.model) else {
-        eprintln!(
-            "error: {}: key `browser.model`: found {:?}; allowed: {}",
-            cli.config.display(),
-            space.browser.model,
-            engine::catalog::NAMES.join(", ")
-        );
-        return ExitCode::from(2);
-    };
-    let cache = engine::cache::ModelCache::from_env();
-    let browser_model = BrowserModel::new(space.browser.model.clone(), browser_file);
-    let inference = server::inference::Inference::new();
-    let source = match cli.model {
-        _ if cli.no_model => None,
-        ModelChoice::Catalog(name) => {
-            let file = engine::catalog::by_name(&name).expect("checked while parsing the arguments");
-            Some(ModelSource::Catalog { name, cache: cache.clone(), file })
-        }
-        ModelChoice::File(path) => Some(ModelSource::File(path)),
-    };
     if source.is_none() {
         inference.disable();
     }
@@ -115,7 +175,7 @@ async fn main() -> ExitCode {
         std::thread::spawn(move || {
             browser_model.fetch(&cache);
             if let Some(source) = source {
-                inference.load(source);
+                inference.load(source, &options);
             }
         });
     }

@@ -34,7 +34,7 @@ fn load_smollm2() -> Arc<Inference> {
         Some(dir) => engine::cache::ModelCache::new(dir),
         None => engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache")),
     };
-    inference.start_loading(server::inference::ModelSource::Catalog { name: "smollm2-135m".into(), cache, file: engine::catalog::smollm2_135m() });
+    inference.start_loading(server::inference::ModelSource::Cached { name: "smollm2-135m".into(), cache, file: engine::catalog::smollm2_135m() }, engine::LoadOptions::default());
     let started = Instant::now();
     loop {
         match inference.state() {

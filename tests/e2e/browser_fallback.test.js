@@ -6,11 +6,12 @@ import assert from 'node:assert/strict';
 import { baseUrl, launchBrowser } from './browser.js';
 
 const browserOnlyUrl = process.env.VITRINA_BROWSER_ONLY_URL;
+const brokenModelUrl = process.env.VITRINA_BROKEN_MODEL_URL;
 const MODEL_FILE = /\/models\/[^/]+\.gguf$/;
 let browser;
 
 before(async () => {
-  assert.ok(browserOnlyUrl, 'VITRINA_BROWSER_ONLY_URL is not set: run these tests with `cargo xtask test`');
+  assert.ok(browserOnlyUrl && brokenModelUrl, 'VITRINA_BROWSER_ONLY_URL is not set: run these tests with `cargo xtask test`');
   browser = await launchBrowser();
 });
 
@@ -131,6 +132,25 @@ test('at temperature 0 the browser gives the same tokens as the server', async (
   });
   const onServer = (await response.json()).choices[0].message.content;
   assert.equal(inBrowser, onServer);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a server whose model cannot load says why, and the page tells the visitor and answers in the browser', async () => {
+  const response = await fetch(`${brokenModelUrl}/health`);
+  assert.equal(response.status, 503);
+  const health = await response.json();
+  assert.equal(health.status, 'error');
+  assert.match(health.message, /broken\.gguf/, 'the reason names the file');
+
+  const context = await browser.newContext();
+  const { page, errors } = await openPage(context, brokenModelUrl);
+  await page.waitForSelector('.server-notice:not([hidden])');
+  const notice = await page.textContent('.server-notice');
+  assert.match(notice, /El modelo del servidor no está disponible: .*broken\.gguf/);
+  assert.match(notice, /las respuestas vienen de tu navegador/);
+  await settings(page, { temperature: 0, maxTokens: 8 });
+  assert.match(await ask(page, 'Hola', 0), /tu navegador \(WASM\)/);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -14,7 +14,7 @@ use crate::process::{cargo, run};
 use crate::toolchain::Tools;
 
 /// Kills the server however the tests end.
-struct RunningServer(Child);
+pub(crate) struct RunningServer(pub(crate) Child);
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
@@ -37,14 +37,21 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     let (mut hostile_server, hostile_url) = start_server(&["--model".as_ref(), hostile_model.as_os_str()], model_cache)?;
     // No model of its own: every answer comes from the visitor's browser.
     let (mut browser_only_server, browser_only_url) = start_server(&["--no-model"], model_cache)?;
+    // A model file cut in half: the server must say why it cannot answer, and the page too.
+    let broken_model = Path::new("target/e2e/broken.gguf");
+    let whole = std::fs::read(hostile_model)?;
+    std::fs::write(broken_model, &whole[..whole.len() / 2])?;
+    let (mut broken_server, broken_url) = start_server(&["--model".as_ref(), broken_model.as_os_str()], model_cache)?;
     wait_until_healthy(&mut server, &url)?;
     wait_until_healthy(&mut hostile_server, &hostile_url)?;
     wait_until_serving_the_browser_model(&mut browser_only_server, &browser_only_url)?;
+    wait_until_serving_the_browser_model(&mut broken_server, &broken_url)?;
 
     let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
     let mut browser_tests = Command::new("node");
     browser_tests.args(["--test", "--test-reporter=spec", "tests/e2e/"]);
     browser_tests.env("VITRINA_URL", &url).env("VITRINA_HOSTILE_URL", &hostile_url).env("VITRINA_BROWSER_ONLY_URL", &browser_only_url);
+    browser_tests.env("VITRINA_BROKEN_MODEL_URL", &broken_url);
     browser_tests.env("CHROMIUM_PATH", chromium);
     run(&mut browser_tests)?;
 
@@ -87,7 +94,7 @@ fn start_server(model: &[impl AsRef<std::ffi::OsStr>], model_cache: &std::ffi::O
 }
 
 /// Waits for `/health` to answer 200: the model is loaded.
-fn wait_until_healthy(server: &mut RunningServer, url: &str) -> Result<()> {
+pub(crate) fn wait_until_healthy(server: &mut RunningServer, url: &str) -> Result<()> {
     wait_for_200(server, url, "/health")
 }
 
@@ -118,12 +125,12 @@ fn wait_for_200(server: &mut RunningServer, url: &str, path: &str) -> Result<()>
     bail!("the server did not answer GET {path} with 200 within 10 minutes")
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
 
-fn wait_until_listening(server: &mut RunningServer, port: u16) -> Result<()> {
+pub(crate) fn wait_until_listening(server: &mut RunningServer, port: u16) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
         if let Some(status) = server.0.try_wait()? {

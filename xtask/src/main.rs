@@ -8,6 +8,7 @@
 //! Every install step checks first and is skipped when the tool is already there, so a second
 //! run starts building within seconds.
 
+mod dist;
 mod e2e;
 mod process;
 mod site;
@@ -16,7 +17,7 @@ mod toolchain;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::process::{cargo, run};
@@ -47,6 +48,19 @@ enum Command {
     },
     /// Build everything and run every test.
     Test,
+    /// The release layout a Docker image holds (what the Dockerfiles run): the server binary,
+    /// the site, space.toml and model-cache/.
+    Dist {
+        #[arg(long, default_value = "dist")]
+        out: PathBuf,
+        /// Download the models into OUT/model-cache now, so a cold start downloads nothing.
+        #[arg(long)]
+        prefetch: bool,
+        /// Build the server with candle's CUDA kernels (needs the CUDA toolkit; set
+        /// CUDA_COMPUTE_CAP, e.g. 75 for a T4).
+        #[arg(long)]
+        cuda: bool,
+    },
     /// Measure the engine's prefill and decode speed; prints one JSON line per model.
     Bench {
         /// A catalog model (smollm2-135m, qwen2.5-0.5b); all of them when left out.
@@ -91,6 +105,7 @@ fn dispatch(command: Command) -> Result<()> {
             run(&mut server)
         }
         Command::Test => test(),
+        Command::Dist { out, prefetch, cuda } => dist::build(&out, prefetch, cuda).map(drop),
         Command::Bench { model, browser: true, .. } => browser_bench(model.as_deref().unwrap_or("smollm2-135m")),
         Command::Bench { model, threads, requantize, browser: false } => bench(model, threads, requantize),
     }
@@ -113,6 +128,12 @@ fn test() -> Result<()> {
         run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("VITRINA_MODEL_CACHE", &models))
     })?;
     step("end-to-end tests (headless Chromium, openai client)", || e2e::run_tests(&tools, &models))?;
+    step("Dockerfiles lint (hadolint)", || {
+        let python = tools.test_python.as_ref().context("the tests' Python was not set up")?;
+        let hadolint = python.parent().context("the tests' Python has no folder")?.join("hadolint");
+        run(std::process::Command::new(hadolint).args(["Dockerfile", "Dockerfile.cuda"]))
+    })?;
+    step("release layout as in the Docker image (xtask dist), served and chatting", || dist::smoke_test(&models))?;
     println!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
 }

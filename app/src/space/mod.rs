@@ -14,7 +14,7 @@ pub use checks::{HUB_LICENSES, did_you_mean};
 #[cfg(feature = "ssr")]
 pub use load::{InvalidSpace, SpaceError, load, parse};
 #[cfg(feature = "ssr")]
-pub use settings::Limits;
+pub use settings::{Limits, ModelSettings, ModelSource};
 pub use settings::{BrowserSettings, ChatDefaults};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -34,6 +34,10 @@ pub struct Space {
     pub models: Vec<HubRepo>,
     #[serde(default)]
     pub examples: Vec<ChatExample>,
+    /// Server only, like `limits`.
+    #[cfg(feature = "ssr")]
+    #[serde(default, skip_serializing)]
+    pub model: ModelSettings,
     #[serde(default)]
     pub chat: ChatDefaults,
     #[serde(default)]

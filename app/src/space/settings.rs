@@ -1,4 +1,5 @@
-//! The `[chat]` and `[limits]` tables: how the chat starts and what the server accepts.
+//! The `[model]`, `[chat]`, `[browser]` and `[limits]` tables: which model answers, how the
+//! chat starts, the browser fallback, and what the server accepts.
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -165,5 +166,89 @@ fn number_in<'de, D: Deserializer<'de>>(deserializer: D, range: std::ops::RangeI
         Ok(number)
     } else {
         Err(serde::de::Error::custom(format!("found {number}; allowed: a number {allowed}")))
+    }
+}
+
+/// Where the server's model comes from (server only).
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "ModelInToml")]
+pub struct ModelSettings {
+    pub source: ModelSource,
+    /// Replaces the GGUF's own chat template (Jinja, Hugging Face conventions).
+    pub chat_template: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A model Vitrina knows how to fetch (`smollm2-135m`, `qwen2.5-0.5b`).
+    Catalog(String),
+    /// A GGUF file in a Hub repository, pinned by its sha256.
+    Hub { repo: super::HubId, file: String, revision: String, sha256: String },
+    /// A GGUF file on the machine (or in the image).
+    Path(std::path::PathBuf),
+}
+
+#[cfg(feature = "ssr")]
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self { source: ModelSource::Catalog("qwen2.5-0.5b".into()), chat_template: None }
+    }
+}
+
+#[cfg(feature = "ssr")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelInToml {
+    catalog: Option<String>,
+    hub: Option<HubFileInToml>,
+    path: Option<String>,
+    chat_template: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HubFileInToml {
+    repo: super::HubId,
+    file: String,
+    #[serde(default = "main_revision")]
+    revision: String,
+    sha256: String,
+}
+
+#[cfg(feature = "ssr")]
+fn main_revision() -> String {
+    "main".into()
+}
+
+#[cfg(feature = "ssr")]
+impl TryFrom<ModelInToml> for ModelSettings {
+    type Error = String;
+    fn try_from(model: ModelInToml) -> Result<Self, String> {
+        let source = match (model.catalog, model.hub, model.path) {
+            (Some(name), None, None) => ModelSource::Catalog(name),
+            (None, Some(hub), None) => {
+                if hub.sha256.len() != 64 || !hub.sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "hub.sha256 is {:?}; allowed: the file's sha256, 64 hexadecimal digits (shown on the file's page on the Hub, or `sha256sum FILE`)",
+                        hub.sha256
+                    ));
+                }
+                if !hub.file.ends_with(".gguf") {
+                    return Err(format!("hub.file is {:?}; allowed: a .gguf file in the repository", hub.file));
+                }
+                ModelSource::Hub { repo: hub.repo, file: hub.file, revision: hub.revision, sha256: hub.sha256.to_ascii_lowercase() }
+            }
+            (None, None, Some(path)) if path.ends_with(".gguf") => ModelSource::Path(path.into()),
+            (None, None, Some(path)) => return Err(format!("path is {path:?}; allowed: the path of a .gguf file")),
+            _ => {
+                return Err(
+                    "give exactly one of `catalog` (e.g. \"qwen2.5-0.5b\"), `hub` ({ repo, file, revision, sha256 }) or `path` (a .gguf file)".into()
+                );
+            }
+        };
+        Ok(Self { source, chat_template: model.chat_template })
     }
 }

@@ -3,6 +3,14 @@
 
 use crate::conversation::{ChatError, Saved, StreamEvent};
 
+/// What `/health` says when the server cannot answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerProblem {
+    /// `loading`, `error`, `disabled`, or `unreachable`.
+    pub status: String,
+    pub message: String,
+}
+
 /// How far the browser model's download (or load from the browser's cache) has come.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress {
@@ -29,7 +37,7 @@ mod imp {
     use wasm_bindgen::closure::Closure;
     use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
-    use super::{ChatError, Progress, Saved, StreamEvent};
+    use super::{ChatError, Progress, Saved, ServerProblem, StreamEvent};
     use crate::conversation::{STORAGE_KEY, WorkerMessage, parse_event, parse_worker_message};
 
     #[derive(Clone)]
@@ -59,9 +67,23 @@ mod imp {
         JsFuture::from(window.fetch_with_str(url)).await?.dyn_into()
     }
 
-    /// Whether the server says it can answer (`GET /health` is 200).
-    pub async fn server_is_healthy() -> bool {
-        get("/health").await.is_ok_and(|response| response.ok())
+    /// Why the server cannot answer now, from `GET /health` (its `status` and `message`);
+    /// `None` when it can.
+    pub async fn server_problem() -> Option<ServerProblem> {
+        let response = match get("/health").await {
+            Ok(response) if response.ok() => return None,
+            Ok(response) => response,
+            Err(error) => return Some(ServerProblem { status: "unreachable".into(), message: text_of(error) }),
+        };
+        let text = match response.text() {
+            Ok(text) => JsFuture::from(text).await.ok().and_then(|text| text.as_string()).unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let health: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        Some(ServerProblem {
+            status: health["status"].as_str().unwrap_or("error").to_owned(),
+            message: health["message"].as_str().unwrap_or_default().to_owned(),
+        })
     }
 
     /// The browser model's worker, started on first need and kept for the page's life.
@@ -291,7 +313,7 @@ mod imp {
 
 #[cfg(not(feature = "hydrate"))]
 mod imp {
-    use super::{ChatError, Progress, Saved, StreamEvent};
+    use super::{ChatError, Progress, Saved, ServerProblem, StreamEvent};
 
     #[derive(Clone)]
     pub struct Abort;
@@ -312,8 +334,8 @@ mod imp {
         0.0
     }
 
-    pub async fn server_is_healthy() -> bool {
-        true
+    pub async fn server_problem() -> Option<ServerProblem> {
+        None
     }
 
     pub async fn answer_in_browser(

@@ -60,6 +60,16 @@ fn stats_text(strings: &Strings, stats: &AnswerStats) -> String {
     format!("{} tokens · {} tok/s · {place} ({})", stats.tokens, number(strings, stats.tokens_per_second), stats.device.to_uppercase())
 }
 
+fn notice_text(strings: &Strings, problem: &browser::ServerProblem, failover: bool) -> String {
+    let why = match problem.status.as_str() {
+        "loading" => strings.server_loading.to_owned(),
+        "disabled" => strings.server_disabled.to_owned(),
+        _ if problem.message.is_empty() => strings.server_failed.to_owned(),
+        _ => format!("{} {}", strings.server_failed, problem.message),
+    };
+    format!("{why} {}", if failover { strings.answers_in_browser } else { strings.try_later })
+}
+
 /// The browser model's download, as the visitor reads it: MB of MB, speed, time left.
 fn progress_text(strings: &Strings, progress: &browser::Progress, started_ms: f64) -> String {
     let megabytes = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
@@ -126,6 +136,9 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
         turn
     };
 
+    // Why the server cannot answer, told as soon as the page is interactive.
+    let server_notice = RwSignal::new(None::<browser::ServerProblem>);
+    Effect::new(move || leptos::task::spawn_local(async move { server_notice.set(browser::server_problem().await) }));
     // Effects run only in the browser, after hydration: the server's HTML is an empty chat.
     Effect::new(move || {
         if let Some(saved) = browser::load_saved() {
@@ -171,7 +184,7 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                 Backend::Browser => true,
                 Backend::Server => false,
                 // Back to the server as soon as it is healthy again.
-                Backend::Auto => !browser::server_is_healthy().await,
+                Backend::Auto => browser::server_problem().await.is_some(),
             };
             let mut result = Ok(());
             if !in_browser {
@@ -264,6 +277,9 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
     view! {
         <section class="section chat" id="chat" aria-labelledby="chat-titulo">
             <h2 id="chat-titulo">{move || strings().chat}</h2>
+            <p class="server-notice" role="status" hidden=move || server_notice.with(Option::is_none)>
+                {move || server_notice.get().map(|problem| notice_text(strings(), &problem, failover))}
+            </p>
             <ol class="turns" aria-live="polite" on:click=move |event| browser::copy_code_clicked(&event, strings().copied)>
                 <For each=move || turns.get() key=|turn| turn.key let:turn>
                     <li class=if turn.speaker == Speaker::Visitor { "turn turn-visitor" } else { "turn turn-model" }>
