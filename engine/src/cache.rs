@@ -56,6 +56,9 @@ const HUB_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60)
 /// Bytes done and bytes in all (when known), for progress bars.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>);
 
+/// See [`ModelCache::remove_abandoned_downloads`].
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 #[derive(Clone, Debug)]
 pub struct ModelCache {
     dir: PathBuf,
@@ -82,6 +85,7 @@ impl ModelCache {
             return Ok(destination);
         }
         std::fs::create_dir_all(&self.dir)?;
+        self.remove_abandoned_downloads();
         let mut failures = Vec::new();
         for source in &file.sources {
             match self.fetch(file, source, &destination, progress) {
@@ -92,6 +96,21 @@ impl ModelCache {
             }
         }
         Err(CacheError::AllSourcesFailed { file: file.file_name.clone(), failures: failures.join("\n") })
+    }
+
+    /// Downloads cut short by a killed process leave their temporary files behind; one that
+    /// has not grown for an hour is nobody's (a live download writes continuously), so it goes.
+    fn remove_abandoned_downloads(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let abandoned = entry.file_name().to_string_lossy().starts_with(".tmp")
+                && entry.metadata().and_then(|metadata| metadata.modified()).is_ok_and(|modified| {
+                    modified.elapsed().is_ok_and(|age| age > ABANDONED_AFTER)
+                });
+            if abandoned {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn fetch(&self, file: &CachedFile, source: &Source, destination: &Path, progress: Progress) -> Result<(), CacheError> {
@@ -282,6 +301,22 @@ mod tests {
         let source = dir.join("source.bin");
         std::fs::write(&source, bytes).unwrap();
         (source, ModelCache::new(dir.join("cache")))
+    }
+
+    #[test]
+    fn abandoned_downloads_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, cache) = source_and_cache(dir.path(), b"pesos");
+        std::fs::create_dir_all(cache.dir()).unwrap();
+        let (abandoned, live) = (cache.dir().join(".tmpAbCd12"), cache.dir().join(".tmpEfGh34"));
+        std::fs::write(&abandoned, b"half a model").unwrap();
+        std::fs::write(&live, b"a model being written").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        File::options().write(true).open(&abandoned).unwrap().set_modified(two_hours_ago).unwrap();
+        let file = CachedFile { file_name: "m.gguf".into(), sha256: sha256_of(b"pesos"), sources: vec![Source::LocalPath(source)] };
+        cache.get(&file, &mut |_, _| {}).unwrap();
+        assert!(!abandoned.exists(), "an hour-old partial download is removed");
+        assert!(live.exists(), "a download in progress is left alone");
     }
 
     #[test]

