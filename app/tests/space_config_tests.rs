@@ -212,3 +212,18 @@ fn the_model_is_one_of_catalog_hub_or_path() {
     let message = error_for(&format!("{VALID}\n[model]\npath = \"modelo.bin\"\n"));
     assert_contains(&message, &["allowed: the path of a .gguf file"]);
 }
+
+#[test]
+fn a_remote_backend_needs_an_http_address() {
+    let space = parse(&format!("{VALID}\n[server]\nbackend = \"remote\"\nurl = \"https://endpoint.example/v1/\"\ntoken_env = \"UPSTREAM_TOKEN\"\n"), "space.toml").unwrap();
+    match space.backend {
+        app::space::Backend::Remote(upstream) => assert_eq!((upstream.url.as_str(), upstream.token_env.as_deref()), ("https://endpoint.example/v1", Some("UPSTREAM_TOKEN"))),
+        other => panic!("{other:?}"),
+    }
+    let message = error_for(&format!("{VALID}\n[server]\nbackend = \"remote\"\n"));
+    assert_contains(&message, &["key `server`", "url is missing"]);
+    let message = error_for(&format!("{VALID}\n[server]\nbackend = \"remoto\"\n"));
+    assert_contains(&message, &["backend is \"remoto\"", "allowed: \"local\"", "\"remote\""]);
+    let message = error_for(&format!("{VALID}\n[server]\nbackend = \"remote\"\nurl = \"ftp://x/v1\"\n"));
+    assert_contains(&message, &["allowed: an http(s) address"]);
+}

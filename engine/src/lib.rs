@@ -25,7 +25,7 @@ pub use candle_core::Device;
 pub use candle_core::quantized::GgmlDType;
 pub use chat::{ChatMessage, Role};
 pub use error::{EngineError, Result};
-pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Prompter, Usage};
+pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Prompter, Timings, Usage};
 pub use gguf::{Architecture, Gguf};
 pub use model::Model;
 pub use sampling::SamplingParams;

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use app::space::{ChatDefaults, Limits};
+use app::space::{Backend, ChatDefaults, Limits};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
@@ -23,24 +23,61 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::error::ApiError;
 use crate::inference::{Inference, ModelState};
+use crate::remote::RemoteBackend;
 use crate::scheduler::Scheduler;
 
 const MAX_MESSAGES: usize = 256;
 const MAX_TOKENS_LIMIT: usize = 4096;
 
-/// Everything the API needs: the model, the line in front of it, and the team's settings.
+/// Everything the API needs: the model (here, or remote), the line in front of it, and the
+/// team's settings.
 pub struct Api {
+    /// This server's model, and the metrics (kept for a remote backend too).
     pub inference: Arc<Inference>,
+    remote: Option<RemoteBackend>,
     scheduler: Arc<Scheduler>,
     chat: ChatDefaults,
     limits: Limits,
 }
 
+/// A request checked and ready to generate.
+enum Prompt {
+    /// Tokenised here, for this server's model.
+    Ids(Vec<u32>),
+    /// For a remote backend, which tokenises it itself.
+    Messages(Vec<ChatMessage>),
+}
+
 impl Api {
-    pub fn new(inference: Arc<Inference>, chat: ChatDefaults, limits: Limits) -> Arc<Self> {
+    pub fn new(inference: Arc<Inference>, chat: ChatDefaults, limits: Limits, backend: &Backend) -> Arc<Self> {
         let metrics = &inference.metrics;
         let scheduler = Scheduler::new(limits.clone(), metrics.queued.clone(), metrics.running.clone());
-        Arc::new(Self { inference, scheduler, chat, limits })
+        let remote = match backend {
+            Backend::Local => None,
+            Backend::Remote(upstream) => Some(RemoteBackend::new(upstream)),
+        };
+        Arc::new(Self { inference, remote, scheduler, chat, limits })
+    }
+
+    async fn generate(&self, prompt: Prompt, params: GenerateParams, on_delta: impl FnMut(&str) -> Flow + Send + 'static) -> Result<Completion, ApiError> {
+        match (prompt, &self.remote) {
+            (Prompt::Messages(messages), Some(remote)) => {
+                let completion = remote.generate(&messages, &params, on_delta).await?;
+                self.inference.record(&completion);
+                Ok(completion)
+            }
+            (Prompt::Ids(ids), _) => self.inference.generate(ids, params, on_delta).await,
+            (Prompt::Messages(_), None) => unreachable!("messages are kept only for a remote backend"),
+        }
+    }
+
+    /// The model's name and where it runs, for the answers.
+    fn model_and_device(&self) -> (String, &'static str) {
+        match (&self.remote, self.inference.state()) {
+            (Some(_), _) => ("remote".into(), "remote"),
+            (None, ModelState::Ready { name, device, .. }) => (name, device),
+            (None, _) => (String::new(), "cpu"),
+        }
     }
 }
 
@@ -116,14 +153,18 @@ impl ChatRequest {
 impl Api {
     /// Checks a request against the model and `[limits]`, before it takes a place in the line:
     /// its prompt ids and generation settings.
-    async fn prepare(&self, mut request: ChatRequest) -> Result<(Vec<u32>, GenerateParams), ApiError> {
+    async fn prepare(&self, mut request: ChatRequest) -> Result<(Prompt, GenerateParams), ApiError> {
         let mut params = request.params(&self.chat)?;
-        let prompter = self.inference.prompter()?;
         if let Some(system_prompt) = &self.chat.system_prompt
             && !request.messages.iter().any(|message| message.role == Role::System)
         {
             request.messages.insert(0, ChatMessage::new(Role::System, system_prompt));
         }
+        // A remote backend counts tokens itself: its own limits apply.
+        if self.remote.is_some() {
+            return Ok((Prompt::Messages(request.messages), params));
+        }
+        let prompter = self.inference.prompter()?;
         let messages = request.messages;
         let prompt_ids = {
             let params = params.clone();
@@ -150,11 +191,17 @@ impl Api {
             Some(_) => {}
             None => params.max_tokens = params.max_tokens.min(room),
         }
-        Ok((prompt_ids, params))
+        Ok((Prompt::Ids(prompt_ids), params))
     }
 }
 
 async fn health(State(api): State<Arc<Api>>) -> Response {
+    if let Some(remote) = &api.remote {
+        return match remote.health().await {
+            Ok(model) => Json(json!({"status": "ok", "model": model, "backend": "remote", "device": "remote"})).into_response(),
+            Err(message) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "message": message}))).into_response(),
+        };
+    }
     match api.inference.state() {
         ModelState::Loading { done, total } => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "progress": {"done": done, "total": total}}))).into_response()
@@ -171,10 +218,12 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
 }
 
 async fn models(State(api): State<Arc<Api>>) -> Json<Value> {
-    let data: Vec<Value> = match api.inference.state() {
-        ModelState::Ready { name, .. } => vec![json!({"id": name, "object": "model", "owned_by": "vitrina"})],
-        _ => Vec::new(),
+    let name = match (&api.remote, api.inference.state()) {
+        (Some(remote), _) => remote.health().await.ok(),
+        (None, ModelState::Ready { name, .. }) => Some(name),
+        (None, _) => None,
     };
+    let data: Vec<Value> = name.into_iter().map(|name| json!({"id": name, "object": "model", "owned_by": "vitrina"})).collect();
     Json(json!({"object": "list", "data": data}))
 }
 
@@ -211,19 +260,16 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
         status => ApiError::Rejected(status, rejection.body_text()),
     })?;
     let stream = request.stream;
-    let (prompt_ids, params) = api.prepare(request).await?;
+    let (prompt, params) = api.prepare(request).await?;
     let mut ticket = api.scheduler.admit(client)?;
-    let (model_name, device) = match api.inference.state() {
-        ModelState::Ready { name, device, .. } => (name, device),
-        _ => (String::new(), "cpu"),
-    };
+    let (model_name, device) = api.model_and_device();
     let id = format!("chatcmpl-{}", unix_time_millis());
     if !stream {
         ticket.wait_for_turn(|_, _| {}).await;
         let gone = Arc::new(AtomicBool::new(false));
         let _gone_on_drop = GoneOnDrop(Arc::clone(&gone));
         let on_delta = move |_: &str| if gone.load(Ordering::Relaxed) { Flow::Cancel } else { Flow::Continue };
-        let completion = api.inference.generate(prompt_ids, params, on_delta).await?;
+        let completion = api.generate(prompt, params, on_delta).await?;
         return Ok(Json(completion_body(&id, &model_name, &completion)).into_response());
     }
 
@@ -236,7 +282,7 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
         }
     };
     let _ = sender.send(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
-    let inference = Arc::clone(&api.inference);
+    let api = Arc::clone(api);
     tokio::spawn(async move {
         let on_wait = |position: usize, estimated_wait_seconds: Option<f64>| {
             // A chunk like any other, so OpenAI clients read past it; the page shows it.
@@ -256,7 +302,7 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Cancel,
         };
-        match inference.generate(prompt_ids, params, on_delta).await {
+        match api.generate(prompt, params, on_delta).await {
             Ok(completion) => {
                 let mut last = chunk(json!({}), json!(finish_reason(completion.finish_reason)));
                 last["usage"] = usage(&completion);

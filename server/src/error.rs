@@ -33,6 +33,9 @@ pub enum ApiError {
     /// The conversation or the answer asked for is longer than space.toml allows.
     #[error("{0}")]
     TooManyTokens(String),
+    /// The remote backend (`[server] backend = "remote"`) failed or could not be reached.
+    #[error("the model server behind this Space failed: {0}")]
+    Upstream(String),
     #[error("{0}")]
     Engine(#[from] EngineError),
 }
@@ -45,6 +48,7 @@ impl ApiError {
             Self::Loading(_) | Self::LoadFailed(_) | Self::NoServerModel => StatusCode::SERVICE_UNAVAILABLE,
             Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyTokens(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Engine(EngineError::ContextOverflow { .. } | EngineError::InvalidParameter { .. } | EngineError::Template(_)) => {
                 StatusCode::BAD_REQUEST
             }

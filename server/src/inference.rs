@@ -142,6 +142,12 @@ impl Inference {
             model.generate_from_ids(&prompt_ids, &params, &mut on_delta)
         });
         let completion = generation.await.map_err(|error| ApiError::LoadFailed(format!("generation crashed: {error}")))??;
+        self.record(&completion);
+        Ok(completion)
+    }
+
+    /// Counts a finished answer in the metrics, wherever it was generated.
+    pub fn record(&self, completion: &Completion) {
         let metrics = &self.metrics;
         metrics.prompt_tokens.inc_by(completion.usage.prompt_tokens as u64);
         metrics.generated_tokens.inc_by(completion.usage.completion_tokens as u64);
@@ -152,7 +158,6 @@ impl Inference {
         if completion.finish_reason == engine::FinishReason::Cancelled {
             metrics.cancelled.inc();
         }
-        Ok(completion)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 pub mod inference;
 pub mod metrics;
+pub mod remote;
 pub mod scheduler;
 
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub fn router(
     inference: Arc<inference::Inference>,
     browser_model: Arc<browser_model::BrowserModel>,
 ) -> Router {
-    let api = api::Api::new(inference, space.chat.clone(), space.limits.clone());
+    let api = api::Api::new(inference, space.chat.clone(), space.limits.clone(), &space.backend);
     let space = Arc::new(space);
     let provide_space = move || provide_context(Arc::clone(&space));
     let routes = generate_route_list(App);

@@ -135,7 +135,8 @@ async fn main() -> ExitCode {
     let inference = server::inference::Inference::new();
     let mut options = engine::LoadOptions::default();
     let source = match cli.model {
-        _ if cli.no_model => None,
+        // Answers come from elsewhere: no model here (the browser's is still served).
+        _ if cli.no_model || matches!(space.backend, app::space::Backend::Remote(_)) => None,
         Some(ModelChoice::Catalog(name)) => {
             let file = engine::catalog::by_name(&name).expect("checked while parsing the arguments");
             Some(ModelSource::Cached { name, cache: cache.clone(), file })

@@ -24,7 +24,7 @@ fn roomy_limits() -> Limits {
 }
 
 fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
-    Api::new(inference, ChatDefaults::default(), limits)
+    Api::new(inference, ChatDefaults::default(), limits, &app::space::Backend::Local)
 }
 
 /// A server-side SmolLM2 of its own, ready to answer.
@@ -394,4 +394,60 @@ fn sixteen_clients_at_once_eight_refused_the_rest_served_in_order() {
         assert!(slowest < Duration::from_millis(100), "/health took {slowest:?} while the model was busy");
         println!("load test: {polls} health checks, slowest {slowest:?}");
     });
+}
+
+/// Serves `api` on a loopback port, as `main` does; returns its address.
+async fn serve(api: Arc<Api>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = server::api::routes(api);
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+    });
+    address
+}
+
+#[test]
+fn a_remote_backend_answers_through_this_server_and_a_client_who_leaves_stops_it() {
+    // B: a Vitrina with SmolLM2. A: a Vitrina whose backend is B's API.
+    let upstream = api(load_smollm2(), roomy_limits());
+    let front = RUNTIME.block_on(async {
+        let upstream_address = serve(Arc::clone(&upstream)).await;
+        let remote = app::space::Backend::Remote(app::space::Upstream { url: format!("http://{upstream_address}/v1"), model: None, token_env: None });
+        let front = Api::new(Inference::new(), ChatDefaults::default(), roomy_limits(), &remote);
+        let front_address = serve(Arc::clone(&front)).await;
+        let http = reqwest::Client::new();
+
+        let health: Value = http.get(format!("http://{front_address}/health")).send().await.unwrap().json().await.unwrap();
+        assert_eq!((health["status"].as_str(), health["backend"].as_str(), health["model"].as_str()), (Some("ok"), Some("remote"), Some("smollm2-135m")));
+
+        let ask = |address: std::net::SocketAddr, body: String| {
+            let http = http.clone();
+            async move { http.post(format!("http://{address}/v1/chat/completions")).header("content-type", "application/json").body(body).send().await.unwrap() }
+        };
+        let through_front: Value = ask(front_address, question(json!({}))).await.json().await.unwrap();
+        let direct: Value = ask(upstream_address, question(json!({}))).await.json().await.unwrap();
+        assert_eq!(through_front["choices"][0]["message"]["content"], direct["choices"][0]["message"]["content"], "greedy: the same answer");
+        assert_eq!(through_front["usage"], direct["usage"]);
+
+        // A streaming client of A leaves after three pieces: B stops generating too.
+        let story = json!({"messages": [{"role": "user", "content": "Tell me a very long story about a dragon."}], "temperature": 0, "max_tokens": 200, "stream": true});
+        let mut events = Events { response: ask(front_address, story.to_string()).await, buffer: String::new() };
+        let mut received = 0;
+        while received < 3 {
+            let chunk = events.next().await.expect("the stream ended early");
+            received += usize::from(chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|text| !text.is_empty()));
+        }
+        drop(events);
+        let started = Instant::now();
+        while upstream.inference.metrics.cancelled.get() == 0 {
+            assert!(started.elapsed() < Duration::from_secs(60), "the upstream generation was not cancelled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        front
+    });
+    let generated = counter(&upstream, "vitrina_generated_tokens_total") as usize;
+    let answered = 2 * 12; // the two short answers above, max_tokens 12 each, at most
+    assert!(generated < answered + 40, "{generated} tokens generated upstream for a client that left after 3 (max_tokens 200)");
+    assert_eq!(counter(&front, "vitrina_cancelled_generations_total"), 1);
 }

@@ -14,7 +14,7 @@ pub use checks::{HUB_LICENSES, did_you_mean};
 #[cfg(feature = "ssr")]
 pub use load::{InvalidSpace, SpaceError, load, parse};
 #[cfg(feature = "ssr")]
-pub use settings::{Limits, ModelSettings, ModelSource};
+pub use settings::{Backend, Limits, ModelSettings, ModelSource, Upstream};
 pub use settings::{BrowserSettings, ChatDefaults};
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -46,6 +46,10 @@ pub struct Space {
     #[cfg(feature = "ssr")]
     #[serde(default, skip_serializing)]
     pub limits: Limits,
+    /// Server only: where answers are generated (`[server]`).
+    #[cfg(feature = "ssr")]
+    #[serde(default, rename = "server", skip_serializing)]
+    pub backend: Backend,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -252,3 +252,57 @@ impl TryFrom<ModelInToml> for ModelSettings {
         Ok(Self { source, chat_template: model.chat_template })
     }
 }
+
+/// Where answers are generated (server only): this server's own model, or an
+/// OpenAI-compatible server elsewhere (TGI, vLLM, llama-server, an Inference Endpoint, another
+/// Vitrina) for a Space that outgrows one machine.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(try_from = "ServerInToml")]
+pub enum Backend {
+    #[default]
+    Local,
+    Remote(Upstream),
+}
+
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    /// The API's base address, ending in `/v1`.
+    pub url: String,
+    /// The model id to ask the upstream for, if it serves several.
+    pub model: Option<String>,
+    /// The environment variable that holds the upstream's bearer token (never the token itself:
+    /// space.toml is public).
+    pub token_env: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerInToml {
+    backend: String,
+    url: Option<String>,
+    model: Option<String>,
+    token_env: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl TryFrom<ServerInToml> for Backend {
+    type Error = String;
+    fn try_from(server: ServerInToml) -> Result<Self, String> {
+        match (server.backend.as_str(), server.url) {
+            ("local", None) => Ok(Self::Local),
+            ("local", Some(_)) => Err("backend is \"local\" but url is set; allowed: url only with backend = \"remote\"".into()),
+            ("remote", Some(url)) => {
+                let parsed = url::Url::parse(&url).map_err(|error| format!("url {url:?} is not an address ({error}); allowed: e.g. \"https://mi-endpoint.example/v1\""))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(format!("url {url:?}: allowed: an http(s) address"));
+                }
+                Ok(Self::Remote(Upstream { url: url.trim_end_matches('/').to_owned(), model: server.model, token_env: server.token_env }))
+            }
+            ("remote", None) => Err("backend is \"remote\" but url is missing; add url = \"https://…/v1\" (an OpenAI-compatible API)".into()),
+            (other, _) => Err(format!("backend is {other:?}; allowed: \"local\" (this server's model) or \"remote\" (an OpenAI-compatible API at url)")),
+        }
+    }
+}
