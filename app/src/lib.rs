@@ -3,6 +3,8 @@
 //! `hydrate`, built by `cargo xtask`). Also home of `space.toml`'s types and the reference data
 //! the page shows (ODS goals, language varieties, interface strings).
 
+#[cfg(feature = "ssr")]
+pub mod cards;
 pub mod conversation;
 pub mod i18n;
 pub mod idioma;

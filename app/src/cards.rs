@@ -1,0 +1,166 @@
+//! The hackathon's rules for model and dataset cards (Hugging Face `README.md` with YAML front
+//! matter), checked as a judge would: metadata, a bias/limitations section, the environmental
+//! impact of training, no template placeholders left, and links that agree with space.toml.
+//! Each check says why it passed or failed, in Spanish first (the judges' page shows it).
+
+use serde_yaml_ng::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardKind {
+    Model,
+    Dataset,
+}
+
+/// One line of the checklist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// What is checked, e.g. «Licencia en los metadatos».
+    pub item: &'static str,
+    pub passed: bool,
+    /// Why, in words a team can act on.
+    pub reason: String,
+}
+
+/// What the Hub's card templates leave behind when a section is not filled in.
+const PLACEHOLDERS: &[&str] = &["[More Information Needed]", "[optional]", "<!-- Provide", "{{ "];
+
+const BIAS_HEADINGS: &[&str] = &["bias", "limitation", "risk", "sesgo", "limitacion", "limitación", "riesgo"];
+const ENVIRONMENT_HEADINGS: &[&str] = &["environmental impact", "carbon", "impacto ambiental", "huella de carbono", "emisiones"];
+
+/// Checks a card; `expected_datasets` are space.toml's `[[datasets]]` ids, which a model card's
+/// `datasets:` must name.
+pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec<Check> {
+    let (front_matter, body) = split_front_matter(text);
+    let metadata: Option<Value> = front_matter.and_then(|yaml| serde_yaml_ng::from_str(yaml).ok());
+    let mut checks = vec![match (&front_matter, &metadata) {
+        (None, _) => fail("Metadatos YAML", "the card has no YAML front matter: start README.md with a block between two `---` lines"),
+        (Some(_), None) => fail("Metadatos YAML", "the YAML front matter does not parse: check its indentation and quotes"),
+        (Some(_), Some(_)) => pass("Metadatos YAML", "present and valid"),
+    }];
+    let field = |key: &str| metadata.as_ref().and_then(|metadata| metadata.get(key)).filter(|value| !is_empty(value));
+    let mut required = vec![("license", "Licencia en los metadatos"), ("language", "Idioma en los metadatos")];
+    if kind == CardKind::Model {
+        required.extend([("base_model", "Modelo base en los metadatos"), ("datasets", "Conjuntos de datos en los metadatos")]);
+    }
+    for (key, item) in required {
+        checks.push(match field(key) {
+            Some(_) => pass(item, &format!("`{key}` is set")),
+            None => fail(item, &format!("`{key}:` is missing from the front matter; add it")),
+        });
+    }
+
+    let headings: Vec<String> = body.lines().filter(|line| line.starts_with('#')).map(|line| line.trim_start_matches('#').trim().to_lowercase()).collect();
+    let has_heading = |words: &[&str]| headings.iter().any(|heading| words.iter().any(|word| heading.contains(word)));
+    checks.push(if has_heading(BIAS_HEADINGS) {
+        pass("Sesgos y limitaciones", "the card has a section on bias, risks or limitations")
+    } else {
+        fail("Sesgos y limitaciones", "no section on bias, risks or limitations: add one (e.g. «## Sesgos, riesgos y limitaciones»)")
+    });
+    if kind == CardKind::Model {
+        checks.push(if field("co2_eq_emissions").is_some() || has_heading(ENVIRONMENT_HEADINGS) {
+            pass("Impacto ambiental", "`co2_eq_emissions` or an environmental-impact section is present")
+        } else {
+            fail("Impacto ambiental", "no `co2_eq_emissions` in the metadata and no environmental-impact section: report the training's footprint")
+        });
+    }
+
+    let left: Vec<&str> = PLACEHOLDERS.iter().copied().filter(|placeholder| text.contains(placeholder)).collect();
+    checks.push(if left.is_empty() {
+        pass("Plantilla completada", "no template placeholders left")
+    } else {
+        fail("Plantilla completada", &format!("template placeholders left: {}", left.join(", ")))
+    });
+
+    if kind == CardKind::Model {
+        let named: Vec<String> = match field("datasets") {
+            Some(Value::Sequence(items)) => items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect(),
+            Some(Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        let missing: Vec<&str> = expected_datasets.iter().copied().filter(|id| !named.iter().any(|name| name == id)).collect();
+        checks.push(if missing.is_empty() {
+            pass("Enlaces coherentes con space.toml", "the card's `datasets:` names every dataset of space.toml")
+        } else {
+            fail("Enlaces coherentes con space.toml", &format!("the card's `datasets:` does not name {} (listed in space.toml)", missing.join(", ")))
+        });
+    }
+    checks
+}
+
+fn pass(item: &'static str, reason: &str) -> Check {
+    Check { item, passed: true, reason: reason.to_owned() }
+}
+
+fn fail(item: &'static str, reason: &str) -> Check {
+    Check { item, passed: false, reason: reason.to_owned() }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(text) => text.trim().is_empty(),
+        Value::Sequence(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// The YAML between the opening `---` and the next `---` line, and the rest.
+fn split_front_matter(text: &str) -> (Option<&str>, &str) {
+    let Some(rest) = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n")) else { return (None, text) };
+    match rest.find("\n---") {
+        Some(end) => {
+            let after = &rest[end + 4..];
+            (Some(&rest[..end]), after.split_once('\n').map_or("", |(_, body)| body))
+        }
+        None => (None, text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMPLETE_MODEL: &str = "---\nlicense: apache-2.0\nlanguage: [es]\nbase_model: Qwen/Qwen2.5-0.5B-Instruct\ndatasets:\n  - equipo/corpus\nco2_eq_emissions:\n  emissions: 120\n---\n# Modelo\n\n## Sesgos, riesgos y limitaciones\nEl modelo puede reproducir sesgos del corpus.\n";
+    const COMPLETE_DATASET: &str = "---\nlicense: cc-by-4.0\nlanguage:\n  - es\n---\n# Corpus\n\n## Limitaciones\nSolo español peninsular y de México.\n";
+
+    fn failed(checks: &[Check]) -> Vec<(&'static str, String)> {
+        checks.iter().filter(|check| !check.passed).map(|check| (check.item, check.reason.clone())).collect()
+    }
+
+    #[test]
+    fn a_complete_pair_passes_every_check() {
+        let model = check_card(CardKind::Model, COMPLETE_MODEL, &["equipo/corpus"]);
+        assert_eq!(model.len(), 9);
+        assert_eq!(failed(&model), []);
+        let dataset = check_card(CardKind::Dataset, COMPLETE_DATASET, &[]);
+        assert_eq!(dataset.len(), 5);
+        assert_eq!(failed(&dataset), []);
+    }
+
+    #[test]
+    fn each_gap_is_reported_with_its_reason() {
+        let gappy = "---\nlicense: apache-2.0\nlanguage: []\ndatasets: otro/corpus\n---\n# Modelo\n\n## Uso\n[More Information Needed]\n";
+        let failures = failed(&check_card(CardKind::Model, gappy, &["equipo/corpus"]));
+        let items: Vec<&str> = failures.iter().map(|(item, _)| *item).collect();
+        assert_eq!(
+            items,
+            [
+                "Idioma en los metadatos",
+                "Modelo base en los metadatos",
+                "Sesgos y limitaciones",
+                "Impacto ambiental",
+                "Plantilla completada",
+                "Enlaces coherentes con space.toml"
+            ]
+        );
+        let reason = |item: &str| failures.iter().find(|(name, _)| *name == item).unwrap().1.clone();
+        assert!(reason("Idioma en los metadatos").contains("`language:` is missing"));
+        assert!(reason("Plantilla completada").contains("[More Information Needed]"));
+        assert!(reason("Enlaces coherentes con space.toml").contains("equipo/corpus"));
+
+        let no_yaml = failed(&check_card(CardKind::Dataset, "# Corpus\n\n## Limitaciones\nx\n", &[]));
+        assert!(no_yaml[0].1.contains("no YAML front matter"), "{no_yaml:?}");
+        let broken = failed(&check_card(CardKind::Dataset, "---\nlicense: [unclosed\n---\n# C\n", &[]));
+        assert!(broken[0].1.contains("does not parse"), "{broken:?}");
+    }
+}
