@@ -6,6 +6,8 @@
 #[cfg(feature = "ssr")]
 pub mod cards;
 pub mod conversation;
+pub mod facts;
+pub mod feedback;
 pub mod i18n;
 pub mod idioma;
 pub mod markdown;

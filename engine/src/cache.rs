@@ -268,6 +268,13 @@ fn copy_with_progress(reader: &mut dyn Read, writer: &mut HashingWriter, total: 
     }
 }
 
+/// The sha256 of a file on disk, in hex, for models given by path (reported, not checked).
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

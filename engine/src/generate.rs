@@ -90,6 +90,12 @@ pub struct ModelInfo {
     pub architecture: String,
     /// The file's quantisation (`Q4_K_M`, `Q4_1`…).
     pub quantization: String,
+    /// Weights, counted over every tensor in the file.
+    pub parameters: u64,
+    /// How many tensors of each storage type (`Q4K`, `F32`…), most first.
+    pub tensor_types: Vec<(String, usize)>,
+    /// The longest conversation, prompt and answer together, in tokens.
+    pub context_length: usize,
 }
 
 /// Turns a conversation into prompt ids: tokenizer, chat template, stop tokens and the context

@@ -100,6 +100,23 @@ impl Gguf {
         counts.into_iter().max_by_key(|(_, elements)| *elements).map(|(dtype, _)| dtype).unwrap_or_default()
     }
 
+    /// What the header says of the model, without reading any weight.
+    pub fn info(&self) -> crate::ModelInfo {
+        let mut types = std::collections::HashMap::<String, usize>::new();
+        for info in self.content.tensor_infos.values() {
+            *types.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;
+        }
+        let mut tensor_types: Vec<(String, usize)> = types.into_iter().collect();
+        tensor_types.sort_by(|(a_name, a_count), (b_name, b_count)| b_count.cmp(a_count).then(a_name.cmp(b_name)));
+        crate::ModelInfo {
+            architecture: self.architecture_name.clone(),
+            quantization: self.main_quantization(),
+            parameters: self.content.tensor_infos.values().map(|info| info.shape.elem_count() as u64).sum(),
+            tensor_types,
+            context_length: self.context_length(),
+        }
+    }
+
     pub fn string_array(&self, key: &str) -> Option<Vec<&str>> {
         let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
         values

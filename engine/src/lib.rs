@@ -65,10 +65,7 @@ pub fn load_chat_model<R: Read + Seek>(reader: &mut R, file: &str, options: &Loa
     let fallback = if gguf.architecture == Architecture::Gemma { template::GEMMA } else { template::CHATML };
     let source = options.chat_template.as_deref().or(gguf.string("tokenizer.chat_template")).unwrap_or(fallback).to_owned();
     let template = ChatTemplate::new(&source, &bos, &eos)?;
-    let info = ModelInfo {
-        architecture: gguf.architecture_name.clone(),
-        quantization: gguf.main_quantization(),
-    };
+    let info = gguf.info();
     let model = Model::load(gguf, reader, device)?;
     let prompter = Prompter::new(tokenizer, template, eos_id, model.context_length);
     Ok(ChatModel::new(info, model, prompter))

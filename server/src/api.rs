@@ -28,6 +28,8 @@ use crate::scheduler::Scheduler;
 
 const MAX_MESSAGES: usize = 256;
 const MAX_TOKENS_LIMIT: usize = 4096;
+/// The `model` that asks for `[compare]`'s base model.
+pub const COMPARE_MODEL: &str = "compare";
 
 /// Everything the API needs: the model (here, or remote), the line in front of it, and the
 /// team's settings.
@@ -35,6 +37,8 @@ pub struct Api {
     /// This server's model, and the metrics (kept for a remote backend too).
     pub inference: Arc<Inference>,
     remote: Option<RemoteBackend>,
+    /// `[compare]`'s base model, asked for with `"model": "compare"`.
+    compare: Option<Arc<Inference>>,
     scheduler: Arc<Scheduler>,
     chat: ChatDefaults,
     limits: Limits,
@@ -42,21 +46,21 @@ pub struct Api {
 
 /// A request checked and ready to generate.
 enum Prompt {
-    /// Tokenised here, for this server's model.
-    Ids(Vec<u32>),
+    /// Tokenised here, for one of this server's models.
+    Ids(Vec<u32>, Arc<Inference>),
     /// For a remote backend, which tokenises it itself.
     Messages(Vec<ChatMessage>),
 }
 
 impl Api {
-    pub fn new(inference: Arc<Inference>, chat: ChatDefaults, limits: Limits, backend: &Backend) -> Arc<Self> {
+    pub fn new(inference: Arc<Inference>, compare: Option<Arc<Inference>>, chat: ChatDefaults, limits: Limits, backend: &Backend) -> Arc<Self> {
         let metrics = &inference.metrics;
         let scheduler = Scheduler::new(limits.clone(), metrics.queued.clone(), metrics.running.clone());
         let remote = match backend {
             Backend::Local => None,
             Backend::Remote(upstream) => Some(RemoteBackend::new(upstream)),
         };
-        Arc::new(Self { inference, remote, scheduler, chat, limits })
+        Arc::new(Self { inference, remote, compare, scheduler, chat, limits })
     }
 
     async fn generate(&self, prompt: Prompt, params: GenerateParams, on_delta: impl FnMut(&str) -> Flow + Send + 'static) -> Result<Completion, ApiError> {
@@ -66,17 +70,30 @@ impl Api {
                 self.inference.record(&completion);
                 Ok(completion)
             }
-            (Prompt::Ids(ids), _) => self.inference.generate(ids, params, on_delta).await,
+            (Prompt::Ids(ids, inference), _) => inference.generate(ids, params, on_delta).await,
             (Prompt::Messages(_), None) => unreachable!("messages are kept only for a remote backend"),
         }
     }
 
     /// The model's name and where it runs, for the answers.
-    fn model_and_device(&self) -> (String, &'static str) {
-        match (&self.remote, self.inference.state()) {
-            (Some(_), _) => ("remote".into(), "remote"),
-            (None, ModelState::Ready { name, device, .. }) => (name, device),
-            (None, _) => (String::new(), "cpu"),
+    fn model_and_device(&self, prompt: &Prompt) -> (String, &'static str) {
+        match prompt {
+            Prompt::Messages(_) => ("remote".into(), "remote"),
+            Prompt::Ids(_, inference) => match inference.state() {
+                ModelState::Ready { name, device, .. } => (name, device),
+                _ => (String::new(), "cpu"),
+            },
+        }
+    }
+
+    /// `[compare]`'s model when the request names it, else `None` (the Space's own model).
+    fn compare_model(&self, asked: Option<&str>) -> Result<Option<Arc<Inference>>, ApiError> {
+        let Some(asked) = asked.filter(|asked| *asked == COMPARE_MODEL) else { return Ok(None) };
+        match &self.compare {
+            Some(compare) => Ok(Some(Arc::clone(compare))),
+            None => Err(ApiError::InvalidRequest(format!(
+                "`model` is {asked:?}, but space.toml has no [compare] model; leave `model` out to use the Space's model"
+            ))),
         }
     }
 }
@@ -109,8 +126,8 @@ enum Stop {
 
 #[derive(Debug, Deserialize)]
 struct ChatRequest {
+    /// Any name means the Space's model, except [`COMPARE_MODEL`].
     #[serde(default)]
-    #[allow(dead_code, reason = "accepted for compatibility: one Space serves one model")]
     model: Option<String>,
     messages: Vec<ChatMessage>,
     temperature: Option<f64>,
@@ -160,11 +177,13 @@ impl Api {
         {
             request.messages.insert(0, ChatMessage::new(Role::System, system_prompt));
         }
+        let compare = self.compare_model(request.model.as_deref())?;
         // A remote backend counts tokens itself: its own limits apply.
-        if self.remote.is_some() {
+        if self.remote.is_some() && compare.is_none() {
             return Ok((Prompt::Messages(request.messages), params));
         }
-        let prompter = self.inference.prompter()?;
+        let inference = compare.unwrap_or_else(|| Arc::clone(&self.inference));
+        let prompter = inference.prompter()?;
         let messages = request.messages;
         let prompt_ids = {
             let params = params.clone();
@@ -191,7 +210,7 @@ impl Api {
             Some(_) => {}
             None => params.max_tokens = params.max_tokens.min(room),
         }
-        Ok((Prompt::Ids(prompt_ids), params))
+        Ok((Prompt::Ids(prompt_ids, inference), params))
     }
 }
 
@@ -206,7 +225,7 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
         ModelState::Loading { done, total } => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "progress": {"done": done, "total": total}}))).into_response()
         }
-        ModelState::Ready { name, info, device } => {
+        ModelState::Ready { name, info, device, .. } => {
             Json(json!({"status": "ok", "model": name, "architecture": info.architecture, "quantization": info.quantization, "backend": "candle", "device": device}))
                 .into_response()
         }
@@ -262,7 +281,7 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
     let stream = request.stream;
     let (prompt, params) = api.prepare(request).await?;
     let mut ticket = api.scheduler.admit(client)?;
-    let (model_name, device) = api.model_and_device();
+    let (model_name, device) = api.model_and_device(&prompt);
     let id = format!("chatcmpl-{}", unix_time_millis());
     if !stream {
         ticket.wait_for_turn(|_, _| {}).await;

@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::cache::{CachedFile, ModelCache};
+use app::facts::{ModelFacts, ModelRole};
 use serde_json::json;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -25,7 +26,7 @@ pub struct BrowserModel {
 
 enum Fetched {
     Pending,
-    Ready { path: PathBuf, bytes: u64 },
+    Ready { path: PathBuf, bytes: u64, info: Option<engine::ModelInfo> },
     Failed(String),
 }
 
@@ -41,13 +42,38 @@ impl BrowserModel {
             .map_err(|error| error.to_string())
             .and_then(|path| std::fs::metadata(&path).map(|metadata| (path, metadata.len())).map_err(|error| error.to_string()));
         let fetched = match fetched {
-            Ok((path, bytes)) => Fetched::Ready { path, bytes },
+            Ok((path, bytes)) => {
+                // The header only: what the judges' page and permalinks say of it.
+                let info = std::fs::File::open(&path)
+                    .ok()
+                    .and_then(|file| engine::Gguf::read(&mut std::io::BufReader::new(file), &self.file.file_name).ok())
+                    .map(|gguf| gguf.info());
+                Fetched::Ready { path, bytes, info }
+            }
             Err(error) => {
                 tracing::error!(model = %self.name, %error, "the browser model could not be fetched: no browser fallback");
                 Fetched::Failed(error)
             }
         };
         *self.fetched.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fetched;
+    }
+
+    pub fn facts(&self) -> ModelFacts {
+        let mut facts = ModelFacts::named(ModelRole::Browser, self.name.clone(), app::conversation::BROWSER_DEVICE);
+        facts.sha256 = Some(self.file.sha256.clone());
+        match &*self.fetched.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            Fetched::Ready { bytes, info, .. } => {
+                facts.status = "ready".into();
+                facts.ready = true;
+                facts.file_bytes = Some(*bytes);
+                if let Some(info) = info.clone() {
+                    crate::inference::fill_from_info(&mut facts, info);
+                }
+            }
+            Fetched::Pending => facts.status = "loading".into(),
+            Fetched::Failed(error) => facts.status = format!("failed: {error}"),
+        }
+        facts
     }
 
     fn url(&self) -> String {

@@ -38,6 +38,17 @@ pub enum ApiError {
     Upstream(String),
     #[error("{0}")]
     Engine(#[from] EngineError),
+    #[error("{0}")]
+    NotFound(String),
+    /// The feedback database could not be opened at start-up (the reason says why).
+    #[error("feedback is not being stored on this server: {0}")]
+    FeedbackUnavailable(String),
+    #[error("the feedback database failed: {0}")]
+    Storage(String),
+    #[error("exports are disabled: set the VITRINA_ADMIN_TOKEN secret in the Space's settings, restart it, and send it as `Authorization: Bearer <token>`")]
+    ExportsDisabled,
+    #[error("wrong or missing admin token: send the VITRINA_ADMIN_TOKEN secret as `Authorization: Bearer <token>`")]
+    Unauthorized,
 }
 
 impl ApiError {
@@ -52,7 +63,11 @@ impl ApiError {
             Self::Engine(EngineError::ContextOverflow { .. } | EngineError::InvalidParameter { .. } | EngineError::Template(_)) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Engine(_) | Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::FeedbackUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ExportsDisabled => StatusCode::FORBIDDEN,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -74,11 +89,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
+        let unauthorized = matches!(self, Self::Unauthorized);
         let retry_after_seconds = match self {
             Self::Overloaded { retry_after_seconds, .. } | Self::ClientRateLimited { retry_after_seconds, .. } => Some(retry_after_seconds),
             Self::Loading(_) | Self::ClientBusy { .. } => Some(5),
             _ => None,
         };
+        if unauthorized {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(seconds) = retry_after_seconds {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use engine::cache::{CachedFile, ModelCache};
 use engine::{ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, ModelInfo, Prompter};
 
+use app::facts::{ModelFacts, ModelRole};
+
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -15,10 +17,17 @@ pub enum ModelState {
     Loading { done: u64, total: Option<u64> },
     /// `device` is where generation runs (`cpu`, or `cuda` in a build with `--features cuda`
     /// on a machine with an NVIDIA GPU), as `/health` and each answer's timings name it.
-    Ready { name: String, info: ModelInfo, device: &'static str },
+    Ready { name: String, info: ModelInfo, device: &'static str, file: ModelFile },
     Failed(String),
     /// Started with `--no-model`: visitors' browsers answer.
     Disabled,
+}
+
+/// The loaded file: its size and sha256 (the pin for a cached file, computed for a path).
+#[derive(Clone, Debug)]
+pub struct ModelFile {
+    pub bytes: u64,
+    pub sha256: String,
 }
 
 /// Where the model comes from.
@@ -43,6 +52,8 @@ pub struct Inference {
     state: RwLock<ModelState>,
     model: Mutex<Option<ChatModel>>,
     prompter: RwLock<Option<Arc<Prompter>>>,
+    /// Sum of decoding speeds and their number, for the mean the judges' page shows.
+    speeds: Mutex<(f64, u64)>,
     pub metrics: Metrics,
 }
 
@@ -52,6 +63,7 @@ impl Inference {
             state: RwLock::new(ModelState::Loading { done: 0, total: None }),
             model: Mutex::new(None),
             prompter: RwLock::new(None),
+            speeds: Mutex::new((0.0, 0)),
             metrics: Metrics::default(),
         })
     }
@@ -79,28 +91,35 @@ impl Inference {
     pub fn load(&self, source: ModelSource, options: &LoadOptions) {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
-        let loaded = (|| -> Result<(ChatModel, &'static str), String> {
-            let path = match &source {
-                ModelSource::Cached { cache, file, .. } => cache
-                    .get(file, &mut |done, total| self.set_state(ModelState::Loading { done, total }))
-                    .map_err(|error| error.to_string())?,
-                ModelSource::File(path) => path.clone(),
+        let loaded = (|| -> Result<(ChatModel, &'static str, ModelFile), String> {
+            let (path, sha256) = match &source {
+                ModelSource::Cached { cache, file, .. } => {
+                    let path = cache
+                        .get(file, &mut |done, total| self.set_state(ModelState::Loading { done, total }))
+                        .map_err(|error| error.to_string())?;
+                    (path, file.sha256.clone())
+                }
+                ModelSource::File(path) => {
+                    let sha256 = engine::cache::file_sha256(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+                    (path.clone(), sha256)
+                }
             };
+            let bytes = std::fs::metadata(&path).map_err(|error| format!("cannot read {}: {error}", path.display()))?.len();
             let opened = std::fs::File::open(&path).map_err(|error| format!("cannot open {}: {error}", path.display()))?;
             let mut reader = std::io::BufReader::new(opened);
             // A build without CUDA, or a machine without a GPU, gets the CPU.
             let device = Device::cuda_if_available(0).unwrap_or(Device::Cpu);
             let mut model = engine::load_chat_model(&mut reader, &path.display().to_string(), options, &device).map_err(|error| error.to_string())?;
             self_test(&mut model)?;
-            Ok((model, if device.is_cuda() { "cuda" } else { "cpu" }))
+            Ok((model, if device.is_cuda() { "cuda" } else { "cpu" }, ModelFile { bytes, sha256 }))
         })();
         match loaded {
-            Ok((model, device)) => {
+            Ok((model, device, file)) => {
                 let info = model.info.clone();
                 *self.prompter.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&model.prompter));
                 *self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
                 tracing::info!(model = %name, ?info, device, "model ready");
-                self.set_state(ModelState::Ready { name, info, device });
+                self.set_state(ModelState::Ready { name, info, device, file });
             }
             Err(error) => {
                 tracing::error!(model = %name, %error, "model failed to load");
@@ -154,11 +173,50 @@ impl Inference {
         metrics.time_to_first_token.observe(completion.timings.prefill_ms / 1000.0);
         if completion.usage.completion_tokens > 1 {
             metrics.decode_tokens_per_second.observe(completion.timings.decode_tokens_per_second);
+            let mut speeds = self.speeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            speeds.0 += completion.timings.decode_tokens_per_second;
+            speeds.1 += 1;
         }
         if completion.finish_reason == engine::FinishReason::Cancelled {
             metrics.cancelled.inc();
         }
     }
+}
+
+impl Inference {
+    /// The model as the judges' page describes it; `role` says which of the Space's it is.
+    pub fn facts(&self, role: ModelRole) -> ModelFacts {
+        let (speed_sum, answers) = *self.speeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut facts = ModelFacts::named(role, String::new(), "cpu");
+        facts.answers = answers;
+        facts.decode_tokens_per_second = (answers > 0).then(|| speed_sum / answers as f64);
+        match self.state() {
+            ModelState::Ready { name, info, device, file } => {
+                facts.name = name;
+                facts.status = "ready".into();
+                facts.ready = true;
+                facts.device = device.into();
+                facts.file_bytes = Some(file.bytes);
+                facts.sha256 = Some(file.sha256);
+                fill_from_info(&mut facts, info);
+            }
+            ModelState::Loading { done, total } => {
+                facts.status = total.map_or_else(|| format!("loading ({done} bytes)"), |total| format!("loading ({done} of {total} bytes)"));
+            }
+            ModelState::Failed(error) => facts.status = format!("failed: {error}"),
+            ModelState::Disabled => facts.status = "disabled (--no-model)".into(),
+        }
+        facts
+    }
+}
+
+/// Copies what a GGUF header says into `facts`.
+pub fn fill_from_info(facts: &mut ModelFacts, info: ModelInfo) {
+    facts.architecture = Some(info.architecture);
+    facts.parameters = Some(info.parameters);
+    facts.quantization = Some(info.quantization);
+    facts.tensor_types = info.tensor_types;
+    facts.context_length = Some(info.context_length);
 }
 
 /// A few greedy tokens before the model is declared ready: a file that loads but cannot

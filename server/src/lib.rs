@@ -6,6 +6,9 @@ pub mod api;
 pub mod browser_model;
 pub mod client;
 pub mod error;
+pub mod facts;
+pub mod feedback;
+pub mod feedback_api;
 pub mod inference;
 pub mod metrics;
 pub mod remote;
@@ -13,6 +16,7 @@ pub mod scheduler;
 
 use std::sync::Arc;
 
+use app::facts::ServerFacts;
 use app::space::Space;
 use app::{App, shell};
 use axum::Router;
@@ -23,16 +27,22 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, file_and_error_handler, generate_route_list, handle_server_fns_with_context};
 use tower_http::compression::CompressionLayer;
 
-/// The whole HTTP application for one team's Space.
-pub fn router(
-    space: Space,
-    options: LeptosOptions,
-    inference: Arc<inference::Inference>,
-    browser_model: Arc<browser_model::BrowserModel>,
-) -> Router {
-    let api = api::Api::new(inference, space.chat.clone(), space.limits.clone(), &space.backend);
+/// The whole HTTP application for one team's Space. `admin_token` (`VITRINA_ADMIN_TOKEN`)
+/// unlocks the feedback exports.
+pub fn router(space: Space, options: LeptosOptions, facts: Arc<facts::Facts>, admin_token: Option<String>) -> Router {
+    let api = api::Api::new(Arc::clone(&facts.inference), facts.compare.clone(), space.chat.clone(), space.limits.clone(), &space.backend);
+    let feedback = Arc::new(feedback_api::FeedbackApi {
+        facts: Arc::clone(&facts),
+        admin_token,
+        idioma: space.project.languages[0].as_str().to_owned(),
+    });
+    let browser_model = Arc::clone(&facts.browser_model);
     let space = Arc::new(space);
-    let provide_space = move || provide_context(Arc::clone(&space));
+    let server_facts: Arc<dyn ServerFacts> = facts;
+    let provide_space = move || {
+        provide_context(Arc::clone(&space));
+        provide_context(Arc::clone(&server_facts));
+    };
     let routes = generate_route_list(App);
     let server_fns = {
         let provide_space = provide_space.clone();
@@ -49,6 +59,7 @@ pub fn router(
         .with_state(options)
         // After the compression layer: a compressor would hold back streamed tokens.
         .merge(api::routes(api))
+        .merge(feedback_api::routes(feedback))
         // Uncompressed too: a quantised model does not shrink, and Range needs the raw bytes.
         .merge(browser_model::routes(browser_model))
 }

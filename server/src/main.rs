@@ -39,6 +39,10 @@ struct Cli {
     /// Run no model on the server: chats run in the visitors' browsers (see `[browser]`).
     #[arg(long, env = "VITRINA_NO_MODEL")]
     no_model: bool,
+    /// Where visitors' feedback is stored (SQLite); default: /data when it exists (a Space's
+    /// persistent storage), else ./data.
+    #[arg(long, env = "VITRINA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -59,10 +63,12 @@ fn model_source(value: &str) -> Result<ModelChoice, String> {
 }
 
 /// `--prefetch`: both models into the cache, with progress on the terminal.
-fn prefetch(cache: &engine::cache::ModelCache, browser_file: &engine::cache::CachedFile, server: Option<&ModelSource>) -> ExitCode {
+fn prefetch(cache: &engine::cache::ModelCache, browser_file: &engine::cache::CachedFile, server: [Option<&ModelSource>; 2]) -> ExitCode {
     let mut files = vec![("browser model".to_owned(), browser_file)];
-    if let Some(ModelSource::Cached { name, file, .. }) = server {
-        files.push((name.clone(), file));
+    for source in server.into_iter().flatten() {
+        if let ModelSource::Cached { name, file, .. } = source {
+            files.push((name.clone(), file));
+        }
     }
     for (name, file) in files {
         match cache.get(file, &mut engine::cache::terminal_progress(&name)) {
@@ -153,8 +159,16 @@ async fn main() -> ExitCode {
             }
         }
     };
+    let compare = match space.compare.as_ref().map(|settings| model_from_space(&settings.source, &cache)) {
+        None => None,
+        Some(Ok(source)) => Some(source),
+        Some(Err(problem)) => {
+            eprintln!("error: {}: key `compare`: {problem}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
     if cli.prefetch {
-        return prefetch(&cache, &browser_model_file, source.as_ref());
+        return prefetch(&cache, &browser_model_file, [source.as_ref(), compare.as_ref()]);
     }
     let address = SocketAddr::new(cli.host, cli.port);
     let listener = match tokio::net::TcpListener::bind(address).await {
@@ -170,18 +184,45 @@ async fn main() -> ExitCode {
     if source.is_none() {
         inference.disable();
     }
+    let compare_inference = compare.as_ref().map(|_| server::inference::Inference::new());
     {
-        let (inference, browser_model) = (Arc::clone(&inference), Arc::clone(&browser_model));
-        // The browser's (small) model first: the fallback is ready while the server's loads.
+        let (inference, browser_model, compare_inference) = (Arc::clone(&inference), Arc::clone(&browser_model), compare_inference.clone());
+        let compare_options = engine::LoadOptions {
+            chat_template: space.compare.as_ref().and_then(|settings| settings.chat_template.clone()),
+            ..engine::LoadOptions::default()
+        };
+        // The browser's (small) model first: the fallback is ready while the server's loads;
+        // the base model for comparisons last, as only the judges' page uses it.
         std::thread::spawn(move || {
             browser_model.fetch(&cache);
             if let Some(source) = source {
                 inference.load(source, &options);
             }
+            if let (Some(source), Some(compare_inference)) = (compare, compare_inference) {
+                compare_inference.load(source, &compare_options);
+            }
         });
     }
+    let data_dir = cli.data_dir.unwrap_or_else(server::feedback::default_data_dir);
+    let store = match server::feedback::FeedbackStore::open(&data_dir) {
+        Ok(store) => {
+            tracing::info!(database = %store.path().display(), "feedback is stored here");
+            Ok(Arc::new(store))
+        }
+        Err(error) => {
+            // The demo goes on: only 👍/👎 and exports are unavailable, and say why.
+            tracing::error!(%error, "feedback will not be stored");
+            Err(error.to_string())
+        }
+    };
+    let remote_model = match &space.backend {
+        app::space::Backend::Remote(upstream) => Some(upstream.model.clone().unwrap_or_else(|| upstream.url.clone())),
+        app::space::Backend::Local => None,
+    };
+    let facts = Arc::new(server::facts::Facts { inference, compare: compare_inference, browser_model, remote_model, store });
+    let admin_token = std::env::var("VITRINA_ADMIN_TOKEN").ok().filter(|token| !token.is_empty());
     let options = server::leptos_options(&cli.site_root, address);
-    let app = server::router(space, options, inference, browser_model);
+    let app = server::router(space, options, facts, admin_token);
     tracing::info!("Vitrina listening on http://{address}");
     if let Err(error) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await {
         eprintln!("error: server stopped: {error}");

@@ -24,7 +24,7 @@ fn roomy_limits() -> Limits {
 }
 
 fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
-    Api::new(inference, ChatDefaults::default(), limits, &app::space::Backend::Local)
+    Api::new(inference, None, ChatDefaults::default(), limits, &app::space::Backend::Local)
 }
 
 /// A server-side SmolLM2 of its own, ready to answer.
@@ -414,7 +414,7 @@ fn a_remote_backend_answers_through_this_server_and_a_client_who_leaves_stops_it
     let front = RUNTIME.block_on(async {
         let upstream_address = serve(Arc::clone(&upstream)).await;
         let remote = app::space::Backend::Remote(app::space::Upstream { url: format!("http://{upstream_address}/v1"), model: None, token_env: None });
-        let front = Api::new(Inference::new(), ChatDefaults::default(), roomy_limits(), &remote);
+        let front = Api::new(Inference::new(), None, ChatDefaults::default(), roomy_limits(), &remote);
         let front_address = serve(Arc::clone(&front)).await;
         let http = reqwest::Client::new();
 

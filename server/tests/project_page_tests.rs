@@ -24,7 +24,14 @@ fn get(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
 async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
     let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
     let browser_model = server::browser_model::BrowserModel::new("smollm2-135m".into(), engine::catalog::smollm2_135m());
-    let router = server::router(space, options, server::inference::Inference::new(), browser_model);
+    let facts = server::facts::Facts {
+        inference: server::inference::Inference::new(),
+        compare: None,
+        browser_model,
+        remote_model: None,
+        store: Err("not stored in this test".into()),
+    };
+    let router = server::router(space, options, std::sync::Arc::new(facts), None);
     let mut request = Request::get(path);
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);

@@ -50,6 +50,36 @@ pub struct Space {
     #[cfg(feature = "ssr")]
     #[serde(default, rename = "server", skip_serializing)]
     pub backend: Backend,
+    /// Server only: a base model that answers beside the team's on the judges' page.
+    #[cfg(feature = "ssr")]
+    #[serde(default, skip_serializing)]
+    pub compare: Option<ModelSettings>,
+    /// Server only: the model card and dataset card the judges' page checks.
+    #[cfg(feature = "ssr")]
+    #[serde(default, skip_serializing)]
+    pub cards: Cards,
+    /// Server only: the team's corpus, described on the corpus page.
+    #[cfg(feature = "ssr")]
+    #[serde(default, skip_serializing)]
+    pub dataset: Option<DatasetFile>,
+}
+
+/// `[cards]`: README.md files of the model and dataset repositories, as paths on this machine
+/// (relative to the folder the server runs in).
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cards {
+    pub model: Option<std::path::PathBuf>,
+    pub dataset: Option<std::path::PathBuf>,
+}
+
+/// `[dataset]`: the corpus file (JSONL, CSV or Parquet in the hackathon's schema).
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetFile {
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

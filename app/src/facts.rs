@@ -1,0 +1,75 @@
+//! What the running server knows and the pages show: its models (the judges' page) and stored
+//! answers (permalinks). The pages only describe it; the `server` crate provides it through
+//! [`ServerFacts`] in the Leptos context.
+
+use serde::{Deserialize, Serialize};
+
+use crate::feedback::StoredAnswer;
+
+/// Which of the Space's models a [`ModelFacts`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelRole {
+    /// The team's model, answering on the server.
+    Server,
+    /// `[compare]`'s base model, answering beside it on the judges' page.
+    Compare,
+    /// The small model visitors' browsers run when the server cannot answer.
+    Browser,
+}
+
+/// One model as its file describes it and as it ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelFacts {
+    pub role: ModelRole,
+    pub name: String,
+    /// `ready`, or why not: still loading, failed (with the reason), remote.
+    pub status: String,
+    pub ready: bool,
+    pub architecture: Option<String>,
+    pub parameters: Option<u64>,
+    pub quantization: Option<String>,
+    /// Tensor storage types and how many tensors use each.
+    pub tensor_types: Vec<(String, usize)>,
+    pub context_length: Option<usize>,
+    pub file_bytes: Option<u64>,
+    pub sha256: Option<String>,
+    /// `candle`, or `remote` for `[server] backend = "remote"`.
+    pub backend: String,
+    /// `cpu`, `cuda`, `wasm`.
+    pub device: String,
+    /// Mean decoding speed of the answers given since the server started.
+    pub decode_tokens_per_second: Option<f64>,
+    pub answers: u64,
+}
+
+impl ModelFacts {
+    /// A model known only by its name so far; the rest is filled in as it loads and answers.
+    pub fn named(role: ModelRole, name: String, device: &str) -> Self {
+        Self {
+            role,
+            name,
+            status: String::new(),
+            ready: false,
+            architecture: None,
+            parameters: None,
+            quantization: None,
+            tensor_types: Vec::new(),
+            context_length: None,
+            file_bytes: None,
+            sha256: None,
+            backend: "candle".into(),
+            device: device.into(),
+            decode_tokens_per_second: None,
+            answers: 0,
+        }
+    }
+}
+
+/// The server's side of the pages, provided as `Arc<dyn ServerFacts>` in the context.
+#[cfg(feature = "ssr")]
+pub trait ServerFacts: Send + Sync {
+    fn models(&self) -> Vec<ModelFacts>;
+    /// A stored answer by its permalink id; `Err` says why the store cannot be read.
+    fn answer(&self, id: &str) -> Result<Option<StoredAnswer>, String>;
+}

@@ -1,0 +1,124 @@
+//! Visitors' verdicts on answers — 👍/👎, a comment, and the alternatives a regeneration
+//! produced — as the chat sends them, the server stores them (SQLite) and the permalink page
+//! shows them. Every answer carries how it was made, so that it can be made again.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rating {
+    /// Kept without a verdict: an alternative of a rated answer, or a shared permalink.
+    #[default]
+    None,
+    Up,
+    Down,
+}
+
+impl Rating {
+    pub fn as_i64(self) -> i64 {
+        match self {
+            Self::None => 0,
+            Self::Up => 1,
+            Self::Down => -1,
+        }
+    }
+
+    pub fn from_i64(value: i64) -> Self {
+        match value {
+            1 => Self::Up,
+            -1 => Self::Down,
+            _ => Self::None,
+        }
+    }
+}
+
+/// Where an answer was generated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerBackend {
+    #[default]
+    Server,
+    Browser,
+}
+
+/// How an answer was produced: the model file, its settings and the seed. The browser sends
+/// what it chose (backend, sampling, seed); the server fills in the model it describes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub backend: AnswerBackend,
+    /// `cpu`, `cuda`, `wasm`…
+    #[serde(default)]
+    pub device: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub sha256: String,
+    #[serde(default)]
+    pub quantization: String,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_tokens: u32,
+    pub seed: u64,
+}
+
+/// One message of the conversation the model read, in OpenAI's wire form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// One answer as the chat reports it when the visitor rates it or asks for its permalink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerReport {
+    /// The browser's own id for this answer: sending it again updates the same row.
+    pub answer_key: String,
+    pub conversation: String,
+    /// Shared by every alternative answer to one question.
+    pub turn_key: String,
+    /// What the model read, system prompt first, ending with the question.
+    pub messages: Vec<WireMessage>,
+    pub pregunta: String,
+    #[serde(default)]
+    pub entrada: Option<String>,
+    pub respuesta: String,
+    #[serde(default)]
+    pub rating: Rating,
+    #[serde(default)]
+    pub comment: Option<String>,
+    pub provenance: Provenance,
+}
+
+/// What `POST /v1/feedback` answers: the stored answer's id and its permalink.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    pub id: String,
+    pub permalink: String,
+}
+
+/// An answer as the database keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    #[serde(flatten)]
+    pub report: AnswerReport,
+}
+
+/// Where an answer's permalink points.
+pub fn permalink(id: &str) -> String {
+    format!("/respuesta/{id}")
+}
+
+/// The request body that generates `report`'s answer again through the OpenAI-compatible API.
+pub fn reproduction_request(report: &AnswerReport) -> serde_json::Value {
+    let provenance = &report.provenance;
+    serde_json::json!({
+        "messages": report.messages,
+        "temperature": provenance.temperature,
+        "top_p": provenance.top_p,
+        "max_tokens": provenance.max_tokens,
+        "seed": provenance.seed,
+    })
+}

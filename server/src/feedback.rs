@@ -1,0 +1,227 @@
+//! Storage of visitors' feedback in SQLite (one file in the data directory, WAL, every write
+//! synced before it is acknowledged), and the exports that turn it into a corpus: liked answers
+//! in the hackathon's schema, and preference pairs for DPO.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use app::feedback::{AnswerReport, Rating, StoredAnswer};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// What the store cannot do, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the feedback database {path}: {source}; set --data-dir (or VITRINA_DATA_DIR) to a writable folder")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create the data directory {path}: {source}; set --data-dir (or VITRINA_DATA_DIR) to a writable folder")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("the feedback database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+pub struct FeedbackStore {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+/// The data directory when none is given: a Space's persistent storage (`/data`) when it is
+/// mounted, else `./data`.
+pub fn default_data_dir() -> PathBuf {
+    let persistent = Path::new("/data");
+    if persistent.is_dir() { persistent.to_owned() } else { PathBuf::from("data") }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS answers (
+    id TEXT PRIMARY KEY,
+    answer_key TEXT NOT NULL UNIQUE,
+    conversation TEXT NOT NULL,
+    turn_key TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    pregunta TEXT NOT NULL,
+    entrada TEXT,
+    respuesta TEXT NOT NULL,
+    rating INTEGER NOT NULL DEFAULT 0,
+    comment TEXT,
+    provenance TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_by_turn ON answers (turn_key);
+";
+
+impl FeedbackStore {
+    /// Opens (or creates) `feedback.sqlite` in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        let path = dir.join("feedback.sqlite");
+        let open = |path: &Path| -> rusqlite::Result<Connection> {
+            let connection = Connection::open(path)?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            // FULL: an acknowledged 👍 is on disk even if the machine, not just the server, stops.
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection.busy_timeout(std::time::Duration::from_secs(5))?;
+            connection.execute_batch(SCHEMA)?;
+            Ok(connection)
+        };
+        let connection = open(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        Ok(Self { path, connection: Mutex::new(connection) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stores an answer, or updates its verdict and comment when the browser sent it before;
+    /// returns its id. The text of a stored answer never changes.
+    pub fn save(&self, report: &AnswerReport) -> Result<String, StoreError> {
+        let now = now_rfc3339();
+        let connection = self.connection();
+        let existing: Option<String> =
+            connection.query_row("SELECT id FROM answers WHERE answer_key = ?1", [&report.answer_key], |row| row.get(0)).optional()?;
+        if let Some(id) = existing {
+            connection.execute(
+                "UPDATE answers SET rating = ?1, comment = COALESCE(?2, comment), updated_at = ?3 WHERE id = ?4",
+                params![report.rating.as_i64(), report.comment, now, id],
+            )?;
+            return Ok(id);
+        }
+        let id = new_id();
+        connection.execute(
+            "INSERT INTO answers (id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+            params![
+                id,
+                report.answer_key,
+                report.conversation,
+                report.turn_key,
+                serde_json::to_string(&report.messages).expect("messages serialise"),
+                report.pregunta,
+                report.entrada,
+                report.respuesta,
+                report.rating.as_i64(),
+                report.comment,
+                serde_json::to_string(&report.provenance).expect("provenance serialises"),
+                now,
+            ],
+        )?;
+        Ok(id)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<StoredAnswer>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(&format!("{SELECT_ANSWER} WHERE id = ?1"))?;
+        Ok(statement.query_row([id], read_answer).optional()?)
+    }
+
+    /// Every stored answer, oldest first.
+    pub fn all(&self) -> Result<Vec<StoredAnswer>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(&format!("{SELECT_ANSWER} ORDER BY rowid"))?;
+        let answers = statement.query_map([], read_answer)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(answers)
+    }
+
+    pub fn count(&self) -> Result<i64, StoreError> {
+        Ok(self.connection().query_row("SELECT COUNT(*) FROM answers", [], |row| row.get(0))?)
+    }
+}
+
+const SELECT_ANSWER: &str =
+    "SELECT id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at FROM answers";
+
+fn read_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
+    Ok(StoredAnswer {
+        id: row.get(0)?,
+        created_at: row.get(11)?,
+        report: AnswerReport {
+            answer_key: row.get(1)?,
+            conversation: row.get(2)?,
+            turn_key: row.get(3)?,
+            messages: json_column(row, 4)?,
+            pregunta: row.get(5)?,
+            entrada: row.get(6)?,
+            respuesta: row.get(7)?,
+            rating: Rating::from_i64(row.get(8)?),
+            comment: row.get(9)?,
+            provenance: json_column(row, 10)?,
+        },
+    })
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error)))
+}
+
+/// 64 random bits in hex: permalinks that cannot be guessed from one another.
+fn new_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the operating system provides random bytes");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// One row of the hackathon's corpus schema.
+#[derive(Debug, Serialize)]
+pub struct CorpusRow<'a> {
+    pub pregunta: &'a str,
+    pub entrada: &'a str,
+    pub respuesta: &'a str,
+    pub idioma: &'a str,
+}
+
+/// Liked answers as corpus rows, one JSON object a line, in the order they were given.
+pub fn corpus_jsonl(answers: &[StoredAnswer], idioma: &str) -> String {
+    answers
+        .iter()
+        .filter(|answer| answer.report.rating == Rating::Up)
+        .map(|answer| {
+            let row = CorpusRow {
+                pregunta: &answer.report.pregunta,
+                entrada: answer.report.entrada.as_deref().unwrap_or_default(),
+                respuesta: &answer.report.respuesta,
+                idioma,
+            };
+            serde_json::to_string(&row).expect("a corpus row serialises") + "\n"
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize)]
+struct PreferencePair<'a> {
+    prompt: &'a str,
+    chosen: &'a str,
+    rejected: &'a str,
+}
+
+/// Preference pairs: for every question, each liked answer against each alternative that was
+/// disliked or not liked (the visitor asked for another one). The prompt is the question as the
+/// model read it.
+pub fn dpo_jsonl(answers: &[StoredAnswer]) -> String {
+    let mut lines = String::new();
+    let mut turns: Vec<&str> = answers.iter().map(|answer| answer.report.turn_key.as_str()).collect();
+    // First appearance order, so that the export is stable.
+    let mut seen = std::collections::HashSet::new();
+    turns.retain(|turn| seen.insert(*turn));
+    for turn in turns {
+        let alternatives: Vec<&StoredAnswer> = answers.iter().filter(|answer| answer.report.turn_key == turn).collect();
+        let prompt = alternatives[0].report.messages.last().map_or("", |message| message.content.as_str());
+        for chosen in alternatives.iter().filter(|answer| answer.report.rating == Rating::Up) {
+            for rejected in alternatives.iter().filter(|answer| answer.report.rating != Rating::Up) {
+                let pair = PreferencePair { prompt, chosen: &chosen.report.respuesta, rejected: &rejected.report.respuesta };
+                lines.push_str(&serde_json::to_string(&pair).expect("a pair serialises"));
+                lines.push('\n');
+            }
+        }
+    }
+    lines
+}

@@ -1,0 +1,142 @@
+//! Feedback over HTTP: `POST /v1/feedback` stores a rated (or shared) answer, `GET
+//! /v1/feedback/<id>` reads it back, and the admin exports `GET /v1/export/corpus.jsonl` and
+//! `GET /v1/export/dpo.jsonl` turn the store into training data, behind `VITRINA_ADMIN_TOKEN`.
+
+use std::sync::Arc;
+
+use app::facts::ModelRole;
+use app::feedback::{AnswerBackend, AnswerReport, Stored, permalink};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::facts::Facts;
+use app::feedback::StoredAnswer;
+
+use crate::feedback::{FeedbackStore, StoreError};
+
+const MAX_BODY_BYTES: usize = 512 * 1024;
+const MAX_COMMENT_CHARS: usize = 2000;
+
+pub struct FeedbackApi {
+    pub facts: Arc<Facts>,
+    /// `VITRINA_ADMIN_TOKEN`; unset (or empty) disables the exports.
+    pub admin_token: Option<String>,
+    /// The corpus's `idioma` for exported rows: the project's first language.
+    pub idioma: String,
+}
+
+pub fn routes(api: Arc<FeedbackApi>) -> Router {
+    Router::new()
+        .route("/v1/feedback", post(save))
+        .route("/v1/feedback/{id}", get(read))
+        .route("/v1/export/corpus.jsonl", get(export_corpus))
+        .route("/v1/export/dpo.jsonl", get(export_dpo))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+impl FeedbackApi {
+    /// Runs `work` on the store, off the async threads (SQLite waits for the disk).
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&FeedbackStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.facts.store.clone().map_err(ApiError::FeedbackUnavailable)?;
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|error| ApiError::Storage(error.to_string()))?
+            .map_err(|error| ApiError::Storage(error.to_string()))
+    }
+
+    /// The exports are for the team only.
+    fn authorise(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let expected = self.admin_token.as_deref().filter(|token| !token.is_empty()).ok_or(ApiError::ExportsDisabled)?;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) { Ok(()) } else { Err(ApiError::Unauthorized) }
+    }
+}
+
+/// Checks what a browser sent before it is stored.
+fn validate(report: &AnswerReport) -> Result<(), ApiError> {
+    let invalid = |message: String| Err(ApiError::InvalidRequest(message));
+    for (name, key) in [("answer_key", &report.answer_key), ("conversation", &report.conversation), ("turn_key", &report.turn_key)] {
+        let valid = (8..=64).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+        if !valid {
+            return invalid(format!("`{name}` is {key:?}; allowed: 8 to 64 letters, digits, '-' or '_'"));
+        }
+    }
+    if report.pregunta.trim().is_empty() || report.respuesta.trim().is_empty() {
+        return invalid("`pregunta` and `respuesta` must not be empty".into());
+    }
+    if report.messages.last().is_none_or(|message| message.role != "user") {
+        return invalid("`messages` must end with the visitor's question (role \"user\")".into());
+    }
+    if report.comment.as_ref().is_some_and(|comment| comment.chars().count() > MAX_COMMENT_CHARS) {
+        return invalid(format!("`comment` is longer than {MAX_COMMENT_CHARS} characters"));
+    }
+    let provenance = &report.provenance;
+    if !provenance.temperature.is_finite() || !provenance.top_p.is_finite() {
+        return invalid("`provenance.temperature` and `provenance.top_p` must be numbers".into());
+    }
+    Ok(())
+}
+
+async fn save(State(api): State<Arc<FeedbackApi>>, report: Result<Json<AnswerReport>, JsonRejection>) -> Result<Json<Stored>, ApiError> {
+    let Json(mut report) = report.map_err(|rejection| ApiError::Rejected(rejection.status(), rejection.body_text()))?;
+    validate(&report)?;
+    report.comment = report.comment.filter(|comment| !comment.trim().is_empty());
+    // The model is the server's to name: the browser only says where the answer ran.
+    let role = match report.provenance.backend {
+        AnswerBackend::Server => ModelRole::Server,
+        AnswerBackend::Browser => ModelRole::Browser,
+    };
+    if let Some(model) = api.facts.model(role) {
+        let provenance = &mut report.provenance;
+        provenance.model = model.name;
+        provenance.sha256 = model.sha256.unwrap_or_default();
+        provenance.quantization = model.quantization.unwrap_or_default();
+    }
+    let id = api.with_store(move |store| store.save(&report)).await?;
+    Ok(Json(Stored { permalink: permalink(&id), id }))
+}
+
+async fn read(State(api): State<Arc<FeedbackApi>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let lookup = id.clone();
+    let answer = api.with_store(move |store| store.get(&lookup)).await?;
+    match answer {
+        Some(answer) => Ok(Json(answer).into_response()),
+        None => Err(ApiError::NotFound(format!("no stored answer has the id {id:?}"))),
+    }
+}
+
+/// Every stored answer, for an export the caller is entitled to.
+async fn stored_answers(api: &FeedbackApi, headers: &HeaderMap) -> Result<Vec<StoredAnswer>, ApiError> {
+    api.authorise(headers)?;
+    api.with_store(FeedbackStore::all).await
+}
+
+fn jsonl(file_name: &str, body: String) -> Response {
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")).expect("a plain file name");
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/jsonl; charset=utf-8")), (header::CONTENT_DISPOSITION, disposition)], body)
+        .into_response()
+}
+
+async fn export_corpus(State(api): State<Arc<FeedbackApi>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let answers = stored_answers(&api, &headers).await?;
+    Ok(jsonl("corpus.jsonl", crate::feedback::corpus_jsonl(&answers, &api.idioma)))
+}
+
+async fn export_dpo(State(api): State<Arc<FeedbackApi>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let answers = stored_answers(&api, &headers).await?;
+    Ok(jsonl("dpo.jsonl", crate::feedback::dpo_jsonl(&answers)))
+}
