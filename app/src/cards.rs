@@ -11,15 +11,7 @@ pub enum CardKind {
     Dataset,
 }
 
-/// One line of the checklist.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Check {
-    /// What is checked, e.g. «Licencia en los metadatos».
-    pub item: &'static str,
-    pub passed: bool,
-    /// Why, in words a team can act on.
-    pub reason: String,
-}
+pub use crate::judge::Check;
 
 /// What the Hub's card templates leave behind when a section is not filled in.
 const PLACEHOLDERS: &[&str] = &["[More Information Needed]", "[optional]", "<!-- Provide", "{{ "];
@@ -72,11 +64,7 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
     });
 
     if kind == CardKind::Model {
-        let named: Vec<String> = match field("datasets") {
-            Some(Value::Sequence(items)) => items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect(),
-            Some(Value::String(one)) => vec![one.clone()],
-            _ => Vec::new(),
-        };
+        let named = list_of(field("datasets"));
         let missing: Vec<&str> = expected_datasets.iter().copied().filter(|id| !named.iter().any(|name| name == id)).collect();
         checks.push(if missing.is_empty() {
             pass("Enlaces coherentes con space.toml", "the card's `datasets:` names every dataset of space.toml")
@@ -87,12 +75,26 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
     checks
 }
 
-fn pass(item: &'static str, reason: &str) -> Check {
-    Check { item, passed: true, reason: reason.to_owned() }
+fn pass(item: &str, reason: &str) -> Check {
+    Check::pass(item, reason)
 }
 
-fn fail(item: &'static str, reason: &str) -> Check {
-    Check { item, passed: false, reason: reason.to_owned() }
+fn fail(item: &str, reason: &str) -> Check {
+    Check::fail(item, reason)
+}
+
+/// A list in a README's front matter (`datasets:`, `models:`), empty when absent.
+pub fn front_matter_list(text: &str, key: &str) -> Vec<String> {
+    let metadata: Option<Value> = split_front_matter(text).0.and_then(|yaml| serde_yaml_ng::from_str(yaml).ok());
+    list_of(metadata.as_ref().and_then(|metadata| metadata.get(key)))
+}
+
+fn list_of(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Sequence(items)) => items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect(),
+        Some(Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    }
 }
 
 fn is_empty(value: &Value) -> bool {
@@ -123,25 +125,25 @@ mod tests {
     const COMPLETE_MODEL: &str = "---\nlicense: apache-2.0\nlanguage: [es]\nbase_model: Qwen/Qwen2.5-0.5B-Instruct\ndatasets:\n  - equipo/corpus\nco2_eq_emissions:\n  emissions: 120\n---\n# Modelo\n\n## Sesgos, riesgos y limitaciones\nEl modelo puede reproducir sesgos del corpus.\n";
     const COMPLETE_DATASET: &str = "---\nlicense: cc-by-4.0\nlanguage:\n  - es\n---\n# Corpus\n\n## Limitaciones\nSolo español peninsular y de México.\n";
 
-    fn failed(checks: &[Check]) -> Vec<(&'static str, String)> {
-        checks.iter().filter(|check| !check.passed).map(|check| (check.item, check.reason.clone())).collect()
+    fn failed(checks: Vec<Check>) -> Vec<(String, String)> {
+        checks.into_iter().filter(|check| !check.passed).map(|check| (check.item, check.reason)).collect()
     }
 
     #[test]
     fn a_complete_pair_passes_every_check() {
         let model = check_card(CardKind::Model, COMPLETE_MODEL, &["equipo/corpus"]);
         assert_eq!(model.len(), 9);
-        assert_eq!(failed(&model), []);
+        assert_eq!(failed(model.clone()), []);
         let dataset = check_card(CardKind::Dataset, COMPLETE_DATASET, &[]);
         assert_eq!(dataset.len(), 5);
-        assert_eq!(failed(&dataset), []);
+        assert_eq!(failed(dataset.clone()), []);
     }
 
     #[test]
     fn each_gap_is_reported_with_its_reason() {
         let gappy = "---\nlicense: apache-2.0\nlanguage: []\ndatasets: otro/corpus\n---\n# Modelo\n\n## Uso\n[More Information Needed]\n";
-        let failures = failed(&check_card(CardKind::Model, gappy, &["equipo/corpus"]));
-        let items: Vec<&str> = failures.iter().map(|(item, _)| *item).collect();
+        let failures = failed(check_card(CardKind::Model, gappy, &["equipo/corpus"]));
+        let items: Vec<&str> = failures.iter().map(|(item, _)| item.as_str()).collect();
         assert_eq!(
             items,
             [
@@ -158,9 +160,9 @@ mod tests {
         assert!(reason("Plantilla completada").contains("[More Information Needed]"));
         assert!(reason("Enlaces coherentes con space.toml").contains("equipo/corpus"));
 
-        let no_yaml = failed(&check_card(CardKind::Dataset, "# Corpus\n\n## Limitaciones\nx\n", &[]));
+        let no_yaml = failed(check_card(CardKind::Dataset, "# Corpus\n\n## Limitaciones\nx\n", &[]));
         assert!(no_yaml[0].1.contains("no YAML front matter"), "{no_yaml:?}");
-        let broken = failed(&check_card(CardKind::Dataset, "---\nlicense: [unclosed\n---\n# C\n", &[]));
+        let broken = failed(check_card(CardKind::Dataset, "---\nlicense: [unclosed\n---\n# C\n", &[]));
         assert!(broken[0].1.contains("does not parse"), "{broken:?}");
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::feedback::{AnswerBackend, AnswerReport, Provenance, Rating};
 use crate::space::ChatDefaults;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +31,42 @@ pub struct SavedTurn {
     pub context: Option<String>,
     #[serde(default)]
     pub stats: Option<AnswerStats>,
+    /// How a model's answer was made and what the visitor thought of it.
+    #[serde(default)]
+    pub meta: Option<AnswerMeta>,
+    /// Answers to the same question that a regeneration replaced, oldest first.
+    #[serde(default)]
+    pub earlier: Vec<EarlierAnswer>,
+}
+
+impl SavedTurn {
+    /// A turn with no answer data yet.
+    pub fn new(speaker: Speaker, text: String, context: Option<String>) -> Self {
+        Self { speaker, text, context, stats: None, meta: None, earlier: Vec::new() }
+    }
+}
+
+/// What an answer needs to be reported, rated and reproduced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerMeta {
+    /// This answer's own id, so that a second rating updates the first.
+    pub answer_key: String,
+    /// Shared by every answer to the same question (regenerations included).
+    pub turn_key: String,
+    pub seed: u64,
+    pub backend: AnswerBackend,
+    /// The settings it was generated with (system prompt included).
+    pub settings: Settings,
+    #[serde(default)]
+    pub rating: Rating,
+}
+
+/// An answer a regeneration replaced: kept, as the visitor preferred another one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EarlierAnswer {
+    pub text: String,
+    pub stats: Option<AnswerStats>,
+    pub meta: AnswerMeta,
 }
 
 /// Where answers are generated.
@@ -81,6 +118,9 @@ impl Settings {
 pub struct Saved {
     pub turns: Vec<SavedTurn>,
     pub settings: Settings,
+    /// A random id that groups this conversation's feedback.
+    #[serde(default)]
+    pub conversation: String,
 }
 
 /// The `localStorage` key; a new layout gets a new key rather than misreading an old one.
@@ -110,24 +150,74 @@ fn messages(turns: &[SavedTurn], settings: &Settings) -> Vec<serde_json::Value> 
     messages
 }
 
-/// The body for the server's `/v1/chat/completions`.
-pub fn request_body(turns: &[SavedTurn], settings: &Settings) -> String {
-    serde_json::json!({
+/// The body for the server's `/v1/chat/completions`; `model` picks `[compare]`'s base model
+/// (`"compare"`) instead of the Space's. The seed makes the answer reproducible (permalinks).
+pub fn request_body(turns: &[SavedTurn], settings: &Settings, seed: u64, model: Option<&str>) -> String {
+    let mut body = serde_json::json!({
         "messages": messages(turns, settings), "stream": true,
-        "temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens,
-    })
-    .to_string()
+        "temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens, "seed": seed,
+    });
+    if let Some(model) = model {
+        body["model"] = model.into();
+    }
+    body.to_string()
 }
 
 /// The same request for the browser worker (the `worker` crate's `WorkerRequest::Generate`):
 /// unset sampling fields take the engine's defaults, as the server's do.
-pub fn worker_request(turns: &[SavedTurn], settings: &Settings) -> String {
+pub fn worker_request(turns: &[SavedTurn], settings: &Settings, seed: u64) -> String {
     serde_json::json!({
         "type": "generate",
         "messages": messages(turns, settings),
-        "params": {"sampling": {"temperature": settings.temperature, "top_p": settings.top_p}, "max_tokens": settings.max_tokens},
+        "params": {"sampling": {"temperature": settings.temperature, "top_p": settings.top_p, "seed": seed}, "max_tokens": settings.max_tokens},
     })
     .to_string()
+}
+
+/// The conversation up to and including the visitor's last question, as the model read it
+/// (system prompt first), for feedback and permalinks.
+pub fn wire_messages(turns: &[SavedTurn], settings: &Settings) -> Vec<crate::feedback::WireMessage> {
+    messages(turns, settings)
+        .into_iter()
+        .map(|message| crate::feedback::WireMessage {
+            role: message["role"].as_str().unwrap_or_default().to_owned(),
+            content: message["content"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect()
+}
+
+/// The report of one answer for `POST /v1/feedback`: `history` is the conversation before it
+/// (ending with the visitor's question).
+pub fn answer_report(
+    conversation: &str,
+    history: &[SavedTurn],
+    text: &str,
+    stats: Option<&AnswerStats>,
+    meta: &AnswerMeta,
+    comment: Option<String>,
+) -> Option<AnswerReport> {
+    let question = history.iter().rev().find(|turn| turn.speaker == Speaker::Visitor)?;
+    let settings = &meta.settings;
+    Some(AnswerReport {
+        answer_key: meta.answer_key.clone(),
+        conversation: conversation.to_owned(),
+        turn_key: meta.turn_key.clone(),
+        messages: wire_messages(history, settings),
+        pregunta: question.text.clone(),
+        entrada: question.context.clone().filter(|context| !context.trim().is_empty()),
+        respuesta: text.to_owned(),
+        rating: meta.rating,
+        comment,
+        provenance: Provenance {
+            backend: meta.backend,
+            device: stats.map(|stats| stats.device.clone()).unwrap_or_default(),
+            temperature: settings.temperature,
+            top_p: settings.top_p,
+            max_tokens: settings.max_tokens,
+            seed: meta.seed,
+            ..Provenance::default()
+        },
+    })
 }
 
 /// What the browser worker reports (the `worker` crate's `WorkerEvent`), as the chat needs it.
@@ -269,32 +359,49 @@ mod tests {
     use super::*;
 
     fn turn(speaker: Speaker, text: &str, context: Option<&str>) -> SavedTurn {
-        SavedTurn { speaker, text: text.into(), context: context.map(Into::into), stats: None }
+        SavedTurn::new(speaker, text.into(), context.map(Into::into))
     }
 
     #[test]
     fn the_request_carries_settings_system_prompt_and_context() {
         let settings = Settings { system_prompt: "Sé breve.".into(), temperature: 0.2, top_p: 0.5, max_tokens: 64, backend: Backend::Auto };
         let turns = [turn(Speaker::Visitor, "Resume el texto.", Some("Un texto largo.")), turn(Speaker::Model, "Hecho.", None)];
-        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &settings)).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &settings, 7, None)).unwrap();
         assert_eq!(body["messages"][0], serde_json::json!({"role": "system", "content": "Sé breve."}));
         assert_eq!(body["messages"][1]["content"], "Resume el texto.\n\nUn texto largo.");
         assert_eq!(body["messages"][2]["role"], "assistant");
         assert_eq!((body["temperature"].as_f64(), body["max_tokens"].as_u64(), body["stream"].as_bool()), (Some(0.2), Some(64), Some(true)));
+        assert_eq!((body["seed"].as_u64(), body.get("model")), (Some(7), None));
 
         let no_system = Settings { system_prompt: "  ".into(), ..settings };
-        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &no_system)).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &no_system, 7, Some("compare"))).unwrap();
         assert_eq!(body["messages"][0]["role"], "user");
+        assert_eq!(body["model"], "compare");
+    }
+
+    #[test]
+    fn an_answer_report_names_the_question_its_context_and_how_it_was_made() {
+        let settings = Settings { system_prompt: "Sé breve.".into(), temperature: 0.3, top_p: 0.8, max_tokens: 99, backend: Backend::Auto };
+        let meta = AnswerMeta { answer_key: "answer-1".into(), turn_key: "turn-1".into(), seed: 42, backend: AnswerBackend::Browser, settings, rating: Rating::Up };
+        let history = [turn(Speaker::Visitor, "Hola", None), turn(Speaker::Model, "¡Hola!", None), turn(Speaker::Visitor, "Resume.", Some("Un texto."))];
+        let stats = AnswerStats { tokens: 3, tokens_per_second: 9.0, device: "wasm".into() };
+        let report = answer_report("conv-1", &history, "Resumen.", Some(&stats), &meta, Some("bien".into())).unwrap();
+        assert_eq!((report.pregunta.as_str(), report.entrada.as_deref(), report.respuesta.as_str()), ("Resume.", Some("Un texto."), "Resumen."));
+        assert_eq!(report.messages.len(), 4);
+        assert_eq!((report.messages[0].role.as_str(), report.messages[3].content.as_str()), ("system", "Resume.\n\nUn texto."));
+        assert_eq!((report.provenance.seed, report.provenance.max_tokens, report.provenance.device.as_str()), (42, 99, "wasm"));
+        assert_eq!((report.rating, report.comment.as_deref()), (Rating::Up, Some("bien")));
+        assert!(answer_report("conv-1", &[], "x", None, &meta, None).is_none());
     }
 
     /// The worker crate's tests parse this very text as a `WorkerRequest`.
     #[test]
     fn the_worker_request_has_the_agreed_shape() {
         let settings = Settings { system_prompt: String::new(), temperature: 0.0, top_p: 1.0, max_tokens: 24, backend: Backend::Browser };
-        let request = worker_request(&[turn(Speaker::Visitor, "Hola", None)], &settings);
+        let request = worker_request(&[turn(Speaker::Visitor, "Hola", None)], &settings, 42);
         assert_eq!(
             request,
-            r#"{"messages":[{"content":"Hola","role":"user"}],"params":{"max_tokens":24,"sampling":{"temperature":0.0,"top_p":1.0}},"type":"generate"}"#
+            r#"{"messages":[{"content":"Hola","role":"user"}],"params":{"max_tokens":24,"sampling":{"seed":42,"temperature":0.0,"top_p":1.0}},"type":"generate"}"#
         );
     }
 

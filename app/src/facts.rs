@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::feedback::StoredAnswer;
 
 /// Which of the Space's models a [`ModelFacts`] describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,5 +70,5 @@ impl ModelFacts {
 pub trait ServerFacts: Send + Sync {
     fn models(&self) -> Vec<ModelFacts>;
     /// A stored answer by its permalink id; `Err` says why the store cannot be read.
-    fn answer(&self, id: &str) -> Result<Option<StoredAnswer>, String>;
+    fn answer(&self, id: &str) -> Result<Option<crate::feedback::StoredAnswer>, String>;
 }

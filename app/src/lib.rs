@@ -6,10 +6,12 @@
 #[cfg(feature = "ssr")]
 pub mod cards;
 pub mod conversation;
+pub mod corpus;
 pub mod facts;
 pub mod feedback;
 pub mod i18n;
 pub mod idioma;
+pub mod judge;
 pub mod markdown;
 pub mod ods;
 mod pages;
@@ -17,11 +19,11 @@ pub mod space;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, provide_meta_context};
-use leptos_router::StaticSegment;
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 use leptos_router::components::{Route, Router, Routes};
 
 use crate::i18n::Lang;
-use crate::pages::{NotFound, ProjectPage};
+use crate::pages::{CorpusPage, JudgePage, NotFound, PermalinkPage, ProjectPage};
 
 /// The HTML document around the app; rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -54,7 +56,12 @@ pub fn App() -> impl IntoView {
     view! {
         <Router>
             <Routes fallback=NotFound>
-                <Route path=StaticSegment("") view=ProjectPage />
+                // In order: what the pages load is rendered in place before the rest of the page,
+                // so that each page reads whole without JavaScript (and in link previews).
+                <Route path=StaticSegment("") view=ProjectPage ssr=SsrMode::InOrder />
+                <Route path=StaticSegment("jurado") view=JudgePage ssr=SsrMode::InOrder />
+                <Route path=StaticSegment("corpus") view=CorpusPage ssr=SsrMode::InOrder />
+                <Route path=(StaticSegment("respuesta"), ParamSegment("id")) view=PermalinkPage ssr=SsrMode::InOrder />
             </Routes>
         </Router>
     }

@@ -120,7 +120,7 @@ fn unknown_key_with_did_you_mean() {
     );
 
     let message = error_for(&VALID.replace("[[datasets]]", "[[dataset]]"));
-    assert_contains(&message, &["unknown key `dataset` in the top level", "did you mean `datasets`?"]);
+    assert_contains(&message, &["key `dataset`", "found a list ([[dataset]])", "did you mean `datasets`?"]);
 }
 
 #[test]

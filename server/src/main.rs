@@ -203,6 +203,14 @@ async fn main() -> ExitCode {
             }
         });
     }
+    if let Some(dataset) = &space.dataset {
+        // Read before anyone asks: the corpus page then opens at once.
+        let file = dataset.file.clone();
+        std::thread::spawn(move || match app::corpus::load_cached(&file) {
+            Ok(corpus) => tracing::info!(file = %file.display(), rows = corpus.rows.len(), milliseconds = corpus.load_ms, "corpus read"),
+            Err(error) => tracing::error!(%error, "the corpus page will show this error"),
+        });
+    }
     let data_dir = cli.data_dir.unwrap_or_else(server::feedback::default_data_dir);
     let store = match server::feedback::FeedbackStore::open(&data_dir) {
         Ok(store) => {

@@ -76,13 +76,13 @@ mod tests {
     /// The text the chat page sends (app's `conversation::worker_request`, whose test pins it).
     #[test]
     fn the_pages_generate_request_is_understood_with_engine_defaults() {
-        let page = r#"{"messages":[{"content":"Hola","role":"user"}],"params":{"max_tokens":24,"sampling":{"temperature":0.0,"top_p":1.0}},"type":"generate"}"#;
+        let page = r#"{"messages":[{"content":"Hola","role":"user"}],"params":{"max_tokens":24,"sampling":{"seed":42,"temperature":0.0,"top_p":1.0}},"type":"generate"}"#;
         let WorkerRequest::Generate { messages, params } = serde_json::from_str(page).unwrap() else { panic!("not a generate request") };
         assert_eq!(messages, [engine::ChatMessage::new(engine::Role::User, "Hola")]);
-        assert_eq!((params.max_tokens, params.sampling.temperature), (24, 0.0));
+        assert_eq!((params.max_tokens, params.sampling.temperature, params.sampling.seed), (24, 0.0, 42));
         // What the server's API does with the same request.
         let defaults = engine::SamplingParams::default();
-        assert_eq!((params.sampling.repetition_penalty, params.sampling.seed), (defaults.repetition_penalty, defaults.seed));
+        assert_eq!(params.sampling.repetition_penalty, defaults.repetition_penalty);
     }
 
     #[test]

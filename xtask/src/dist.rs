@@ -5,7 +5,8 @@
 //! ```text
 //! OUT/vitrina        the server (release)
 //! OUT/site/          hydration and worker bundles, styles
-//! OUT/space.toml     the team's file
+//! OUT/space.toml     the team's file, with README.md and the files it names ([cards],
+//!                    [dataset]) at the same relative paths
 //! OUT/model-cache/   models, when prefetched
 //! ```
 
@@ -37,6 +38,13 @@ pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
     std::fs::copy(Path::new("target/release").join(crate::SERVER_BINARY), out.join(crate::SERVER_BINARY))?;
     crate::site::copy_dir(Path::new(crate::site::SITE_ROOT), &out.join("site"))?;
     std::fs::copy("space.toml", out.join("space.toml"))?;
+    for file in std::iter::once(PathBuf::from("README.md")).chain(files_named_in_space()?) {
+        let destination = out.join(&file);
+        if let Some(folder) = destination.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        std::fs::copy(&file, &destination).with_context(|| format!("space.toml names {}, which cannot be copied", file.display()))?;
+    }
     if prefetch {
         crate::step("models into model-cache/", || {
             run(Command::new(Path::new(".").join(crate::SERVER_BINARY))
@@ -47,6 +55,19 @@ pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
     }
     println!("xtask: the image's layout is in {}", out.display());
     Ok(out.to_owned())
+}
+
+/// The team's files that space.toml points to: model and dataset cards, the corpus.
+fn files_named_in_space() -> Result<Vec<PathBuf>> {
+    let space: toml::Table = std::fs::read_to_string("space.toml")?.parse().context("space.toml does not parse")?;
+    let named = [("cards", "model"), ("cards", "dataset"), ("dataset", "file")]
+        .into_iter()
+        .filter_map(|(table, key)| space.get(table)?.get(key)?.as_str().map(PathBuf::from));
+    let relative: Vec<PathBuf> = named.collect();
+    for path in &relative {
+        ensure!(path.is_relative() && !path.starts_with(".."), "space.toml names {}: use a path inside the repository", path.display());
+    }
+    Ok(relative)
 }
 
 /// Builds `target/dist`, puts SmolLM2 in its model cache (from the tests' cache, as a build

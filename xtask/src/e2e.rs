@@ -25,14 +25,25 @@ impl Drop for RunningServer {
 
 /// What the hostile test model answers, every token: markup that would run if the page ever
 /// turned model text into HTML (see tests/e2e/hostile_model.test.js).
+/// The exports' token on the end-to-end server (the tests read the corpus they made).
+const E2E_ADMIN_TOKEN: &str = "e2e-admin-token";
+
 const HOSTILE_ANSWER: &str = r#"<img src=x onerror="window.__xss=1"><script>window.__xss=1</script>[clic](javascript:window.__xss=1) "#;
 
 pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
-    // The small real model, from the cache the other tests filled.
-    let (mut server, url) = start_server(&["--model", "smollm2-135m"], model_cache)?;
-    let hostile_model = Path::new("target/e2e/hostile.gguf");
     std::fs::create_dir_all("target/e2e")?;
+    // The small real model, from the cache the other tests filled; the same model again as
+    // `[compare]`'s base model, for the judges' page; the exports unlocked for the tests.
+    let space_with_compare = Path::new("target/e2e/space-compare.toml");
+    std::fs::write(space_with_compare, std::fs::read_to_string("space.toml")? + "\n[compare]\ncatalog = \"smollm2-135m\"\n")?;
+    let (mut server, url) = start_server_with(
+        space_with_compare,
+        &[("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN)],
+        &["--model", "smollm2-135m"],
+        model_cache,
+    )?;
+    let hostile_model = Path::new("target/e2e/hostile.gguf");
     run(cargo().args(["run", "--quiet", "-p", "engine", "--example", "tiny_model", "--"]).arg(hostile_model).arg(HOSTILE_ANSWER))?;
     let (mut hostile_server, hostile_url) = start_server(&["--model".as_ref(), hostile_model.as_os_str()], model_cache)?;
     // No model of its own: every answer comes from the visitor's browser.
@@ -51,7 +62,7 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     let mut browser_tests = Command::new("node");
     browser_tests.args(["--test", "--test-reporter=spec", "tests/e2e/"]);
     browser_tests.env("VITRINA_URL", &url).env("VITRINA_HOSTILE_URL", &hostile_url).env("VITRINA_BROWSER_ONLY_URL", &browser_only_url);
-    browser_tests.env("VITRINA_BROKEN_MODEL_URL", &broken_url);
+    browser_tests.env("VITRINA_BROKEN_MODEL_URL", &broken_url).env("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN);
     browser_tests.env("CHROMIUM_PATH", chromium);
     run(&mut browser_tests)?;
 
@@ -79,11 +90,31 @@ pub fn run_browser_bench(tools: &Tools, model_cache: &std::ffi::OsStr, model: &s
 
 /// Starts the built server with the repository's space.toml on a free loopback port.
 fn start_server(model: &[impl AsRef<std::ffi::OsStr>], model_cache: &std::ffi::OsStr) -> Result<(RunningServer, String)> {
+    start_server_with(Path::new("space.toml"), &[], model, model_cache)
+}
+
+/// Starts the built server with `config` and environment `env`, its feedback in a fresh
+/// folder of its own.
+fn start_server_with(
+    config: &Path,
+    env: &[(&str, &str)],
+    model: &[impl AsRef<std::ffi::OsStr>],
+    model_cache: &std::ffi::OsStr,
+) -> Result<(RunningServer, String)> {
     let port = free_port()?;
+    let data_dir = Path::new("target/e2e").join(format!("data-{port}"));
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)?;
+    }
     let server = Command::new(Path::new("target/debug").join(crate::SERVER_BINARY))
-        .args(["--config", "space.toml", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--config")
+        .arg(config)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--site-root", crate::site::SITE_ROOT])
+        .arg("--data-dir")
+        .arg(&data_dir)
         .args(model)
+        .envs(env.iter().copied())
         .env("VITRINA_MODEL_CACHE", model_cache)
         .stdout(Stdio::null())
         .spawn()

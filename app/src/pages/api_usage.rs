@@ -9,8 +9,12 @@ use super::use_strings;
 const PLACEHOLDER_ORIGIN: &str = "https://tu-space.hf.space";
 
 fn curl_example(origin: &str, question: &str) -> String {
-    let body = serde_json::json!({"messages": [{"role": "user", "content": question}], "stream": true});
-    // The JSON goes inside single quotes: a quote in the question must not end them.
+    curl_command(origin, &serde_json::json!({"messages": [{"role": "user", "content": question}], "stream": true}))
+}
+
+/// `curl` posting `body` to this Space's chat API.
+pub(super) fn curl_command(origin: &str, body: &serde_json::Value) -> String {
+    // The JSON goes inside single quotes: a quote in the text must not end them.
     let quoted = body.to_string().replace('\'', r"'\''");
     format!("curl {origin}/v1/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{quoted}'")
 }
@@ -32,15 +36,21 @@ for chunk in stream:
     )
 }
 
-#[component]
-pub fn ApiUsage(question: String) -> impl IntoView {
-    let strings = use_strings();
+/// Where the page is served from: a placeholder on the server, the real origin once hydrated.
+pub(super) fn use_origin() -> RwSignal<String> {
     let origin = RwSignal::new(PLACEHOLDER_ORIGIN.to_owned());
     Effect::new(move || {
         if let Some(real) = browser_origin() {
             origin.set(real);
         }
     });
+    origin
+}
+
+#[component]
+pub fn ApiUsage(question: String) -> impl IntoView {
+    let strings = use_strings();
+    let origin = use_origin();
     let curl_question = question.clone();
     view! {
         <section class="section api-usage" id="api" aria-labelledby="api-titulo">

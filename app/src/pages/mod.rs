@@ -2,10 +2,16 @@
 
 mod api_usage;
 mod chat;
+mod corpus;
+mod judge;
 mod not_found;
+mod permalink;
 mod project;
 
+pub use corpus::CorpusPage;
+pub use judge::JudgePage;
 pub use not_found::NotFound;
+pub use permalink::PermalinkPage;
 pub use project::ProjectPage;
 
 use leptos::prelude::*;
@@ -48,5 +54,13 @@ fn TopBar() -> impl IntoView {
 #[component]
 fn Footer() -> impl IntoView {
     let strings = use_strings();
-    view! { <footer class="footer">{move || strings().footer}</footer> }
+    view! {
+        <footer class="footer">
+            <p>{move || strings().footer}</p>
+            <p>
+                <a href="/jurado">{move || strings().judges_link}</a>" · "
+                <a href="/corpus">{move || strings().corpus_link}</a>
+            </p>
+        </footer>
+    }
 }

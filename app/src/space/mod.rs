@@ -60,8 +60,20 @@ pub struct Space {
     pub cards: Cards,
     /// Server only: the team's corpus, described on the corpus page.
     #[cfg(feature = "ssr")]
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing, deserialize_with = "dataset_table")]
     pub dataset: Option<DatasetFile>,
+}
+
+/// `[dataset]` is one table; `[[dataset]]` is almost always `[[datasets]]` mistyped.
+#[cfg(feature = "ssr")]
+fn dataset_table<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DatasetFile>, D::Error> {
+    let value = toml::Value::deserialize(deserializer)?;
+    if value.is_array() {
+        return Err(serde::de::Error::custom(
+            "found a list ([[dataset]]); allowed: one table [dataset] with `file = \"…\"` (your corpus file). Hub datasets go in [[datasets]]: did you mean `datasets`?",
+        ));
+    }
+    DatasetFile::deserialize(value).map(Some).map_err(serde::de::Error::custom)
 }
 
 /// `[cards]`: README.md files of the model and dataset repositories, as paths on this machine

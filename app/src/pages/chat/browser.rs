@@ -217,16 +217,44 @@ mod imp {
         error.as_string().or_else(|| js_sys::Error::from(error).message().as_string()).unwrap_or_else(|| "error".into())
     }
 
+    fn json_post(body: &str) -> Result<RequestInit, JsValue> {
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&JsValue::from_str(body));
+        let headers = web_sys::Headers::new()?;
+        headers.set("Content-Type", "application/json")?;
+        init.set_headers(&headers);
+        Ok(init)
+    }
+
+    /// Posts JSON to `url`; the answer's text, or the server's error.
+    pub async fn post_json(url: &str, body: &str) -> Result<String, ChatError> {
+        let connection = |error: JsValue| ChatError::connection(text_of(error));
+        let window = web_sys::window().ok_or_else(|| ChatError::other("no window".into()))?;
+        let response: Response = JsFuture::from(window.fetch_with_str_and_init(url, &json_post(body).map_err(connection)?))
+            .await
+            .map_err(connection)?
+            .dyn_into()
+            .map_err(connection)?;
+        let text = JsFuture::from(response.text().map_err(connection)?).await.map_err(connection)?.as_string().unwrap_or_default();
+        if response.ok() { Ok(text) } else { Err(ChatError::from_response(response.status(), &text)) }
+    }
+
+    /// A fresh random seed, small enough for JavaScript's numbers to carry exactly.
+    pub fn random_seed() -> u64 {
+        (js_sys::Math::random() * 4_294_967_296.0) as u64
+    }
+
+    /// A random id for conversations, questions and answers (16 hex digits).
+    pub fn random_key() -> String {
+        format!("{:08x}{:08x}", random_seed(), random_seed())
+    }
+
     /// Posts `body` to the chat API and hands each event of the answer to `on_event`. A stop
     /// asked through `abort` ends it without an error.
     pub async fn stream_answer(body: String, abort: &Abort, mut on_event: impl FnMut(StreamEvent)) -> Result<(), ChatError> {
         let connection = |error: JsValue| ChatError::connection(text_of(error));
-        let init = RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&JsValue::from_str(&body));
-        let headers = web_sys::Headers::new().map_err(connection)?;
-        headers.set("Content-Type", "application/json").map_err(connection)?;
-        init.set_headers(&headers);
+        let init = json_post(&body).map_err(connection)?;
         init.set_signal(Some(&abort.0.signal()));
         let window = web_sys::window().ok_or_else(|| ChatError::other("no window".into()))?;
         let response: Response = match JsFuture::from(window.fetch_with_str_and_init("/v1/chat/completions", &init)).await {
@@ -350,6 +378,18 @@ mod imp {
 
     pub async fn stream_answer(_body: String, _abort: &Abort, _on_event: impl FnMut(StreamEvent)) -> Result<(), ChatError> {
         Ok(())
+    }
+
+    pub async fn post_json(_url: &str, _body: &str) -> Result<String, ChatError> {
+        Err(ChatError::other("only the browser posts".into()))
+    }
+
+    pub fn random_seed() -> u64 {
+        0
+    }
+
+    pub fn random_key() -> String {
+        String::new()
     }
 
     pub fn load_saved() -> Option<Saved> {

@@ -2,14 +2,18 @@
 //! streams in token by token, rendered as Markdown in which nothing the model writes becomes
 //! markup. The conversation and settings are kept in the browser across reloads.
 
-mod browser;
+pub(super) mod browser;
+mod feedback;
 
 use leptos::html::Textarea;
 use leptos::prelude::*;
 
 use crate::conversation::{
-    AnswerStats, BROWSER_DEVICE, Backend, ChatError, Failure, Saved, SavedTurn, Settings, Speaker, StreamEvent, request_body, worker_request,
+    AnswerMeta, AnswerStats, BROWSER_DEVICE, Backend, ChatError, EarlierAnswer, Failure, Saved, SavedTurn, Settings, Speaker, StreamEvent, request_body,
+    worker_request,
 };
+use crate::feedback::{AnswerBackend, Rating};
+use feedback::Feedback;
 use super::use_strings;
 use crate::i18n::Strings;
 use crate::markdown;
@@ -26,11 +30,20 @@ struct Turn {
     stats: RwSignal<Option<AnswerStats>>,
     /// Place in the server's queue, and the estimated wait, while the answer has not started.
     queued: RwSignal<Option<(u64, Option<f64>)>>,
+    meta: RwSignal<Option<AnswerMeta>>,
+    earlier: RwSignal<Vec<EarlierAnswer>>,
 }
 
 impl Turn {
     fn saved(&self) -> SavedTurn {
-        SavedTurn { speaker: self.speaker, text: self.text.get(), context: self.context.get(), stats: self.stats.get() }
+        SavedTurn {
+            speaker: self.speaker,
+            text: self.text.get(),
+            context: self.context.get(),
+            stats: self.stats.get(),
+            meta: self.meta.get(),
+            earlier: self.earlier.get(),
+        }
     }
 }
 
@@ -50,7 +63,7 @@ fn failure_text(strings: &Strings, failure: Failure) -> &'static str {
     }
 }
 
-fn number(strings: &Strings, value: f64) -> String {
+pub(super) fn number(strings: &Strings, value: f64) -> String {
     let text = format!("{value:.1}");
     if strings.decimal_comma { text.replace('.', ",") } else { text }
 }
@@ -121,16 +134,19 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
     #[cfg(not(feature = "hydrate"))]
     let controller = StoredValue::new(None::<browser::Abort>);
 
-    let push_turn = move |speaker: Speaker, text: String, context: Option<String>, stats: Option<AnswerStats>| {
+    let conversation = RwSignal::new(String::new());
+    let push_turn = move |saved: SavedTurn| {
         let key = next_key.get_value();
         next_key.set_value(key + 1);
         let turn = Turn {
             key,
-            speaker,
-            text: RwSignal::new(text),
-            context: RwSignal::new(context),
-            stats: RwSignal::new(stats),
+            speaker: saved.speaker,
+            text: RwSignal::new(saved.text),
+            context: RwSignal::new(saved.context),
+            stats: RwSignal::new(saved.stats),
             queued: RwSignal::new(None),
+            meta: RwSignal::new(saved.meta),
+            earlier: RwSignal::new(saved.earlier),
         };
         turns.update(|turns| turns.push(turn));
         turn
@@ -141,31 +157,37 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
     Effect::new(move || leptos::task::spawn_local(async move { server_notice.set(browser::server_problem().await) }));
     // Effects run only in the browser, after hydration: the server's HTML is an empty chat.
     Effect::new(move || {
+        let mut conversation_id = String::new();
         if let Some(saved) = browser::load_saved() {
             settings.set(saved.settings.clamped());
+            conversation_id = saved.conversation;
             for turn in saved.turns {
-                push_turn(turn.speaker, turn.text, turn.context, turn.stats);
+                push_turn(turn);
             }
         }
+        conversation.set(if conversation_id.is_empty() { browser::random_key() } else { conversation_id });
         interactive.set(true);
     });
     Effect::new(move || {
-        let saved = Saved { turns: turns.get().iter().map(Turn::saved).collect(), settings: settings.get() };
+        let saved = Saved { turns: turns.get().iter().map(Turn::saved).collect(), settings: settings.get(), conversation: conversation.get() };
         if interactive.get() {
             browser::save(&saved);
         }
     });
 
-    // Answers the conversation as it stands, which ends with the visitor's turn.
-    let answer = move || {
+    // Answers the conversation as it stands, which ends with the visitor's turn; `turn_key`
+    // and `earlier` carry over the answers a regeneration replaces.
+    let answer = move |turn_key: String, earlier: Vec<EarlierAnswer>| {
         let history: Vec<SavedTurn> = turns.get_untracked().iter().map(|turn| turn.saved()).collect();
         if history.last().is_none_or(|turn| turn.speaker != Speaker::Visitor) {
             return;
         }
         let current = settings.get_untracked().clamped();
-        let (body, in_browser_request) = (request_body(&history, &current), worker_request(&history, &current));
+        let seed = browser::random_seed();
+        let (body, in_browser_request) = (request_body(&history, &current, seed, None), worker_request(&history, &current, seed));
         let backend = if failover { current.backend } else { Backend::Server };
-        let reply = push_turn(Speaker::Model, String::new(), None, None);
+        let reply = push_turn(SavedTurn { earlier, ..SavedTurn::new(Speaker::Model, String::new(), None) });
+        let meta = AnswerMeta { answer_key: browser::random_key(), turn_key, seed, backend: AnswerBackend::Server, settings: current.clone(), rating: Rating::None };
         failure.set(None);
         busy.set(true);
         let abort = browser::Abort::new();
@@ -208,6 +230,10 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                 download.set(None);
             }
             reply.queued.set(None);
+            if result.is_ok() && !reply.text.get_untracked().is_empty() {
+                let backend = if in_browser { AnswerBackend::Browser } else { AnswerBackend::Server };
+                reply.meta.set(Some(AnswerMeta { backend, ..meta }));
+            }
             if let Err(error) = result {
                 // An answer that never began leaves no empty bubble behind.
                 if reply.text.get_untracked().is_empty() {
@@ -225,19 +251,25 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
         }
         draft.set(String::new());
         context_draft.set(String::new());
-        push_turn(Speaker::Visitor, question, context.filter(|context| !context.trim().is_empty()), None);
-        answer();
+        push_turn(SavedTurn::new(Speaker::Visitor, question, context.filter(|context| !context.trim().is_empty())));
+        answer(browser::random_key(), Vec::new());
     };
     let regenerate = move |_| {
         if busy.get_untracked() {
             return;
         }
+        // The replaced answer stays with the question: the visitor preferred another one.
+        let (mut turn_key, mut earlier) = (browser::random_key(), Vec::new());
         turns.update(|turns| {
-            if turns.last().is_some_and(|turn| turn.speaker == Speaker::Model) {
-                turns.pop();
+            if let Some(replaced) = turns.pop_if(|turn| turn.speaker == Speaker::Model) {
+                earlier = replaced.earlier.get_untracked();
+                if let Some(meta) = replaced.meta.get_untracked() {
+                    turn_key = meta.turn_key.clone();
+                    earlier.push(EarlierAnswer { text: replaced.text.get_untracked(), stats: replaced.stats.get_untracked(), meta });
+                }
             }
         });
-        answer();
+        answer(turn_key, earlier);
     };
     let edit_last = move |_| {
         if busy.get_untracked() {
@@ -268,6 +300,7 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
     };
     let clear = move |_| {
         turns.set(Vec::new());
+        conversation.set(browser::random_key());
         failure.set(None);
     };
     let can_act = move || interactive.get() && !busy.get();
@@ -313,6 +346,15 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                                         </button>
                                     </p>
                                 })}
+                                <Feedback reply=turn turns conversation />
+                                <details class="earlier-answers" hidden=move || turn.earlier.with(Vec::is_empty)>
+                                    <summary>{move || format!("{} ({})", strings().earlier_answers, turn.earlier.with(Vec::len))}</summary>
+                                    <ol>
+                                        {move || turn.earlier.get().into_iter().map(|earlier| view! {
+                                            <li class="bubble markdown" inner_html=markdown::to_safe_html(&earlier.text, strings().copy_code)></li>
+                                        }).collect_view()}
+                                    </ol>
+                                </details>
                             }
                             .into_any()
                         }}

@@ -1,0 +1,123 @@
+//! 👍/👎, a comment and a permalink under each answer. What the visitor says is posted with the
+//! answer, how it was made and the answers a regeneration replaced (the rejected side of a
+//! preference pair), and stored by the server.
+
+use leptos::prelude::*;
+
+use super::{Turn, browser};
+use crate::conversation::answer_report;
+use crate::feedback::{Rating, Stored};
+use crate::pages::use_strings;
+
+#[derive(Clone, Debug, PartialEq)]
+enum Status {
+    Idle,
+    Sending,
+    Saved,
+    Failed(String),
+}
+
+#[component]
+pub fn Feedback(reply: Turn, turns: RwSignal<Vec<Turn>>, conversation: RwSignal<String>) -> impl IntoView {
+    let strings = use_strings();
+    let status = RwSignal::new(Status::Idle);
+    let permalink = RwSignal::new(None::<String>);
+    let comment = RwSignal::new(String::new());
+    let rating = move || reply.meta.with(|meta| meta.as_ref().map_or(Rating::None, |meta| meta.rating));
+
+    // `rating` None keeps the answer's current verdict (a permalink, a comment).
+    let send = move |new_rating: Option<Rating>, comment: Option<String>| {
+        let Some(mut meta) = reply.meta.get_untracked() else { return };
+        if let Some(new_rating) = new_rating {
+            meta.rating = new_rating;
+            reply.meta.set(Some(meta.clone()));
+        }
+        let history: Vec<_> = turns.with_untracked(|turns| turns.iter().take_while(|turn| turn.key != reply.key).map(Turn::saved).collect());
+        let conversation = conversation.get_untracked();
+        let stats = reply.stats.get_untracked();
+        let mut reports = vec![answer_report(&conversation, &history, &reply.text.get_untracked(), stats.as_ref(), &meta, comment)];
+        reports.extend(
+            reply.earlier.get_untracked().iter().map(|earlier| answer_report(&conversation, &history, &earlier.text, earlier.stats.as_ref(), &earlier.meta, None)),
+        );
+        status.set(Status::Sending);
+        leptos::task::spawn_local(async move {
+            for (index, report) in reports.into_iter().flatten().enumerate() {
+                let body = serde_json::to_string(&report).expect("a report serialises");
+                match browser::post_json("/v1/feedback", &body).await {
+                    Ok(text) if index == 0 => permalink.set(serde_json::from_str::<Stored>(&text).ok().map(|stored| stored.permalink)),
+                    Ok(_) => {}
+                    Err(error) => {
+                        status.set(Status::Failed(error.detail));
+                        return;
+                    }
+                }
+            }
+            status.set(Status::Saved);
+        });
+    };
+    let rate = move |chosen: Rating| {
+        // A second click on the same thumb takes the verdict back.
+        let new_rating = if rating() == chosen { Rating::None } else { chosen };
+        send(Some(new_rating), None);
+    };
+
+    view! {
+        <div class="feedback" hidden=move || reply.meta.with(Option::is_none)>
+            <button
+                type="button"
+                class="rate rate-up"
+                aria-pressed=move || (rating() == Rating::Up).to_string()
+                aria-label=move || strings().like
+                title=move || strings().like
+                disabled=move || status.get() == Status::Sending
+                on:click=move |_| rate(Rating::Up)
+            >
+                "👍"
+            </button>
+            <button
+                type="button"
+                class="rate rate-down"
+                aria-pressed=move || (rating() == Rating::Down).to_string()
+                aria-label=move || strings().dislike
+                title=move || strings().dislike
+                disabled=move || status.get() == Status::Sending
+                on:click=move |_| rate(Rating::Down)
+            >
+                "👎"
+            </button>
+            {move || match permalink.get() {
+                Some(link) => view! { <a class="permalink" href=link>{strings().permalink}</a> }.into_any(),
+                None => view! {
+                    <button type="button" class="link-button make-permalink" on:click=move |_| send(None, None)>
+                        {strings().permalink}
+                    </button>
+                }
+                    .into_any(),
+            }}
+            <p class="feedback-status" role="status">
+                {move || match status.get() {
+                    Status::Saved => strings().feedback_saved.to_owned(),
+                    Status::Failed(detail) => format!("{} {detail}", strings().feedback_failed),
+                    Status::Idle | Status::Sending => String::new(),
+                }}
+            </p>
+            <details class="feedback-comment" hidden=move || rating() == Rating::None>
+                <summary>{move || strings().add_comment}</summary>
+                <form on:submit=move |event| {
+                    event.prevent_default();
+                    send(None, Some(comment.get_untracked()));
+                }>
+                    <label class="visually-hidden" for=move || format!("comentario-{}", reply.key)>{move || strings().add_comment}</label>
+                    <textarea
+                        id=move || format!("comentario-{}", reply.key)
+                        rows="2"
+                        maxlength="2000"
+                        prop:value=move || comment.get()
+                        on:input=move |event| comment.set(event_target_value(&event))
+                    ></textarea>
+                    <button type="submit" class="secondary">{move || strings().send_comment}</button>
+                </form>
+            </details>
+        </div>
+    }
+}

@@ -1,0 +1,92 @@
+//! An answer's permalink (`/respuesta/<id>`): the question, the answer, and everything needed
+//! to generate it again — model file, quantisation, settings, seed, where it ran.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use super::api_usage::{curl_command, use_origin};
+use super::{Footer, TopBar, use_strings};
+use crate::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
+use crate::markdown;
+
+#[server]
+pub async fn get_stored_answer(id: String) -> Result<Option<StoredAnswer>, ServerFnError> {
+    let facts = use_context::<std::sync::Arc<dyn crate::facts::ServerFacts>>().ok_or_else(|| ServerFnError::new("the server provides no storage"))?;
+    facts.answer(&id).map_err(ServerFnError::new)
+}
+
+#[component]
+pub fn PermalinkPage() -> impl IntoView {
+    let strings = use_strings();
+    let params = use_params_map();
+    let answer = Resource::new_blocking(move || params.with(|params| params.get("id").unwrap_or_default()), get_stored_answer);
+    view! {
+        <Title text=move || strings().stored_answer />
+        <TopBar />
+        <main id="contenido" class="page permalink-page">
+            <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
+            <h1>{move || strings().stored_answer}</h1>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    match answer.await {
+                        Ok(Some(answer)) => view! { <Answer answer /> }.into_any(),
+                        Ok(None) => view! { <p role="alert">{move || strings().answer_not_found}</p> }.into_any(),
+                        Err(error) => view! { <p role="alert">{error.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </main>
+        <Footer />
+    }
+}
+
+#[component]
+fn Answer(answer: StoredAnswer) -> impl IntoView {
+    let strings = use_strings();
+    let origin = use_origin();
+    let report = answer.report;
+    let mut request = reproduction_request(&report);
+    request["stream"] = false.into();
+    let provenance = report.provenance.clone();
+    let rating = match report.rating {
+        Rating::Up => "👍",
+        Rating::Down => "👎",
+        Rating::None => "—",
+    };
+    let values = [
+        match provenance.backend {
+            AnswerBackend::Server => "server".to_owned(),
+            AnswerBackend::Browser => "browser (WebAssembly)".to_owned(),
+        },
+        provenance.model,
+        provenance.sha256,
+        provenance.quantization,
+        provenance.device,
+        provenance.temperature.to_string(),
+        provenance.top_p.to_string(),
+        provenance.max_tokens.to_string(),
+        provenance.seed.to_string(),
+        rating.to_owned(),
+        report.comment.unwrap_or_default(),
+        answer.created_at,
+    ];
+    let rows = move || {
+        strings().provenance_labels.iter().zip(values.clone()).map(|(label, value)| view! { <tr><th scope="row">{*label}</th><td>{value}</td></tr> }).collect_view()
+    };
+    view! {
+        <section class="section">
+            <h2>{move || strings().question}</h2>
+            <p class="question">{report.pregunta}</p>
+            {report.entrada.map(|context| view! { <p class="context"><span class="label">{move || strings().context}": "</span>{context}</p> })}
+            <h2>{move || strings().model}</h2>
+            <div class="bubble markdown answer" inner_html=markdown::to_safe_html(&report.respuesta, strings().copy_code)></div>
+        </section>
+        <section class="section">
+            <h2>{move || strings().how_made}</h2>
+            <table class="facts provenance"><tbody>{rows}</tbody></table>
+            <p>{move || strings().reproduce}</p>
+            <pre class="snippet"><code class="curl">{move || curl_command(&origin.get(), &request)}</code></pre>
+        </section>
+    }
+}
