@@ -12,10 +12,6 @@ pub const REQUIRED: [&str; 4] = ["pregunta", "entrada", "respuesta", "idioma"];
 pub const CHARTED: [usize; 4] = [3, 9, 7, 8];
 /// Rows a sample page shows.
 pub const PAGE_ROWS: usize = 20;
-/// Bars a chart shows; the rest are added up as «otros».
-const MAX_BARS: usize = 12;
-/// Rows quoted as examples of each problem.
-const MAX_EXAMPLES: usize = 5;
 
 /// One kind of problem, how often it happens and where.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,7 +61,12 @@ mod read {
     use std::sync::{Arc, Mutex};
     use std::time::{Instant, SystemTime};
 
-    use super::{CHARTED, COLUMNS, Chart, CorpusView, MAX_BARS, MAX_EXAMPLES, PAGE_ROWS, Problem};
+    use super::{CHARTED, COLUMNS, Chart, CorpusView, PAGE_ROWS, Problem};
+
+    /// Bars a chart shows; the rest are added up as «otros».
+    const MAX_BARS: usize = 12;
+    /// Rows quoted as examples of each problem.
+    const MAX_EXAMPLES: usize = 5;
 
     #[derive(Debug, thiserror::Error)]
     pub enum CorpusError {

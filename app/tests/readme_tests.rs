@@ -72,6 +72,7 @@ fn readme_documents_every_space_toml_key() {
         "links", "id", "description", "pregunta", "contexto", "system_prompt", "temperature", "top_p", "max_tokens",
         "max_concurrent", "max_queue", "max_input_tokens", "max_total_tokens", "max_concurrent_per_client",
         "requests_per_minute_per_client", "trusted_proxies", "model", "failover", "requantize", "catalog", "hub", "path", "chat_template", "backend", "url", "token_env",
+        "dataset", "file",
     ];
     for key in keys {
         assert!(readme.contains(&format!("| `{key}` |")) || readme.contains(&format!("| `{key}` (")), "README does not document `{key}`");

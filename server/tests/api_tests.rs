@@ -30,11 +30,21 @@ fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
 /// A server-side SmolLM2 of its own, ready to answer.
 fn load_smollm2() -> Arc<Inference> {
     let inference = Inference::new();
-    let cache = match std::env::var_os("VITRINA_MODEL_CACHE") {
+    inference.start_loading(
+        server::inference::ModelSource::Cached { name: "smollm2-135m".into(), cache: model_cache(), file: engine::catalog::smollm2_135m() },
+        engine::LoadOptions::default(),
+    );
+    wait_until_ready(inference)
+}
+
+fn model_cache() -> engine::cache::ModelCache {
+    match std::env::var_os("VITRINA_MODEL_CACHE") {
         Some(dir) => engine::cache::ModelCache::new(dir),
         None => engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache")),
-    };
-    inference.start_loading(server::inference::ModelSource::Cached { name: "smollm2-135m".into(), cache, file: engine::catalog::smollm2_135m() }, engine::LoadOptions::default());
+    }
+}
+
+fn wait_until_ready(inference: Arc<Inference>) -> Arc<Inference> {
     let started = Instant::now();
     loop {
         match inference.state() {
@@ -86,6 +96,27 @@ fn health_says_loading_until_the_model_is_ready() {
     assert_eq!((health["status"].as_str(), health["model"].as_str(), health["architecture"].as_str()), (Some("ok"), Some("smollm2-135m"), Some("llama")));
     let (_, body) = call(&READY, Request::get("/v1/models").body(Body::empty()).unwrap());
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["data"][0]["id"], "smollm2-135m");
+}
+
+/// `[compare]`'s base model answers requests that name it; without one, naming it is an error
+/// that says how to configure it.
+#[test]
+fn the_compare_model_answers_when_asked_for_by_name() {
+    let path = model_cache().get(&engine::catalog::smollm2_135m(), &mut |_, _| {}).unwrap();
+    let compare = Inference::new();
+    compare.start_loading(server::inference::ModelSource::File(path), engine::LoadOptions::default());
+    let both = Api::new(Arc::clone(&READY.inference), Some(wait_until_ready(compare)), ChatDefaults::default(), roomy_limits(), &app::space::Backend::Local);
+    let answered_by = |api: &Arc<Api>, model: &str| {
+        let (status, body) = post(api, question(json!({"model": model, "max_tokens": 3})));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["model"].as_str().unwrap().to_owned()
+    };
+    // The base model is named after its file; the Space's model after the catalogue.
+    assert_eq!(answered_by(&both, "compare"), "SmolLM2-135M-Instruct.Q4_1");
+    assert_eq!(answered_by(&both, "anything-else"), "smollm2-135m");
+    let (status, body) = post(&READY, question(json!({"model": "compare"})));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("no [compare] model"), "{body}");
 }
 
 #[test]

@@ -81,16 +81,19 @@ test('the chat streams, stops, regenerates, survives a reload and resends an edi
   assert.equal(await page.isDisabled('button[type=submit]'), false);
   await setMaxTokens(page, 40);
 
-  // Regenerate replaces the stopped answer with a whole new one.
+  // Regenerate replaces the stopped answer with a whole new one, and keeps the stopped one
+  // under «Respuestas anteriores».
+  const stopped = await page.$eval('.turn-model >> nth=1', (turn) => turn.querySelector('.bubble').textContent);
   await page.click('button.regenerate');
   await answerFinished(page, 1);
   assert.equal(await page.locator('.turn').count(), 4);
+  assert.equal(await page.$eval('.turn-model >> nth=1', (turn) => turn.querySelector('.earlier-answers li').textContent), stopped);
 
-  // A reload finds the same conversation and settings.
+  // A reload finds the same conversation (earlier answers included) and settings.
   const before = await bubbleTexts(page);
   await page.reload();
   await page.waitForSelector('html[data-hydrated="true"]');
-  await page.waitForFunction((n) => document.querySelectorAll('.turn').length === n, before.length);
+  await page.waitForFunction((n) => document.querySelectorAll('.turn').length === n, 4);
   assert.deepEqual(await bubbleTexts(page), before);
   assert.equal(await page.inputValue('#max-tokens'), '40');
 
