@@ -72,7 +72,7 @@ mod read {
     pub enum CorpusError {
         #[error("cannot read {path} ({source}); fix `[dataset] file` in space.toml")]
         Read { path: PathBuf, source: std::io::Error },
-        #[error("{path}: {reason}; fix `[dataset] file` in space.toml (allowed: a .jsonl, .json or .csv file)")]
+        #[error("{path}: {reason}; fix `[dataset] file` in space.toml (allowed: a .jsonl, .json, .csv or .parquet file)")]
         Format { path: PathBuf, reason: String },
     }
 
@@ -123,6 +123,31 @@ mod read {
             .collect())
     }
 
+    /// Columns of any type are read as text (numbers, dates), nulls as empty.
+    fn read_parquet(path: &Path) -> Result<Vec<RawRow>, String> {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::record::Field;
+        let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
+        let reader = SerializedFileReader::new(file).map_err(|error| error.to_string())?;
+        let rows = reader.get_row_iter(None).map_err(|error| error.to_string())?;
+        Ok(rows
+            .map(|row| {
+                let row = row.map_err(|error| error.to_string())?;
+                Ok(row
+                    .get_column_iter()
+                    .map(|(name, field)| {
+                        let text = match field {
+                            Field::Str(text) => text.clone(),
+                            Field::Null => String::new(),
+                            other => other.to_string(),
+                        };
+                        (name.clone(), text)
+                    })
+                    .collect())
+            })
+            .collect())
+    }
+
     /// Reads and checks the corpus at `path`.
     pub fn load(path: &Path) -> Result<Corpus, CorpusError> {
         let started = Instant::now();
@@ -131,6 +156,7 @@ mod read {
         let raw = match extension.as_str() {
             "jsonl" | "json" => read_jsonl(&std::fs::read_to_string(path).map_err(|source| CorpusError::Read { path: path.to_owned(), source })?),
             "csv" => read_csv(path).map_err(format_error)?,
+            "parquet" => read_parquet(path).map_err(format_error)?,
             other => return Err(format_error(format!("the extension {other:?} is not a corpus format Vitrina reads"))),
         };
         let mut corpus = check(raw);

@@ -94,6 +94,47 @@ fn csv_is_read_with_its_header_and_broken_records_reported() {
 }
 
 #[test]
+fn parquet_is_read_with_nulls_as_empty() {
+    use std::sync::Arc;
+
+    use parquet::basic::Compression;
+    use parquet::data_type::{ByteArray, ByteArrayType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corpus.parquet");
+    let schema = "message corpus { REQUIRED BYTE_ARRAY pregunta (UTF8); OPTIONAL BYTE_ARRAY entrada (UTF8); REQUIRED BYTE_ARRAY respuesta (UTF8); REQUIRED BYTE_ARRAY idioma (UTF8); }";
+    let properties = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
+    let mut writer = SerializedFileWriter::new(std::fs::File::create(&path).unwrap(), Arc::new(parse_message_type(schema).unwrap()), properties).unwrap();
+    let mut group = writer.next_row_group().unwrap();
+    let columns: [(&[&str], Option<&[i16]>); 4] = [
+        (&["¿Qué es el ODS 4?", "Resume."], None),
+        // `entrada`: null in the first row.
+        (&["Un texto."], Some(&[0, 1])),
+        (&["Educación de calidad.", ""], None),
+        (&["es", "es_xx"], None),
+    ];
+    for (values, definition_levels) in columns {
+        let mut column = group.next_column().unwrap().unwrap();
+        let values: Vec<ByteArray> = values.iter().map(|value| ByteArray::from(*value)).collect();
+        column.typed::<ByteArrayType>().write_batch(&values, definition_levels, None).unwrap();
+        column.close().unwrap();
+    }
+    group.close().unwrap();
+    writer.close().unwrap();
+
+    let view = load(&path).unwrap().view(1);
+    assert_eq!(view.rows, 2);
+    assert_eq!(view.sample[0][..4], ["¿Qué es el ODS 4?", "", "Educación de calidad.", "es"]);
+    assert_eq!(view.sample[1][..4], ["Resume.", "Un texto.", "", "es_xx"]);
+    let count = |kind: &str| view.problems.iter().find(|problem| problem.kind == kind).unwrap().count;
+    assert_eq!((count("empty_answers"), count("invalid_idioma"), count("bad_rows")), (1, 1, 0));
+    assert_eq!(view.missing_columns, ["epoca", "nivel", "registro", "dominio", "tarea", "país"]);
+}
+
+#[test]
 fn unreadable_corpus_files_say_what_to_fix() {
     let error = load(std::path::Path::new("no/such/corpus.jsonl")).err().unwrap().to_string();
     assert!(error.contains("no/such/corpus.jsonl") && error.contains("[dataset] file"), "{error}");
