@@ -94,6 +94,11 @@ test('a liked answer gets a permalink, and with the regenerated one it becomes a
   assert.ok(stored.includes(question), stored);
   assert.ok(stored.includes('Clara y breve'), stored);
   assert.match(stored, /[0-9a-f]{64}/);
+  // Same model, settings and seed on the same server: the very same answer.
+  await page.waitForSelector('html[data-hydrated="true"]');
+  await page.click('button.reproduce');
+  await page.waitForFunction(() => document.querySelector('.reproduction-verdict')?.textContent.length > 0, null, { timeout: 120_000 });
+  assert.match(await page.textContent('.reproduction-verdict'), /Idéntica/);
 
   // The team's exports hold the pair.
   const dpo = await fetch(`${baseUrl}/v1/export/dpo.jsonl`, { headers: { Authorization: `Bearer ${process.env.VITRINA_ADMIN_TOKEN}` } });

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::chat::number;
-use super::{Footer, TopBar, use_strings};
+use super::{Footer, TopBar, loaded, use_strings};
 use crate::corpus::{COLUMNS, Chart, CorpusView, REQUIRED};
 
 #[server]
@@ -29,15 +29,10 @@ pub fn CorpusPage() -> impl IntoView {
         <main id="contenido" class="page corpus-page">
             <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
             <h1>{move || strings().corpus_title}</h1>
-            <Suspense>
-                {move || Suspend::new(async move {
-                    match corpus.await {
-                        Ok(Some(view)) => view! { <Report view /> }.into_any(),
-                        Ok(None) => view! { <p>{move || strings().no_dataset}</p> }.into_any(),
-                        Err(error) => view! { <p role="alert">{error.to_string()}</p> }.into_any(),
-                    }
-                })}
-            </Suspense>
+            {loaded(corpus, move |view| match view {
+                Some(view) => view! { <Report view /> }.into_any(),
+                None => view! { <p>{move || strings().no_dataset}</p> }.into_any(),
+            })}
         </main>
         <Footer />
     }

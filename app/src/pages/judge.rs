@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::chat::{browser, number};
-use super::{Footer, TopBar, use_strings};
+use super::{Footer, TopBar, loaded, use_strings};
 use crate::conversation::{AnswerStats, Settings, Speaker, SavedTurn, StreamEvent, request_body};
 use crate::facts::{ModelFacts, ModelRole};
 use crate::i18n::Strings;
@@ -34,14 +34,7 @@ pub fn JudgePage() -> impl IntoView {
         <Title text=move || strings().judge_title />
         <TopBar />
         <main id="contenido" class="page judge">
-            <Suspense>
-                {move || Suspend::new(async move {
-                    match report.await {
-                        Ok(report) => view! { <Report report /> }.into_any(),
-                        Err(error) => view! { <p role="alert">{error.to_string()}</p> }.into_any(),
-                    }
-                })}
-            </Suspense>
+            {loaded(report, |report| view! { <Report report /> })}
         </main>
         <Footer />
     }

@@ -24,6 +24,24 @@ fn use_strings() -> impl Fn() -> &'static Strings + Copy {
     move || lang.get().strings()
 }
 
+/// A page's server data once loaded: `render` shows it; an error is shown as an alert.
+fn loaded<T, V>(resource: Resource<Result<T, ServerFnError>>, render: impl Fn(T) -> V + Copy + Send + Sync + 'static) -> impl IntoView
+where
+    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    V: IntoView + 'static,
+{
+    view! {
+        <Suspense>
+            {move || Suspend::new(async move {
+                match resource.await {
+                    Ok(value) => render(value).into_any(),
+                    Err(error) => view! { <p role="alert">{error.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
 /// The bar on top of every page: skip link, name, language switch.
 #[component]
 fn TopBar() -> impl IntoView {

@@ -6,7 +6,9 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use super::api_usage::{curl_command, use_origin};
-use super::{Footer, TopBar, use_strings};
+use super::chat::browser;
+use crate::conversation::StreamEvent;
+use super::{Footer, TopBar, loaded, use_strings};
 use crate::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
 use crate::markdown;
 
@@ -27,15 +29,10 @@ pub fn PermalinkPage() -> impl IntoView {
         <main id="contenido" class="page permalink-page">
             <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
             <h1>{move || strings().stored_answer}</h1>
-            <Suspense>
-                {move || Suspend::new(async move {
-                    match answer.await {
-                        Ok(Some(answer)) => view! { <Answer answer /> }.into_any(),
-                        Ok(None) => view! { <p role="alert">{move || strings().answer_not_found}</p> }.into_any(),
-                        Err(error) => view! { <p role="alert">{error.to_string()}</p> }.into_any(),
-                    }
-                })}
-            </Suspense>
+            {loaded(answer, move |answer| match answer {
+                Some(answer) => view! { <Answer answer /> }.into_any(),
+                None => view! { <p role="alert">{move || strings().answer_not_found}</p> }.into_any(),
+            })}
         </main>
         <Footer />
     }
@@ -48,6 +45,36 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
     let report = answer.report;
     let mut request = reproduction_request(&report);
     request["stream"] = false.into();
+    let stored_text = report.respuesta.clone();
+    let again = RwSignal::new(None::<String>);
+    let running = RwSignal::new(false);
+    let interactive = RwSignal::new(false);
+    Effect::new(move || interactive.set(true));
+    let streamed_request = {
+        let mut streamed = request.clone();
+        streamed["stream"] = true.into();
+        streamed.to_string()
+    };
+    let reproduce = move |_| {
+        running.set(true);
+        again.set(Some(String::new()));
+        let body = streamed_request.clone();
+        leptos::task::spawn_local(async move {
+            let on_event = move |event| {
+                if let StreamEvent::Text(text) = event {
+                    again.update(|again| again.get_or_insert_default().push_str(&text));
+                }
+            };
+            if let Err(error) = browser::stream_answer(body, &browser::Abort::new(), on_event).await {
+                again.set(Some(error.detail));
+            }
+            running.set(false);
+        });
+    };
+    let verdict = move || {
+        let again = again.get()?;
+        (!running.get()).then(|| if again == stored_text { strings().reproduced_same } else { strings().reproduced_different })
+    };
     let provenance = report.provenance.clone();
     let rating = match report.rating {
         Rating::Up => "👍",
@@ -87,6 +114,12 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
             <table class="facts provenance"><tbody>{rows}</tbody></table>
             <p>{move || strings().reproduce}</p>
             <pre class="snippet"><code class="curl">{move || curl_command(&origin.get(), &request)}</code></pre>
+            <button type="button" class="secondary reproduce" disabled=move || !interactive.get() || running.get() on:click=reproduce>
+                {move || strings().reproduce_button}
+            </button>
+            <div class="bubble markdown reproduced" hidden=move || again.with(Option::is_none)
+                inner_html=move || again.get().map(|text| markdown::to_safe_html(&text, strings().copy_code)).unwrap_or_default()></div>
+            <p class="reproduction-verdict" role="status">{verdict}</p>
         </section>
     }
 }

@@ -6,7 +6,7 @@ use leptos_meta::{Meta, Title};
 
 use super::api_usage::ApiUsage;
 use super::chat::Chat;
-use super::{Footer, TopBar, use_strings};
+use super::{Footer, TopBar, loaded, use_strings};
 use crate::i18n::Lang;
 use crate::space::{HubRepo, Member, OdsNumber, Space, paragraphs};
 
@@ -24,19 +24,7 @@ pub fn ProjectPage() -> impl IntoView {
     let space = Resource::new_blocking(|| (), |()| get_space());
     view! {
         <TopBar />
-        <Suspense>
-            {move || Suspend::new(async move {
-                match space.await {
-                    Ok(space) => view! { <ProjectSheet space /> }.into_any(),
-                    Err(error) => view! {
-                        <main id="contenido" class="page">
-                            <p role="alert">{error.to_string()}</p>
-                        </main>
-                    }
-                        .into_any(),
-                }
-            })}
-        </Suspense>
+        {loaded(space, |space| view! { <ProjectSheet space /> })}
         <Footer />
     }
 }

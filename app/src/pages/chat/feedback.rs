@@ -63,28 +63,24 @@ pub fn Feedback(reply: Turn, turns: RwSignal<Vec<Turn>>, conversation: RwSignal<
 
     view! {
         <div class="feedback" hidden=move || reply.meta.with(Option::is_none)>
-            <button
-                type="button"
-                class="rate rate-up"
-                aria-pressed=move || (rating() == Rating::Up).to_string()
-                aria-label=move || strings().like
-                title=move || strings().like
-                disabled=move || status.get() == Status::Sending
-                on:click=move |_| rate(Rating::Up)
-            >
-                "👍"
-            </button>
-            <button
-                type="button"
-                class="rate rate-down"
-                aria-pressed=move || (rating() == Rating::Down).to_string()
-                aria-label=move || strings().dislike
-                title=move || strings().dislike
-                disabled=move || status.get() == Status::Sending
-                on:click=move |_| rate(Rating::Down)
-            >
-                "👎"
-            </button>
+            {[(Rating::Up, "rate rate-up", "👍"), (Rating::Down, "rate rate-down", "👎")]
+                .map(|(thumb, class, symbol)| {
+                    let label = move || if thumb == Rating::Up { strings().like } else { strings().dislike };
+                    view! {
+                        <button
+                            type="button"
+                            class=class
+                            aria-pressed=move || (rating() == thumb).to_string()
+                            aria-label=label
+                            title=label
+                            disabled=move || status.get() == Status::Sending
+                            on:click=move |_| rate(thumb)
+                        >
+                            {symbol}
+                        </button>
+                    }
+                })
+                .collect_view()}
             {move || match permalink.get() {
                 Some(link) => view! { <a class="permalink" href=link>{strings().permalink}</a> }.into_any(),
                 None => view! {
