@@ -25,9 +25,9 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
     let (front_matter, body) = split_front_matter(text);
     let metadata: Option<Value> = front_matter.and_then(|yaml| serde_yaml_ng::from_str(yaml).ok());
     let mut checks = vec![match (&front_matter, &metadata) {
-        (None, _) => fail("Metadatos YAML", "the card has no YAML front matter: start README.md with a block between two `---` lines"),
-        (Some(_), None) => fail("Metadatos YAML", "the YAML front matter does not parse: check its indentation and quotes"),
-        (Some(_), Some(_)) => pass("Metadatos YAML", "present and valid"),
+        (None, _) => fail("Metadatos YAML", "la tarjeta no tiene metadatos YAML: empieza el README.md con un bloque entre dos líneas `---`"),
+        (Some(_), None) => fail("Metadatos YAML", "los metadatos YAML no se pueden leer: revisa la sangría y las comillas"),
+        (Some(_), Some(_)) => pass("Metadatos YAML", "presentes y válidos"),
     }];
     let field = |key: &str| metadata.as_ref().and_then(|metadata| metadata.get(key)).filter(|value| !is_empty(value));
     let mut required = vec![("license", "Licencia en los metadatos"), ("language", "Idioma en los metadatos")];
@@ -36,40 +36,40 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
     }
     for (key, item) in required {
         checks.push(match field(key) {
-            Some(_) => pass(item, &format!("`{key}` is set")),
-            None => fail(item, &format!("`{key}:` is missing from the front matter; add it")),
+            Some(_) => pass(item, &format!("`{key}` está indicado")),
+            None => fail(item, &format!("falta `{key}:` en los metadatos: añádelo")),
         });
     }
 
     let headings: Vec<String> = body.lines().filter(|line| line.starts_with('#')).map(|line| line.trim_start_matches('#').trim().to_lowercase()).collect();
     let has_heading = |words: &[&str]| headings.iter().any(|heading| words.iter().any(|word| heading.contains(word)));
     checks.push(if has_heading(BIAS_HEADINGS) {
-        pass("Sesgos y limitaciones", "the card has a section on bias, risks or limitations")
+        pass("Sesgos y limitaciones", "la tarjeta tiene una sección de sesgos, riesgos o limitaciones")
     } else {
-        fail("Sesgos y limitaciones", "no section on bias, risks or limitations: add one (e.g. «## Sesgos, riesgos y limitaciones»)")
+        fail("Sesgos y limitaciones", "no hay sección de sesgos, riesgos o limitaciones: añade una (p. ej. «## Sesgos, riesgos y limitaciones»)")
     });
     if kind == CardKind::Model {
         checks.push(if field("co2_eq_emissions").is_some() || has_heading(ENVIRONMENT_HEADINGS) {
-            pass("Impacto ambiental", "`co2_eq_emissions` or an environmental-impact section is present")
+            pass("Impacto ambiental", "hay `co2_eq_emissions` o una sección de impacto ambiental")
         } else {
-            fail("Impacto ambiental", "no `co2_eq_emissions` in the metadata and no environmental-impact section: report the training's footprint")
+            fail("Impacto ambiental", "no hay `co2_eq_emissions` en los metadatos ni sección de impacto ambiental: informa de la huella del entrenamiento")
         });
     }
 
     let left: Vec<&str> = PLACEHOLDERS.iter().copied().filter(|placeholder| text.contains(placeholder)).collect();
     checks.push(if left.is_empty() {
-        pass("Plantilla completada", "no template placeholders left")
+        pass("Plantilla completada", "no queda texto de la plantilla")
     } else {
-        fail("Plantilla completada", &format!("template placeholders left: {}", left.join(", ")))
+        fail("Plantilla completada", &format!("queda texto de la plantilla: {}", left.join(", ")))
     });
 
     if kind == CardKind::Model {
         let named = list_of(field("datasets"));
         let missing: Vec<&str> = expected_datasets.iter().copied().filter(|id| !named.iter().any(|name| name == id)).collect();
         checks.push(if missing.is_empty() {
-            pass("Enlaces coherentes con space.toml", "the card's `datasets:` names every dataset of space.toml")
+            pass("Enlaces coherentes con space.toml", "`datasets:` de la tarjeta nombra todos los conjuntos de datos de space.toml")
         } else {
-            fail("Enlaces coherentes con space.toml", &format!("the card's `datasets:` does not name {} (listed in space.toml)", missing.join(", ")))
+            fail("Enlaces coherentes con space.toml", &format!("`datasets:` de la tarjeta no nombra {} (que está en space.toml)", missing.join(", ")))
         });
     }
     checks
@@ -156,13 +156,13 @@ mod tests {
             ]
         );
         let reason = |item: &str| failures.iter().find(|(name, _)| *name == item).unwrap().1.clone();
-        assert!(reason("Idioma en los metadatos").contains("`language:` is missing"));
+        assert!(reason("Idioma en los metadatos").contains("falta `language:`"));
         assert!(reason("Plantilla completada").contains("[More Information Needed]"));
         assert!(reason("Enlaces coherentes con space.toml").contains("equipo/corpus"));
 
         let no_yaml = failed(check_card(CardKind::Dataset, "# Corpus\n\n## Limitaciones\nx\n", &[]));
-        assert!(no_yaml[0].1.contains("no YAML front matter"), "{no_yaml:?}");
+        assert!(no_yaml[0].1.contains("no tiene metadatos YAML"), "{no_yaml:?}");
         let broken = failed(check_card(CardKind::Dataset, "---\nlicense: [unclosed\n---\n# C\n", &[]));
-        assert!(broken[0].1.contains("does not parse"), "{broken:?}");
+        assert!(broken[0].1.contains("no se pueden leer"), "{broken:?}");
     }
 }

@@ -79,13 +79,13 @@ mod build {
     /// A section of the project sheet: present, and more than the template's words.
     fn text_check(item: &str, key: &str, text: &str, min_chars: usize) -> Check {
         if let Some(marker) = template_left(text) {
-            return Check::fail(item, &format!("`{key}` still has the template's text («{marker}…»): write your own"));
+            return Check::fail(item, &format!("`{key}` aún tiene el texto de la plantilla («{marker}…»): escribe el vuestro"));
         }
         let chars = text.trim().chars().count();
         if chars < min_chars {
-            return Check::fail(item, &format!("`{key}` has {chars} characters: explain it in at least {min_chars}"));
+            return Check::fail(item, &format!("`{key}` tiene {chars} caracteres: explícalo en al menos {min_chars}"));
         }
-        Check::pass(item, &format!("`{key}`: {chars} characters"))
+        Check::pass(item, &format!("`{key}`: {chars} caracteres"))
     }
 
     fn project_checks(space: &Space) -> Vec<Check> {
@@ -96,21 +96,21 @@ mod build {
         ];
         let future = project.future.join("\n");
         checks.push(match template_left(&future) {
-            Some(marker) => Check::fail("Ideas de futuro", &format!("`project.future` still has the template's text («{marker}…»)")),
-            None => Check::pass("Ideas de futuro", &format!("{} ideas in `project.future`", project.future.len())),
+            Some(marker) => Check::fail("Ideas de futuro", &format!("`project.future` aún tiene el texto de la plantilla («{marker}…»)")),
+            None => Check::pass("Ideas de futuro", &format!("{} ideas en `project.future`", project.future.len())),
         });
         let goals: Vec<String> = project.ods.iter().map(|number| format!("ODS {} ({})", number.goal().number, number.goal().name_es)).collect();
         checks.push(Check::pass("ODS", &goals.join(", ")));
         for (item, key, repos) in [("Conjunto(s) de datos enlazado(s)", "datasets", &space.datasets), ("Modelo(s) enlazado(s)", "models", &space.models)] {
             let ids: Vec<&str> = repos.iter().map(|repo| repo.id.as_str()).collect();
             checks.push(match ids.iter().find_map(|id| template_left(id)) {
-                Some(marker) => Check::fail(item, &format!("`[[{key}]]` still names the template's «{marker}»: put your Hub ids")),
+                Some(marker) => Check::fail(item, &format!("`[[{key}]]` aún nombra «{marker}», de la plantilla: pon vuestros identificadores del Hub")),
                 None => Check::pass(item, &ids.join(", ")),
             });
         }
         let team: Vec<String> = space.team.iter().map(|member| format!("{} ({})", member.name, member.hub.as_str())).collect();
         checks.push(match space.team.iter().find_map(|member| template_left(&member.name).or_else(|| template_left(member.hub.as_str()))) {
-            Some(marker) => Check::fail("Equipo", &format!("`[[team]]` still has the template's «{marker}»: list every member")),
+            Some(marker) => Check::fail("Equipo", &format!("`[[team]]` aún tiene «{marker}», de la plantilla: nombra a cada persona del equipo")),
             None => Check::pass("Equipo", &team.join(", ")),
         });
         checks
@@ -120,16 +120,16 @@ mod build {
     /// Hub links the Space to them from it).
     fn readme_checks(space: &Space, readme: Option<&str>) -> Vec<Check> {
         let Some(readme) = readme else {
-            return vec![Check::fail("README.md", "README.md was not found in the folder the server runs in; the Space's README (with its front matter) belongs there")];
+            return vec![Check::fail("README.md", "no hay README.md en la carpeta donde se ejecuta el servidor: el README del Space (con sus metadatos) va ahí")];
         };
         let mut checks = Vec::new();
         for (item, key, repos) in [("Datasets en README.md", "datasets", &space.datasets), ("Modelos en README.md", "models", &space.models)] {
             let listed = front_matter_list(readme, key);
             let missing: Vec<&str> = repos.iter().map(|repo| repo.id.as_str()).filter(|id| !listed.iter().any(|name| name == id)).collect();
             checks.push(if missing.is_empty() {
-                Check::pass(item, &format!("the front matter's `{key}:` names every one of space.toml"))
+                Check::pass(item, &format!("`{key}:` de los metadatos nombra todos los de space.toml"))
             } else {
-                Check::fail(item, &format!("the front matter's `{key}:` lacks {} (listed in space.toml): add them", missing.join(", ")))
+                Check::fail(item, &format!("a `{key}:` de los metadatos le falta {} (que está en space.toml): añádelo", missing.join(", ")))
             });
         }
         checks
@@ -139,13 +139,13 @@ mod build {
         let (source, checks) = match path {
             None => (
                 "space.toml".to_owned(),
-                vec![Check::fail(title, &format!("no card given: copy the repository's README.md next to space.toml and set `[cards] {key} = \"…\"`"))],
+                vec![Check::fail(title, &format!("no hay tarjeta: copia el README.md del repositorio junto a space.toml y escribe `[cards] {key} = \"…\"`"))],
             ),
             Some(path) => {
                 let source = path.display().to_string();
                 match std::fs::read_to_string(path) {
                     Ok(text) => (source, check_card(kind, &text, expected_datasets)),
-                    Err(error) => (source.clone(), vec![Check::fail(title, &format!("cannot read {source} ({error}); fix `[cards] {key}` in space.toml"))]),
+                    Err(error) => (source.clone(), vec![Check::fail(title, &format!("no se puede leer {source} ({error}): corrige `[cards] {key}` en space.toml"))]),
                 }
             }
         };
@@ -169,5 +169,50 @@ mod build {
             chat: space.chat.clone(),
             compare: space.compare.is_some(),
         }
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../space.toml");
+    const README: &str = "---\nmodels:\n  - Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF\ndatasets:\n  - somosnlp/corpus-salud\n---\n# Space\n";
+
+    fn failed(report: &JudgeReport, group: usize) -> Vec<String> {
+        report.groups[group].checks.iter().filter(|check| !check.passed).map(|check| format!("{}: {}", check.item, check.reason)).collect()
+    }
+
+    #[test]
+    fn the_shipped_template_is_flagged_item_by_item() {
+        let space = crate::space::parse(SHIPPED, "space.toml").unwrap();
+        let report = build_report(&space, Some(README), Vec::new());
+        let failures = failed(&report, 0);
+        let items: Vec<&str> = failures.iter().map(|failure| failure.split(':').next().unwrap()).collect();
+        assert_eq!(items, ["Motivación", "Impacto", "Conjunto(s) de datos enlazado(s)", "Equipo"]);
+        assert!(failures[0].contains("«Escribe aquí…»"), "{failures:?}");
+        assert!(failures[3].contains("«Tu nombre»"), "{failures:?}");
+        // The README names another dataset than space.toml.
+        assert_eq!(failed(&report, 1), ["Datasets en README.md: a `datasets:` de los metadatos le falta tu-organizacion/tu-corpus-instrucciones (que está en space.toml): añádelo"]);
+        let no_readme = build_report(&space, None, Vec::new());
+        assert!(failed(&no_readme, 1)[0].contains("no hay README.md"));
+    }
+
+    #[test]
+    fn a_filled_in_sheet_passes_every_project_check() {
+        let filled = SHIPPED
+            .replace("Escribe aquí por qué existe el proyecto", "El proyecto existe porque los centros de salud rurales")
+            .replace("Explica a quién ayuda el modelo", "Ayuda a quienes atienden pacientes en zonas rurales")
+            .replace("tu-organizacion/tu-corpus-instrucciones", "somosnlp/corpus-salud")
+            .replace("Nombre de otra persona del equipo", "Luis Gómez")
+            .replace("Tu nombre", "Ana Pérez")
+            .replace("tu-usuario", "ana-perez")
+            .replace("otro-usuario", "luis-gomez");
+        let space = crate::space::parse(&filled, "space.toml").unwrap();
+        let report = build_report(&space, Some(README), Vec::new());
+        assert_eq!(failed(&report, 0), Vec::<String>::new());
+        assert_eq!(failed(&report, 1), Vec::<String>::new());
+        assert_eq!(report.groups[0].checks.len(), 7);
+        assert!(report.groups[0].checks[3].reason.contains("ODS 4 (Educación de calidad)"));
     }
 }
