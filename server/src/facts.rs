@@ -22,7 +22,7 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// The model that produced answers on `backend`, as permalinks record it.
+    /// One of the Space's models, as permalinks record it.
     pub fn model(&self, role: ModelRole) -> Option<ModelFacts> {
         self.models().into_iter().find(|facts| facts.role == role)
     }

@@ -126,10 +126,6 @@ impl FeedbackStore {
         let answers = statement.query_map([], read_answer)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(answers)
     }
-
-    pub fn count(&self) -> Result<i64, StoreError> {
-        Ok(self.connection().query_row("SELECT COUNT(*) FROM answers", [], |row| row.get(0))?)
-    }
 }
 
 const SELECT_ANSWER: &str =
