@@ -65,10 +65,20 @@ impl ModelFacts {
     }
 }
 
+/// A card the server fetched from the Hub because `[cards]` does not give it.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug, PartialEq)]
+pub enum FetchedCard {
+    Fetched { repo: String, path: std::path::PathBuf },
+    Failed { repo: String, reason: String },
+}
+
 /// The server's side of the pages, provided as `Arc<dyn ServerFacts>` in the context.
 #[cfg(feature = "ssr")]
 pub trait ServerFacts: Send + Sync {
     fn models(&self) -> Vec<ModelFacts>;
+    /// The model's or dataset's card fetched from the Hub; `None` when none was (yet).
+    fn fetched_card(&self, kind: crate::cards::CardKind) -> Option<FetchedCard>;
     /// A stored answer by its permalink id; `Err` says why the store cannot be read.
     fn answer(&self, id: &str) -> Result<Option<crate::feedback::StoredAnswer>, String>;
 }

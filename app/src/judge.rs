@@ -57,7 +57,7 @@ mod build {
 
     use super::{Check, CheckGroup, JudgeReport};
     use crate::cards::{CardKind, check_card, front_matter_list};
-    use crate::facts::ModelFacts;
+    use crate::facts::{FetchedCard, ModelFacts};
     use crate::space::Space;
 
     /// What space.toml as shipped says, and no team's project does.
@@ -135,31 +135,36 @@ mod build {
         checks
     }
 
-    fn card_group(title: &str, kind: CardKind, path: Option<&Path>, key: &str, expected_datasets: &[&str]) -> CheckGroup {
-        let (source, checks) = match path {
-            None => (
+    /// A card given in `[cards]`, else the one fetched from the Hub, else why there is none.
+    fn card_group(title: &str, kind: CardKind, given: Option<&Path>, fetched: Option<FetchedCard>, key: &str, expected_datasets: &[&str]) -> CheckGroup {
+        let read = |path: &Path, source: String| match std::fs::read_to_string(path) {
+            Ok(text) => (source, check_card(kind, &text, expected_datasets)),
+            Err(error) => (source, vec![Check::fail(title, &format!("no se puede leer {} ({error}): corrige `[cards] {key}` en space.toml", path.display()))]),
+        };
+        let (source, checks) = match (given, fetched) {
+            (Some(path), _) => read(path, path.display().to_string()),
+            (None, Some(FetchedCard::Fetched { repo, path })) => read(&path, format!("{repo} (Hub) → {}", path.display())),
+            (None, Some(FetchedCard::Failed { repo, reason })) => (
+                repo.clone(),
+                vec![Check::fail(title, &format!("no se pudo traer del Hub la tarjeta de {repo} ({reason}): copia su README.md junto a space.toml y escribe `[cards] {key} = \"…\"`"))],
+            ),
+            (None, None) => (
                 "space.toml".to_owned(),
                 vec![Check::fail(title, &format!("no hay tarjeta: copia el README.md del repositorio junto a space.toml y escribe `[cards] {key} = \"…\"`"))],
             ),
-            Some(path) => {
-                let source = path.display().to_string();
-                match std::fs::read_to_string(path) {
-                    Ok(text) => (source, check_card(kind, &text, expected_datasets)),
-                    Err(error) => (source.clone(), vec![Check::fail(title, &format!("no se puede leer {source} ({error}): corrige `[cards] {key}` en space.toml"))]),
-                }
-            }
         };
         CheckGroup { title: title.to_owned(), source, checks }
     }
 
-    /// The whole report; `readme` is the Space's README.md, if found.
-    pub fn build_report(space: &Space, readme: Option<&str>, models: Vec<ModelFacts>) -> JudgeReport {
+    /// The whole report; `readme` is the Space's README.md, if found; `fetched` gives the cards
+    /// the server fetched from the Hub for what `[cards]` leaves out.
+    pub fn build_report(space: &Space, readme: Option<&str>, models: Vec<ModelFacts>, fetched: impl Fn(CardKind) -> Option<FetchedCard>) -> JudgeReport {
         let datasets: Vec<&str> = space.datasets.iter().map(|repo| repo.id.as_str()).collect();
         let groups = vec![
             CheckGroup { title: "Ficha del proyecto".into(), source: "space.toml".into(), checks: project_checks(space) },
             CheckGroup { title: "Enlaces en el README del Space".into(), source: "README.md".into(), checks: readme_checks(space, readme) },
-            card_group("Tarjeta del modelo", CardKind::Model, space.cards.model.as_deref(), "model", &datasets),
-            card_group("Tarjeta del conjunto de datos", CardKind::Dataset, space.cards.dataset.as_deref(), "dataset", &[]),
+            card_group("Tarjeta del modelo", CardKind::Model, space.cards.model.as_deref(), fetched(CardKind::Model), "model", &datasets),
+            card_group("Tarjeta del conjunto de datos", CardKind::Dataset, space.cards.dataset.as_deref(), fetched(CardKind::Dataset), "dataset", &[]),
         ];
         JudgeReport {
             title: space.project.title.clone(),
@@ -175,6 +180,8 @@ mod build {
 #[cfg(all(test, feature = "ssr"))]
 mod tests {
     use super::*;
+    use crate::cards::CardKind;
+    use crate::facts::FetchedCard;
 
     const SHIPPED: &str = include_str!("../../space.toml");
     const README: &str = "---\nmodels:\n  - Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF\ndatasets:\n  - somosnlp/corpus-salud\n---\n# Space\n";
@@ -186,7 +193,7 @@ mod tests {
     #[test]
     fn the_shipped_template_is_flagged_item_by_item() {
         let space = crate::space::parse(SHIPPED, "space.toml").unwrap();
-        let report = build_report(&space, Some(README), Vec::new());
+        let report = build_report(&space, Some(README), Vec::new(), |_| None);
         let failures = failed(&report, 0);
         let items: Vec<&str> = failures.iter().map(|failure| failure.split(':').next().unwrap()).collect();
         assert_eq!(items, ["Motivación", "Impacto", "Conjunto(s) de datos enlazado(s)", "Equipo"]);
@@ -194,8 +201,28 @@ mod tests {
         assert!(failures[3].contains("«Tu nombre»"), "{failures:?}");
         // The README names another dataset than space.toml.
         assert_eq!(failed(&report, 1), ["Datasets en README.md: a `datasets:` de los metadatos le falta tu-organizacion/tu-corpus-instrucciones (que está en space.toml): añádelo"]);
-        let no_readme = build_report(&space, None, Vec::new());
+        let no_readme = build_report(&space, None, Vec::new(), |_| None);
         assert!(failed(&no_readme, 1)[0].contains("no hay README.md"));
+    }
+
+    #[test]
+    fn cards_not_in_space_toml_come_from_the_hub_or_say_why_not() {
+        let without_cards = SHIPPED.replace("[cards]\nmodel = \"proyecto/README-modelo.md\"\ndataset = \"proyecto/README-dataset.md\"\n", "");
+        let space = crate::space::parse(&without_cards, "space.toml").unwrap();
+        assert_eq!(space.cards, crate::space::Cards::default());
+        let dir = std::env::temp_dir().join(format!("vitrina-card-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let card = dir.join("dataset.md");
+        std::fs::write(&card, "---\nlicense: mit\nlanguage: es\n---\n# Corpus\n## Limitaciones\nPocas.\n").unwrap();
+        let fetched = |kind| match kind {
+            CardKind::Model => Some(FetchedCard::Failed { repo: "org/modelo".into(), reason: "sin conexión".into() }),
+            CardKind::Dataset => Some(FetchedCard::Fetched { repo: "org/corpus".into(), path: card.clone() }),
+        };
+        let report = build_report(&space, Some(README), Vec::new(), fetched);
+        assert_eq!(failed(&report, 2), ["Tarjeta del modelo: no se pudo traer del Hub la tarjeta de org/modelo (sin conexión): copia su README.md junto a space.toml y escribe `[cards] model = \"…\"`"]);
+        assert!(report.groups[3].source.starts_with("org/corpus (Hub)"), "{}", report.groups[3].source);
+        assert_eq!(failed(&report, 3), Vec::<String>::new());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -209,7 +236,7 @@ mod tests {
             .replace("tu-usuario", "ana-perez")
             .replace("otro-usuario", "luis-gomez");
         let space = crate::space::parse(&filled, "space.toml").unwrap();
-        let report = build_report(&space, Some(README), Vec::new());
+        let report = build_report(&space, Some(README), Vec::new(), |_| None);
         assert_eq!(failed(&report, 0), Vec::<String>::new());
         assert_eq!(failed(&report, 1), Vec::<String>::new());
         assert_eq!(report.groups[0].checks.len(), 7);

@@ -118,14 +118,7 @@ impl ModelCache {
         let mut writer = HashingWriter { file: partial.as_file_mut(), hasher: Sha256::new(), written: 0 };
         match source {
             Source::Hub { repo, file, revision } => {
-                let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_owned());
-                let url = format!("{}/{repo}/resolve/{revision}/{file}", endpoint.trim_end_matches('/'));
-                let agent = ureq::AgentBuilder::new().timeout_connect(HUB_CONNECT_TIMEOUT).timeout_read(HUB_READ_TIMEOUT).build();
-                let mut request = agent.get(&url);
-                if let Ok(token) = std::env::var("HF_TOKEN") {
-                    request = request.set("Authorization", &format!("Bearer {token}"));
-                }
-                let response = request.call().map_err(|error| std::io::Error::other(format!("{url}: {error}")))?;
+                let response = hub_get(&format!("{}/{repo}/resolve/{revision}/{file}", hub_endpoint()))?;
                 let total = response.header("Content-Length").and_then(|length| length.parse().ok());
                 copy_with_progress(&mut response.into_reader(), &mut writer, total, progress)?;
             }
@@ -184,6 +177,66 @@ impl ModelCache {
         Ok(())
     }
 }
+
+/// The Hub's address: `HF_ENDPOINT` (a mirror), else huggingface.co.
+fn hub_endpoint() -> String {
+    std::env::var("HF_ENDPOINT").map_or_else(|_| "https://huggingface.co".to_owned(), |endpoint| endpoint.trim_end_matches('/').to_owned())
+}
+
+/// A GET on the Hub, with `HF_TOKEN` for gated repositories and timeouts short enough for an
+/// offline machine to move on.
+fn hub_get(url: &str) -> std::io::Result<ureq::Response> {
+    let agent = ureq::AgentBuilder::new().timeout_connect(HUB_CONNECT_TIMEOUT).timeout_read(HUB_READ_TIMEOUT).build();
+    let mut request = agent.get(url);
+    if let Ok(token) = std::env::var("HF_TOKEN") {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    request.call().map_err(|error| std::io::Error::other(format!("{url}: {error}")))
+}
+
+/// Which kind of Hub repository a card belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepoKind {
+    Model,
+    Dataset,
+}
+
+impl ModelCache {
+    /// A Hub repository's card (its README.md, at `main`) into `cards/`, fetched anew on each
+    /// call; when the Hub cannot be reached, the copy an earlier run fetched. Cards change as
+    /// teams edit them, so nothing pins them.
+    pub fn fetch_card(&self, kind: RepoKind, repo: &str) -> Result<PathBuf, CacheError> {
+        self.fetch_card_from(&hub_endpoint(), kind, repo)
+    }
+
+    /// [`ModelCache::fetch_card`] from the Hub at `endpoint`.
+    pub fn fetch_card_from(&self, endpoint: &str, kind: RepoKind, repo: &str) -> Result<PathBuf, CacheError> {
+        let (prefix, file_prefix) = match kind {
+            RepoKind::Model => ("", "model"),
+            RepoKind::Dataset => ("datasets/", "dataset"),
+        };
+        let folder = self.dir.join("cards");
+        let destination = folder.join(format!("{file_prefix}--{}.md", repo.replace('/', "--")));
+        let url = format!("{endpoint}/{prefix}{repo}/resolve/main/README.md");
+        let fetched = (|| -> std::io::Result<()> {
+            let mut text = Vec::new();
+            hub_get(&url)?.into_reader().take(MAX_CARD_BYTES).read_to_end(&mut text)?;
+            std::fs::create_dir_all(&folder)?;
+            let mut partial = tempfile::NamedTempFile::new_in(&folder)?;
+            partial.write_all(&text)?;
+            partial.persist(&destination).map_err(|error| error.error)?;
+            Ok(())
+        })();
+        match fetched {
+            Ok(()) => Ok(destination),
+            Err(_) if destination.is_file() => Ok(destination),
+            Err(error) => Err(CacheError::AllSourcesFailed { file: format!("README.md of {prefix}{repo}"), failures: format!("  - {error}") }),
+        }
+    }
+}
+
+/// A card is text; anything longer is not one.
+const MAX_CARD_BYTES: u64 = 4 << 20;
 
 fn describe(source: &Source) -> String {
     match source {
@@ -369,6 +422,38 @@ mod tests {
         unsafe { std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9") };
         let path = cache.get(&file, &mut |_, _| {}).unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"pesos");
+    }
+
+    /// A one-request-at-a-time Hub on loopback that serves `card` at `path`; 404 elsewhere.
+    fn fake_hub(path: &'static str, card: &'static str, requests: usize) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(requests) {
+                let mut stream = stream.unwrap();
+                let mut request = [0u8; 2048];
+                let read = stream.read(&mut request).unwrap();
+                let asked = String::from_utf8_lossy(&request[..read]).split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let (status, body) = if asked == path { ("200 OK", card) } else { ("404 Not Found", "no") };
+                let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[test]
+    fn cards_come_from_the_hub_and_an_earlier_copy_serves_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ModelCache::new(dir.path());
+        let hub = fake_hub("/datasets/org/corpus/resolve/main/README.md", "---\nlicense: mit\n---\n# Corpus\n", 2);
+        let path = cache.fetch_card_from(&hub, RepoKind::Dataset, "org/corpus").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "---\nlicense: mit\n---\n# Corpus\n");
+        // A model repository is asked for at its own address: this Hub has none.
+        let error = cache.fetch_card_from(&hub, RepoKind::Model, "org/modelo").unwrap_err().to_string();
+        assert!(error.contains("README.md of org/modelo") && error.contains("/org/modelo/resolve/main/README.md"), "{error}");
+        // Offline: the earlier copy.
+        let offline = cache.fetch_card_from("http://127.0.0.1:9", RepoKind::Dataset, "org/corpus").unwrap();
+        assert_eq!(offline, path);
     }
 
     #[test]

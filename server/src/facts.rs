@@ -1,9 +1,10 @@
 //! The server's answer to the pages' questions ([`app::facts::ServerFacts`]): which models it
 //! runs and how they did, and the answers visitors stored.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use app::facts::{ModelFacts, ModelRole, ServerFacts};
+use app::cards::CardKind;
+use app::facts::{FetchedCard, ModelFacts, ModelRole, ServerFacts};
 use app::feedback::StoredAnswer;
 
 use crate::browser_model::BrowserModel;
@@ -19,6 +20,29 @@ pub struct Facts {
     pub remote_model: Option<String>,
     /// The feedback database, or why it could not be opened.
     pub store: Result<Arc<FeedbackStore>, String>,
+    pub cards: Arc<FetchedCards>,
+}
+
+/// The cards fetched from the Hub at start-up, for what `[cards]` leaves out.
+#[derive(Default)]
+pub struct FetchedCards(Mutex<Vec<(CardKind, FetchedCard)>>);
+
+impl FetchedCards {
+    /// Fetches the card of `repo` into `cache` and keeps where it is, or why it is not.
+    pub fn fetch(&self, cache: &engine::cache::ModelCache, kind: CardKind, repo: &str) {
+        let repo_kind = match kind {
+            CardKind::Model => engine::cache::RepoKind::Model,
+            CardKind::Dataset => engine::cache::RepoKind::Dataset,
+        };
+        let card = match cache.fetch_card(repo_kind, repo) {
+            Ok(path) => FetchedCard::Fetched { repo: repo.to_owned(), path },
+            Err(error) => {
+                tracing::warn!(%repo, %error, "the card could not be fetched; the judges' page says so");
+                FetchedCard::Failed { repo: repo.to_owned(), reason: error.to_string() }
+            }
+        };
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((kind, card));
+    }
 }
 
 impl Facts {
@@ -44,6 +68,11 @@ impl ServerFacts for Facts {
         models.extend(self.compare.as_ref().map(|compare| compare.facts(ModelRole::Compare)));
         models.push(self.browser_model.facts());
         models
+    }
+
+    fn fetched_card(&self, kind: CardKind) -> Option<FetchedCard> {
+        let cards = self.cards.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cards.iter().find(|(fetched, _)| *fetched == kind).map(|(_, card)| card.clone())
     }
 
     fn answer(&self, id: &str) -> Result<Option<StoredAnswer>, String> {

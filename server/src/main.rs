@@ -185,8 +185,20 @@ async fn main() -> ExitCode {
         inference.disable();
     }
     let compare_inference = compare.as_ref().map(|_| server::inference::Inference::new());
+    let cards = Arc::new(server::facts::FetchedCards::default());
+    // The judges' page checks the first linked model's and dataset's cards when `[cards]` does
+    // not give them.
+    let cards_to_fetch: Vec<(app::cards::CardKind, String)> = [
+        (app::cards::CardKind::Model, space.cards.model.is_none(), &space.models),
+        (app::cards::CardKind::Dataset, space.cards.dataset.is_none(), &space.datasets),
+    ]
+    .into_iter()
+    .filter(|(_, missing, _)| *missing)
+    .map(|(kind, _, repos)| (kind, repos[0].id.as_str().to_owned()))
+    .collect();
     {
         let (inference, browser_model, compare_inference) = (Arc::clone(&inference), Arc::clone(&browser_model), compare_inference.clone());
+        let cards = Arc::clone(&cards);
         let compare_options = engine::LoadOptions {
             chat_template: space.compare.as_ref().and_then(|settings| settings.chat_template.clone()),
             ..engine::LoadOptions::default()
@@ -194,6 +206,9 @@ async fn main() -> ExitCode {
         // The browser's (small) model first: the fallback is ready while the server's loads;
         // the base model for comparisons last, as only the judges' page uses it.
         std::thread::spawn(move || {
+            for (kind, repo) in cards_to_fetch {
+                cards.fetch(&cache, kind, &repo);
+            }
             browser_model.fetch(&cache);
             if let Some(source) = source {
                 inference.load(source, &options);
@@ -227,7 +242,7 @@ async fn main() -> ExitCode {
         app::space::Backend::Remote(upstream) => Some(upstream.model.clone().unwrap_or_else(|| upstream.url.clone())),
         app::space::Backend::Local => None,
     };
-    let facts = Arc::new(server::facts::Facts { inference, compare: compare_inference, browser_model, remote_model, store });
+    let facts = Arc::new(server::facts::Facts { inference, compare: compare_inference, browser_model, remote_model, store, cards });
     let admin_token = std::env::var("VITRINA_ADMIN_TOKEN").ok().filter(|token| !token.is_empty());
     let options = server::leptos_options(&cli.site_root, address);
     let app = server::router(space, options, facts, admin_token);

@@ -41,6 +41,7 @@ fn facts(store: FeedbackStore) -> Arc<Facts> {
         browser_model: server::browser_model::BrowserModel::new("smollm2-135m".into(), engine::catalog::smollm2_135m()),
         remote_model: None,
         store: Ok(Arc::new(store)),
+        cards: Default::default(),
     })
 }
 

@@ -30,6 +30,7 @@ async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCod
         browser_model,
         remote_model: None,
         store: Err("not stored in this test".into()),
+        cards: Default::default(),
     };
     let router = server::router(space, options, std::sync::Arc::new(facts), None);
     let mut request = Request::get(path);

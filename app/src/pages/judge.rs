@@ -20,7 +20,7 @@ pub async fn get_judge_report() -> Result<JudgeReport, ServerFnError> {
     let facts = use_context::<Arc<dyn crate::facts::ServerFacts>>().ok_or_else(|| ServerFnError::new("the server provides no model facts"))?;
     // The Space's README sits beside space.toml, in the folder the server runs in.
     let readme = std::fs::read_to_string("README.md").ok();
-    Ok(crate::judge::build_report(&space, readme.as_deref(), facts.models()))
+    Ok(crate::judge::build_report(&space, readme.as_deref(), facts.models(), |kind| facts.fetched_card(kind)))
 }
 
 /// The seed every example runs with, on every model: the same question gets comparable answers.
