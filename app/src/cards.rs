@@ -14,10 +14,29 @@ pub enum CardKind {
 pub use crate::judge::Check;
 
 /// What the Hub's card templates leave behind when a section is not filled in.
-const PLACEHOLDERS: &[&str] = &["[More Information Needed]", "[optional]", "<!-- Provide", "{{ "];
+const PLACEHOLDERS: &[&str] = &[
+    "[More Information Needed]",
+    "[optional]",
+    "<!-- Provide",
+    "{{ ",
+];
 
-const BIAS_HEADINGS: &[&str] = &["bias", "limitation", "risk", "sesgo", "limitacion", "limitación", "riesgo"];
-const ENVIRONMENT_HEADINGS: &[&str] = &["environmental impact", "carbon", "impacto ambiental", "huella de carbono", "emisiones"];
+const BIAS_HEADINGS: &[&str] = &[
+    "bias",
+    "limitation",
+    "risk",
+    "sesgo",
+    "limitacion",
+    "limitación",
+    "riesgo",
+];
+const ENVIRONMENT_HEADINGS: &[&str] = &[
+    "environmental impact",
+    "carbon",
+    "impacto ambiental",
+    "huella de carbono",
+    "emisiones",
+];
 
 /// Checks a card; `expected_datasets` are space.toml's `[[datasets]]` ids, which a model card's
 /// `datasets:` must name.
@@ -25,14 +44,31 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
     let (front_matter, body) = split_front_matter(text);
     let metadata: Option<Value> = front_matter.and_then(|yaml| serde_yaml_ng::from_str(yaml).ok());
     let mut checks = vec![match (&front_matter, &metadata) {
-        (None, _) => fail("Metadatos YAML", "la tarjeta no tiene metadatos YAML: empieza el README.md con un bloque entre dos líneas `---`"),
-        (Some(_), None) => fail("Metadatos YAML", "los metadatos YAML no se pueden leer: revisa la sangría y las comillas"),
+        (None, _) => fail(
+            "Metadatos YAML",
+            "la tarjeta no tiene metadatos YAML: empieza el README.md con un bloque entre dos líneas `---`",
+        ),
+        (Some(_), None) => fail(
+            "Metadatos YAML",
+            "los metadatos YAML no se pueden leer: revisa la sangría y las comillas",
+        ),
         (Some(_), Some(_)) => pass("Metadatos YAML", "presentes y válidos"),
     }];
-    let field = |key: &str| metadata.as_ref().and_then(|metadata| metadata.get(key)).filter(|value| !is_empty(value));
-    let mut required = vec![("license", "Licencia en los metadatos"), ("language", "Idioma en los metadatos")];
+    let field = |key: &str| {
+        metadata
+            .as_ref()
+            .and_then(|metadata| metadata.get(key))
+            .filter(|value| !is_empty(value))
+    };
+    let mut required = vec![
+        ("license", "Licencia en los metadatos"),
+        ("language", "Idioma en los metadatos"),
+    ];
     if kind == CardKind::Model {
-        required.extend([("base_model", "Modelo base en los metadatos"), ("datasets", "Conjuntos de datos en los metadatos")]);
+        required.extend([
+            ("base_model", "Modelo base en los metadatos"),
+            ("datasets", "Conjuntos de datos en los metadatos"),
+        ]);
     }
     for (key, item) in required {
         checks.push(match field(key) {
@@ -41,8 +77,16 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
         });
     }
 
-    let headings: Vec<String> = body.lines().filter(|line| line.starts_with('#')).map(|line| line.trim_start_matches('#').trim().to_lowercase()).collect();
-    let has_heading = |words: &[&str]| headings.iter().any(|heading| words.iter().any(|word| heading.contains(word)));
+    let headings: Vec<String> = body
+        .lines()
+        .filter(|line| line.starts_with('#'))
+        .map(|line| line.trim_start_matches('#').trim().to_lowercase())
+        .collect();
+    let has_heading = |words: &[&str]| {
+        headings
+            .iter()
+            .any(|heading| words.iter().any(|word| heading.contains(word)))
+    };
     checks.push(if has_heading(BIAS_HEADINGS) {
         pass("Sesgos y limitaciones", "la tarjeta tiene una sección de sesgos, riesgos o limitaciones")
     } else {
@@ -56,20 +100,40 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
         });
     }
 
-    let left: Vec<&str> = PLACEHOLDERS.iter().copied().filter(|placeholder| text.contains(placeholder)).collect();
+    let left: Vec<&str> = PLACEHOLDERS
+        .iter()
+        .copied()
+        .filter(|placeholder| text.contains(placeholder))
+        .collect();
     checks.push(if left.is_empty() {
         pass("Plantilla completada", "no queda texto de la plantilla")
     } else {
-        fail("Plantilla completada", &format!("queda texto de la plantilla: {}", left.join(", ")))
+        fail(
+            "Plantilla completada",
+            &format!("queda texto de la plantilla: {}", left.join(", ")),
+        )
     });
 
     if kind == CardKind::Model {
         let named = list_of(field("datasets"));
-        let missing: Vec<&str> = expected_datasets.iter().copied().filter(|id| !named.iter().any(|name| name == id)).collect();
+        let missing: Vec<&str> = expected_datasets
+            .iter()
+            .copied()
+            .filter(|id| !named.iter().any(|name| name == id))
+            .collect();
         checks.push(if missing.is_empty() {
-            pass("Enlaces coherentes con space.toml", "`datasets:` de la tarjeta nombra todos los conjuntos de datos de space.toml")
+            pass(
+                "Enlaces coherentes con space.toml",
+                "`datasets:` de la tarjeta nombra todos los conjuntos de datos de space.toml",
+            )
         } else {
-            fail("Enlaces coherentes con space.toml", &format!("`datasets:` de la tarjeta no nombra {} (que está en space.toml)", missing.join(", ")))
+            fail(
+                "Enlaces coherentes con space.toml",
+                &format!(
+                    "`datasets:` de la tarjeta no nombra {} (que está en space.toml)",
+                    missing.join(", ")
+                ),
+            )
         });
     }
     checks
@@ -85,13 +149,18 @@ fn fail(item: &str, reason: &str) -> Check {
 
 /// A list in a README's front matter (`datasets:`, `models:`), empty when absent.
 pub fn front_matter_list(text: &str, key: &str) -> Vec<String> {
-    let metadata: Option<Value> = split_front_matter(text).0.and_then(|yaml| serde_yaml_ng::from_str(yaml).ok());
+    let metadata: Option<Value> = split_front_matter(text)
+        .0
+        .and_then(|yaml| serde_yaml_ng::from_str(yaml).ok());
     list_of(metadata.as_ref().and_then(|metadata| metadata.get(key)))
 }
 
 fn list_of(value: Option<&Value>) -> Vec<String> {
     match value {
-        Some(Value::Sequence(items)) => items.iter().filter_map(|item| item.as_str().map(str::to_owned)).collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|item| item.as_str().map(str::to_owned))
+            .collect(),
         Some(Value::String(one)) => vec![one.clone()],
         _ => Vec::new(),
     }
@@ -108,11 +177,19 @@ fn is_empty(value: &Value) -> bool {
 
 /// The YAML between the opening `---` and the next `---` line, and the rest.
 fn split_front_matter(text: &str) -> (Option<&str>, &str) {
-    let Some(rest) = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n")) else { return (None, text) };
+    let Some(rest) = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+    else {
+        return (None, text);
+    };
     match rest.find("\n---") {
         Some(end) => {
             let after = &rest[end + 4..];
-            (Some(&rest[..end]), after.split_once('\n').map_or("", |(_, body)| body))
+            (
+                Some(&rest[..end]),
+                after.split_once('\n').map_or("", |(_, body)| body),
+            )
         }
         None => (None, text),
     }
@@ -126,7 +203,11 @@ mod tests {
     const COMPLETE_DATASET: &str = "---\nlicense: cc-by-4.0\nlanguage:\n  - es\n---\n# Corpus\n\n## Limitaciones\nSolo español peninsular y de México.\n";
 
     fn failed(checks: Vec<Check>) -> Vec<(String, String)> {
-        checks.into_iter().filter(|check| !check.passed).map(|check| (check.item, check.reason)).collect()
+        checks
+            .into_iter()
+            .filter(|check| !check.passed)
+            .map(|check| (check.item, check.reason))
+            .collect()
     }
 
     #[test]
@@ -155,14 +236,32 @@ mod tests {
                 "Enlaces coherentes con space.toml"
             ]
         );
-        let reason = |item: &str| failures.iter().find(|(name, _)| *name == item).unwrap().1.clone();
+        let reason = |item: &str| {
+            failures
+                .iter()
+                .find(|(name, _)| *name == item)
+                .unwrap()
+                .1
+                .clone()
+        };
         assert!(reason("Idioma en los metadatos").contains("falta `language:`"));
         assert!(reason("Plantilla completada").contains("[More Information Needed]"));
         assert!(reason("Enlaces coherentes con space.toml").contains("equipo/corpus"));
 
-        let no_yaml = failed(check_card(CardKind::Dataset, "# Corpus\n\n## Limitaciones\nx\n", &[]));
-        assert!(no_yaml[0].1.contains("no tiene metadatos YAML"), "{no_yaml:?}");
-        let broken = failed(check_card(CardKind::Dataset, "---\nlicense: [unclosed\n---\n# C\n", &[]));
+        let no_yaml = failed(check_card(
+            CardKind::Dataset,
+            "# Corpus\n\n## Limitaciones\nx\n",
+            &[],
+        ));
+        assert!(
+            no_yaml[0].1.contains("no tiene metadatos YAML"),
+            "{no_yaml:?}"
+        );
+        let broken = failed(check_card(
+            CardKind::Dataset,
+            "---\nlicense: [unclosed\n---\n# C\n",
+            &[],
+        ));
         assert!(broken[0].1.contains("no se pueden leer"), "{broken:?}");
     }
 }

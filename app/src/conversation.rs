@@ -42,7 +42,14 @@ pub struct SavedTurn {
 impl SavedTurn {
     /// A turn with no answer data yet.
     pub fn new(speaker: Speaker, text: String, context: Option<String>) -> Self {
-        Self { speaker, text, context, stats: None, meta: None, earlier: Vec::new() }
+        Self {
+            speaker,
+            text,
+            context,
+            stats: None,
+            meta: None,
+            earlier: Vec::new(),
+        }
     }
 }
 
@@ -106,8 +113,16 @@ impl From<&ChatDefaults> for Settings {
 impl Settings {
     /// Brings values typed by hand back into what the server accepts.
     pub fn clamped(mut self) -> Self {
-        self.temperature = if self.temperature.is_finite() { self.temperature.clamp(0.0, 2.0) } else { 0.7 };
-        self.top_p = if self.top_p.is_finite() { self.top_p.clamp(0.01, 1.0) } else { 1.0 };
+        self.temperature = if self.temperature.is_finite() {
+            self.temperature.clamp(0.0, 2.0)
+        } else {
+            0.7
+        };
+        self.top_p = if self.top_p.is_finite() {
+            self.top_p.clamp(0.01, 1.0)
+        } else {
+            1.0
+        };
         self.max_tokens = self.max_tokens.clamp(1, 4096);
         self
     }
@@ -152,7 +167,12 @@ fn messages(turns: &[SavedTurn], settings: &Settings) -> Vec<serde_json::Value> 
 
 /// The body for the server's `/v1/chat/completions`; `model` picks `[compare]`'s base model
 /// (`"compare"`) instead of the Space's. The seed makes the answer reproducible (permalinks).
-pub fn request_body(turns: &[SavedTurn], settings: &Settings, seed: u64, model: Option<&str>) -> String {
+pub fn request_body(
+    turns: &[SavedTurn],
+    settings: &Settings,
+    seed: u64,
+    model: Option<&str>,
+) -> String {
     let mut body = serde_json::json!({
         "messages": messages(turns, settings), "stream": true,
         "temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens, "seed": seed,
@@ -176,7 +196,10 @@ pub fn worker_request(turns: &[SavedTurn], settings: &Settings, seed: u64) -> St
 
 /// The conversation up to and including the visitor's last question, as the model read it
 /// (system prompt first), for feedback and permalinks.
-pub fn wire_messages(turns: &[SavedTurn], settings: &Settings) -> Vec<crate::feedback::WireMessage> {
+pub fn wire_messages(
+    turns: &[SavedTurn],
+    settings: &Settings,
+) -> Vec<crate::feedback::WireMessage> {
     messages(turns, settings)
         .into_iter()
         .map(|message| crate::feedback::WireMessage {
@@ -196,7 +219,10 @@ pub fn answer_report(
     meta: &AnswerMeta,
     comment: Option<String>,
 ) -> Option<AnswerReport> {
-    let question = history.iter().rev().find(|turn| turn.speaker == Speaker::Visitor)?;
+    let question = history
+        .iter()
+        .rev()
+        .find(|turn| turn.speaker == Speaker::Visitor)?;
     let settings = &meta.settings;
     Some(AnswerReport {
         answer_key: meta.answer_key.clone(),
@@ -204,7 +230,10 @@ pub fn answer_report(
         turn_key: meta.turn_key.clone(),
         messages: wire_messages(history, settings),
         pregunta: question.text.clone(),
-        entrada: question.context.clone().filter(|context| !context.trim().is_empty()),
+        entrada: question
+            .context
+            .clone()
+            .filter(|context| !context.trim().is_empty()),
         respuesta: text.to_owned(),
         rating: meta.rating,
         comment,
@@ -224,7 +253,11 @@ pub fn answer_report(
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerMessage {
     Started,
-    Progress { done: u64, total: u64, from_cache: bool },
+    Progress {
+        done: u64,
+        total: u64,
+        from_cache: bool,
+    },
     Ready,
     Event(StreamEvent),
     Failed(String),
@@ -234,23 +267,43 @@ pub enum WorkerMessage {
 pub const BROWSER_DEVICE: &str = "wasm";
 
 pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
-    let message: serde_json::Value = serde_json::from_str(json).map_err(|error| ChatError::other(error.to_string()))?;
+    let message: serde_json::Value =
+        serde_json::from_str(json).map_err(|error| ChatError::other(error.to_string()))?;
     let number = |key: &str| message[key].as_u64().unwrap_or(0);
     Ok(match message["type"].as_str().unwrap_or_default() {
         "started" => WorkerMessage::Started,
-        "progress" => WorkerMessage::Progress { done: number("done"), total: number("total"), from_cache: message["from_cache"].as_bool().unwrap_or(false) },
+        "progress" => WorkerMessage::Progress {
+            done: number("done"),
+            total: number("total"),
+            from_cache: message["from_cache"].as_bool().unwrap_or(false),
+        },
         "ready" => WorkerMessage::Ready,
-        "delta" => WorkerMessage::Event(StreamEvent::Text(message["text"].as_str().unwrap_or_default().to_owned())),
+        "delta" => WorkerMessage::Event(StreamEvent::Text(
+            message["text"].as_str().unwrap_or_default().to_owned(),
+        )),
         "done" => {
             let completion = &message["completion"];
             WorkerMessage::Event(StreamEvent::Finished(AnswerStats {
-                tokens: completion["usage"]["completion_tokens"].as_u64().unwrap_or(0),
-                tokens_per_second: completion["timings"]["decode_tokens_per_second"].as_f64().unwrap_or(0.0),
+                tokens: completion["usage"]["completion_tokens"]
+                    .as_u64()
+                    .unwrap_or(0),
+                tokens_per_second: completion["timings"]["decode_tokens_per_second"]
+                    .as_f64()
+                    .unwrap_or(0.0),
                 device: BROWSER_DEVICE.to_owned(),
             }))
         }
-        "failed" => WorkerMessage::Failed(message["message"].as_str().unwrap_or("the browser model failed").to_owned()),
-        other => return Err(ChatError::other(format!("unknown worker message {other:?}"))),
+        "failed" => WorkerMessage::Failed(
+            message["message"]
+                .as_str()
+                .unwrap_or("the browser model failed")
+                .to_owned(),
+        ),
+        other => {
+            return Err(ChatError::other(format!(
+                "unknown worker message {other:?}"
+            )));
+        }
     })
 }
 
@@ -259,28 +312,46 @@ pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
 pub enum StreamEvent {
     Text(String),
     /// Still waiting: `position` 1 is next.
-    Queued { position: u64, estimated_wait_seconds: Option<f64> },
+    Queued {
+        position: u64,
+        estimated_wait_seconds: Option<f64>,
+    },
     Finished(AnswerStats),
     Nothing,
 }
 
 /// Reads one `data:` payload; `Err` carries an error the server sent mid-stream.
 pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
-    let chunk: serde_json::Value = serde_json::from_str(data).map_err(|error| ChatError::other(error.to_string()))?;
+    let chunk: serde_json::Value =
+        serde_json::from_str(data).map_err(|error| ChatError::other(error.to_string()))?;
     if let Some(message) = chunk["error"]["message"].as_str() {
-        return Err(ChatError::from_kind(chunk["error"]["type"].as_str(), message));
+        return Err(ChatError::from_kind(
+            chunk["error"]["type"].as_str(),
+            message,
+        ));
     }
     if let Some(position) = chunk["queue"]["position"].as_u64() {
-        return Ok(StreamEvent::Queued { position, estimated_wait_seconds: chunk["queue"]["estimated_wait_seconds"].as_f64() });
+        return Ok(StreamEvent::Queued {
+            position,
+            estimated_wait_seconds: chunk["queue"]["estimated_wait_seconds"].as_f64(),
+        });
     }
-    if let Some(text) = chunk["choices"][0]["delta"]["content"].as_str().filter(|text| !text.is_empty()) {
+    if let Some(text) = chunk["choices"][0]["delta"]["content"]
+        .as_str()
+        .filter(|text| !text.is_empty())
+    {
         return Ok(StreamEvent::Text(text.to_owned()));
     }
     if let Some(tokens) = chunk["usage"]["completion_tokens"].as_u64() {
         return Ok(StreamEvent::Finished(AnswerStats {
             tokens,
-            tokens_per_second: chunk["timings"]["decode_tokens_per_second"].as_f64().unwrap_or(0.0),
-            device: chunk["timings"]["device"].as_str().unwrap_or("cpu").to_owned(),
+            tokens_per_second: chunk["timings"]["decode_tokens_per_second"]
+                .as_f64()
+                .unwrap_or(0.0),
+            device: chunk["timings"]["device"]
+                .as_str()
+                .unwrap_or("cpu")
+                .to_owned(),
         }));
     }
     Ok(StreamEvent::Nothing)
@@ -311,20 +382,32 @@ pub struct ChatError {
 
 impl ChatError {
     pub fn other(detail: String) -> Self {
-        Self { failure: Failure::Other, detail }
+        Self {
+            failure: Failure::Other,
+            detail,
+        }
     }
 
     pub fn browser(detail: String) -> Self {
-        Self { failure: Failure::Browser, detail }
+        Self {
+            failure: Failure::Browser,
+            detail,
+        }
     }
 
     /// Whether the visitor's browser could give the answer the server did not.
     pub fn server_could_not_serve(&self) -> bool {
-        matches!(self.failure, Failure::Busy | Failure::Loading | Failure::Connection | Failure::Other)
+        matches!(
+            self.failure,
+            Failure::Busy | Failure::Loading | Failure::Connection | Failure::Other
+        )
     }
 
     pub fn connection(detail: String) -> Self {
-        Self { failure: Failure::Connection, detail }
+        Self {
+            failure: Failure::Connection,
+            detail,
+        }
     }
 
     /// From an HTTP status and the OpenAI-style body that came with it.
@@ -350,7 +433,10 @@ impl ChatError {
             _ if message.contains("context window") => Failure::TooLong,
             _ => Failure::Other,
         };
-        Self { failure, detail: message.to_owned() }
+        Self {
+            failure,
+            detail: message.to_owned(),
+        }
     }
 }
 
@@ -364,40 +450,129 @@ mod tests {
 
     #[test]
     fn the_request_carries_settings_system_prompt_and_context() {
-        let settings = Settings { system_prompt: "Sé breve.".into(), temperature: 0.2, top_p: 0.5, max_tokens: 64, backend: Backend::Auto };
-        let turns = [turn(Speaker::Visitor, "Resume el texto.", Some("Un texto largo.")), turn(Speaker::Model, "Hecho.", None)];
-        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &settings, 7, None)).unwrap();
-        assert_eq!(body["messages"][0], serde_json::json!({"role": "system", "content": "Sé breve."}));
-        assert_eq!(body["messages"][1]["content"], "Resume el texto.\n\nUn texto largo.");
+        let settings = Settings {
+            system_prompt: "Sé breve.".into(),
+            temperature: 0.2,
+            top_p: 0.5,
+            max_tokens: 64,
+            backend: Backend::Auto,
+        };
+        let turns = [
+            turn(
+                Speaker::Visitor,
+                "Resume el texto.",
+                Some("Un texto largo."),
+            ),
+            turn(Speaker::Model, "Hecho.", None),
+        ];
+        let body: serde_json::Value =
+            serde_json::from_str(&request_body(&turns, &settings, 7, None)).unwrap();
+        assert_eq!(
+            body["messages"][0],
+            serde_json::json!({"role": "system", "content": "Sé breve."})
+        );
+        assert_eq!(
+            body["messages"][1]["content"],
+            "Resume el texto.\n\nUn texto largo."
+        );
         assert_eq!(body["messages"][2]["role"], "assistant");
-        assert_eq!((body["temperature"].as_f64(), body["max_tokens"].as_u64(), body["stream"].as_bool()), (Some(0.2), Some(64), Some(true)));
+        assert_eq!(
+            (
+                body["temperature"].as_f64(),
+                body["max_tokens"].as_u64(),
+                body["stream"].as_bool()
+            ),
+            (Some(0.2), Some(64), Some(true))
+        );
         assert_eq!((body["seed"].as_u64(), body.get("model")), (Some(7), None));
 
-        let no_system = Settings { system_prompt: "  ".into(), ..settings };
-        let body: serde_json::Value = serde_json::from_str(&request_body(&turns, &no_system, 7, Some("compare"))).unwrap();
+        let no_system = Settings {
+            system_prompt: "  ".into(),
+            ..settings
+        };
+        let body: serde_json::Value =
+            serde_json::from_str(&request_body(&turns, &no_system, 7, Some("compare"))).unwrap();
         assert_eq!(body["messages"][0]["role"], "user");
         assert_eq!(body["model"], "compare");
     }
 
     #[test]
     fn an_answer_report_names_the_question_its_context_and_how_it_was_made() {
-        let settings = Settings { system_prompt: "Sé breve.".into(), temperature: 0.3, top_p: 0.8, max_tokens: 99, backend: Backend::Auto };
-        let meta = AnswerMeta { answer_key: "answer-1".into(), turn_key: "turn-1".into(), seed: 42, backend: AnswerBackend::Browser, settings, rating: Rating::Up };
-        let history = [turn(Speaker::Visitor, "Hola", None), turn(Speaker::Model, "¡Hola!", None), turn(Speaker::Visitor, "Resume.", Some("Un texto."))];
-        let stats = AnswerStats { tokens: 3, tokens_per_second: 9.0, device: "wasm".into() };
-        let report = answer_report("conv-1", &history, "Resumen.", Some(&stats), &meta, Some("bien".into())).unwrap();
-        assert_eq!((report.pregunta.as_str(), report.entrada.as_deref(), report.respuesta.as_str()), ("Resume.", Some("Un texto."), "Resumen."));
+        let settings = Settings {
+            system_prompt: "Sé breve.".into(),
+            temperature: 0.3,
+            top_p: 0.8,
+            max_tokens: 99,
+            backend: Backend::Auto,
+        };
+        let meta = AnswerMeta {
+            answer_key: "answer-1".into(),
+            turn_key: "turn-1".into(),
+            seed: 42,
+            backend: AnswerBackend::Browser,
+            settings,
+            rating: Rating::Up,
+        };
+        let history = [
+            turn(Speaker::Visitor, "Hola", None),
+            turn(Speaker::Model, "¡Hola!", None),
+            turn(Speaker::Visitor, "Resume.", Some("Un texto.")),
+        ];
+        let stats = AnswerStats {
+            tokens: 3,
+            tokens_per_second: 9.0,
+            device: "wasm".into(),
+        };
+        let report = answer_report(
+            "conv-1",
+            &history,
+            "Resumen.",
+            Some(&stats),
+            &meta,
+            Some("bien".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                report.pregunta.as_str(),
+                report.entrada.as_deref(),
+                report.respuesta.as_str()
+            ),
+            ("Resume.", Some("Un texto."), "Resumen.")
+        );
         assert_eq!(report.messages.len(), 4);
-        assert_eq!((report.messages[0].role.as_str(), report.messages[3].content.as_str()), ("system", "Resume.\n\nUn texto."));
-        assert_eq!((report.provenance.seed, report.provenance.max_tokens, report.provenance.device.as_str()), (42, 99, "wasm"));
-        assert_eq!((report.rating, report.comment.as_deref()), (Rating::Up, Some("bien")));
+        assert_eq!(
+            (
+                report.messages[0].role.as_str(),
+                report.messages[3].content.as_str()
+            ),
+            ("system", "Resume.\n\nUn texto.")
+        );
+        assert_eq!(
+            (
+                report.provenance.seed,
+                report.provenance.max_tokens,
+                report.provenance.device.as_str()
+            ),
+            (42, 99, "wasm")
+        );
+        assert_eq!(
+            (report.rating, report.comment.as_deref()),
+            (Rating::Up, Some("bien"))
+        );
         assert!(answer_report("conv-1", &[], "x", None, &meta, None).is_none());
     }
 
     /// The worker crate's tests parse this very text as a `WorkerRequest`.
     #[test]
     fn the_worker_request_has_the_agreed_shape() {
-        let settings = Settings { system_prompt: String::new(), temperature: 0.0, top_p: 1.0, max_tokens: 24, backend: Backend::Browser };
+        let settings = Settings {
+            system_prompt: String::new(),
+            temperature: 0.0,
+            top_p: 1.0,
+            max_tokens: 24,
+            backend: Backend::Browser,
+        };
         let request = worker_request(&[turn(Speaker::Visitor, "Hola", None)], &settings, 42);
         assert_eq!(
             request,
@@ -407,17 +582,31 @@ mod tests {
 
     #[test]
     fn worker_messages_are_read() {
-        assert_eq!(parse_worker_message(r#"{"type":"started"}"#), Ok(WorkerMessage::Started));
+        assert_eq!(
+            parse_worker_message(r#"{"type":"started"}"#),
+            Ok(WorkerMessage::Started)
+        );
         assert_eq!(
             parse_worker_message(r#"{"type":"progress","done":5,"total":10,"from_cache":true}"#),
-            Ok(WorkerMessage::Progress { done: 5, total: 10, from_cache: true })
+            Ok(WorkerMessage::Progress {
+                done: 5,
+                total: 10,
+                from_cache: true
+            })
         );
         let done = r#"{"type":"done","completion":{"text":"x","finish_reason":"stop","usage":{"prompt_tokens":3,"completion_tokens":7},"timings":{"prefill_ms":1.0,"prefill_tokens_per_second":2.0,"decode_tokens_per_second":9.5}}}"#;
         assert_eq!(
             parse_worker_message(done),
-            Ok(WorkerMessage::Event(StreamEvent::Finished(AnswerStats { tokens: 7, tokens_per_second: 9.5, device: "wasm".into() })))
+            Ok(WorkerMessage::Event(StreamEvent::Finished(AnswerStats {
+                tokens: 7,
+                tokens_per_second: 9.5,
+                device: "wasm".into()
+            })))
         );
-        assert_eq!(parse_worker_message(r#"{"type":"failed","message":"too large"}"#), Ok(WorkerMessage::Failed("too large".into())));
+        assert_eq!(
+            parse_worker_message(r#"{"type":"failed","message":"too large"}"#),
+            Ok(WorkerMessage::Failed("too large".into()))
+        );
     }
 
     #[test]
@@ -425,11 +614,28 @@ mod tests {
         let text = r#"{"choices":[{"index":0,"delta":{"content":"¡Hola"},"finish_reason":null}]}"#;
         assert_eq!(parse_event(text), Ok(StreamEvent::Text("¡Hola".into())));
         let queued = r#"{"choices":[{"index":0,"delta":{},"finish_reason":null}],"queue":{"position":3,"estimated_wait_seconds":12.0}}"#;
-        assert_eq!(parse_event(queued), Ok(StreamEvent::Queued { position: 3, estimated_wait_seconds: Some(12.0) }));
+        assert_eq!(
+            parse_event(queued),
+            Ok(StreamEvent::Queued {
+                position: 3,
+                estimated_wait_seconds: Some(12.0)
+            })
+        );
         let last = r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"completion_tokens":9},"timings":{"decode_tokens_per_second":31.5,"device":"cpu"}}"#;
-        assert_eq!(parse_event(last), Ok(StreamEvent::Finished(AnswerStats { tokens: 9, tokens_per_second: 31.5, device: "cpu".into() })));
-        assert_eq!(parse_event(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#), Ok(StreamEvent::Nothing));
-        let error = parse_event(r#"{"error":{"message":"busy","type":"rate_limit_error"}}"#).unwrap_err();
+        assert_eq!(
+            parse_event(last),
+            Ok(StreamEvent::Finished(AnswerStats {
+                tokens: 9,
+                tokens_per_second: 31.5,
+                device: "cpu".into()
+            }))
+        );
+        assert_eq!(
+            parse_event(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
+            Ok(StreamEvent::Nothing)
+        );
+        let error =
+            parse_event(r#"{"error":{"message":"busy","type":"rate_limit_error"}}"#).unwrap_err();
         assert_eq!(error.failure, Failure::Busy);
     }
 
@@ -437,14 +643,27 @@ mod tests {
     fn errors_are_sorted_by_what_the_visitor_can_do() {
         let body = r#"{"error":{"message":"the conversation is 3000 tokens long","type":"invalid_request_error"}}"#;
         let error = ChatError::from_response(422, body);
-        assert_eq!((error.failure, error.detail.as_str()), (Failure::TooLong, "the conversation is 3000 tokens long"));
+        assert_eq!(
+            (error.failure, error.detail.as_str()),
+            (Failure::TooLong, "the conversation is 3000 tokens long")
+        );
         assert_eq!(ChatError::from_response(429, "{}").failure, Failure::Busy);
         assert_eq!(ChatError::from_response(503, "not json").detail, "HTTP 503");
     }
 
     #[test]
     fn settings_typed_by_hand_are_brought_into_range() {
-        let wild = Settings { system_prompt: String::new(), temperature: f64::NAN, top_p: 7.0, max_tokens: 0, backend: Backend::Browser }.clamped();
-        assert_eq!((wild.temperature, wild.top_p, wild.max_tokens), (0.7, 1.0, 1));
+        let wild = Settings {
+            system_prompt: String::new(),
+            temperature: f64::NAN,
+            top_p: 7.0,
+            max_tokens: 0,
+            backend: Backend::Browser,
+        }
+        .clamped();
+        assert_eq!(
+            (wild.temperature, wild.top_p, wild.max_tokens),
+            (0.7, 1.0, 1)
+        );
     }
 }

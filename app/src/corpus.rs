@@ -5,7 +5,18 @@
 use serde::{Deserialize, Serialize};
 
 /// The hackathon's corpus columns, in their order.
-pub const COLUMNS: [&str; 10] = ["pregunta", "entrada", "respuesta", "idioma", "epoca", "nivel", "registro", "dominio", "tarea", "país"];
+pub const COLUMNS: [&str; 10] = [
+    "pregunta",
+    "entrada",
+    "respuesta",
+    "idioma",
+    "epoca",
+    "nivel",
+    "registro",
+    "dominio",
+    "tarea",
+    "país",
+];
 /// Columns every row needs; the others are known when the team recorded them.
 pub const REQUIRED: [&str; 4] = ["pregunta", "entrada", "respuesta", "idioma"];
 /// The columns charted, by their index in [`COLUMNS`].
@@ -71,8 +82,13 @@ mod read {
     #[derive(Debug, thiserror::Error)]
     pub enum CorpusError {
         #[error("cannot read {path} ({source}); fix `[dataset] file` in space.toml")]
-        Read { path: PathBuf, source: std::io::Error },
-        #[error("{path}: {reason}; fix `[dataset] file` in space.toml (allowed: a .jsonl, .json, .csv or .parquet file)")]
+        Read {
+            path: PathBuf,
+            source: std::io::Error,
+        },
+        #[error(
+            "{path}: {reason}; fix `[dataset] file` in space.toml (allowed: a .jsonl, .json, .csv or .parquet file)"
+        )]
         Format { path: PathBuf, reason: String },
     }
 
@@ -93,32 +109,46 @@ mod read {
     fn read_jsonl(text: &str) -> Vec<RawRow> {
         text.lines()
             .filter(|line| !line.trim().is_empty())
-            .map(|line| match serde_json::from_str::<serde_json::Value>(line) {
-                Ok(serde_json::Value::Object(object)) => Ok(object
-                    .into_iter()
-                    .map(|(key, value)| {
-                        let text = match value {
-                            serde_json::Value::String(text) => text,
-                            serde_json::Value::Null => String::new(),
-                            other => other.to_string(),
-                        };
-                        (key, text)
-                    })
-                    .collect()),
-                Ok(_) => Err("not a JSON object".to_owned()),
-                Err(error) => Err(format!("not JSON ({error})")),
-            })
+            .map(
+                |line| match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(serde_json::Value::Object(object)) => Ok(object
+                        .into_iter()
+                        .map(|(key, value)| {
+                            let text = match value {
+                                serde_json::Value::String(text) => text,
+                                serde_json::Value::Null => String::new(),
+                                other => other.to_string(),
+                            };
+                            (key, text)
+                        })
+                        .collect()),
+                    Ok(_) => Err("not a JSON object".to_owned()),
+                    Err(error) => Err(format!("not JSON ({error})")),
+                },
+            )
             .collect()
     }
 
     fn read_csv(path: &Path) -> Result<Vec<RawRow>, String> {
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(path).map_err(|error| error.to_string())?;
-        let headers: Vec<String> = reader.headers().map_err(|error| error.to_string())?.iter().map(str::to_owned).collect();
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .map_err(|error| error.to_string())?;
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(|error| error.to_string())?
+            .iter()
+            .map(str::to_owned)
+            .collect();
         Ok(reader
             .records()
             .map(|record| {
                 let record = record.map_err(|error| error.to_string())?;
-                Ok(headers.iter().cloned().zip(record.iter().map(str::to_owned)).collect())
+                Ok(headers
+                    .iter()
+                    .cloned()
+                    .zip(record.iter().map(str::to_owned))
+                    .collect())
             })
             .collect())
     }
@@ -129,7 +159,9 @@ mod read {
         use parquet::record::Field;
         let file = std::fs::File::open(path).map_err(|error| error.to_string())?;
         let reader = SerializedFileReader::new(file).map_err(|error| error.to_string())?;
-        let rows = reader.get_row_iter(None).map_err(|error| error.to_string())?;
+        let rows = reader
+            .get_row_iter(None)
+            .map_err(|error| error.to_string())?;
         Ok(rows
             .map(|row| {
                 let row = row.map_err(|error| error.to_string())?;
@@ -151,13 +183,31 @@ mod read {
     /// Reads and checks the corpus at `path`.
     pub fn load(path: &Path) -> Result<Corpus, CorpusError> {
         let started = Instant::now();
-        let extension = path.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_lowercase();
-        let format_error = |reason: String| CorpusError::Format { path: path.to_owned(), reason };
+        let extension = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .unwrap_or_default()
+            .to_lowercase();
+        let format_error = |reason: String| CorpusError::Format {
+            path: path.to_owned(),
+            reason,
+        };
         let raw = match extension.as_str() {
-            "jsonl" | "json" => read_jsonl(&std::fs::read_to_string(path).map_err(|source| CorpusError::Read { path: path.to_owned(), source })?),
+            "jsonl" | "json" => {
+                read_jsonl(
+                    &std::fs::read_to_string(path).map_err(|source| CorpusError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
             "csv" => read_csv(path).map_err(format_error)?,
             "parquet" => read_parquet(path).map_err(format_error)?,
-            other => return Err(format_error(format!("the extension {other:?} is not a corpus format Vitrina reads"))),
+            other => {
+                return Err(format_error(format!(
+                    "the extension {other:?} is not a corpus format Vitrina reads"
+                )));
+            }
         };
         let mut corpus = check(raw);
         corpus.file = path.display().to_string();
@@ -166,13 +216,18 @@ mod read {
     }
 
     fn problem(kind: &str, found: Vec<String>) -> Problem {
-        Problem { kind: kind.to_owned(), count: found.len(), examples: found.into_iter().take(MAX_EXAMPLES).collect() }
+        Problem {
+            kind: kind.to_owned(),
+            count: found.len(),
+            examples: found.into_iter().take(MAX_EXAMPLES).collect(),
+        }
     }
 
     /// The report of rows as read; row numbers count from 1, as a spreadsheet does.
     fn check(raw: Vec<RawRow>) -> Corpus {
         let mut seen_columns = HashSet::new();
-        let (mut bad_rows, mut invalid_idioma, mut empty_answers, mut duplicates) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut bad_rows, mut invalid_idioma, mut empty_answers, mut duplicates) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut first_seen: HashMap<(String, String, String), usize> = HashMap::new();
         let mut rows = Vec::with_capacity(raw.len());
         for (index, row) in raw.into_iter().enumerate() {
@@ -202,8 +257,15 @@ mod read {
             }
             rows.push(values);
         }
-        let missing_columns = COLUMNS.iter().filter(|column| !seen_columns.contains(**column)).map(|column| (*column).to_owned()).collect();
-        let mut unknown_columns: Vec<String> = seen_columns.into_iter().filter(|column| !COLUMNS.contains(&column.as_str())).collect();
+        let missing_columns = COLUMNS
+            .iter()
+            .filter(|column| !seen_columns.contains(**column))
+            .map(|column| (*column).to_owned())
+            .collect();
+        let mut unknown_columns: Vec<String> = seen_columns
+            .into_iter()
+            .filter(|column| !COLUMNS.contains(&column.as_str()))
+            .collect();
         unknown_columns.sort();
         let charts = CHARTED.iter().map(|&column| chart(&rows, column)).collect();
         Corpus {
@@ -226,13 +288,24 @@ mod read {
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for row in rows {
             let value = row[column].trim();
-            *counts.entry(if value.is_empty() { "(vacío)" } else { value }).or_default() += 1;
+            *counts
+                .entry(if value.is_empty() { "(vacío)" } else { value })
+                .or_default() += 1;
         }
-        let mut bars: Vec<(String, usize)> = counts.into_iter().map(|(value, count)| (value.to_owned(), count)).collect();
-        bars.sort_by(|(a_value, a_count), (b_value, b_count)| b_count.cmp(a_count).then(a_value.cmp(b_value)));
+        let mut bars: Vec<(String, usize)> = counts
+            .into_iter()
+            .map(|(value, count)| (value.to_owned(), count))
+            .collect();
+        bars.sort_by(|(a_value, a_count), (b_value, b_count)| {
+            b_count.cmp(a_count).then(a_value.cmp(b_value))
+        });
         let others = bars.iter().skip(MAX_BARS).map(|(_, count)| count).sum();
         bars.truncate(MAX_BARS);
-        Chart { column: COLUMNS[column].to_owned(), bars, others }
+        Chart {
+            column: COLUMNS[column].to_owned(),
+            bars,
+            others,
+        }
     }
 
     impl Corpus {
@@ -252,7 +325,13 @@ mod read {
                 page,
                 pages,
                 first_row: start + 1,
-                sample: self.rows.iter().skip(start).take(PAGE_ROWS).map(|row| row.to_vec()).collect(),
+                sample: self
+                    .rows
+                    .iter()
+                    .skip(start)
+                    .take(PAGE_ROWS)
+                    .map(|row| row.to_vec())
+                    .collect(),
             }
         }
     }
@@ -262,9 +341,16 @@ mod read {
 
     /// The corpus at `path`, read once per version of the file.
     pub fn load_cached(path: &Path) -> Result<Arc<Corpus>, CorpusError> {
-        let modified = std::fs::metadata(path).and_then(|metadata| metadata.modified()).ok();
-        let mut cache = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((_, _, corpus)) = cache.iter().find(|(cached, when, _)| cached == path && *when == modified) {
+        let modified = std::fs::metadata(path)
+            .and_then(|metadata| metadata.modified())
+            .ok();
+        let mut cache = CACHE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, _, corpus)) = cache
+            .iter()
+            .find(|(cached, when, _)| cached == path && *when == modified)
+        {
             return Ok(Arc::clone(corpus));
         }
         let corpus = Arc::new(load(path)?);

@@ -4,7 +4,6 @@
 
 use serde::{Deserialize, Serialize};
 
-
 /// Which of the Space's models a [`ModelFacts`] describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,8 +68,14 @@ impl ModelFacts {
 #[cfg(feature = "ssr")]
 #[derive(Clone, Debug, PartialEq)]
 pub enum FetchedCard {
-    Fetched { repo: String, path: std::path::PathBuf },
-    Failed { repo: String, reason: String },
+    Fetched {
+        repo: String,
+        path: std::path::PathBuf,
+    },
+    Failed {
+        repo: String,
+        reason: String,
+    },
 }
 
 /// The server's side of the pages, provided as `Arc<dyn ServerFacts>` in the context.

@@ -35,12 +35,21 @@ impl Lang {
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == LANG_COOKIE)
-            .map_or(Lang::Es, |(_, value)| if value.trim() == "en" { Lang::En } else { Lang::Es })
+            .map_or(Lang::Es, |(_, value)| {
+                if value.trim() == "en" {
+                    Lang::En
+                } else {
+                    Lang::Es
+                }
+            })
     }
 
     /// The `Set-Cookie`-style value that stores this choice for a year.
     pub fn cookie(self) -> String {
-        format!("{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax", self.code())
+        format!(
+            "{LANG_COOKIE}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+            self.code()
+        )
     }
 
     pub fn strings(self) -> &'static Strings {
@@ -263,7 +272,12 @@ pub const ES: Strings = Strings {
     missing_columns: "Columnas que faltan",
     missing_required: "(obligatoria)",
     unknown_columns: "Columnas desconocidas",
-    problem_labels: ["Filas ilegibles", "Códigos de idioma no válidos", "Respuestas vacías", "Filas duplicadas"],
+    problem_labels: [
+        "Filas ilegibles",
+        "Códigos de idioma no válidos",
+        "Respuestas vacías",
+        "Filas duplicadas",
+    ],
     rows_affected: "filas; por ejemplo:",
     nothing_found: "ninguna",
     distribution: "Distribución",
@@ -279,7 +293,20 @@ pub const ES: Strings = Strings {
     stored_answer: "Respuesta guardada",
     question: "Pregunta",
     how_made: "Cómo se generó",
-    provenance_labels: ["Dónde", "Modelo", "sha256 del modelo", "Cuantización", "Dispositivo", "Temperatura", "top_p", "Máximo de tokens", "Semilla", "Valoración", "Comentario", "Guardada"],
+    provenance_labels: [
+        "Dónde",
+        "Modelo",
+        "sha256 del modelo",
+        "Cuantización",
+        "Dispositivo",
+        "Temperatura",
+        "top_p",
+        "Máximo de tokens",
+        "Semilla",
+        "Valoración",
+        "Comentario",
+        "Guardada",
+    ],
     reproduce: "Reprodúcela con la API de este Space (misma semilla y ajustes):",
     answer_not_found: "No hay ninguna respuesta guardada con este enlace.",
     like: "Me gusta esta respuesta",
@@ -297,8 +324,26 @@ pub const ES: Strings = Strings {
     check_failed: "No cumple",
     source_file: "Archivo",
     model_facts: "Datos de los modelos",
-    model_roles: ["Modelo del equipo (servidor)", "Modelo base (comparación)", "Modelo del navegador (respaldo)"],
-    fact_labels: ["Nombre", "Estado", "Arquitectura", "Parámetros", "Cuantización", "Tipos de tensores", "Contexto (tokens)", "Tamaño del archivo", "sha256", "Motor", "Dispositivo", "Velocidad media medida", "Respuestas dadas"],
+    model_roles: [
+        "Modelo del equipo (servidor)",
+        "Modelo base (comparación)",
+        "Modelo del navegador (respaldo)",
+    ],
+    fact_labels: [
+        "Nombre",
+        "Estado",
+        "Arquitectura",
+        "Parámetros",
+        "Cuantización",
+        "Tipos de tensores",
+        "Contexto (tokens)",
+        "Tamaño del archivo",
+        "sha256",
+        "Motor",
+        "Dispositivo",
+        "Velocidad media medida",
+        "Respuestas dadas",
+    ],
     not_measured: "sin medir aún",
     run_examples: "Ejecutar todos los ejemplos",
     run_examples_intro: "Cada ejemplo de space.toml, uno tras otro, con los ajustes del equipo y la misma semilla para todos los modelos.",
@@ -390,7 +435,12 @@ pub const EN: Strings = Strings {
     missing_columns: "Missing columns",
     missing_required: "(required)",
     unknown_columns: "Unknown columns",
-    problem_labels: ["Unreadable rows", "Invalid idioma codes", "Empty answers", "Duplicate rows"],
+    problem_labels: [
+        "Unreadable rows",
+        "Invalid idioma codes",
+        "Empty answers",
+        "Duplicate rows",
+    ],
     rows_affected: "rows; for example:",
     nothing_found: "none",
     distribution: "Distribution",
@@ -406,7 +456,20 @@ pub const EN: Strings = Strings {
     stored_answer: "Stored answer",
     question: "Question",
     how_made: "How it was made",
-    provenance_labels: ["Where", "Model", "Model sha256", "Quantization", "Device", "Temperature", "top_p", "Max tokens", "Seed", "Rating", "Comment", "Stored"],
+    provenance_labels: [
+        "Where",
+        "Model",
+        "Model sha256",
+        "Quantization",
+        "Device",
+        "Temperature",
+        "top_p",
+        "Max tokens",
+        "Seed",
+        "Rating",
+        "Comment",
+        "Stored",
+    ],
     reproduce: "Reproduce it with this Space's API (same seed and settings):",
     answer_not_found: "No stored answer has this link.",
     like: "I like this answer",
@@ -424,8 +487,26 @@ pub const EN: Strings = Strings {
     check_failed: "Fails",
     source_file: "File",
     model_facts: "Model facts",
-    model_roles: ["Team's model (server)", "Base model (comparison)", "Browser model (fallback)"],
-    fact_labels: ["Name", "Status", "Architecture", "Parameters", "Quantization", "Tensor types", "Context (tokens)", "File size", "sha256", "Backend", "Device", "Mean measured speed", "Answers given"],
+    model_roles: [
+        "Team's model (server)",
+        "Base model (comparison)",
+        "Browser model (fallback)",
+    ],
+    fact_labels: [
+        "Name",
+        "Status",
+        "Architecture",
+        "Parameters",
+        "Quantization",
+        "Tensor types",
+        "Context (tokens)",
+        "File size",
+        "sha256",
+        "Backend",
+        "Device",
+        "Mean measured speed",
+        "Answers given",
+    ],
     not_measured: "not measured yet",
     run_examples: "Run all examples",
     run_examples_intro: "Every example in space.toml, one after another, with the team's settings and the same seed for every model.",

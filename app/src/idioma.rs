@@ -10,7 +10,11 @@ pub struct Variety {
 }
 
 const fn variety(code: &'static str, name_es: &'static str, name_en: &'static str) -> Variety {
-    Variety { code, name_es, name_en }
+    Variety {
+        code,
+        name_es,
+        name_en,
+    }
 }
 
 pub const VARIETIES: &[Variety] = &[
@@ -21,10 +25,18 @@ pub const VARIETIES: &[Variety] = &[
     variety("es_co", "Español de Colombia", "Colombian Spanish"),
     variety("es_cr", "Español de Costa Rica", "Costa Rican Spanish"),
     variety("es_cu", "Español de Cuba", "Cuban Spanish"),
-    variety("es_do", "Español de República Dominicana", "Dominican Spanish"),
+    variety(
+        "es_do",
+        "Español de República Dominicana",
+        "Dominican Spanish",
+    ),
     variety("es_ec", "Español de Ecuador", "Ecuadorian Spanish"),
     variety("es_es", "Español de España", "Spanish from Spain"),
-    variety("es_gq", "Español de Guinea Ecuatorial", "Equatoguinean Spanish"),
+    variety(
+        "es_gq",
+        "Español de Guinea Ecuatorial",
+        "Equatoguinean Spanish",
+    ),
     variety("es_gt", "Español de Guatemala", "Guatemalan Spanish"),
     variety("es_hn", "Español de Honduras", "Honduran Spanish"),
     variety("es_mx", "Español de México", "Mexican Spanish"),
@@ -63,10 +75,26 @@ mod tests {
     #[test]
     fn codes_are_unique_lowercase_and_named() {
         for (index, variety) in VARIETIES.iter().enumerate() {
-            assert!(variety.code.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{}", variety.code);
-            assert!(VARIETIES[index + 1..].iter().all(|other| other.code != variety.code), "{}", variety.code);
+            assert!(
+                variety
+                    .code
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                variety.code
+            );
+            assert!(
+                VARIETIES[index + 1..]
+                    .iter()
+                    .all(|other| other.code != variety.code),
+                "{}",
+                variety.code
+            );
         }
-        assert_eq!(variety_by_code("es_mx").unwrap().name_es, "Español de México");
+        assert_eq!(
+            variety_by_code("es_mx").unwrap().name_es,
+            "Español de México"
+        );
         assert_eq!(variety_by_code("eu").unwrap().name_en, "Basque");
         assert!(variety_by_code("es-mx").is_none());
     }

@@ -19,11 +19,19 @@ pub struct Check {
 
 impl Check {
     pub fn pass(item: &str, reason: &str) -> Self {
-        Self { item: item.to_owned(), passed: true, reason: reason.to_owned() }
+        Self {
+            item: item.to_owned(),
+            passed: true,
+            reason: reason.to_owned(),
+        }
     }
 
     pub fn fail(item: &str, reason: &str) -> Self {
-        Self { item: item.to_owned(), passed: false, reason: reason.to_owned() }
+        Self {
+            item: item.to_owned(),
+            passed: false,
+            reason: reason.to_owned(),
+        }
     }
 }
 
@@ -73,17 +81,28 @@ mod build {
     ];
 
     fn template_left(text: &str) -> Option<&'static str> {
-        TEMPLATE_TEXT.iter().copied().find(|marker| text.contains(marker))
+        TEMPLATE_TEXT
+            .iter()
+            .copied()
+            .find(|marker| text.contains(marker))
     }
 
     /// A section of the project sheet: present, and more than the template's words.
     fn text_check(item: &str, key: &str, text: &str, min_chars: usize) -> Check {
         if let Some(marker) = template_left(text) {
-            return Check::fail(item, &format!("`{key}` aún tiene el texto de la plantilla («{marker}…»): escribe el vuestro"));
+            return Check::fail(
+                item,
+                &format!(
+                    "`{key}` aún tiene el texto de la plantilla («{marker}…»): escribe el vuestro"
+                ),
+            );
         }
         let chars = text.trim().chars().count();
         if chars < min_chars {
-            return Check::fail(item, &format!("`{key}` tiene {chars} caracteres: explícalo en al menos {min_chars}"));
+            return Check::fail(
+                item,
+                &format!("`{key}` tiene {chars} caracteres: explícalo en al menos {min_chars}"),
+            );
         }
         Check::pass(item, &format!("`{key}`: {chars} caracteres"))
     }
@@ -96,19 +115,40 @@ mod build {
         ];
         let future = project.future.join("\n");
         checks.push(match template_left(&future) {
-            Some(marker) => Check::fail("Ideas de futuro", &format!("`project.future` aún tiene el texto de la plantilla («{marker}…»)")),
-            None => Check::pass("Ideas de futuro", &format!("{} ideas en `project.future`", project.future.len())),
+            Some(marker) => Check::fail(
+                "Ideas de futuro",
+                &format!("`project.future` aún tiene el texto de la plantilla («{marker}…»)"),
+            ),
+            None => Check::pass(
+                "Ideas de futuro",
+                &format!("{} ideas en `project.future`", project.future.len()),
+            ),
         });
-        let goals: Vec<String> = project.ods.iter().map(|number| format!("ODS {} ({})", number.goal().number, number.goal().name_es)).collect();
+        let goals: Vec<String> = project
+            .ods
+            .iter()
+            .map(|number| format!("ODS {} ({})", number.goal().number, number.goal().name_es))
+            .collect();
         checks.push(Check::pass("ODS", &goals.join(", ")));
-        for (item, key, repos) in [("Conjunto(s) de datos enlazado(s)", "datasets", &space.datasets), ("Modelo(s) enlazado(s)", "models", &space.models)] {
+        for (item, key, repos) in [
+            (
+                "Conjunto(s) de datos enlazado(s)",
+                "datasets",
+                &space.datasets,
+            ),
+            ("Modelo(s) enlazado(s)", "models", &space.models),
+        ] {
             let ids: Vec<&str> = repos.iter().map(|repo| repo.id.as_str()).collect();
             checks.push(match ids.iter().find_map(|id| template_left(id)) {
                 Some(marker) => Check::fail(item, &format!("`[[{key}]]` aún nombra «{marker}», de la plantilla: pon vuestros identificadores del Hub")),
                 None => Check::pass(item, &ids.join(", ")),
             });
         }
-        let team: Vec<String> = space.team.iter().map(|member| format!("{} ({})", member.name, member.hub.as_str())).collect();
+        let team: Vec<String> = space
+            .team
+            .iter()
+            .map(|member| format!("{} ({})", member.name, member.hub.as_str()))
+            .collect();
         checks.push(match space.team.iter().find_map(|member| template_left(&member.name).or_else(|| template_left(member.hub.as_str()))) {
             Some(marker) => Check::fail("Equipo", &format!("`[[team]]` aún tiene «{marker}», de la plantilla: nombra a cada persona del equipo")),
             None => Check::pass("Equipo", &team.join(", ")),
@@ -120,51 +160,129 @@ mod build {
     /// Hub links the Space to them from it).
     fn readme_checks(space: &Space, readme: Option<&str>) -> Vec<Check> {
         let Some(readme) = readme else {
-            return vec![Check::fail("README.md", "no hay README.md en la carpeta donde se ejecuta el servidor: el README del Space (con sus metadatos) va ahí")];
+            return vec![Check::fail(
+                "README.md",
+                "no hay README.md en la carpeta donde se ejecuta el servidor: el README del Space (con sus metadatos) va ahí",
+            )];
         };
         let mut checks = Vec::new();
-        for (item, key, repos) in [("Datasets en README.md", "datasets", &space.datasets), ("Modelos en README.md", "models", &space.models)] {
+        for (item, key, repos) in [
+            ("Datasets en README.md", "datasets", &space.datasets),
+            ("Modelos en README.md", "models", &space.models),
+        ] {
             let listed = front_matter_list(readme, key);
-            let missing: Vec<&str> = repos.iter().map(|repo| repo.id.as_str()).filter(|id| !listed.iter().any(|name| name == id)).collect();
+            let missing: Vec<&str> = repos
+                .iter()
+                .map(|repo| repo.id.as_str())
+                .filter(|id| !listed.iter().any(|name| name == id))
+                .collect();
             checks.push(if missing.is_empty() {
-                Check::pass(item, &format!("`{key}:` de los metadatos nombra todos los de space.toml"))
+                Check::pass(
+                    item,
+                    &format!("`{key}:` de los metadatos nombra todos los de space.toml"),
+                )
             } else {
-                Check::fail(item, &format!("a `{key}:` de los metadatos le falta {} (que está en space.toml): añádelo", missing.join(", ")))
+                Check::fail(
+                    item,
+                    &format!(
+                        "a `{key}:` de los metadatos le falta {} (que está en space.toml): añádelo",
+                        missing.join(", ")
+                    ),
+                )
             });
         }
         checks
     }
 
     /// A card given in `[cards]`, else the one fetched from the Hub, else why there is none.
-    fn card_group(title: &str, kind: CardKind, given: Option<&Path>, fetched: Option<FetchedCard>, key: &str, expected_datasets: &[&str]) -> CheckGroup {
+    fn card_group(
+        title: &str,
+        kind: CardKind,
+        given: Option<&Path>,
+        fetched: Option<FetchedCard>,
+        key: &str,
+        expected_datasets: &[&str],
+    ) -> CheckGroup {
         let read = |path: &Path, source: String| match std::fs::read_to_string(path) {
             Ok(text) => (source, check_card(kind, &text, expected_datasets)),
-            Err(error) => (source, vec![Check::fail(title, &format!("no se puede leer {} ({error}): corrige `[cards] {key}` en space.toml", path.display()))]),
+            Err(error) => (
+                source,
+                vec![Check::fail(
+                    title,
+                    &format!(
+                        "no se puede leer {} ({error}): corrige `[cards] {key}` en space.toml",
+                        path.display()
+                    ),
+                )],
+            ),
         };
         let (source, checks) = match (given, fetched) {
             (Some(path), _) => read(path, path.display().to_string()),
-            (None, Some(FetchedCard::Fetched { repo, path })) => read(&path, format!("{repo} (Hub) → {}", path.display())),
+            (None, Some(FetchedCard::Fetched { repo, path })) => {
+                read(&path, format!("{repo} (Hub) → {}", path.display()))
+            }
             (None, Some(FetchedCard::Failed { repo, reason })) => (
                 repo.clone(),
-                vec![Check::fail(title, &format!("no se pudo traer del Hub la tarjeta de {repo} ({reason}): copia su README.md junto a space.toml y escribe `[cards] {key} = \"…\"`"))],
+                vec![Check::fail(
+                    title,
+                    &format!(
+                        "no se pudo traer del Hub la tarjeta de {repo} ({reason}): copia su README.md junto a space.toml y escribe `[cards] {key} = \"…\"`"
+                    ),
+                )],
             ),
             (None, None) => (
                 "space.toml".to_owned(),
-                vec![Check::fail(title, &format!("no hay tarjeta: copia el README.md del repositorio junto a space.toml y escribe `[cards] {key} = \"…\"`"))],
+                vec![Check::fail(
+                    title,
+                    &format!(
+                        "no hay tarjeta: copia el README.md del repositorio junto a space.toml y escribe `[cards] {key} = \"…\"`"
+                    ),
+                )],
             ),
         };
-        CheckGroup { title: title.to_owned(), source, checks }
+        CheckGroup {
+            title: title.to_owned(),
+            source,
+            checks,
+        }
     }
 
     /// The whole report; `readme` is the Space's README.md, if found; `fetched` gives the cards
     /// the server fetched from the Hub for what `[cards]` leaves out.
-    pub fn build_report(space: &Space, readme: Option<&str>, models: Vec<ModelFacts>, fetched: impl Fn(CardKind) -> Option<FetchedCard>) -> JudgeReport {
+    pub fn build_report(
+        space: &Space,
+        readme: Option<&str>,
+        models: Vec<ModelFacts>,
+        fetched: impl Fn(CardKind) -> Option<FetchedCard>,
+    ) -> JudgeReport {
         let datasets: Vec<&str> = space.datasets.iter().map(|repo| repo.id.as_str()).collect();
         let groups = vec![
-            CheckGroup { title: "Ficha del proyecto".into(), source: "space.toml".into(), checks: project_checks(space) },
-            CheckGroup { title: "Enlaces en el README del Space".into(), source: "README.md".into(), checks: readme_checks(space, readme) },
-            card_group("Tarjeta del modelo", CardKind::Model, space.cards.model.as_deref(), fetched(CardKind::Model), "model", &datasets),
-            card_group("Tarjeta del conjunto de datos", CardKind::Dataset, space.cards.dataset.as_deref(), fetched(CardKind::Dataset), "dataset", &[]),
+            CheckGroup {
+                title: "Ficha del proyecto".into(),
+                source: "space.toml".into(),
+                checks: project_checks(space),
+            },
+            CheckGroup {
+                title: "Enlaces en el README del Space".into(),
+                source: "README.md".into(),
+                checks: readme_checks(space, readme),
+            },
+            card_group(
+                "Tarjeta del modelo",
+                CardKind::Model,
+                space.cards.model.as_deref(),
+                fetched(CardKind::Model),
+                "model",
+                &datasets,
+            ),
+            card_group(
+                "Tarjeta del conjunto de datos",
+                CardKind::Dataset,
+                space.cards.dataset.as_deref(),
+                fetched(CardKind::Dataset),
+                "dataset",
+                &[],
+            ),
         ];
         JudgeReport {
             title: space.project.title.clone(),
@@ -187,7 +305,12 @@ mod tests {
     const README: &str = "---\nmodels:\n  - Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF\ndatasets:\n  - somosnlp/corpus-salud\n---\n# Space\n";
 
     fn failed(report: &JudgeReport, group: usize) -> Vec<String> {
-        report.groups[group].checks.iter().filter(|check| !check.passed).map(|check| format!("{}: {}", check.item, check.reason)).collect()
+        report.groups[group]
+            .checks
+            .iter()
+            .filter(|check| !check.passed)
+            .map(|check| format!("{}: {}", check.item, check.reason))
+            .collect()
     }
 
     #[test]
@@ -195,12 +318,28 @@ mod tests {
         let space = crate::space::parse(SHIPPED, "space.toml").unwrap();
         let report = build_report(&space, Some(README), Vec::new(), |_| None);
         let failures = failed(&report, 0);
-        let items: Vec<&str> = failures.iter().map(|failure| failure.split(':').next().unwrap()).collect();
-        assert_eq!(items, ["Motivación", "Impacto", "Conjunto(s) de datos enlazado(s)", "Equipo"]);
+        let items: Vec<&str> = failures
+            .iter()
+            .map(|failure| failure.split(':').next().unwrap())
+            .collect();
+        assert_eq!(
+            items,
+            [
+                "Motivación",
+                "Impacto",
+                "Conjunto(s) de datos enlazado(s)",
+                "Equipo"
+            ]
+        );
         assert!(failures[0].contains("«Escribe aquí…»"), "{failures:?}");
         assert!(failures[3].contains("«Tu nombre»"), "{failures:?}");
         // The README names another dataset than space.toml.
-        assert_eq!(failed(&report, 1), ["Datasets en README.md: a `datasets:` de los metadatos le falta tu-organizacion/tu-corpus-instrucciones (que está en space.toml): añádelo"]);
+        assert_eq!(
+            failed(&report, 1),
+            [
+                "Datasets en README.md: a `datasets:` de los metadatos le falta tu-organizacion/tu-corpus-instrucciones (que está en space.toml): añádelo"
+            ]
+        );
         let no_readme = build_report(&space, None, Vec::new(), |_| None);
         assert!(failed(&no_readme, 1)[0].contains("no hay README.md"));
     }
@@ -213,14 +352,33 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vitrina-card-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let card = dir.join("dataset.md");
-        std::fs::write(&card, "---\nlicense: mit\nlanguage: es\n---\n# Corpus\n## Limitaciones\nPocas.\n").unwrap();
+        std::fs::write(
+            &card,
+            "---\nlicense: mit\nlanguage: es\n---\n# Corpus\n## Limitaciones\nPocas.\n",
+        )
+        .unwrap();
         let fetched = |kind| match kind {
-            CardKind::Model => Some(FetchedCard::Failed { repo: "org/modelo".into(), reason: "sin conexión".into() }),
-            CardKind::Dataset => Some(FetchedCard::Fetched { repo: "org/corpus".into(), path: card.clone() }),
+            CardKind::Model => Some(FetchedCard::Failed {
+                repo: "org/modelo".into(),
+                reason: "sin conexión".into(),
+            }),
+            CardKind::Dataset => Some(FetchedCard::Fetched {
+                repo: "org/corpus".into(),
+                path: card.clone(),
+            }),
         };
         let report = build_report(&space, Some(README), Vec::new(), fetched);
-        assert_eq!(failed(&report, 2), ["Tarjeta del modelo: no se pudo traer del Hub la tarjeta de org/modelo (sin conexión): copia su README.md junto a space.toml y escribe `[cards] model = \"…\"`"]);
-        assert!(report.groups[3].source.starts_with("org/corpus (Hub)"), "{}", report.groups[3].source);
+        assert_eq!(
+            failed(&report, 2),
+            [
+                "Tarjeta del modelo: no se pudo traer del Hub la tarjeta de org/modelo (sin conexión): copia su README.md junto a space.toml y escribe `[cards] model = \"…\"`"
+            ]
+        );
+        assert!(
+            report.groups[3].source.starts_with("org/corpus (Hub)"),
+            "{}",
+            report.groups[3].source
+        );
         assert_eq!(failed(&report, 3), Vec::<String>::new());
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -228,9 +386,18 @@ mod tests {
     #[test]
     fn a_filled_in_sheet_passes_every_project_check() {
         let filled = SHIPPED
-            .replace("Escribe aquí por qué existe el proyecto", "El proyecto existe porque los centros de salud rurales")
-            .replace("Explica a quién ayuda el modelo", "Ayuda a quienes atienden pacientes en zonas rurales")
-            .replace("tu-organizacion/tu-corpus-instrucciones", "somosnlp/corpus-salud")
+            .replace(
+                "Escribe aquí por qué existe el proyecto",
+                "El proyecto existe porque los centros de salud rurales",
+            )
+            .replace(
+                "Explica a quién ayuda el modelo",
+                "Ayuda a quienes atienden pacientes en zonas rurales",
+            )
+            .replace(
+                "tu-organizacion/tu-corpus-instrucciones",
+                "somosnlp/corpus-salud",
+            )
             .replace("Nombre de otra persona del equipo", "Luis Gómez")
             .replace("Tu nombre", "Ana Pérez")
             .replace("tu-usuario", "ana-perez")
@@ -240,6 +407,10 @@ mod tests {
         assert_eq!(failed(&report, 0), Vec::<String>::new());
         assert_eq!(failed(&report, 1), Vec::<String>::new());
         assert_eq!(report.groups[0].checks.len(), 7);
-        assert!(report.groups[0].checks[3].reason.contains("ODS 4 (Educación de calidad)"));
+        assert!(
+            report.groups[0].checks[3]
+                .reason
+                .contains("ODS 4 (Educación de calidad)")
+        );
     }
 }

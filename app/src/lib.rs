@@ -19,8 +19,8 @@ pub mod space;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, provide_meta_context};
-use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{ParamSegment, SsrMode, StaticSegment};
 
 use crate::i18n::Lang;
 use crate::pages::{CorpusPage, JudgePage, NotFound, PermalinkPage, ProjectPage};
@@ -73,12 +73,21 @@ fn initial_lang() -> Lang {
     #[cfg(feature = "ssr")]
     {
         use_context::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get(http::header::COOKIE)?.to_str().ok().map(Lang::from_cookie_header))
+            .and_then(|parts| {
+                parts
+                    .headers
+                    .get(http::header::COOKIE)?
+                    .to_str()
+                    .ok()
+                    .map(Lang::from_cookie_header)
+            })
             .unwrap_or_default()
     }
     #[cfg(not(feature = "ssr"))]
     {
-        browser::cookie().map(|cookie| Lang::from_cookie_header(&cookie)).unwrap_or_default()
+        browser::cookie()
+            .map(|cookie| Lang::from_cookie_header(&cookie))
+            .unwrap_or_default()
     }
 }
 
@@ -89,7 +98,10 @@ mod browser {
     #[cfg(feature = "hydrate")]
     fn html_document() -> Option<web_sys::HtmlDocument> {
         use wasm_bindgen::JsCast;
-        web_sys::window()?.document()?.dyn_into::<web_sys::HtmlDocument>().ok()
+        web_sys::window()?
+            .document()?
+            .dyn_into::<web_sys::HtmlDocument>()
+            .ok()
     }
 
     #[cfg(all(feature = "hydrate", not(feature = "ssr")))]

@@ -14,18 +14,47 @@ pub fn to_safe_html(markdown: &str, copy_label: &str) -> String {
             // Raw HTML, block or inline, is shown as the text it is.
             Event::Html(text) | Event::InlineHtml(text) => events.push(Event::Text(text)),
             // An image would load from wherever the model says: it becomes a link instead.
-            Event::Start(Tag::Link { dest_url, title, link_type, id } | Tag::Image { dest_url, title, link_type, id }) => {
+            Event::Start(
+                Tag::Link {
+                    dest_url,
+                    title,
+                    link_type,
+                    id,
+                }
+                | Tag::Image {
+                    dest_url,
+                    title,
+                    link_type,
+                    id,
+                },
+            ) => {
                 let safe = is_safe_url(&dest_url);
                 links_open.push(safe);
-                events.push(if safe { Event::Start(Tag::Link { dest_url, title, link_type, id }) } else { Event::Text(CowStr::Borrowed("")) });
+                events.push(if safe {
+                    Event::Start(Tag::Link {
+                        dest_url,
+                        title,
+                        link_type,
+                        id,
+                    })
+                } else {
+                    Event::Text(CowStr::Borrowed(""))
+                });
             }
             Event::End(TagEnd::Link | TagEnd::Image) => {
                 let was_safe = links_open.pop().unwrap_or(false);
-                events.push(if was_safe { Event::End(TagEnd::Link) } else { Event::Text(CowStr::Borrowed("")) });
+                events.push(if was_safe {
+                    Event::End(TagEnd::Link)
+                } else {
+                    Event::Text(CowStr::Borrowed(""))
+                });
             }
             // Added after the filter above: the only markup not written by the parser itself.
             Event::Start(Tag::CodeBlock(kind)) => {
-                let button = format!(r#"<div class="code-block"><button type="button" class="copy-code">{}</button>"#, escape(copy_label));
+                let button = format!(
+                    r#"<div class="code-block"><button type="button" class="copy-code">{}</button>"#,
+                    escape(copy_label)
+                );
                 events.push(Event::Html(button.into()));
                 events.push(Event::Start(Tag::CodeBlock(kind)));
             }
@@ -48,7 +77,8 @@ fn is_safe_url(url: &str) -> bool {
 
 fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
-    pulldown_cmark_escape::escape_html(&mut escaped, text).expect("writing to a String cannot fail");
+    pulldown_cmark_escape::escape_html(&mut escaped, text)
+        .expect("writing to a String cannot fail");
     escaped
 }
 
@@ -60,24 +90,53 @@ mod tests {
     fn raw_html_from_the_model_stays_text() {
         let hostile = r#"<script>alert(1)</script> <img src=x onerror="alert(1)"> <b>negrita</b>"#;
         let html = to_safe_html(hostile, "Copiar");
-        assert!(!html.contains("<script") && !html.contains("<img") && !html.contains("<b>"), "{html}");
-        assert!(html.contains("&lt;script&gt;") && html.contains("&lt;img"), "{html}");
+        assert!(
+            !html.contains("<script") && !html.contains("<img") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;script&gt;") && html.contains("&lt;img"),
+            "{html}"
+        );
     }
 
     #[test]
     fn only_web_and_mail_links_survive() {
-        let html = to_safe_html("[clic](javascript:alert(1)) [web](https://somosnlp.org) ![foto](data:image/png;base64,AAA)", "Copiar");
-        assert!(!html.contains("javascript:") && !html.contains("data:") && !html.contains("<img"), "{html}");
-        assert!(html.contains(r#"<a href="https://somosnlp.org">web</a>"#), "{html}");
-        assert!(html.contains("clic") && html.contains("foto"), "the texts stay: {html}");
+        let html = to_safe_html(
+            "[clic](javascript:alert(1)) [web](https://somosnlp.org) ![foto](data:image/png;base64,AAA)",
+            "Copiar",
+        );
+        assert!(
+            !html.contains("javascript:") && !html.contains("data:") && !html.contains("<img"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<a href="https://somosnlp.org">web</a>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("clic") && html.contains("foto"),
+            "the texts stay: {html}"
+        );
     }
 
     #[test]
     fn code_blocks_get_a_copy_button_and_markdown_renders() {
-        let html = to_safe_html("**Hola** y `x`\n\n```rust\nfn main() {}\n```\n\n- uno\n- dos", "Copiar \"código\"");
-        assert!(html.contains("<strong>Hola</strong>") && html.contains("<code>x</code>") && html.contains("<li>uno</li>"), "{html}");
+        let html = to_safe_html(
+            "**Hola** y `x`\n\n```rust\nfn main() {}\n```\n\n- uno\n- dos",
+            "Copiar \"código\"",
+        );
+        assert!(
+            html.contains("<strong>Hola</strong>")
+                && html.contains("<code>x</code>")
+                && html.contains("<li>uno</li>"),
+            "{html}"
+        );
         assert!(html.contains(r#"<div class="code-block"><button type="button" class="copy-code">Copiar &quot;código&quot;</button>"#), "{html}");
-        assert!(html.contains(r#"<pre><code class="language-rust">fn main() {}"#), "{html}");
+        assert!(
+            html.contains(r#"<pre><code class="language-rust">fn main() {}"#),
+            "{html}"
+        );
         assert!(html.trim_end().ends_with("</ul>"), "{html}");
     }
 }

@@ -12,23 +12,108 @@ pub struct Goal {
 }
 
 pub const GOALS: [Goal; 17] = [
-    Goal { number: 1, name_es: "Fin de la pobreza", name_en: "No Poverty", color: "#E5243B" },
-    Goal { number: 2, name_es: "Hambre cero", name_en: "Zero Hunger", color: "#DDA63A" },
-    Goal { number: 3, name_es: "Salud y bienestar", name_en: "Good Health and Well-being", color: "#4C9F38" },
-    Goal { number: 4, name_es: "Educación de calidad", name_en: "Quality Education", color: "#C5192D" },
-    Goal { number: 5, name_es: "Igualdad de género", name_en: "Gender Equality", color: "#FF3A21" },
-    Goal { number: 6, name_es: "Agua limpia y saneamiento", name_en: "Clean Water and Sanitation", color: "#26BDE2" },
-    Goal { number: 7, name_es: "Energía asequible y no contaminante", name_en: "Affordable and Clean Energy", color: "#FCC30B" },
-    Goal { number: 8, name_es: "Trabajo decente y crecimiento económico", name_en: "Decent Work and Economic Growth", color: "#A21942" },
-    Goal { number: 9, name_es: "Industria, innovación e infraestructura", name_en: "Industry, Innovation and Infrastructure", color: "#FD6925" },
-    Goal { number: 10, name_es: "Reducción de las desigualdades", name_en: "Reduced Inequalities", color: "#DD1367" },
-    Goal { number: 11, name_es: "Ciudades y comunidades sostenibles", name_en: "Sustainable Cities and Communities", color: "#FD9D24" },
-    Goal { number: 12, name_es: "Producción y consumo responsables", name_en: "Responsible Consumption and Production", color: "#BF8B2E" },
-    Goal { number: 13, name_es: "Acción por el clima", name_en: "Climate Action", color: "#3F7E44" },
-    Goal { number: 14, name_es: "Vida submarina", name_en: "Life Below Water", color: "#0A97D9" },
-    Goal { number: 15, name_es: "Vida de ecosistemas terrestres", name_en: "Life on Land", color: "#56C02B" },
-    Goal { number: 16, name_es: "Paz, justicia e instituciones sólidas", name_en: "Peace, Justice and Strong Institutions", color: "#00689D" },
-    Goal { number: 17, name_es: "Alianzas para lograr los objetivos", name_en: "Partnerships for the Goals", color: "#19486A" },
+    Goal {
+        number: 1,
+        name_es: "Fin de la pobreza",
+        name_en: "No Poverty",
+        color: "#E5243B",
+    },
+    Goal {
+        number: 2,
+        name_es: "Hambre cero",
+        name_en: "Zero Hunger",
+        color: "#DDA63A",
+    },
+    Goal {
+        number: 3,
+        name_es: "Salud y bienestar",
+        name_en: "Good Health and Well-being",
+        color: "#4C9F38",
+    },
+    Goal {
+        number: 4,
+        name_es: "Educación de calidad",
+        name_en: "Quality Education",
+        color: "#C5192D",
+    },
+    Goal {
+        number: 5,
+        name_es: "Igualdad de género",
+        name_en: "Gender Equality",
+        color: "#FF3A21",
+    },
+    Goal {
+        number: 6,
+        name_es: "Agua limpia y saneamiento",
+        name_en: "Clean Water and Sanitation",
+        color: "#26BDE2",
+    },
+    Goal {
+        number: 7,
+        name_es: "Energía asequible y no contaminante",
+        name_en: "Affordable and Clean Energy",
+        color: "#FCC30B",
+    },
+    Goal {
+        number: 8,
+        name_es: "Trabajo decente y crecimiento económico",
+        name_en: "Decent Work and Economic Growth",
+        color: "#A21942",
+    },
+    Goal {
+        number: 9,
+        name_es: "Industria, innovación e infraestructura",
+        name_en: "Industry, Innovation and Infrastructure",
+        color: "#FD6925",
+    },
+    Goal {
+        number: 10,
+        name_es: "Reducción de las desigualdades",
+        name_en: "Reduced Inequalities",
+        color: "#DD1367",
+    },
+    Goal {
+        number: 11,
+        name_es: "Ciudades y comunidades sostenibles",
+        name_en: "Sustainable Cities and Communities",
+        color: "#FD9D24",
+    },
+    Goal {
+        number: 12,
+        name_es: "Producción y consumo responsables",
+        name_en: "Responsible Consumption and Production",
+        color: "#BF8B2E",
+    },
+    Goal {
+        number: 13,
+        name_es: "Acción por el clima",
+        name_en: "Climate Action",
+        color: "#3F7E44",
+    },
+    Goal {
+        number: 14,
+        name_es: "Vida submarina",
+        name_en: "Life Below Water",
+        color: "#0A97D9",
+    },
+    Goal {
+        number: 15,
+        name_es: "Vida de ecosistemas terrestres",
+        name_en: "Life on Land",
+        color: "#56C02B",
+    },
+    Goal {
+        number: 16,
+        name_es: "Paz, justicia e instituciones sólidas",
+        name_en: "Peace, Justice and Strong Institutions",
+        color: "#00689D",
+    },
+    Goal {
+        number: 17,
+        name_es: "Alianzas para lograr los objetivos",
+        name_en: "Partnerships for the Goals",
+        color: "#19486A",
+    },
 ];
 
 pub fn goal(number: u8) -> Option<&'static Goal> {
@@ -42,7 +127,11 @@ impl Goal {
         let luminance = relative_luminance(self.color);
         let contrast_with_white = 1.05 / (luminance + 0.05);
         let contrast_with_black = (luminance + 0.05) / 0.05;
-        if contrast_with_white >= contrast_with_black { "#FFFFFF" } else { "#000000" }
+        if contrast_with_white >= contrast_with_black {
+            "#FFFFFF"
+        } else {
+            "#000000"
+        }
     }
 }
 
@@ -50,7 +139,11 @@ impl Goal {
 pub fn relative_luminance(hex: &str) -> f64 {
     let channel = |range: std::ops::Range<usize>| {
         let value = u8::from_str_radix(&hex[range], 16).unwrap_or(0) as f64 / 255.0;
-        if value <= 0.03928 { value / 12.92 } else { ((value + 0.055) / 1.055).powf(2.4) }
+        if value <= 0.03928 {
+            value / 12.92
+        } else {
+            ((value + 0.055) / 1.055).powf(2.4)
+        }
     };
     0.2126 * channel(1..3) + 0.7152 * channel(3..5) + 0.0722 * channel(5..7)
 }
@@ -71,7 +164,13 @@ mod tests {
         for (index, goal) in GOALS.iter().enumerate() {
             assert_eq!(goal.number as usize, index + 1);
             assert!(!goal.name_es.is_empty() && !goal.name_en.is_empty());
-            assert_eq!(goal.color.len(), 7, "goal {} colour {}", goal.number, goal.color);
+            assert_eq!(
+                goal.color.len(),
+                7,
+                "goal {} colour {}",
+                goal.number,
+                goal.color
+            );
             assert!(goal.color[1..].chars().all(|c| c.is_ascii_hexdigit()));
         }
         assert_eq!(goal(4).unwrap().name_es, "Educación de calidad");
@@ -87,7 +186,15 @@ mod tests {
             let ratio = contrast_ratio(goal.color, goal.text_color());
             assert!(ratio >= 3.0, "goal {} has contrast {ratio:.2}", goal.number);
         }
-        assert_eq!(goal(7).unwrap().text_color(), "#000000", "yellow takes black text");
-        assert_eq!(goal(17).unwrap().text_color(), "#FFFFFF", "navy takes white text");
+        assert_eq!(
+            goal(7).unwrap().text_color(),
+            "#000000",
+            "yellow takes black text"
+        );
+        assert_eq!(
+            goal(17).unwrap().text_color(),
+            "#FFFFFF",
+            "navy takes white text"
+        );
     }
 }

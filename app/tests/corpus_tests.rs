@@ -10,11 +10,18 @@ const PAISES: [&str; 4] = ["México", "Argentina", "España", "Colombia"];
 const DOMINIOS: [&str; 3] = ["salud", "educación", "legal"];
 
 fn bars(view: &app::corpus::CorpusView, column: &str) -> Vec<(String, usize)> {
-    view.charts.iter().find(|chart| chart.column == column).unwrap().bars.clone()
+    view.charts
+        .iter()
+        .find(|chart| chart.column == column)
+        .unwrap()
+        .bars
+        .clone()
 }
 
 fn owned(bars: &[(&str, usize)]) -> Vec<(String, usize)> {
-    bars.iter().map(|(value, count)| ((*value).to_owned(), *count)).collect()
+    bars.iter()
+        .map(|(value, count)| ((*value).to_owned(), *count))
+        .collect()
 }
 
 #[test]
@@ -48,15 +55,29 @@ fn a_hundred_thousand_rows_are_counted_exactly_and_bad_rows_reported() {
     drop(file);
 
     let corpus = load(&path).unwrap();
-    eprintln!("corpus: {} rows read and checked in {:.0} ms", corpus.rows.len(), corpus.load_ms);
+    eprintln!(
+        "corpus: {} rows read and checked in {:.0} ms",
+        corpus.rows.len(),
+        corpus.load_ms
+    );
     let view = corpus.view(1);
     assert_eq!(view.rows, 100_000);
     assert_eq!(view.missing_columns, ["epoca"]);
     assert_eq!(view.unknown_columns, ["fuente"]);
-    let problem = |kind: &str| view.problems.iter().find(|problem| problem.kind == kind).unwrap().clone();
+    let problem = |kind: &str| {
+        view.problems
+            .iter()
+            .find(|problem| problem.kind == kind)
+            .unwrap()
+            .clone()
+    };
     let bad = problem("bad_rows");
     assert_eq!(bad.count, 3);
-    assert!(bad.examples[0].starts_with("11: not JSON"), "{:?}", bad.examples);
+    assert!(
+        bad.examples[0].starts_with("11: not JSON"),
+        "{:?}",
+        bad.examples
+    );
     assert_eq!(bad.examples[1], "22: not a JSON object");
     assert_eq!(problem("invalid_idioma").count, 14_285);
     assert_eq!(problem("invalid_idioma").examples[0], "7: \"xx\"");
@@ -67,17 +88,42 @@ fn a_hundred_thousand_rows_are_counted_exactly_and_bad_rows_reported() {
 
     assert_eq!(
         bars(&view, "idioma"),
-        owned(&[("ca", 14_286), ("es", 14_286), ("es_ar", 14_286), ("es_mx", 14_286), ("eu", 14_286), ("gl", 14_285), ("xx", 14_285)])
+        owned(&[
+            ("ca", 14_286),
+            ("es", 14_286),
+            ("es_ar", 14_286),
+            ("es_mx", 14_286),
+            ("eu", 14_286),
+            ("gl", 14_285),
+            ("xx", 14_285)
+        ])
     );
-    assert_eq!(bars(&view, "país"), owned(&[("Argentina", 25_000), ("Colombia", 25_000), ("España", 25_000), ("México", 25_000)]));
-    assert_eq!(bars(&view, "dominio"), owned(&[("salud", 33_334), ("educación", 33_333), ("legal", 33_333)]));
+    assert_eq!(
+        bars(&view, "país"),
+        owned(&[
+            ("Argentina", 25_000),
+            ("Colombia", 25_000),
+            ("España", 25_000),
+            ("México", 25_000)
+        ])
+    );
+    assert_eq!(
+        bars(&view, "dominio"),
+        owned(&[("salud", 33_334), ("educación", 33_333), ("legal", 33_333)])
+    );
     assert_eq!(bars(&view, "tarea"), owned(&[("qa", 100_000)]));
 
-    assert_eq!((view.page, view.pages, view.first_row, view.sample.len()), (1, 5_000, 1, 20));
+    assert_eq!(
+        (view.page, view.pages, view.first_row, view.sample.len()),
+        (1, 5_000, 1, 20)
+    );
     assert_eq!(view.sample[0][0], "Pregunta 0");
     assert_eq!(view.sample[0].len(), COLUMNS.len());
     let last = corpus.view(1_000_000);
-    assert_eq!((last.page, last.first_row, last.sample[19][0].as_str()), (5_000, 99_981, "Pregunta 99999"));
+    assert_eq!(
+        (last.page, last.first_row, last.sample[19][0].as_str()),
+        (5_000, 99_981, "Pregunta 99999")
+    );
 }
 
 #[test]
@@ -89,7 +135,11 @@ fn csv_is_read_with_its_header_and_broken_records_reported() {
     assert_eq!(view.rows, 2);
     assert_eq!(view.sample[0][0], "¿Qué, dime?");
     assert_eq!(view.problems[0].count, 1, "{:?}", view.problems);
-    assert!(view.problems[0].examples[0].starts_with("2: "), "{:?}", view.problems[0]);
+    assert!(
+        view.problems[0].examples[0].starts_with("2: "),
+        "{:?}",
+        view.problems[0]
+    );
     assert_eq!(bars(&view, "país"), owned(&[("Perú", 2)]));
 }
 
@@ -106,8 +156,17 @@ fn parquet_is_read_with_nulls_as_empty() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("corpus.parquet");
     let schema = "message corpus { REQUIRED BYTE_ARRAY pregunta (UTF8); OPTIONAL BYTE_ARRAY entrada (UTF8); REQUIRED BYTE_ARRAY respuesta (UTF8); REQUIRED BYTE_ARRAY idioma (UTF8); }";
-    let properties = Arc::new(WriterProperties::builder().set_compression(Compression::SNAPPY).build());
-    let mut writer = SerializedFileWriter::new(std::fs::File::create(&path).unwrap(), Arc::new(parse_message_type(schema).unwrap()), properties).unwrap();
+    let properties = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build(),
+    );
+    let mut writer = SerializedFileWriter::new(
+        std::fs::File::create(&path).unwrap(),
+        Arc::new(parse_message_type(schema).unwrap()),
+        properties,
+    )
+    .unwrap();
     let mut group = writer.next_row_group().unwrap();
     let columns: [(&[&str], Option<&[i16]>); 4] = [
         (&["¿Qué es el ODS 4?", "Resume."], None),
@@ -119,7 +178,10 @@ fn parquet_is_read_with_nulls_as_empty() {
     for (values, definition_levels) in columns {
         let mut column = group.next_column().unwrap().unwrap();
         let values: Vec<ByteArray> = values.iter().map(|value| ByteArray::from(*value)).collect();
-        column.typed::<ByteArrayType>().write_batch(&values, definition_levels, None).unwrap();
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&values, definition_levels, None)
+            .unwrap();
         column.close().unwrap();
     }
     group.close().unwrap();
@@ -127,17 +189,48 @@ fn parquet_is_read_with_nulls_as_empty() {
 
     let view = load(&path).unwrap().view(1);
     assert_eq!(view.rows, 2);
-    assert_eq!(view.sample[0][..4], ["¿Qué es el ODS 4?", "", "Educación de calidad.", "es"]);
+    assert_eq!(
+        view.sample[0][..4],
+        ["¿Qué es el ODS 4?", "", "Educación de calidad.", "es"]
+    );
     assert_eq!(view.sample[1][..4], ["Resume.", "Un texto.", "", "es_xx"]);
-    let count = |kind: &str| view.problems.iter().find(|problem| problem.kind == kind).unwrap().count;
-    assert_eq!((count("empty_answers"), count("invalid_idioma"), count("bad_rows")), (1, 1, 0));
-    assert_eq!(view.missing_columns, ["epoca", "nivel", "registro", "dominio", "tarea", "país"]);
+    let count = |kind: &str| {
+        view.problems
+            .iter()
+            .find(|problem| problem.kind == kind)
+            .unwrap()
+            .count
+    };
+    assert_eq!(
+        (
+            count("empty_answers"),
+            count("invalid_idioma"),
+            count("bad_rows")
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        view.missing_columns,
+        ["epoca", "nivel", "registro", "dominio", "tarea", "país"]
+    );
 }
 
 #[test]
 fn unreadable_corpus_files_say_what_to_fix() {
-    let error = load(std::path::Path::new("no/such/corpus.jsonl")).err().unwrap().to_string();
-    assert!(error.contains("no/such/corpus.jsonl") && error.contains("[dataset] file"), "{error}");
-    let error = load(std::path::Path::new("corpus.xlsx")).err().unwrap().to_string();
-    assert!(error.contains("\"xlsx\"") && error.contains("allowed"), "{error}");
+    let error = load(std::path::Path::new("no/such/corpus.jsonl"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("no/such/corpus.jsonl") && error.contains("[dataset] file"),
+        "{error}"
+    );
+    let error = load(std::path::Path::new("corpus.xlsx"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("\"xlsx\"") && error.contains("allowed"),
+        "{error}"
+    );
 }

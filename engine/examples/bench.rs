@@ -20,13 +20,19 @@ fn main() {
             "--model" => models.extend(arguments.next()),
             "--requantize" => requantize = true,
             other => {
-                eprintln!("bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize]", catalog::NAMES.join("|"));
+                eprintln!(
+                    "bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize]",
+                    catalog::NAMES.join("|")
+                );
                 std::process::exit(2);
             }
         }
     }
     if models.is_empty() {
-        models = catalog::NAMES.iter().map(|name| (*name).to_owned()).collect();
+        models = catalog::NAMES
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
     }
     for name in models {
         if let Err(error) = bench(&name, requantize) {
@@ -37,21 +43,38 @@ fn main() {
 }
 
 fn bench(name: &str, requantize: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let file = catalog::by_name(name).ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
+    let file = catalog::by_name(name)
+        .ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
     let path = ModelCache::from_env().get(&file, &mut terminal_progress(name))?;
 
     let started = Instant::now();
     let mut reader = BufReader::new(File::open(&path)?);
-    let mut model = load_chat_model(&mut reader, &file.file_name, &LoadOptions { requantize, ..LoadOptions::default() }, &Device::Cpu)?;
+    let mut model = load_chat_model(
+        &mut reader,
+        &file.file_name,
+        &LoadOptions {
+            requantize,
+            ..LoadOptions::default()
+        },
+        &Device::Cpu,
+    )?;
     let load_seconds = started.elapsed().as_secs_f64();
 
     let text = include_str!("../tests/data/texto_es.txt").repeat(4);
     let mut prompt_ids = model.prompter.tokenizer.encode(&text)?;
     prompt_ids.truncate(PROMPT_TOKENS);
-    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: DECODE_TOKENS, ignore_eos: true, ..GenerateParams::default() };
+    let params = GenerateParams {
+        sampling: SamplingParams::greedy(),
+        max_tokens: DECODE_TOKENS,
+        ignore_eos: true,
+        ..GenerateParams::default()
+    };
     let completion = model.generate_from_ids(&prompt_ids, &params, &mut |_| Flow::Continue)?;
 
-    let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|n| n.parse().ok()).unwrap_or_else(num_cpus);
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(num_cpus);
     println!(
         "{}",
         serde_json::json!({

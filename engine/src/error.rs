@@ -11,7 +11,11 @@ pub enum EngineError {
     UnsupportedArchitecture { file: String, found: String },
 
     #[error("{file}: GGUF metadata key `{key}` {problem}")]
-    Metadata { file: String, key: String, problem: String },
+    Metadata {
+        file: String,
+        key: String,
+        problem: String,
+    },
 
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -22,7 +26,10 @@ pub enum EngineError {
     #[error(
         "the prompt has {prompt_tokens} tokens and the model's context window is {context_length}; shorten the conversation or lower max_tokens"
     )]
-    ContextOverflow { prompt_tokens: usize, context_length: usize },
+    ContextOverflow {
+        prompt_tokens: usize,
+        context_length: usize,
+    },
 
     #[error("invalid generation parameter `{name}`: {problem}")]
     InvalidParameter { name: &'static str, problem: String },

@@ -40,7 +40,13 @@ pub enum Overflow {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { sampling: SamplingParams::default(), max_tokens: 512, stop: Vec::new(), ignore_eos: false, overflow: Overflow::Error }
+        Self {
+            sampling: SamplingParams::default(),
+            max_tokens: 512,
+            stop: Vec::new(),
+            ignore_eos: false,
+            overflow: Overflow::Error,
+        }
     }
 }
 
@@ -109,15 +115,35 @@ pub struct Prompter {
 }
 
 /// End-of-turn markers of the common chat formats; those the tokenizer knows also stop.
-const END_OF_TURN_TOKENS: &[&str] = &["<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "</s>"];
+const END_OF_TURN_TOKENS: &[&str] = &[
+    "<|im_end|>",
+    "<end_of_turn>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<|endoftext|>",
+    "</s>",
+];
 
 impl Prompter {
-    pub fn new(tokenizer: Tokenizer, template: ChatTemplate, eos_id: Option<u32>, context_length: usize) -> Self {
-        let mut stop_ids: Vec<u32> = END_OF_TURN_TOKENS.iter().filter_map(|token| tokenizer.token_id(token)).collect();
+    pub fn new(
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+        eos_id: Option<u32>,
+        context_length: usize,
+    ) -> Self {
+        let mut stop_ids: Vec<u32> = END_OF_TURN_TOKENS
+            .iter()
+            .filter_map(|token| tokenizer.token_id(token))
+            .collect();
         stop_ids.extend(eos_id);
         stop_ids.sort_unstable();
         stop_ids.dedup();
-        Self { tokenizer, template, stop_ids, context_length }
+        Self {
+            tokenizer,
+            template,
+            stop_ids,
+            context_length,
+        }
     }
 
     pub fn prompt(&self, messages: &[ChatMessage]) -> Result<String> {
@@ -125,7 +151,11 @@ impl Prompter {
     }
 
     /// The prompt's ids, after the overflow policy has made the conversation fit.
-    pub fn prompt_ids(&self, messages: &[ChatMessage], params: &GenerateParams) -> Result<Vec<u32>> {
+    pub fn prompt_ids(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+    ) -> Result<Vec<u32>> {
         let context_length = self.context_length;
         let budget = context_length - params.max_tokens.min(context_length / 2);
         let mut kept = messages.to_vec();
@@ -154,7 +184,11 @@ pub struct ChatModel {
 
 impl ChatModel {
     pub fn new(info: ModelInfo, model: Model, prompter: Prompter) -> Self {
-        Self { info, model, prompter: Arc::new(prompter) }
+        Self {
+            info,
+            model,
+            prompter: Arc::new(prompter),
+        }
     }
 
     /// Answers the conversation, calling `on_delta` with each new piece of text.
@@ -188,10 +222,16 @@ impl ChatModel {
     pub fn start(&mut self, prompt_ids: &[u32], params: &GenerateParams) -> Result<Generation<'_>> {
         let context_length = self.prompter.context_length;
         if prompt_ids.is_empty() {
-            return Err(EngineError::InvalidParameter { name: "messages", problem: "the prompt is empty".into() });
+            return Err(EngineError::InvalidParameter {
+                name: "messages",
+                problem: "the prompt is empty".into(),
+            });
         }
         if prompt_ids.len() >= context_length {
-            return Err(EngineError::ContextOverflow { prompt_tokens: prompt_ids.len(), context_length });
+            return Err(EngineError::ContextOverflow {
+                prompt_tokens: prompt_ids.len(),
+                context_length,
+            });
         }
         let sampler = Sampler::new(params.sampling.clone())?;
         let prefill_started = Instant::now();
@@ -247,8 +287,13 @@ impl Generation<'_> {
         let logits = match self.logits.take() {
             Some(logits) => logits,
             None => {
-                let last = *self.generated.last().expect("logits are only consumed by a generated token");
-                self.chat.model.forward(&[last], self.prompt_tokens + self.generated.len() - 1)?
+                let last = *self
+                    .generated
+                    .last()
+                    .expect("logits are only consumed by a generated token");
+                self.chat
+                    .model
+                    .forward(&[last], self.prompt_tokens + self.generated.len() - 1)?
             }
         };
         let token = self.sampler.next_token(&logits, &self.generated)?;
@@ -281,7 +326,10 @@ impl Generation<'_> {
         Completion {
             text: self.text,
             finish_reason: self.finish_reason.unwrap_or(unfinished),
-            usage: Usage { prompt_tokens: self.prompt_tokens, completion_tokens: generated },
+            usage: Usage {
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: generated,
+            },
             timings: Timings {
                 prefill_ms: self.prefill_seconds * 1000.0,
                 prefill_tokens_per_second: rate(self.prompt_tokens, self.prefill_seconds),
@@ -292,7 +340,11 @@ impl Generation<'_> {
 }
 
 fn rate(tokens: usize, seconds: f64) -> f64 {
-    if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }
+    if seconds > 0.0 {
+        tokens as f64 / seconds
+    } else {
+        0.0
+    }
 }
 
 /// Holds back text that could be the start of a stop string, so a stop string is never
@@ -304,13 +356,21 @@ struct StopStrings {
 
 impl StopStrings {
     fn new(stops: Vec<String>) -> Self {
-        Self { stops, pending: String::new() }
+        Self {
+            stops,
+            pending: String::new(),
+        }
     }
 
     /// Returns the text that is safe to send, and whether a stop string was reached.
     fn push(&mut self, piece: &str) -> (String, bool) {
         self.pending.push_str(piece);
-        let first_stop = self.stops.iter().filter(|stop| !stop.is_empty()).filter_map(|stop| self.pending.find(stop.as_str())).min();
+        let first_stop = self
+            .stops
+            .iter()
+            .filter(|stop| !stop.is_empty())
+            .filter_map(|stop| self.pending.find(stop.as_str()))
+            .min();
         if let Some(index) = first_stop {
             let ready = self.pending[..index].to_owned();
             self.pending.clear();
@@ -336,7 +396,11 @@ impl StopStrings {
 fn longest_suffix_that_prefixes(text: &str, stop: &str) -> usize {
     (1..stop.len().min(text.len() + 1))
         .rev()
-        .find(|&len| text.is_char_boundary(text.len() - len) && stop.is_char_boundary(len) && text.ends_with(&stop[..len]))
+        .find(|&len| {
+            text.is_char_boundary(text.len() - len)
+                && stop.is_char_boundary(len)
+                && text.ends_with(&stop[..len])
+        })
         .unwrap_or(0)
 }
 

@@ -19,7 +19,9 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    pub const SUPPORTED: &[&str] = &["llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "phi3", "phi2"];
+    pub const SUPPORTED: &[&str] = &[
+        "llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "phi3", "phi2",
+    ];
 
     pub fn from_gguf_name(name: &str) -> Option<Self> {
         match name {
@@ -43,22 +45,40 @@ pub struct Gguf {
 
 impl Gguf {
     pub fn read<R: Read + Seek>(reader: &mut R, file: &str) -> Result<Self> {
-        let invalid = |reason: String| EngineError::InvalidGguf { file: file.to_owned(), reason };
+        let invalid = |reason: String| EngineError::InvalidGguf {
+            file: file.to_owned(),
+            reason,
+        };
         let mut magic = [0u8; 4];
-        reader.read_exact(&mut magic).map_err(|_| invalid("the file is shorter than a GGUF header".into()))?;
+        reader
+            .read_exact(&mut magic)
+            .map_err(|_| invalid("the file is shorter than a GGUF header".into()))?;
         if &magic != b"GGUF" {
-            return Err(invalid(format!("it starts with {magic:02x?}, not the GGUF magic \"GGUF\"")));
+            return Err(invalid(format!(
+                "it starts with {magic:02x?}, not the GGUF magic \"GGUF\""
+            )));
         }
-        reader.rewind().map_err(|error| invalid(error.to_string()))?;
-        let content = Content::read(reader).map_err(|error| invalid(format!("the header cannot be read ({error})")))?;
+        reader
+            .rewind()
+            .map_err(|error| invalid(error.to_string()))?;
+        let content = Content::read(reader)
+            .map_err(|error| invalid(format!("the header cannot be read ({error})")))?;
         let architecture_name = match content.metadata.get("general.architecture") {
             Some(Value::String(name)) => name.clone(),
             _ => return Err(invalid("it has no `general.architecture` metadata".into())),
         };
         let architecture = Architecture::from_gguf_name(&architecture_name).ok_or_else(|| {
-            EngineError::UnsupportedArchitecture { file: file.to_owned(), found: architecture_name.clone() }
+            EngineError::UnsupportedArchitecture {
+                file: file.to_owned(),
+                found: architecture_name.clone(),
+            }
         })?;
-        Ok(Self { file: file.to_owned(), content, architecture, architecture_name })
+        Ok(Self {
+            file: file.to_owned(),
+            content,
+            architecture,
+            architecture_name,
+        })
     }
 
     pub fn string(&self, key: &str) -> Option<&str> {
@@ -69,7 +89,10 @@ impl Gguf {
     }
 
     pub fn u32(&self, key: &str) -> Option<u32> {
-        self.content.metadata.get(key).and_then(|value| value.to_u32().ok())
+        self.content
+            .metadata
+            .get(key)
+            .and_then(|value| value.to_u32().ok())
     }
 
     /// A metadata value keyed under the architecture, e.g. `qwen2.context_length`.
@@ -85,19 +108,41 @@ impl Gguf {
     /// `general.file_type`, else the type of most weights.
     pub fn main_quantization(&self) -> String {
         const FILE_TYPES: [(u32, &str); 17] = [
-            (0, "F32"), (1, "F16"), (2, "Q4_0"), (3, "Q4_1"), (7, "Q8_0"), (8, "Q5_0"), (9, "Q5_1"), (10, "Q2_K"),
-            (11, "Q3_K_S"), (12, "Q3_K_M"), (13, "Q3_K_L"), (14, "Q4_K_S"), (15, "Q4_K_M"), (16, "Q5_K_S"),
-            (17, "Q5_K_M"), (18, "Q6_K"), (32, "BF16"),
+            (0, "F32"),
+            (1, "F16"),
+            (2, "Q4_0"),
+            (3, "Q4_1"),
+            (7, "Q8_0"),
+            (8, "Q5_0"),
+            (9, "Q5_1"),
+            (10, "Q2_K"),
+            (11, "Q3_K_S"),
+            (12, "Q3_K_M"),
+            (13, "Q3_K_L"),
+            (14, "Q4_K_S"),
+            (15, "Q4_K_M"),
+            (16, "Q5_K_S"),
+            (17, "Q5_K_M"),
+            (18, "Q6_K"),
+            (32, "BF16"),
         ];
-        let named = self.u32("general.file_type").and_then(|code| FILE_TYPES.iter().find(|(known, _)| *known == code));
+        let named = self
+            .u32("general.file_type")
+            .and_then(|code| FILE_TYPES.iter().find(|(known, _)| *known == code));
         if let Some((_, name)) = named {
             return (*name).to_owned();
         }
         let mut counts = std::collections::HashMap::new();
         for info in self.content.tensor_infos.values() {
-            *counts.entry(format!("{:?}", info.ggml_dtype)).or_insert(0usize) += info.shape.elem_count();
+            *counts
+                .entry(format!("{:?}", info.ggml_dtype))
+                .or_insert(0usize) += info.shape.elem_count();
         }
-        counts.into_iter().max_by_key(|(_, elements)| *elements).map(|(dtype, _)| dtype).unwrap_or_default()
+        counts
+            .into_iter()
+            .max_by_key(|(_, elements)| *elements)
+            .map(|(dtype, _)| dtype)
+            .unwrap_or_default()
     }
 
     /// What the header says of the model, without reading any weight.
@@ -107,18 +152,27 @@ impl Gguf {
             *types.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;
         }
         let mut tensor_types: Vec<(String, usize)> = types.into_iter().collect();
-        tensor_types.sort_by(|(a_name, a_count), (b_name, b_count)| b_count.cmp(a_count).then(a_name.cmp(b_name)));
+        tensor_types.sort_by(|(a_name, a_count), (b_name, b_count)| {
+            b_count.cmp(a_count).then(a_name.cmp(b_name))
+        });
         crate::ModelInfo {
             architecture: self.architecture_name.clone(),
             quantization: self.main_quantization(),
-            parameters: self.content.tensor_infos.values().map(|info| info.shape.elem_count() as u64).sum(),
+            parameters: self
+                .content
+                .tensor_infos
+                .values()
+                .map(|info| info.shape.elem_count() as u64)
+                .sum(),
             tensor_types,
             context_length: self.context_length(),
         }
     }
 
     pub fn string_array(&self, key: &str) -> Option<Vec<&str>> {
-        let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
+        let Some(Value::Array(values)) = self.content.metadata.get(key) else {
+            return None;
+        };
         values
             .iter()
             .map(|value| match value {
@@ -129,16 +183,23 @@ impl Gguf {
     }
 
     pub fn i32_array(&self, key: &str) -> Option<Vec<i32>> {
-        let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
+        let Some(Value::Array(values)) = self.content.metadata.get(key) else {
+            return None;
+        };
         values.iter().map(|value| value.to_i32().ok()).collect()
     }
 
     pub fn f32_array(&self, key: &str) -> Option<Vec<f32>> {
-        let Some(Value::Array(values)) = self.content.metadata.get(key) else { return None };
+        let Some(Value::Array(values)) = self.content.metadata.get(key) else {
+            return None;
+        };
         values.iter().map(|value| value.to_f32().ok()).collect()
     }
 
     pub fn bool(&self, key: &str) -> Option<bool> {
-        self.content.metadata.get(key).and_then(|value| value.to_bool().ok())
+        self.content
+            .metadata
+            .get(key)
+            .and_then(|value| value.to_bool().ok())
     }
 }

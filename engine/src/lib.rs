@@ -14,6 +14,7 @@ pub mod chat;
 mod error;
 pub mod generate;
 pub mod gguf;
+pub mod llama;
 pub mod model;
 pub mod sampling;
 pub mod template;
@@ -25,7 +26,10 @@ pub use candle_core::Device;
 pub use candle_core::quantized::GgmlDType;
 pub use chat::{ChatMessage, Role};
 pub use error::{EngineError, Result};
-pub use generate::{ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Prompter, Timings, Usage};
+pub use generate::{
+    ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Prompter,
+    Timings, Usage,
+};
 pub use gguf::{Architecture, Gguf};
 pub use model::Model;
 pub use sampling::SamplingParams;
@@ -46,12 +50,20 @@ pub struct LoadOptions {
 }
 
 /// Loads a chat model from a GGUF stream; `file` names it in errors.
-pub fn load_chat_model<R: Read + Seek>(reader: &mut R, file: &str, options: &LoadOptions, device: &Device) -> Result<ChatModel> {
+pub fn load_chat_model<R: Read + Seek>(
+    reader: &mut R,
+    file: &str,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<ChatModel> {
     let gguf = Gguf::read(reader, file)?;
     if options.requantize {
         if let Some(rewritten) = model::requantize(&gguf, reader, GgmlDType::Q8_0)? {
             let mut rewritten = std::io::Cursor::new(rewritten);
-            let options = LoadOptions { requantize: false, ..options.clone() };
+            let options = LoadOptions {
+                requantize: false,
+                ..options.clone()
+            };
             return load_chat_model(&mut rewritten, file, &options, device);
         }
     }
@@ -59,11 +71,27 @@ pub fn load_chat_model<R: Read + Seek>(reader: &mut R, file: &str, options: &Loa
         Some(json) => Tokenizer::from_json(json)?,
         None => Tokenizer::from_gguf(&gguf)?,
     };
-    let token_text = |key: &str| gguf.u32(key).and_then(|id| tokenizer.token(id)).unwrap_or_default();
-    let (bos, eos) = (token_text("tokenizer.ggml.bos_token_id"), token_text("tokenizer.ggml.eos_token_id"));
+    let token_text = |key: &str| {
+        gguf.u32(key)
+            .and_then(|id| tokenizer.token(id))
+            .unwrap_or_default()
+    };
+    let (bos, eos) = (
+        token_text("tokenizer.ggml.bos_token_id"),
+        token_text("tokenizer.ggml.eos_token_id"),
+    );
     let eos_id = gguf.u32("tokenizer.ggml.eos_token_id");
-    let fallback = if gguf.architecture == Architecture::Gemma { template::GEMMA } else { template::CHATML };
-    let source = options.chat_template.as_deref().or(gguf.string("tokenizer.chat_template")).unwrap_or(fallback).to_owned();
+    let fallback = if gguf.architecture == Architecture::Gemma {
+        template::GEMMA
+    } else {
+        template::CHATML
+    };
+    let source = options
+        .chat_template
+        .as_deref()
+        .or(gguf.string("tokenizer.chat_template"))
+        .unwrap_or(fallback)
+        .to_owned();
     let template = ChatTemplate::new(&source, &bos, &eos)?;
     let info = gguf.info();
     let model = Model::load(gguf, reader, device)?;

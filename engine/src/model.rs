@@ -1,17 +1,19 @@
-//! A quantized model ready to run: candle-transformers' GGUF implementations behind one type.
+//! A quantized model ready to run: our llama-family forward ([`crate::llama`]) and
+//! candle-transformers' GGUF implementations of the others behind one type.
 
 use std::io::{Read, Seek};
 
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_phi, quantized_phi3, quantized_qwen2};
+use candle_transformers::models::{quantized_gemma3, quantized_phi, quantized_phi3};
 
 use crate::error::{EngineError, Result};
 use crate::gguf::{Architecture, Gguf};
+use crate::llama::{Config, Llama};
 
 enum Weights {
-    Llama(quantized_llama::ModelWeights),
-    Qwen2(quantized_qwen2::ModelWeights),
+    /// Llama, Mistral, SmolLM and Qwen2.
+    Llama(Llama),
     Gemma(quantized_gemma3::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),
     Phi2(quantized_phi::ModelWeights),
@@ -28,33 +30,50 @@ impl Model {
     /// Loads the weights described by `gguf` (whose header was read from `reader`).
     pub fn load<R: Read + Seek>(gguf: Gguf, reader: &mut R, device: &Device) -> Result<Self> {
         let context_length = gguf.context_length();
-        let Gguf { file, content, architecture, .. } = gguf;
+        let Gguf {
+            file,
+            content,
+            architecture,
+            architecture_name,
+        } = gguf;
         let failed = |error: candle_core::Error| EngineError::InvalidGguf {
             file: file.clone(),
             reason: format!("its weights cannot be loaded ({error})"),
         };
         let weights = match architecture {
-            Architecture::Llama => Weights::Llama(quantized_llama::ModelWeights::from_gguf(content, reader, device).map_err(failed)?),
-            Architecture::Qwen2 => Weights::Qwen2(quantized_qwen2::ModelWeights::from_gguf(content, reader, device).map_err(failed)?),
-            Architecture::Gemma => Weights::Gemma(quantized_gemma3::ModelWeights::from_gguf(content, reader, device).map_err(failed)?),
-            Architecture::Phi3 => {
-                Weights::Phi3(quantized_phi3::ModelWeights::from_gguf(false, content, reader, device).map_err(failed)?)
+            Architecture::Llama | Architecture::Qwen2 => {
+                let config = Config::from_gguf(&content, &architecture_name).map_err(failed)?;
+                Weights::Llama(Llama::new(config, &content, reader, device).map_err(failed)?)
             }
-            Architecture::Phi2 => Weights::Phi2(quantized_phi::ModelWeights::from_gguf(content, reader, device).map_err(failed)?),
+            Architecture::Gemma => Weights::Gemma(
+                quantized_gemma3::ModelWeights::from_gguf(content, reader, device)
+                    .map_err(failed)?,
+            ),
+            Architecture::Phi3 => Weights::Phi3(
+                quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)
+                    .map_err(failed)?,
+            ),
+            Architecture::Phi2 => Weights::Phi2(
+                quantized_phi::ModelWeights::from_gguf(content, reader, device).map_err(failed)?,
+            ),
         };
-        Ok(Self { weights, context_length, device: device.clone() })
+        Ok(Self {
+            weights,
+            context_length,
+            device: device.clone(),
+        })
     }
 
     /// Runs `tokens` placed at `position` in the sequence and returns the next-token logits.
     /// Position 0 starts a new sequence (every model here then drops its KV cache).
     pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let device = &self.device;
+        let input = || Tensor::new(tokens, device)?.unsqueeze(0);
         let logits = match &mut self.weights {
-            Weights::Llama(model) => model.forward(&input, position)?,
-            Weights::Qwen2(model) => model.forward(&input, position)?,
-            Weights::Gemma(model) => model.forward(&input, position)?,
-            Weights::Phi3(model) => model.forward(&input, position)?,
-            Weights::Phi2(model) => model.forward(&input, position)?,
+            Weights::Llama(model) => return Ok(model.forward(tokens, position)?),
+            Weights::Gemma(model) => model.forward(&input()?, position)?,
+            Weights::Phi3(model) => model.forward(&input()?, position)?,
+            Weights::Phi2(model) => model.forward(&input()?, position)?,
         };
         Ok(logits.squeeze(0)?)
     }
@@ -67,9 +86,16 @@ const SLOW_ON_CPU: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType
 /// Rewrites `gguf`'s tensors of a [`SLOW_ON_CPU`] type as `target`, returning a new GGUF file in
 /// memory (`None` when there is nothing to rewrite). Q8_0 keeps the original precision (each
 /// value gets 8 bits where it had 4–5) at about 1.7× the memory of those tensors.
-pub fn requantize<R: Read + Seek>(gguf: &Gguf, reader: &mut R, target: GgmlDType) -> Result<Option<Vec<u8>>> {
+pub fn requantize<R: Read + Seek>(
+    gguf: &Gguf,
+    reader: &mut R,
+    target: GgmlDType,
+) -> Result<Option<Vec<u8>>> {
     let content = &gguf.content;
-    let slow = content.tensor_infos.values().any(|info| SLOW_ON_CPU.contains(&info.ggml_dtype));
+    let slow = content
+        .tensor_infos
+        .values()
+        .any(|info| SLOW_ON_CPU.contains(&info.ggml_dtype));
     if !slow {
         return Ok(None);
     }
@@ -78,7 +104,11 @@ pub fn requantize<R: Read + Seek>(gguf: &Gguf, reader: &mut R, target: GgmlDType
     let mut tensors = Vec::with_capacity(names.len());
     for name in &names {
         let tensor = content.tensor(reader, name, &Device::Cpu)?;
-        let fits_blocks = tensor.shape().dims().last().is_some_and(|&columns| columns % target.block_size() == 0);
+        let fits_blocks = tensor
+            .shape()
+            .dims()
+            .last()
+            .is_some_and(|&columns| columns % target.block_size() == 0);
         let tensor = if SLOW_ON_CPU.contains(&tensor.dtype()) && fits_blocks {
             QTensor::quantize(&tensor.dequantize(&Device::Cpu)?, target)?
         } else {
@@ -86,8 +116,16 @@ pub fn requantize<R: Read + Seek>(gguf: &Gguf, reader: &mut R, target: GgmlDType
         };
         tensors.push(tensor);
     }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content.metadata.iter().map(|(key, value)| (key.as_str(), value)).collect();
-    let tensors: Vec<(&str, &QTensor)> = names.iter().map(|name| name.as_str()).zip(tensors.iter()).collect();
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(key, value)| (key.as_str(), value))
+        .collect();
+    let tensors: Vec<(&str, &QTensor)> = names
+        .iter()
+        .map(|name| name.as_str())
+        .zip(tensors.iter())
+        .collect();
     let mut file = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut file, &metadata, &tensors)?;
     Ok(Some(file.into_inner()))

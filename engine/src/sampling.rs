@@ -26,17 +26,34 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.7, top_k: 40, top_p: 0.95, min_p: 0.05, repetition_penalty: 1.1, repetition_window: 64, seed: 299_792_458 }
+        Self {
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repetition_penalty: 1.1,
+            repetition_window: 64,
+            seed: 299_792_458,
+        }
     }
 }
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, repetition_penalty: 1.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            repetition_penalty: 1.0,
+            ..Self::default()
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
-        let invalid = |name, problem: &str| Err(EngineError::InvalidParameter { name, problem: problem.to_owned() });
+        let invalid = |name, problem: &str| {
+            Err(EngineError::InvalidParameter {
+                name,
+                problem: problem.to_owned(),
+            })
+        };
         if !(0.0..=5.0).contains(&self.temperature) {
             return invalid("temperature", "must be between 0 (greedy) and 5");
         }
@@ -47,7 +64,10 @@ impl SamplingParams {
             return invalid("min_p", "must be at least 0 and less than 1");
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return invalid("repetition_penalty", "must be a positive number (1 means no penalty)");
+            return invalid(
+                "repetition_penalty",
+                "must be a positive number (1 means no penalty)",
+            );
         }
         Ok(())
     }
@@ -67,12 +87,22 @@ impl Sampler {
         } else {
             match (params.top_k, params.top_p < 1.0) {
                 (0, false) => Sampling::All { temperature },
-                (0, true) => Sampling::TopP { p: params.top_p, temperature },
+                (0, true) => Sampling::TopP {
+                    p: params.top_p,
+                    temperature,
+                },
                 (k, false) => Sampling::TopK { k, temperature },
-                (k, true) => Sampling::TopKThenTopP { k, p: params.top_p, temperature },
+                (k, true) => Sampling::TopKThenTopP {
+                    k,
+                    p: params.top_p,
+                    temperature,
+                },
             }
         };
-        Ok(Self { processor: LogitsProcessor::from_sampling(params.seed, sampling), params })
+        Ok(Self {
+            processor: LogitsProcessor::from_sampling(params.seed, sampling),
+            params,
+        })
     }
 
     /// Picks the next token from `logits`, given the tokens generated so far.
@@ -80,8 +110,14 @@ impl Sampler {
         let logits = if self.params.repetition_penalty == 1.0 || generated.is_empty() {
             logits.clone()
         } else {
-            let start = generated.len().saturating_sub(self.params.repetition_window);
-            candle_transformers::utils::apply_repeat_penalty(logits, self.params.repetition_penalty, &generated[start..])?
+            let start = generated
+                .len()
+                .saturating_sub(self.params.repetition_window);
+            candle_transformers::utils::apply_repeat_penalty(
+                logits,
+                self.params.repetition_penalty,
+                &generated[start..],
+            )?
         };
         let min_p = self.params.min_p as f32;
         let token = self.processor.sample_f(&logits, |probabilities| {

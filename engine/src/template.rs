@@ -23,21 +23,32 @@ impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
         let mut environment = Environment::new();
         // Templates are written for Python's Jinja: str methods, `loop.last`, trimmed blocks.
-        environment.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        environment
+            .set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         environment.set_trim_blocks(true);
         environment.set_lstrip_blocks(true);
-        environment.add_function("raise_exception", |message: String| -> Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, message))
-        });
+        environment.add_function(
+            "raise_exception",
+            |message: String| -> Result<String, Error> {
+                Err(Error::new(ErrorKind::InvalidOperation, message))
+            },
+        );
         environment.add_function("strftime_now", strftime_now);
         environment
             .add_template_owned("chat", source.to_owned())
             .map_err(|error| EngineError::Template(format!("it does not parse: {error}")))?;
-        Ok(Self { environment, bos_token: bos_token.to_owned(), eos_token: eos_token.to_owned() })
+        Ok(Self {
+            environment,
+            bos_token: bos_token.to_owned(),
+            eos_token: eos_token.to_owned(),
+        })
     }
 
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let template = self.environment.get_template("chat").map_err(|error| EngineError::Template(error.to_string()))?;
+        let template = self
+            .environment
+            .get_template("chat")
+            .map_err(|error| EngineError::Template(error.to_string()))?;
         template
             .render(context! {
                 messages => messages,
@@ -55,7 +66,20 @@ fn strftime_now(format: String) -> String {
         .duration_since(web_time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() / 86_400) as i64;
     let (year, month, day) = civil_from_days(days);
-    const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
     format
         .replace("%Y", &year.to_string())
         .replace("%m", &format!("{month:02}"))
@@ -86,7 +110,10 @@ mod tests {
     #[test]
     fn chatml_fallback_renders_the_exact_prompt() {
         let template = ChatTemplate::new(CHATML, "", "<|im_end|>").unwrap();
-        let messages = [ChatMessage::new(Role::System, "Eres útil."), ChatMessage::new(Role::User, "¿Hola?")];
+        let messages = [
+            ChatMessage::new(Role::System, "Eres útil."),
+            ChatMessage::new(Role::User, "¿Hola?"),
+        ];
         assert_eq!(
             template.render(&messages, true).unwrap(),
             "<|im_start|>system\nEres útil.<|im_end|>\n<|im_start|>user\n¿Hola?<|im_end|>\n<|im_start|>assistant\n"
@@ -106,21 +133,31 @@ mod tests {
             template.render(&messages, true).unwrap(),
             "<bos><start_of_turn>user\nEres útil.\n\n¿Hola?<end_of_turn>\n<start_of_turn>model\n¡Hola!<end_of_turn>\n<start_of_turn>user\nAdiós<end_of_turn>\n<start_of_turn>model\n"
         );
-        let error = template.render(&[ChatMessage::new(Role::Assistant, "x")], true).unwrap_err().to_string();
+        let error = template
+            .render(&[ChatMessage::new(Role::Assistant, "x")], true)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("must alternate"), "{error}");
     }
 
     #[test]
     fn raise_exception_becomes_a_template_error() {
-        let template = ChatTemplate::new("{{ raise_exception('solo user/assistant') }}", "", "").unwrap();
+        let template =
+            ChatTemplate::new("{{ raise_exception('solo user/assistant') }}", "", "").unwrap();
         let error = template.render(&[], true).unwrap_err().to_string();
         assert!(error.contains("solo user/assistant"), "{error}");
     }
 
     #[test]
     fn python_string_methods_work() {
-        let template = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}", "", "").unwrap();
-        assert_eq!(template.render(&[ChatMessage::new(Role::User, "  hola ")], false).unwrap(), "HOLA");
+        let template =
+            ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}", "", "").unwrap();
+        assert_eq!(
+            template
+                .render(&[ChatMessage::new(Role::User, "  hola ")], false)
+                .unwrap(),
+            "HOLA"
+        );
     }
 
     #[test]

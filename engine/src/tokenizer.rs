@@ -15,7 +15,11 @@ const USER_DEFINED: i32 = 4;
 
 /// Control and user-defined tokens, matched whole before the model splits text. Byte-level
 /// vocabularies mark both special; SentencePiece conversions only the control ones.
-fn added_tokens(tokens: &[String], token_types: &[i32], user_defined_are_special: bool) -> Vec<Value> {
+fn added_tokens(
+    tokens: &[String],
+    token_types: &[i32],
+    user_defined_are_special: bool,
+) -> Vec<Value> {
     token_types
         .iter()
         .enumerate()
@@ -29,14 +33,31 @@ fn added_tokens(tokens: &[String], token_types: &[i32], user_defined_are_special
 
 fn byte_level_bpe(tokens: &[&str], merges: &[&str], token_types: &[i32], pre: &str) -> Value {
     let tokens: Vec<String> = tokens.iter().map(|token| (*token).to_owned()).collect();
-    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(id, token)| (token.clone(), json!(id))).collect();
-    let merges: Vec<Value> = merges.iter().filter_map(|merge| merge.split_once(' ')).map(|(a, b)| json!([a, b])).collect();
+    let vocab: serde_json::Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| (token.clone(), json!(id)))
+        .collect();
+    let merges: Vec<Value> = merges
+        .iter()
+        .filter_map(|merge| merge.split_once(' '))
+        .map(|(a, b)| json!([a, b]))
+        .collect();
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": use_regex});
     let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
     let (normalizer, pre_tokenizer) = match pre {
-        "qwen2" => (json!({"type": "NFC"}), json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]})),
-        "llama-bpe" | "llama3" => (Value::Null, json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]})),
-        "smollm" => (Value::Null, json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]})),
+        "qwen2" => (
+            json!({"type": "NFC"}),
+            json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
+        ),
+        "llama-bpe" | "llama3" => (
+            Value::Null,
+            json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
+        ),
+        "smollm" => (
+            Value::Null,
+            json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        ),
         _ => (Value::Null, byte_level(true)),
     };
     let model = json!({
@@ -44,20 +65,43 @@ fn byte_level_bpe(tokens: &[&str], merges: &[&str], token_types: &[i32], pre: &s
         "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
         "vocab": vocab, "merges": merges,
     });
-    tokenizer_json(added_tokens(&tokens, token_types, true), normalizer, pre_tokenizer, byte_level(false), model)
+    tokenizer_json(
+        added_tokens(&tokens, token_types, true),
+        normalizer,
+        pre_tokenizer,
+        byte_level(false),
+        model,
+    )
 }
 
 /// A SentencePiece vocabulary as the equivalent BPE, the way Hugging Face converts it: every
 /// token that splits into two tokens yields a merge, ranked by the merged token's score.
-fn sentencepiece_bpe(tokens: &[&str], scores: &[f32], token_types: &[i32], unknown: Option<&str>, add_space_prefix: bool) -> Value {
+fn sentencepiece_bpe(
+    tokens: &[&str],
+    scores: &[f32],
+    token_types: &[i32],
+    unknown: Option<&str>,
+    add_space_prefix: bool,
+) -> Value {
     // SentencePiece writes spaces as ▁; some GGUF files store whitespace-run tokens with
     // literal spaces, which the normaliser would never produce.
-    let tokens: Vec<String> = tokens.iter().map(|token| token.replace(' ', "\u{2581}")).collect();
-    let ids: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(id, token)| (token.as_str(), id)).collect();
+    let tokens: Vec<String> = tokens
+        .iter()
+        .map(|token| token.replace(' ', "\u{2581}"))
+        .collect();
+    let ids: std::collections::HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| (token.as_str(), id))
+        .collect();
     let mut merges: Vec<(f32, usize, usize)> = Vec::new();
     for (id, token) in tokens.iter().enumerate() {
         // SentencePiece scores user-defined pieces 0 (first to merge); GGUF files store -1000.
-        let score = if token_types.get(id) == Some(&USER_DEFINED) { 0.0 } else { scores.get(id).copied().unwrap_or(0.0) };
+        let score = if token_types.get(id) == Some(&USER_DEFINED) {
+            0.0
+        } else {
+            scores.get(id).copied().unwrap_or(0.0)
+        };
         let mut local: Vec<(usize, usize)> = token
             .char_indices()
             .skip(1)
@@ -68,11 +112,23 @@ fn sentencepiece_bpe(tokens: &[&str], scores: &[f32], token_types: &[i32], unkno
     }
     // Stable: equal scores keep vocabulary order, as the reference conversion does.
     merges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let merges: Vec<Value> = merges.iter().map(|(_, left, right)| json!([tokens[*left], tokens[*right]])).collect();
-    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(id, token)| (token.clone(), json!(id))).collect();
+    let merges: Vec<Value> = merges
+        .iter()
+        .map(|(_, left, right)| json!([tokens[*left], tokens[*right]]))
+        .collect();
+    let vocab: serde_json::Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, token)| (token.clone(), json!(id)))
+        .collect();
 
-    let replace_spaces = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
-    let mut decoders = vec![json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+    let replace_spaces =
+        json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+    let mut decoders = vec![
+        json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+        json!({"type": "ByteFallback"}),
+        json!({"type": "Fuse"}),
+    ];
     let normalizer = if add_space_prefix {
         decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
         json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, replace_spaces]})
@@ -85,11 +141,23 @@ fn sentencepiece_bpe(tokens: &[&str], scores: &[f32], token_types: &[i32], unkno
         "vocab": vocab, "merges": merges,
     });
     let decoder = json!({"type": "Sequence", "decoders": decoders});
-    tokenizer_json(added_tokens(&tokens, token_types, false), normalizer, Value::Null, decoder, model)
+    tokenizer_json(
+        added_tokens(&tokens, token_types, false),
+        normalizer,
+        Value::Null,
+        decoder,
+        model,
+    )
 }
 
 /// A Hugging Face tokenizer.json document around a model.
-fn tokenizer_json(added_tokens: Vec<Value>, normalizer: Value, pre_tokenizer: Value, decoder: Value, model: Value) -> Value {
+fn tokenizer_json(
+    added_tokens: Vec<Value>,
+    normalizer: Value,
+    pre_tokenizer: Value,
+    decoder: Value,
+    model: Value,
+) -> Value {
     json!({
         "version": "1.0", "truncation": null, "padding": null, "post_processor": null,
         "added_tokens": added_tokens, "normalizer": normalizer, "pre_tokenizer": pre_tokenizer,
@@ -104,8 +172,9 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// From a Hugging Face `tokenizer.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|error| EngineError::Tokenizer(format!("the tokenizer.json cannot be read: {error}")))?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|error| {
+            EngineError::Tokenizer(format!("the tokenizer.json cannot be read: {error}"))
+        })?;
         Ok(Self { inner })
     }
 
@@ -113,17 +182,36 @@ impl Tokenizer {
     /// SmolLM, Llama 3…) or SentencePiece (`llama`: Gemma, Llama 2, Mistral…), rebuilt as the
     /// equivalent Hugging Face tokenizer.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
-        let missing = |key: &str| EngineError::Metadata { file: gguf.file.clone(), key: key.into(), problem: "is missing or has the wrong type".into() };
-        let tokens = gguf.string_array("tokenizer.ggml.tokens").ok_or_else(|| missing("tokenizer.ggml.tokens"))?;
-        let token_types = gguf.i32_array("tokenizer.ggml.token_type").unwrap_or_default();
+        let missing = |key: &str| EngineError::Metadata {
+            file: gguf.file.clone(),
+            key: key.into(),
+            problem: "is missing or has the wrong type".into(),
+        };
+        let tokens = gguf
+            .string_array("tokenizer.ggml.tokens")
+            .ok_or_else(|| missing("tokenizer.ggml.tokens"))?;
+        let token_types = gguf
+            .i32_array("tokenizer.ggml.token_type")
+            .unwrap_or_default();
         let definition = match gguf.string("tokenizer.ggml.model").unwrap_or("(none)") {
             "gpt2" => {
-                let merges = gguf.string_array("tokenizer.ggml.merges").ok_or_else(|| missing("tokenizer.ggml.merges"))?;
-                byte_level_bpe(&tokens, &merges, &token_types, gguf.string("tokenizer.ggml.pre").unwrap_or("default"))
+                let merges = gguf
+                    .string_array("tokenizer.ggml.merges")
+                    .ok_or_else(|| missing("tokenizer.ggml.merges"))?;
+                byte_level_bpe(
+                    &tokens,
+                    &merges,
+                    &token_types,
+                    gguf.string("tokenizer.ggml.pre").unwrap_or("default"),
+                )
             }
             "llama" => {
-                let scores = gguf.f32_array("tokenizer.ggml.scores").ok_or_else(|| missing("tokenizer.ggml.scores"))?;
-                let unknown = gguf.u32("tokenizer.ggml.unknown_token_id").and_then(|id| tokens.get(id as usize).copied());
+                let scores = gguf
+                    .f32_array("tokenizer.ggml.scores")
+                    .ok_or_else(|| missing("tokenizer.ggml.scores"))?;
+                let unknown = gguf
+                    .u32("tokenizer.ggml.unknown_token_id")
+                    .and_then(|id| tokens.get(id as usize).copied());
                 let add_space_prefix = gguf.bool("tokenizer.ggml.add_space_prefix").unwrap_or(true);
                 sentencepiece_bpe(&tokens, &scores, &token_types, unknown, add_space_prefix)
             }
@@ -139,12 +227,17 @@ impl Tokenizer {
 
     /// Ids of `text`, special tokens (`<|im_start|>`…) included, without adding BOS/EOS.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, false).map_err(|error| EngineError::Tokenizer(error.to_string()))?;
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|error| EngineError::Tokenizer(error.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|error| EngineError::Tokenizer(error.to_string()))
+        self.inner
+            .decode(ids, false)
+            .map_err(|error| EngineError::Tokenizer(error.to_string()))
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {
@@ -165,14 +258,20 @@ pub struct TextStream {
 
 impl TextStream {
     pub fn new() -> Self {
-        Self { ids: Vec::new(), emitted_len: 0 }
+        Self {
+            ids: Vec::new(),
+            emitted_len: 0,
+        }
     }
 
     /// Adds one id and returns the text it completes (possibly empty).
     pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
         let text = tokenizer.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}') || text.len() < self.emitted_len || !text.is_char_boundary(self.emitted_len) {
+        if text.ends_with('\u{FFFD}')
+            || text.len() < self.emitted_len
+            || !text.is_char_boundary(self.emitted_len)
+        {
             return Ok(String::new());
         }
         let delta = text[self.emitted_len..].to_owned();

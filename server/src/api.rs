@@ -53,17 +53,39 @@ enum Prompt {
 }
 
 impl Api {
-    pub fn new(inference: Arc<Inference>, compare: Option<Arc<Inference>>, chat: ChatDefaults, limits: Limits, backend: &Backend) -> Arc<Self> {
+    pub fn new(
+        inference: Arc<Inference>,
+        compare: Option<Arc<Inference>>,
+        chat: ChatDefaults,
+        limits: Limits,
+        backend: &Backend,
+    ) -> Arc<Self> {
         let metrics = &inference.metrics;
-        let scheduler = Scheduler::new(limits.clone(), metrics.queued.clone(), metrics.running.clone());
+        let scheduler = Scheduler::new(
+            limits.clone(),
+            metrics.queued.clone(),
+            metrics.running.clone(),
+        );
         let remote = match backend {
             Backend::Local => None,
             Backend::Remote(upstream) => Some(RemoteBackend::new(upstream)),
         };
-        Arc::new(Self { inference, remote, compare, scheduler, chat, limits })
+        Arc::new(Self {
+            inference,
+            remote,
+            compare,
+            scheduler,
+            chat,
+            limits,
+        })
     }
 
-    async fn generate(&self, prompt: Prompt, params: GenerateParams, on_delta: impl FnMut(&str) -> Flow + Send + 'static) -> Result<Completion, ApiError> {
+    async fn generate(
+        &self,
+        prompt: Prompt,
+        params: GenerateParams,
+        on_delta: impl FnMut(&str) -> Flow + Send + 'static,
+    ) -> Result<Completion, ApiError> {
         match (prompt, &self.remote) {
             (Prompt::Messages(messages), Some(remote)) => {
                 let completion = remote.generate(&messages, &params, on_delta).await?;
@@ -71,7 +93,9 @@ impl Api {
                 Ok(completion)
             }
             (Prompt::Ids(ids, inference), _) => inference.generate(ids, params, on_delta).await,
-            (Prompt::Messages(_), None) => unreachable!("messages are kept only for a remote backend"),
+            (Prompt::Messages(_), None) => {
+                unreachable!("messages are kept only for a remote backend")
+            }
         }
     }
 
@@ -88,7 +112,9 @@ impl Api {
 
     /// `[compare]`'s model when the request names it, else `None` (the Space's own model).
     fn compare_model(&self, asked: Option<&str>) -> Result<Option<Arc<Inference>>, ApiError> {
-        let Some(asked) = asked.filter(|asked| *asked == COMPARE_MODEL) else { return Ok(None) };
+        let Some(asked) = asked.filter(|asked| *asked == COMPARE_MODEL) else {
+            return Ok(None);
+        };
         match &self.compare {
             Some(compare) => Ok(Some(Arc::clone(compare))),
             None => Err(ApiError::InvalidRequest(format!(
@@ -113,7 +139,10 @@ struct ClientAddress(IpAddr);
 impl FromRequestParts<Arc<Api>> for ClientAddress {
     type Rejection = Infallible;
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, Infallible> {
-        Ok(Self(crate::client::client_address(parts, &api.limits.trusted_proxies)))
+        Ok(Self(crate::client::client_address(
+            parts,
+            &api.limits.trusted_proxies,
+        )))
     }
 }
 
@@ -142,14 +171,21 @@ struct ChatRequest {
 impl ChatRequest {
     fn params(&self, defaults: &ChatDefaults) -> Result<GenerateParams, ApiError> {
         if self.messages.is_empty() {
-            return Err(ApiError::InvalidRequest("`messages` is empty; send at least one message".into()));
+            return Err(ApiError::InvalidRequest(
+                "`messages` is empty; send at least one message".into(),
+            ));
         }
         if self.messages.len() > MAX_MESSAGES {
-            return Err(ApiError::InvalidRequest(format!("`messages` has {} entries; the limit is {MAX_MESSAGES}", self.messages.len())));
+            return Err(ApiError::InvalidRequest(format!(
+                "`messages` has {} entries; the limit is {MAX_MESSAGES}",
+                self.messages.len()
+            )));
         }
         let max_tokens = self.max_tokens.unwrap_or(defaults.max_tokens as usize);
         if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
-            return Err(ApiError::InvalidRequest(format!("`max_tokens` is {max_tokens}; allowed: 1 to {MAX_TOKENS_LIMIT}")));
+            return Err(ApiError::InvalidRequest(format!(
+                "`max_tokens` is {max_tokens}; allowed: 1 to {MAX_TOKENS_LIMIT}"
+            )));
         }
         let sampling = SamplingParams {
             temperature: self.temperature.unwrap_or(defaults.temperature),
@@ -163,19 +199,32 @@ impl ChatRequest {
             Some(Stop::One(stop)) => vec![stop.clone()],
             Some(Stop::Many(stops)) => stops.clone(),
         };
-        Ok(GenerateParams { sampling, max_tokens, stop, ..GenerateParams::default() })
+        Ok(GenerateParams {
+            sampling,
+            max_tokens,
+            stop,
+            ..GenerateParams::default()
+        })
     }
 }
 
 impl Api {
     /// Checks a request against the model and `[limits]`, before it takes a place in the line:
     /// its prompt ids and generation settings.
-    async fn prepare(&self, mut request: ChatRequest) -> Result<(Prompt, GenerateParams), ApiError> {
+    async fn prepare(
+        &self,
+        mut request: ChatRequest,
+    ) -> Result<(Prompt, GenerateParams), ApiError> {
         let mut params = request.params(&self.chat)?;
         if let Some(system_prompt) = &self.chat.system_prompt
-            && !request.messages.iter().any(|message| message.role == Role::System)
+            && !request
+                .messages
+                .iter()
+                .any(|message| message.role == Role::System)
         {
-            request.messages.insert(0, ChatMessage::new(Role::System, system_prompt));
+            request
+                .messages
+                .insert(0, ChatMessage::new(Role::System, system_prompt));
         }
         let compare = self.compare_model(request.model.as_deref())?;
         // A remote backend counts tokens itself: its own limits apply.
@@ -192,7 +241,11 @@ impl Api {
                 .await
                 .map_err(|error| ApiError::LoadFailed(format!("tokenising crashed: {error}")))??
         };
-        let Limits { max_input_tokens, max_total_tokens, .. } = self.limits;
+        let Limits {
+            max_input_tokens,
+            max_total_tokens,
+            ..
+        } = self.limits;
         let prompt_tokens = prompt_ids.len();
         if prompt_tokens > max_input_tokens {
             return Err(ApiError::TooManyTokens(format!(
@@ -217,8 +270,15 @@ impl Api {
 async fn health(State(api): State<Arc<Api>>) -> Response {
     if let Some(remote) = &api.remote {
         return match remote.health().await {
-            Ok(model) => Json(json!({"status": "ok", "model": model, "backend": "remote", "device": "remote"})).into_response(),
-            Err(message) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "message": message}))).into_response(),
+            Ok(model) => Json(
+                json!({"status": "ok", "model": model, "backend": "remote", "device": "remote"}),
+            )
+            .into_response(),
+            Err(message) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "error", "message": message})),
+            )
+                .into_response(),
         };
     }
     match api.inference.state() {
@@ -242,12 +302,21 @@ async fn models(State(api): State<Arc<Api>>) -> Json<Value> {
         (None, ModelState::Ready { name, .. }) => Some(name),
         (None, _) => None,
     };
-    let data: Vec<Value> = name.into_iter().map(|name| json!({"id": name, "object": "model", "owned_by": "vitrina"})).collect();
+    let data: Vec<Value> = name
+        .into_iter()
+        .map(|name| json!({"id": name, "object": "model", "owned_by": "vitrina"}))
+        .collect();
     Json(json!({"object": "list", "data": data}))
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], api.inference.metrics.render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        api.inference.metrics.render(),
+    )
 }
 
 async fn chat_completions(
@@ -260,7 +329,11 @@ async fn chat_completions(
         Err(error) => error.into_response(),
     };
     let status = response.status().as_u16();
-    api.inference.metrics.requests.get_or_create(&crate::metrics::StatusLabel { status }).inc();
+    api.inference
+        .metrics
+        .requests
+        .get_or_create(&crate::metrics::StatusLabel { status })
+        .inc();
     response
 }
 
@@ -273,9 +346,15 @@ impl Drop for GoneOnDrop {
     }
 }
 
-async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest>, JsonRejection>) -> Result<Response, ApiError> {
+async fn answer(
+    api: &Arc<Api>,
+    client: IpAddr,
+    request: Result<Json<ChatRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(request) = request.map_err(|rejection| match rejection.status() {
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => ApiError::InvalidRequest(rejection.body_text()),
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+            ApiError::InvalidRequest(rejection.body_text())
+        }
         status => ApiError::Rejected(status, rejection.body_text()),
     })?;
     let stream = request.stream;
@@ -287,7 +366,13 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
         ticket.wait_for_turn(|_, _| {}).await;
         let gone = Arc::new(AtomicBool::new(false));
         let _gone_on_drop = GoneOnDrop(Arc::clone(&gone));
-        let on_delta = move |_: &str| if gone.load(Ordering::Relaxed) { Flow::Cancel } else { Flow::Continue };
+        let on_delta = move |_: &str| {
+            if gone.load(Ordering::Relaxed) {
+                Flow::Cancel
+            } else {
+                Flow::Continue
+            }
+        };
         let completion = api.generate(prompt, params, on_delta).await?;
         return Ok(Json(completion_body(&id, &model_name, &completion)).into_response());
     }
@@ -300,7 +385,10 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
         }
     };
-    let _ = sender.send(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+    let _ = sender.send(chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    ));
     let api = Arc::clone(api);
     tokio::spawn(async move {
         let on_wait = |position: usize, estimated_wait_seconds: Option<f64>| {
@@ -317,7 +405,9 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
         let deltas = sender.clone();
         let delta_chunk = chunk.clone();
         // A closed channel means the client left: stop generating at the next token.
-        let on_delta = move |text: &str| match deltas.send(delta_chunk(json!({"content": text}), Value::Null)) {
+        let on_delta = move |text: &str| match deltas
+            .send(delta_chunk(json!({"content": text}), Value::Null))
+        {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Cancel,
         };
@@ -340,7 +430,9 @@ async fn answer(api: &Arc<Api>, client: IpAddr, request: Result<Json<ChatRequest
     });
     let events = UnboundedReceiverStream::new(receiver)
         .map(|chunk| Ok::<_, Infallible>(Event::default().data(chunk.to_string())))
-        .chain(futures_util::stream::once(async { Ok(Event::default().data("[DONE]")) }));
+        .chain(futures_util::stream::once(async {
+            Ok(Event::default().data("[DONE]"))
+        }));
     Ok(Sse::new(events).into_response())
 }
 
@@ -365,5 +457,7 @@ fn finish_reason(reason: FinishReason) -> &'static str {
 }
 
 fn unix_time_millis() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis())
 }

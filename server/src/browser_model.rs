@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use app::facts::{ModelFacts, ModelRole};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -13,7 +14,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::cache::{CachedFile, ModelCache};
-use app::facts::{ModelFacts, ModelRole};
 use serde_json::json;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -26,13 +26,21 @@ pub struct BrowserModel {
 
 enum Fetched {
     Pending,
-    Ready { path: PathBuf, bytes: u64, info: Option<engine::ModelInfo> },
+    Ready {
+        path: PathBuf,
+        bytes: u64,
+        info: Option<engine::ModelInfo>,
+    },
     Failed(String),
 }
 
 impl BrowserModel {
     pub fn new(name: String, file: CachedFile) -> Arc<Self> {
-        Arc::new(Self { name, file, fetched: RwLock::new(Fetched::Pending) })
+        Arc::new(Self {
+            name,
+            file,
+            fetched: RwLock::new(Fetched::Pending),
+        })
     }
 
     /// Brings the file into `cache` (downloading it on the first start).
@@ -40,13 +48,20 @@ impl BrowserModel {
         let fetched = cache
             .get(&self.file, &mut |_, _| {})
             .map_err(|error| error.to_string())
-            .and_then(|path| std::fs::metadata(&path).map(|metadata| (path, metadata.len())).map_err(|error| error.to_string()));
+            .and_then(|path| {
+                std::fs::metadata(&path)
+                    .map(|metadata| (path, metadata.len()))
+                    .map_err(|error| error.to_string())
+            });
         let fetched = match fetched {
             Ok((path, bytes)) => {
                 // The header only: what the judges' page and permalinks say of it.
                 let info = std::fs::File::open(&path)
                     .ok()
-                    .and_then(|file| engine::Gguf::read(&mut std::io::BufReader::new(file), &self.file.file_name).ok())
+                    .and_then(|file| {
+                        engine::Gguf::read(&mut std::io::BufReader::new(file), &self.file.file_name)
+                            .ok()
+                    })
                     .map(|gguf| gguf.info());
                 Fetched::Ready { path, bytes, info }
             }
@@ -55,13 +70,24 @@ impl BrowserModel {
                 Fetched::Failed(error)
             }
         };
-        *self.fetched.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = fetched;
+        *self
+            .fetched
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fetched;
     }
 
     pub fn facts(&self) -> ModelFacts {
-        let mut facts = ModelFacts::named(ModelRole::Browser, self.name.clone(), app::conversation::BROWSER_DEVICE);
+        let mut facts = ModelFacts::named(
+            ModelRole::Browser,
+            self.name.clone(),
+            app::conversation::BROWSER_DEVICE,
+        );
         facts.sha256 = Some(self.file.sha256.clone());
-        match &*self.fetched.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        match &*self
+            .fetched
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
             Fetched::Ready { bytes, info, .. } => {
                 facts.status = "ready".into();
                 facts.ready = true;
@@ -86,40 +112,77 @@ impl BrowserModel {
 }
 
 pub fn routes(model: Arc<BrowserModel>) -> Router {
-    Router::new().route("/models", get(describe)).route("/models/{file}", get(serve)).with_state(model)
+    Router::new()
+        .route("/models", get(describe))
+        .route("/models/{file}", get(serve))
+        .with_state(model)
 }
 
 async fn describe(State(model): State<Arc<BrowserModel>>) -> Response {
-    match &*model.fetched.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+    match &*model
+        .fetched
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    {
         Fetched::Ready { bytes, .. } => axum::Json(json!({
             "name": model.name, "url": model.url(), "sha256": model.file.sha256, "bytes": bytes,
         }))
         .into_response(),
-        Fetched::Pending => (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "5")], axum::Json(json!({"status": "loading"}))).into_response(),
-        Fetched::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "error", "message": message}))).into_response(),
+        Fetched::Pending => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(json!({"status": "loading"})),
+        )
+            .into_response(),
+        Fetched::Failed(message) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "error", "message": message})),
+        )
+            .into_response(),
     }
 }
 
-async fn serve(State(model): State<Arc<BrowserModel>>, Path(file): Path<String>, request: Request) -> Response {
-    let path = match &*model.fetched.read().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+async fn serve(
+    State(model): State<Arc<BrowserModel>>,
+    Path(file): Path<String>,
+    request: Request,
+) -> Response {
+    let path = match &*model
+        .fetched
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    {
         Fetched::Ready { path, .. } if file == model.file.file_name => path.clone(),
         _ => return (StatusCode::NOT_FOUND, "no such model file").into_response(),
     };
     let etag = model.etag();
-    let already_there = request.headers().get(header::IF_NONE_MATCH).and_then(|value| value.to_str().ok()).is_some_and(|tags| {
-        tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*")
-    });
+    let already_there = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
     let mut response = if already_there {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         match ServeFile::new(path).oneshot(request).await {
             Ok(response) => response.map(Body::new),
-            Err(error) => return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+            Err(error) => {
+                return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+            }
         }
     };
     let headers = response.headers_mut();
-    headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex digits"));
+    headers.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex digits"),
+    );
     // The name is pinned to its sha256: the same URL never holds other bytes.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
     response
 }

@@ -16,12 +16,17 @@ pub enum ApiError {
     Loading(String),
     #[error("the model could not be loaded: {0}")]
     LoadFailed(String),
-    #[error("this server runs no model (started with --no-model): the page answers in the visitor's browser")]
+    #[error(
+        "this server runs no model (started with --no-model): the page answers in the visitor's browser"
+    )]
     NoServerModel,
     #[error(
         "the server is busy: all {limit} places in its queue are taken (limits.max_queue = {limit} in space.toml); try again in {retry_after_seconds} s"
     )]
-    Overloaded { limit: usize, retry_after_seconds: u64 },
+    Overloaded {
+        limit: usize,
+        retry_after_seconds: u64,
+    },
     #[error(
         "you already have {limit} requests in progress or waiting (limits.max_concurrent_per_client = {limit} in space.toml); wait for one to finish"
     )]
@@ -29,7 +34,10 @@ pub enum ApiError {
     #[error(
         "you sent {limit} requests in the last minute (limits.requests_per_minute_per_client = {limit} in space.toml); try again in {retry_after_seconds} s"
     )]
-    ClientRateLimited { limit: usize, retry_after_seconds: u64 },
+    ClientRateLimited {
+        limit: usize,
+        retry_after_seconds: u64,
+    },
     /// The conversation or the answer asked for is longer than space.toml allows.
     #[error("{0}")]
     TooManyTokens(String),
@@ -45,9 +53,13 @@ pub enum ApiError {
     FeedbackUnavailable(String),
     #[error("the feedback database failed: {0}")]
     Storage(String),
-    #[error("exports are disabled: set the VITRINA_ADMIN_TOKEN secret in the Space's settings, restart it, and send it as `Authorization: Bearer <token>`")]
+    #[error(
+        "exports are disabled: set the VITRINA_ADMIN_TOKEN secret in the Space's settings, restart it, and send it as `Authorization: Bearer <token>`"
+    )]
     ExportsDisabled,
-    #[error("wrong or missing admin token: send the VITRINA_ADMIN_TOKEN secret as `Authorization: Bearer <token>`")]
+    #[error(
+        "wrong or missing admin token: send the VITRINA_ADMIN_TOKEN secret as `Authorization: Bearer <token>`"
+    )]
     Unauthorized,
 }
 
@@ -56,13 +68,19 @@ impl ApiError {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Rejected(status, _) => *status,
-            Self::Loading(_) | Self::LoadFailed(_) | Self::NoServerModel => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Loading(_) | Self::LoadFailed(_) | Self::NoServerModel => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::TooManyTokens(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Engine(EngineError::ContextOverflow { .. } | EngineError::InvalidParameter { .. } | EngineError::Template(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Engine(
+                EngineError::ContextOverflow { .. }
+                | EngineError::InvalidParameter { .. }
+                | EngineError::Template(_),
+            ) => StatusCode::BAD_REQUEST,
             Self::Engine(_) | Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::FeedbackUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,7 +91,9 @@ impl ApiError {
 
     fn kind(&self) -> &'static str {
         match self.status() {
-            status if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS => "invalid_request_error",
+            status if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS => {
+                "invalid_request_error"
+            }
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             _ => "server_error",
@@ -91,15 +111,26 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
         let unauthorized = matches!(self, Self::Unauthorized);
         let retry_after_seconds = match self {
-            Self::Overloaded { retry_after_seconds, .. } | Self::ClientRateLimited { retry_after_seconds, .. } => Some(retry_after_seconds),
+            Self::Overloaded {
+                retry_after_seconds,
+                ..
+            }
+            | Self::ClientRateLimited {
+                retry_after_seconds,
+                ..
+            } => Some(retry_after_seconds),
             Self::Loading(_) | Self::ClientBusy { .. } => Some(5),
             _ => None,
         };
         if unauthorized {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(seconds) = retry_after_seconds {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -35,13 +35,22 @@ impl FetchedCards {
             CardKind::Dataset => engine::cache::RepoKind::Dataset,
         };
         let card = match cache.fetch_card(repo_kind, repo) {
-            Ok(path) => FetchedCard::Fetched { repo: repo.to_owned(), path },
+            Ok(path) => FetchedCard::Fetched {
+                repo: repo.to_owned(),
+                path,
+            },
             Err(error) => {
                 tracing::warn!(%repo, %error, "the card could not be fetched; the judges' page says so");
-                FetchedCard::Failed { repo: repo.to_owned(), reason: error.to_string() }
+                FetchedCard::Failed {
+                    repo: repo.to_owned(),
+                    reason: error.to_string(),
+                }
             }
         };
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((kind, card));
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((kind, card));
     }
 }
 
@@ -65,14 +74,25 @@ impl ServerFacts for Facts {
             (server.answers, server.decode_tokens_per_second) = (answers, speed);
         }
         let mut models = vec![server];
-        models.extend(self.compare.as_ref().map(|compare| compare.facts(ModelRole::Compare)));
+        models.extend(
+            self.compare
+                .as_ref()
+                .map(|compare| compare.facts(ModelRole::Compare)),
+        );
         models.push(self.browser_model.facts());
         models
     }
 
     fn fetched_card(&self, kind: CardKind) -> Option<FetchedCard> {
-        let cards = self.cards.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        cards.iter().find(|(fetched, _)| *fetched == kind).map(|(_, card)| card.clone())
+        let cards = self
+            .cards
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cards
+            .iter()
+            .find(|(fetched, _)| *fetched == kind)
+            .map(|(_, card)| card.clone())
     }
 
     fn answer(&self, id: &str) -> Result<Option<StoredAnswer>, String> {

@@ -12,10 +12,20 @@ use serde::Serialize;
 /// What the store cannot do, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the feedback database {path}: {source}; set --data-dir (or VITRINA_DATA_DIR) to a writable folder")]
-    Open { path: PathBuf, source: rusqlite::Error },
-    #[error("cannot create the data directory {path}: {source}; set --data-dir (or VITRINA_DATA_DIR) to a writable folder")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot open the feedback database {path}: {source}; set --data-dir (or VITRINA_DATA_DIR) to a writable folder"
+    )]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "cannot create the data directory {path}: {source}; set --data-dir (or VITRINA_DATA_DIR) to a writable folder"
+    )]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the feedback database failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -29,7 +39,11 @@ pub struct FeedbackStore {
 /// mounted, else `./data`.
 pub fn default_data_dir() -> PathBuf {
     let persistent = Path::new("/data");
-    if persistent.is_dir() { persistent.to_owned() } else { PathBuf::from("data") }
+    if persistent.is_dir() {
+        persistent.to_owned()
+    } else {
+        PathBuf::from("data")
+    }
 }
 
 const SCHEMA: &str = "
@@ -54,7 +68,10 @@ CREATE INDEX IF NOT EXISTS answers_by_turn ON answers (turn_key);
 impl FeedbackStore {
     /// Opens (or creates) `feedback.sqlite` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
         let path = dir.join("feedback.sqlite");
         let open = |path: &Path| -> rusqlite::Result<Connection> {
             let connection = Connection::open(path)?;
@@ -65,8 +82,14 @@ impl FeedbackStore {
             connection.execute_batch(SCHEMA)?;
             Ok(connection)
         };
-        let connection = open(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        Ok(Self { path, connection: Mutex::new(connection) })
+        let connection = open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            connection: Mutex::new(connection),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -74,7 +97,9 @@ impl FeedbackStore {
     }
 
     fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Stores an answer, or updates its verdict and comment when the browser sent it before;
@@ -82,8 +107,13 @@ impl FeedbackStore {
     pub fn save(&self, report: &AnswerReport) -> Result<String, StoreError> {
         let now = now_rfc3339();
         let connection = self.connection();
-        let existing: Option<String> =
-            connection.query_row("SELECT id FROM answers WHERE answer_key = ?1", [&report.answer_key], |row| row.get(0)).optional()?;
+        let existing: Option<String> = connection
+            .query_row(
+                "SELECT id FROM answers WHERE answer_key = ?1",
+                [&report.answer_key],
+                |row| row.get(0),
+            )
+            .optional()?;
         if let Some(id) = existing {
             connection.execute(
                 "UPDATE answers SET rating = ?1, comment = COALESCE(?2, comment), updated_at = ?3 WHERE id = ?4",
@@ -123,13 +153,14 @@ impl FeedbackStore {
     pub fn all(&self) -> Result<Vec<StoredAnswer>, StoreError> {
         let connection = self.connection();
         let mut statement = connection.prepare(&format!("{SELECT_ANSWER} ORDER BY rowid"))?;
-        let answers = statement.query_map([], read_answer)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let answers = statement
+            .query_map([], read_answer)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(answers)
     }
 }
 
-const SELECT_ANSWER: &str =
-    "SELECT id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at FROM answers";
+const SELECT_ANSWER: &str = "SELECT id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at FROM answers";
 
 fn read_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
     Ok(StoredAnswer {
@@ -150,9 +181,18 @@ fn read_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
     })
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T> {
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|error| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error)))
+    serde_json::from_str(&text).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            Box::new(error),
+        )
+    })
 }
 
 /// 64 random bits in hex: permalinks that cannot be guessed from one another.
@@ -204,16 +244,36 @@ struct PreferencePair<'a> {
 /// model read it.
 pub fn dpo_jsonl(answers: &[StoredAnswer]) -> String {
     let mut lines = String::new();
-    let mut turns: Vec<&str> = answers.iter().map(|answer| answer.report.turn_key.as_str()).collect();
+    let mut turns: Vec<&str> = answers
+        .iter()
+        .map(|answer| answer.report.turn_key.as_str())
+        .collect();
     // First appearance order, so that the export is stable.
     let mut seen = std::collections::HashSet::new();
     turns.retain(|turn| seen.insert(*turn));
     for turn in turns {
-        let alternatives: Vec<&StoredAnswer> = answers.iter().filter(|answer| answer.report.turn_key == turn).collect();
-        let prompt = alternatives[0].report.messages.last().map_or("", |message| message.content.as_str());
-        for chosen in alternatives.iter().filter(|answer| answer.report.rating == Rating::Up) {
-            for rejected in alternatives.iter().filter(|answer| answer.report.rating != Rating::Up) {
-                let pair = PreferencePair { prompt, chosen: &chosen.report.respuesta, rejected: &rejected.report.respuesta };
+        let alternatives: Vec<&StoredAnswer> = answers
+            .iter()
+            .filter(|answer| answer.report.turn_key == turn)
+            .collect();
+        let prompt = alternatives[0]
+            .report
+            .messages
+            .last()
+            .map_or("", |message| message.content.as_str());
+        for chosen in alternatives
+            .iter()
+            .filter(|answer| answer.report.rating == Rating::Up)
+        {
+            for rejected in alternatives
+                .iter()
+                .filter(|answer| answer.report.rating != Rating::Up)
+            {
+                let pair = PreferencePair {
+                    prompt,
+                    chosen: &chosen.report.respuesta,
+                    rejected: &rejected.report.respuesta,
+                };
                 lines.push_str(&serde_json::to_string(&pair).expect("a pair serialises"));
                 lines.push('\n');
             }

@@ -47,7 +47,11 @@ impl FeedbackApi {
         &self,
         work: impl FnOnce(&FeedbackStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let store = self.facts.store.clone().map_err(ApiError::FeedbackUnavailable)?;
+        let store = self
+            .facts
+            .store
+            .clone()
+            .map_err(ApiError::FeedbackUnavailable)?;
         tokio::task::spawn_blocking(move || work(&store))
             .await
             .map_err(|error| ApiError::Storage(error.to_string()))?
@@ -56,33 +60,60 @@ impl FeedbackApi {
 
     /// The exports are for the team only.
     fn authorise(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let expected = self.admin_token.as_deref().filter(|token| !token.is_empty()).ok_or(ApiError::ExportsDisabled)?;
+        let expected = self
+            .admin_token
+            .as_deref()
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::ExportsDisabled)?;
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .unwrap_or_default();
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) { Ok(()) } else { Err(ApiError::Unauthorized) }
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
     }
 }
 
 /// Checks what a browser sent before it is stored.
 fn validate(report: &AnswerReport) -> Result<(), ApiError> {
     let invalid = |message: String| Err(ApiError::InvalidRequest(message));
-    for (name, key) in [("answer_key", &report.answer_key), ("conversation", &report.conversation), ("turn_key", &report.turn_key)] {
-        let valid = (8..=64).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    for (name, key) in [
+        ("answer_key", &report.answer_key),
+        ("conversation", &report.conversation),
+        ("turn_key", &report.turn_key),
+    ] {
+        let valid = (8..=64).contains(&key.len())
+            && key
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
         if !valid {
-            return invalid(format!("`{name}` is {key:?}; allowed: 8 to 64 letters, digits, '-' or '_'"));
+            return invalid(format!(
+                "`{name}` is {key:?}; allowed: 8 to 64 letters, digits, '-' or '_'"
+            ));
         }
     }
     if report.pregunta.trim().is_empty() || report.respuesta.trim().is_empty() {
         return invalid("`pregunta` and `respuesta` must not be empty".into());
     }
-    if report.messages.last().is_none_or(|message| message.role != "user") {
+    if report
+        .messages
+        .last()
+        .is_none_or(|message| message.role != "user")
+    {
         return invalid("`messages` must end with the visitor's question (role \"user\")".into());
     }
-    if report.comment.as_ref().is_some_and(|comment| comment.chars().count() > MAX_COMMENT_CHARS) {
-        return invalid(format!("`comment` is longer than {MAX_COMMENT_CHARS} characters"));
+    if report
+        .comment
+        .as_ref()
+        .is_some_and(|comment| comment.chars().count() > MAX_COMMENT_CHARS)
+    {
+        return invalid(format!(
+            "`comment` is longer than {MAX_COMMENT_CHARS} characters"
+        ));
     }
     let provenance = &report.provenance;
     if !provenance.temperature.is_finite() || !provenance.top_p.is_finite() {
@@ -91,8 +122,12 @@ fn validate(report: &AnswerReport) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn save(State(api): State<Arc<FeedbackApi>>, report: Result<Json<AnswerReport>, JsonRejection>) -> Result<Json<Stored>, ApiError> {
-    let Json(mut report) = report.map_err(|rejection| ApiError::Rejected(rejection.status(), rejection.body_text()))?;
+async fn save(
+    State(api): State<Arc<FeedbackApi>>,
+    report: Result<Json<AnswerReport>, JsonRejection>,
+) -> Result<Json<Stored>, ApiError> {
+    let Json(mut report) = report
+        .map_err(|rejection| ApiError::Rejected(rejection.status(), rejection.body_text()))?;
     validate(&report)?;
     report.comment = report.comment.filter(|comment| !comment.trim().is_empty());
     // The model is the server's to name: the browser only says where the answer ran.
@@ -107,36 +142,66 @@ async fn save(State(api): State<Arc<FeedbackApi>>, report: Result<Json<AnswerRep
         provenance.quantization = model.quantization.unwrap_or_default();
     }
     let id = api.with_store(move |store| store.save(&report)).await?;
-    Ok(Json(Stored { permalink: permalink(&id), id }))
+    Ok(Json(Stored {
+        permalink: permalink(&id),
+        id,
+    }))
 }
 
-async fn read(State(api): State<Arc<FeedbackApi>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn read(
+    State(api): State<Arc<FeedbackApi>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let lookup = id.clone();
     let answer = api.with_store(move |store| store.get(&lookup)).await?;
     match answer {
         Some(answer) => Ok(Json(answer).into_response()),
-        None => Err(ApiError::NotFound(format!("no stored answer has the id {id:?}"))),
+        None => Err(ApiError::NotFound(format!(
+            "no stored answer has the id {id:?}"
+        ))),
     }
 }
 
 /// Every stored answer, for an export the caller is entitled to.
-async fn stored_answers(api: &FeedbackApi, headers: &HeaderMap) -> Result<Vec<StoredAnswer>, ApiError> {
+async fn stored_answers(
+    api: &FeedbackApi,
+    headers: &HeaderMap,
+) -> Result<Vec<StoredAnswer>, ApiError> {
     api.authorise(headers)?;
     api.with_store(FeedbackStore::all).await
 }
 
 fn jsonl(file_name: &str, body: String) -> Response {
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")).expect("a plain file name");
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/jsonl; charset=utf-8")), (header::CONTENT_DISPOSITION, disposition)], body)
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+        .expect("a plain file name");
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jsonl; charset=utf-8"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
         .into_response()
 }
 
-async fn export_corpus(State(api): State<Arc<FeedbackApi>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn export_corpus(
+    State(api): State<Arc<FeedbackApi>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let answers = stored_answers(&api, &headers).await?;
-    Ok(jsonl("corpus.jsonl", crate::feedback::corpus_jsonl(&answers, &api.idioma)))
+    Ok(jsonl(
+        "corpus.jsonl",
+        crate::feedback::corpus_jsonl(&answers, &api.idioma),
+    ))
 }
 
-async fn export_dpo(State(api): State<Arc<FeedbackApi>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn export_dpo(
+    State(api): State<Arc<FeedbackApi>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let answers = stored_answers(&api, &headers).await?;
     Ok(jsonl("dpo.jsonl", crate::feedback::dpo_jsonl(&answers)))
 }

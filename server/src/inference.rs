@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use engine::cache::{CachedFile, ModelCache};
-use engine::{ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, ModelInfo, Prompter};
+use engine::{
+    ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, ModelInfo, Prompter,
+};
 
 use app::facts::{ModelFacts, ModelRole};
 
@@ -14,10 +16,18 @@ use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
 pub enum ModelState {
-    Loading { done: u64, total: Option<u64> },
+    Loading {
+        done: u64,
+        total: Option<u64>,
+    },
     /// `device` is where generation runs (`cpu`, or `cuda` in a build with `--features cuda`
     /// on a machine with an NVIDIA GPU), as `/health` and each answer's timings name it.
-    Ready { name: String, info: ModelInfo, device: &'static str, file: ModelFile },
+    Ready {
+        name: String,
+        info: ModelInfo,
+        device: &'static str,
+        file: ModelFile,
+    },
     Failed(String),
     /// Started with `--no-model`: visitors' browsers answer.
     Disabled,
@@ -33,7 +43,11 @@ pub struct ModelFile {
 /// Where the model comes from.
 pub enum ModelSource {
     /// A file fetched and verified through the cache (a catalogue model or a pinned Hub file).
-    Cached { name: String, cache: ModelCache, file: CachedFile },
+    Cached {
+        name: String,
+        cache: ModelCache,
+        file: CachedFile,
+    },
     /// A GGUF file on this machine, used as it is.
     File(PathBuf),
 }
@@ -43,7 +57,10 @@ impl ModelSource {
     pub fn name(&self) -> String {
         match self {
             Self::Cached { name, .. } => name.clone(),
-            Self::File(path) => path.file_stem().map_or_else(|| path.display().to_string(), |stem| stem.to_string_lossy().into_owned()),
+            Self::File(path) => path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |stem| stem.to_string_lossy().into_owned(),
+            ),
         }
     }
 }
@@ -60,7 +77,10 @@ pub struct Inference {
 impl Inference {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            state: RwLock::new(ModelState::Loading { done: 0, total: None }),
+            state: RwLock::new(ModelState::Loading {
+                done: 0,
+                total: None,
+            }),
             model: Mutex::new(None),
             prompter: RwLock::new(None),
             speeds: Mutex::new((0.0, 0)),
@@ -69,7 +89,10 @@ impl Inference {
     }
 
     pub fn state(&self) -> ModelState {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// This server will run no model.
@@ -78,7 +101,10 @@ impl Inference {
     }
 
     fn set_state(&self, state: ModelState) {
-        *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+        *self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
     }
 
     /// [`Inference::load`] on a thread of its own.
@@ -95,31 +121,55 @@ impl Inference {
             let (path, sha256) = match &source {
                 ModelSource::Cached { cache, file, .. } => {
                     let path = cache
-                        .get(file, &mut |done, total| self.set_state(ModelState::Loading { done, total }))
+                        .get(file, &mut |done, total| {
+                            self.set_state(ModelState::Loading { done, total })
+                        })
                         .map_err(|error| error.to_string())?;
                     (path, file.sha256.clone())
                 }
                 ModelSource::File(path) => {
-                    let sha256 = engine::cache::file_sha256(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+                    let sha256 = engine::cache::file_sha256(path)
+                        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
                     (path.clone(), sha256)
                 }
             };
-            let bytes = std::fs::metadata(&path).map_err(|error| format!("cannot read {}: {error}", path.display()))?.len();
-            let opened = std::fs::File::open(&path).map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+            let bytes = std::fs::metadata(&path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?
+                .len();
+            let opened = std::fs::File::open(&path)
+                .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
             let mut reader = std::io::BufReader::new(opened);
             // A build without CUDA, or a machine without a GPU, gets the CPU.
             let device = Device::cuda_if_available(0).unwrap_or(Device::Cpu);
-            let mut model = engine::load_chat_model(&mut reader, &path.display().to_string(), options, &device).map_err(|error| error.to_string())?;
+            let mut model =
+                engine::load_chat_model(&mut reader, &path.display().to_string(), options, &device)
+                    .map_err(|error| error.to_string())?;
             self_test(&mut model)?;
-            Ok((model, if device.is_cuda() { "cuda" } else { "cpu" }, ModelFile { bytes, sha256 }))
+            Ok((
+                model,
+                if device.is_cuda() { "cuda" } else { "cpu" },
+                ModelFile { bytes, sha256 },
+            ))
         })();
         match loaded {
             Ok((model, device, file)) => {
                 let info = model.info.clone();
-                *self.prompter.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&model.prompter));
-                *self.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
+                *self
+                    .prompter
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    Some(Arc::clone(&model.prompter));
+                *self
+                    .model
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
                 tracing::info!(model = %name, ?info, device, "model ready");
-                self.set_state(ModelState::Ready { name, info, device, file });
+                self.set_state(ModelState::Ready {
+                    name,
+                    info,
+                    device,
+                    file,
+                });
             }
             Err(error) => {
                 tracing::error!(model = %name, %error, "model failed to load");
@@ -132,7 +182,10 @@ impl Inference {
     pub fn prompter(&self) -> Result<Arc<Prompter>, ApiError> {
         match self.state() {
             ModelState::Loading { done, total } => {
-                let progress = total.map_or_else(|| format!("{done} bytes"), |total| format!("{done} of {total} bytes"));
+                let progress = total.map_or_else(
+                    || format!("{done} bytes"),
+                    |total| format!("{done} of {total} bytes"),
+                );
                 Err(ApiError::Loading(progress))
             }
             ModelState::Failed(error) => Err(ApiError::LoadFailed(error)),
@@ -156,11 +209,18 @@ impl Inference {
     ) -> Result<Completion, ApiError> {
         let inference = Arc::clone(self);
         let generation = tokio::task::spawn_blocking(move || {
-            let mut model = inference.model.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let model = model.as_mut().expect("a prompter exists only once the model is stored");
+            let mut model = inference
+                .model
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let model = model
+                .as_mut()
+                .expect("a prompter exists only once the model is stored");
             model.generate_from_ids(&prompt_ids, &params, &mut on_delta)
         });
-        let completion = generation.await.map_err(|error| ApiError::LoadFailed(format!("generation crashed: {error}")))??;
+        let completion = generation
+            .await
+            .map_err(|error| ApiError::LoadFailed(format!("generation crashed: {error}")))??;
         self.record(&completion);
         Ok(completion)
     }
@@ -168,12 +228,23 @@ impl Inference {
     /// Counts a finished answer in the metrics, wherever it was generated.
     pub fn record(&self, completion: &Completion) {
         let metrics = &self.metrics;
-        metrics.prompt_tokens.inc_by(completion.usage.prompt_tokens as u64);
-        metrics.generated_tokens.inc_by(completion.usage.completion_tokens as u64);
-        metrics.time_to_first_token.observe(completion.timings.prefill_ms / 1000.0);
+        metrics
+            .prompt_tokens
+            .inc_by(completion.usage.prompt_tokens as u64);
+        metrics
+            .generated_tokens
+            .inc_by(completion.usage.completion_tokens as u64);
+        metrics
+            .time_to_first_token
+            .observe(completion.timings.prefill_ms / 1000.0);
         if completion.usage.completion_tokens > 1 {
-            metrics.decode_tokens_per_second.observe(completion.timings.decode_tokens_per_second);
-            let mut speeds = self.speeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            metrics
+                .decode_tokens_per_second
+                .observe(completion.timings.decode_tokens_per_second);
+            let mut speeds = self
+                .speeds
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             speeds.0 += completion.timings.decode_tokens_per_second;
             speeds.1 += 1;
         }
@@ -186,12 +257,20 @@ impl Inference {
 impl Inference {
     /// The model as the judges' page describes it; `role` says which of the Space's it is.
     pub fn facts(&self, role: ModelRole) -> ModelFacts {
-        let (speed_sum, answers) = *self.speeds.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (speed_sum, answers) = *self
+            .speeds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut facts = ModelFacts::named(role, String::new(), "cpu");
         facts.answers = answers;
         facts.decode_tokens_per_second = (answers > 0).then(|| speed_sum / answers as f64);
         match self.state() {
-            ModelState::Ready { name, info, device, file } => {
+            ModelState::Ready {
+                name,
+                info,
+                device,
+                file,
+            } => {
                 facts.name = name;
                 facts.status = "ready".into();
                 facts.ready = true;
@@ -201,7 +280,10 @@ impl Inference {
                 fill_from_info(&mut facts, info);
             }
             ModelState::Loading { done, total } => {
-                facts.status = total.map_or_else(|| format!("loading ({done} bytes)"), |total| format!("loading ({done} of {total} bytes)"));
+                facts.status = total.map_or_else(
+                    || format!("loading ({done} bytes)"),
+                    |total| format!("loading ({done} of {total} bytes)"),
+                );
             }
             ModelState::Failed(error) => facts.status = format!("failed: {error}"),
             ModelState::Disabled => facts.status = "disabled (--no-model)".into(),
@@ -224,11 +306,19 @@ pub fn fill_from_info(facts: &mut ModelFacts, info: ModelInfo) {
 /// not to the first visitor.
 fn self_test(model: &mut ChatModel) -> Result<(), String> {
     let messages = [engine::ChatMessage::new(engine::Role::User, "Hola")];
-    let params = GenerateParams { sampling: engine::SamplingParams::greedy(), max_tokens: 3, ..GenerateParams::default() };
+    let params = GenerateParams {
+        sampling: engine::SamplingParams::greedy(),
+        max_tokens: 3,
+        ..GenerateParams::default()
+    };
     let started = std::time::Instant::now();
     let completion = model
         .generate(&messages, &params, &mut |_| Flow::Continue)
         .map_err(|error| format!("the model loaded but failed its start-up self-test (3 tokens for \"Hola\"): {error}"))?;
-    tracing::info!(tokens = completion.usage.completion_tokens, seconds = started.elapsed().as_secs_f64(), "self-test passed");
+    tracing::info!(
+        tokens = completion.usage.completion_tokens,
+        seconds = started.elapsed().as_secs_f64(),
+        "self-test passed"
+    );
     Ok(())
 }

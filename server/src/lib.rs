@@ -24,13 +24,26 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::routing::post;
 use leptos::prelude::*;
-use leptos_axum::{LeptosRoutes, file_and_error_handler, generate_route_list, handle_server_fns_with_context};
+use leptos_axum::{
+    LeptosRoutes, file_and_error_handler, generate_route_list, handle_server_fns_with_context,
+};
 use tower_http::compression::CompressionLayer;
 
 /// The whole HTTP application for one team's Space. `admin_token` (`VITRINA_ADMIN_TOKEN`)
 /// unlocks the feedback exports.
-pub fn router(space: Space, options: LeptosOptions, facts: Arc<facts::Facts>, admin_token: Option<String>) -> Router {
-    let api = api::Api::new(Arc::clone(&facts.inference), facts.compare.clone(), space.chat.clone(), space.limits.clone(), &space.backend);
+pub fn router(
+    space: Space,
+    options: LeptosOptions,
+    facts: Arc<facts::Facts>,
+    admin_token: Option<String>,
+) -> Router {
+    let api = api::Api::new(
+        Arc::clone(&facts.inference),
+        facts.compare.clone(),
+        space.chat.clone(),
+        space.limits.clone(),
+        &space.backend,
+    );
     let feedback = Arc::new(feedback_api::FeedbackApi {
         facts: Arc::clone(&facts),
         admin_token,

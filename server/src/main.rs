@@ -59,11 +59,18 @@ fn model_source(value: &str) -> Result<ModelChoice, String> {
     if value.ends_with(".gguf") && path.is_file() {
         return Ok(ModelChoice::File(path));
     }
-    Err(format!("{value:?} is neither a catalogue model ({}) nor an existing .gguf file", engine::catalog::NAMES.join(", ")))
+    Err(format!(
+        "{value:?} is neither a catalogue model ({}) nor an existing .gguf file",
+        engine::catalog::NAMES.join(", ")
+    ))
 }
 
 /// `--prefetch`: both models into the cache, with progress on the terminal.
-fn prefetch(cache: &engine::cache::ModelCache, browser_file: &engine::cache::CachedFile, server: [Option<&ModelSource>; 2]) -> ExitCode {
+fn prefetch(
+    cache: &engine::cache::ModelCache,
+    browser_file: &engine::cache::CachedFile,
+    server: [Option<&ModelSource>; 2],
+) -> ExitCode {
     let mut files = vec![("browser model".to_owned(), browser_file)];
     for source in server.into_iter().flatten() {
         if let ModelSource::Cached { name, file, .. } = source {
@@ -83,32 +90,63 @@ fn prefetch(cache: &engine::cache::ModelCache, browser_file: &engine::cache::Cac
 }
 
 /// The server's model as space.toml's `[model]` describes it.
-fn model_from_space(source: &app::space::ModelSource, cache: &engine::cache::ModelCache) -> Result<ModelSource, String> {
+fn model_from_space(
+    source: &app::space::ModelSource,
+    cache: &engine::cache::ModelCache,
+) -> Result<ModelSource, String> {
     use app::space::ModelSource as InSpace;
     Ok(match source {
         InSpace::Catalog(name) => {
-            let file = engine::catalog::by_name(name)
-                .ok_or_else(|| format!("catalog is {name:?}; allowed: {}", engine::catalog::NAMES.join(", ")))?;
-            ModelSource::Cached { name: name.clone(), cache: cache.clone(), file }
+            let file = engine::catalog::by_name(name).ok_or_else(|| {
+                format!(
+                    "catalog is {name:?}; allowed: {}",
+                    engine::catalog::NAMES.join(", ")
+                )
+            })?;
+            ModelSource::Cached {
+                name: name.clone(),
+                cache: cache.clone(),
+                file,
+            }
         }
-        InSpace::Hub { repo, file, revision, sha256 } => {
+        InSpace::Hub {
+            repo,
+            file,
+            revision,
+            sha256,
+        } => {
             let file_name = file.rsplit('/').next().unwrap_or(file).to_owned();
             let cached = engine::cache::CachedFile {
                 file_name: file_name.clone(),
                 sha256: sha256.clone(),
-                sources: vec![engine::cache::Source::Hub { repo: repo.as_str().to_owned(), file: file.clone(), revision: revision.clone() }],
+                sources: vec![engine::cache::Source::Hub {
+                    repo: repo.as_str().to_owned(),
+                    file: file.clone(),
+                    revision: revision.clone(),
+                }],
             };
-            ModelSource::Cached { name: file_name.trim_end_matches(".gguf").to_owned(), cache: cache.clone(), file: cached }
+            ModelSource::Cached {
+                name: file_name.trim_end_matches(".gguf").to_owned(),
+                cache: cache.clone(),
+                file: cached,
+            }
         }
         InSpace::Path(path) if path.is_file() => ModelSource::File(path.clone()),
-        InSpace::Path(path) => return Err(format!("path {} does not exist or is not a file", path.display())),
+        InSpace::Path(path) => {
+            return Err(format!(
+                "path {} does not exist or is not a file",
+                path.display()
+            ));
+        }
     })
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
 
@@ -144,8 +182,13 @@ async fn main() -> ExitCode {
         // Answers come from elsewhere: no model here (the browser's is still served).
         _ if cli.no_model || matches!(space.backend, app::space::Backend::Remote(_)) => None,
         Some(ModelChoice::Catalog(name)) => {
-            let file = engine::catalog::by_name(&name).expect("checked while parsing the arguments");
-            Some(ModelSource::Cached { name, cache: cache.clone(), file })
+            let file =
+                engine::catalog::by_name(&name).expect("checked while parsing the arguments");
+            Some(ModelSource::Cached {
+                name,
+                cache: cache.clone(),
+                file,
+            })
         }
         Some(ModelChoice::File(path)) => Some(ModelSource::File(path)),
         None => {
@@ -159,7 +202,11 @@ async fn main() -> ExitCode {
             }
         }
     };
-    let compare = match space.compare.as_ref().map(|settings| model_from_space(&settings.source, &cache)) {
+    let compare = match space
+        .compare
+        .as_ref()
+        .map(|settings| model_from_space(&settings.source, &cache))
+    {
         None => None,
         Some(Ok(source)) => Some(source),
         Some(Err(problem)) => {
@@ -168,13 +215,19 @@ async fn main() -> ExitCode {
         }
     };
     if cli.prefetch {
-        return prefetch(&cache, &browser_model_file, [source.as_ref(), compare.as_ref()]);
+        return prefetch(
+            &cache,
+            &browser_model_file,
+            [source.as_ref(), compare.as_ref()],
+        );
     }
     let address = SocketAddr::new(cli.host, cli.port);
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("error: cannot listen on {address}: {error}. Choose another port with --port N or PORT=N.");
+            eprintln!(
+                "error: cannot listen on {address}: {error}. Choose another port with --port N or PORT=N."
+            );
             return ExitCode::from(2);
         }
     };
@@ -184,23 +237,40 @@ async fn main() -> ExitCode {
     if source.is_none() {
         inference.disable();
     }
-    let compare_inference = compare.as_ref().map(|_| server::inference::Inference::new());
+    let compare_inference = compare
+        .as_ref()
+        .map(|_| server::inference::Inference::new());
     let cards = Arc::new(server::facts::FetchedCards::default());
     // The judges' page checks the first linked model's and dataset's cards when `[cards]` does
     // not give them.
     let cards_to_fetch: Vec<(app::cards::CardKind, String)> = [
-        (app::cards::CardKind::Model, space.cards.model.is_none(), &space.models),
-        (app::cards::CardKind::Dataset, space.cards.dataset.is_none(), &space.datasets),
+        (
+            app::cards::CardKind::Model,
+            space.cards.model.is_none(),
+            &space.models,
+        ),
+        (
+            app::cards::CardKind::Dataset,
+            space.cards.dataset.is_none(),
+            &space.datasets,
+        ),
     ]
     .into_iter()
     .filter(|(_, missing, _)| *missing)
     .map(|(kind, _, repos)| (kind, repos[0].id.as_str().to_owned()))
     .collect();
     {
-        let (inference, browser_model, compare_inference) = (Arc::clone(&inference), Arc::clone(&browser_model), compare_inference.clone());
+        let (inference, browser_model, compare_inference) = (
+            Arc::clone(&inference),
+            Arc::clone(&browser_model),
+            compare_inference.clone(),
+        );
         let cards = Arc::clone(&cards);
         let compare_options = engine::LoadOptions {
-            chat_template: space.compare.as_ref().and_then(|settings| settings.chat_template.clone()),
+            chat_template: space
+                .compare
+                .as_ref()
+                .and_then(|settings| settings.chat_template.clone()),
             ..engine::LoadOptions::default()
         };
         // The browser's (small) model first: the fallback is ready while the server's loads;
@@ -222,11 +292,15 @@ async fn main() -> ExitCode {
         // Read before anyone asks: the corpus page then opens at once.
         let file = dataset.file.clone();
         std::thread::spawn(move || match app::corpus::load_cached(&file) {
-            Ok(corpus) => tracing::info!(file = %file.display(), rows = corpus.rows.len(), milliseconds = corpus.load_ms, "corpus read"),
+            Ok(corpus) => {
+                tracing::info!(file = %file.display(), rows = corpus.rows.len(), milliseconds = corpus.load_ms, "corpus read")
+            }
             Err(error) => tracing::error!(%error, "the corpus page will show this error"),
         });
     }
-    let data_dir = cli.data_dir.unwrap_or_else(server::feedback::default_data_dir);
+    let data_dir = cli
+        .data_dir
+        .unwrap_or_else(server::feedback::default_data_dir);
     let store = match server::feedback::FeedbackStore::open(&data_dir) {
         Ok(store) => {
             tracing::info!(database = %store.path().display(), "feedback is stored here");
@@ -239,15 +313,35 @@ async fn main() -> ExitCode {
         }
     };
     let remote_model = match &space.backend {
-        app::space::Backend::Remote(upstream) => Some(upstream.model.clone().unwrap_or_else(|| upstream.url.clone())),
+        app::space::Backend::Remote(upstream) => Some(
+            upstream
+                .model
+                .clone()
+                .unwrap_or_else(|| upstream.url.clone()),
+        ),
         app::space::Backend::Local => None,
     };
-    let facts = Arc::new(server::facts::Facts { inference, compare: compare_inference, browser_model, remote_model, store, cards });
-    let admin_token = std::env::var("VITRINA_ADMIN_TOKEN").ok().filter(|token| !token.is_empty());
+    let facts = Arc::new(server::facts::Facts {
+        inference,
+        compare: compare_inference,
+        browser_model,
+        remote_model,
+        store,
+        cards,
+    });
+    let admin_token = std::env::var("VITRINA_ADMIN_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty());
     let options = server::leptos_options(&cli.site_root, address);
     let app = server::router(space, options, facts, admin_token);
     tracing::info!("Vitrina listening on http://{address}");
-    if let Err(error) = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await {
+    if let Err(error) = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    {
         eprintln!("error: server stopped: {error}");
         return ExitCode::FAILURE;
     }
@@ -260,7 +354,9 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

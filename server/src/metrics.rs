@@ -29,19 +29,62 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("vitrina");
         let requests = Family::<StatusLabel, Counter>::default();
-        let (prompt_tokens, generated_tokens, cancelled) = (Counter::default(), Counter::default(), Counter::default());
+        let (prompt_tokens, generated_tokens, cancelled) =
+            (Counter::default(), Counter::default(), Counter::default());
         let (queued, running) = (Gauge::default(), Gauge::default());
         let time_to_first_token = Histogram::new(exponential_buckets(0.05, 2.0, 10));
         let decode_tokens_per_second = Histogram::new(exponential_buckets(1.0, 2.0, 10));
-        registry.register("chat_requests", "Chat completion requests, by HTTP status", requests.clone());
-        registry.register("prompt_tokens", "Prompt tokens processed", prompt_tokens.clone());
-        registry.register("generated_tokens", "Tokens generated", generated_tokens.clone());
-        registry.register("cancelled_generations", "Generations stopped because the client left", cancelled.clone());
-        registry.register("queued_requests", "Requests waiting for the model", queued.clone());
-        registry.register("running_generations", "Generations running now", running.clone());
-        registry.register("time_to_first_token_seconds", "Prompt processing time (after the queue)", time_to_first_token.clone());
-        registry.register("decode_tokens_per_second", "Decoding speed per generation", decode_tokens_per_second.clone());
-        Self { registry, requests, prompt_tokens, generated_tokens, cancelled, queued, running, time_to_first_token, decode_tokens_per_second }
+        registry.register(
+            "chat_requests",
+            "Chat completion requests, by HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "prompt_tokens",
+            "Prompt tokens processed",
+            prompt_tokens.clone(),
+        );
+        registry.register(
+            "generated_tokens",
+            "Tokens generated",
+            generated_tokens.clone(),
+        );
+        registry.register(
+            "cancelled_generations",
+            "Generations stopped because the client left",
+            cancelled.clone(),
+        );
+        registry.register(
+            "queued_requests",
+            "Requests waiting for the model",
+            queued.clone(),
+        );
+        registry.register(
+            "running_generations",
+            "Generations running now",
+            running.clone(),
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "Prompt processing time (after the queue)",
+            time_to_first_token.clone(),
+        );
+        registry.register(
+            "decode_tokens_per_second",
+            "Decoding speed per generation",
+            decode_tokens_per_second.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            prompt_tokens,
+            generated_tokens,
+            cancelled,
+            queued,
+            running,
+            time_to_first_token,
+            decode_tokens_per_second,
+        }
     }
 }
 

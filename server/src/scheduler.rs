@@ -23,7 +23,10 @@ const SMOOTHING: f64 = 0.3;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Turn {
     /// `position` 1 is the next to be answered.
-    Waiting { position: usize, estimated_wait_seconds: Option<f64> },
+    Waiting {
+        position: usize,
+        estimated_wait_seconds: Option<f64>,
+    },
     Started,
 }
 
@@ -67,11 +70,18 @@ pub struct Ticket {
 
 impl Scheduler {
     pub fn new(limits: Limits, waiting_gauge: Gauge, running_gauge: Gauge) -> Arc<Self> {
-        Arc::new(Self { limits, line: Mutex::new(Line::default()), waiting_gauge, running_gauge })
+        Arc::new(Self {
+            limits,
+            line: Mutex::new(Line::default()),
+            waiting_gauge,
+            running_gauge,
+        })
     }
 
     fn line(&self) -> MutexGuard<'_, Line> {
-        self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.line
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes a place in the line for `client`, or says which limit refuses it.
@@ -80,24 +90,45 @@ impl Scheduler {
         let mut line = self.line();
         let now = Instant::now();
         if line.clients.len() > CLIENTS_KEPT {
-            line.clients.retain(|_, used| used.in_flight > 0 || used.recent.back().is_some_and(|last| now - *last < RATE_WINDOW));
+            line.clients.retain(|_, used| {
+                used.in_flight > 0
+                    || used
+                        .recent
+                        .back()
+                        .is_some_and(|last| now - *last < RATE_WINDOW)
+            });
         }
         let used = line.clients.entry(client).or_default();
-        while used.recent.front().is_some_and(|first| now - *first >= RATE_WINDOW) {
+        while used
+            .recent
+            .front()
+            .is_some_and(|first| now - *first >= RATE_WINDOW)
+        {
             used.recent.pop_front();
         }
         if used.recent.len() >= limits.requests_per_minute_per_client {
             let oldest = used.recent.front().copied().unwrap_or(now);
             let retry_after_seconds = (RATE_WINDOW.saturating_sub(now - oldest)).as_secs().max(1);
-            return Err(ApiError::ClientRateLimited { limit: limits.requests_per_minute_per_client, retry_after_seconds });
+            return Err(ApiError::ClientRateLimited {
+                limit: limits.requests_per_minute_per_client,
+                retry_after_seconds,
+            });
         }
         if used.in_flight >= limits.max_concurrent_per_client {
-            return Err(ApiError::ClientBusy { limit: limits.max_concurrent_per_client });
+            return Err(ApiError::ClientBusy {
+                limit: limits.max_concurrent_per_client,
+            });
         }
         let held = line.running + line.waiting.len();
         if held >= limits.max_queue {
-            let retry_after_seconds = self.estimate(&line, held).map_or(5, |seconds| seconds.ceil() as u64).clamp(1, 60);
-            return Err(ApiError::Overloaded { limit: limits.max_queue, retry_after_seconds });
+            let retry_after_seconds = self
+                .estimate(&line, held)
+                .map_or(5, |seconds| seconds.ceil() as u64)
+                .clamp(1, 60);
+            return Err(ApiError::Overloaded {
+                limit: limits.max_queue,
+                retry_after_seconds,
+            });
         }
 
         let used = line.clients.entry(client).or_default();
@@ -111,31 +142,49 @@ impl Scheduler {
             watch::channel(Turn::Started)
         } else {
             let position = line.waiting.len() + 1;
-            let (sender, receiver) = watch::channel(Turn::Waiting { position, estimated_wait_seconds: self.estimate(&line, position) });
-            line.waiting.push_back(Waiter { id, turn: sender.clone() });
+            let (sender, receiver) = watch::channel(Turn::Waiting {
+                position,
+                estimated_wait_seconds: self.estimate(&line, position),
+            });
+            line.waiting.push_back(Waiter {
+                id,
+                turn: sender.clone(),
+            });
             (sender, receiver)
         };
         drop(sender);
         self.publish(&line);
-        Ok(Ticket { scheduler: Arc::clone(self), id, client, turn, started_at: starts_now.then_some(now) })
+        Ok(Ticket {
+            scheduler: Arc::clone(self),
+            id,
+            client,
+            turn,
+            started_at: starts_now.then_some(now),
+        })
     }
 
     /// Rough seconds until the request at `position` starts: whole answers ahead of it, shared
     /// between the places being answered.
     fn estimate(&self, line: &Line, position: usize) -> Option<f64> {
-        line.average_seconds.map(|seconds| seconds * position as f64 / self.limits.max_concurrent as f64)
+        line.average_seconds
+            .map(|seconds| seconds * position as f64 / self.limits.max_concurrent as f64)
     }
 
     /// Fills free places from the front of the line and tells the rest their new positions.
     fn advance(&self, line: &mut Line) {
         while line.running < self.limits.max_concurrent {
-            let Some(next) = line.waiting.pop_front() else { break };
+            let Some(next) = line.waiting.pop_front() else {
+                break;
+            };
             line.running += 1;
             next.turn.send_replace(Turn::Started);
         }
         for (index, waiter) in line.waiting.iter().enumerate() {
             let position = index + 1;
-            waiter.turn.send_replace(Turn::Waiting { position, estimated_wait_seconds: self.estimate(line, position) });
+            waiter.turn.send_replace(Turn::Waiting {
+                position,
+                estimated_wait_seconds: self.estimate(line, position),
+            });
         }
         self.publish(line);
     }
@@ -157,7 +206,10 @@ impl Ticket {
         loop {
             match *self.turn.borrow_and_update() {
                 Turn::Started => break,
-                Turn::Waiting { position, estimated_wait_seconds } => on_wait(position, estimated_wait_seconds),
+                Turn::Waiting {
+                    position,
+                    estimated_wait_seconds,
+                } => on_wait(position, estimated_wait_seconds),
             }
             if self.turn.changed().await.is_err() {
                 // The sender lives as long as the place in the line; its end means it started.
@@ -196,7 +248,12 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
-    fn scheduler(max_concurrent: usize, max_queue: usize, per_client: usize, per_minute: usize) -> Arc<Scheduler> {
+    fn scheduler(
+        max_concurrent: usize,
+        max_queue: usize,
+        per_client: usize,
+        per_minute: usize,
+    ) -> Arc<Scheduler> {
         let limits = Limits {
             max_concurrent,
             max_queue,
@@ -225,8 +282,19 @@ mod tests {
         let second = line.admit(client(2)).unwrap();
         let third = line.admit(client(3)).unwrap();
         let fourth = line.admit(client(4)).unwrap();
-        assert_eq!([position(&first), position(&second), position(&third), position(&fourth)], [None, Some(1), Some(2), Some(3)]);
-        assert!(matches!(line.admit(client(5)), Err(ApiError::Overloaded { limit: 4, .. })));
+        assert_eq!(
+            [
+                position(&first),
+                position(&second),
+                position(&third),
+                position(&fourth)
+            ],
+            [None, Some(1), Some(2), Some(3)]
+        );
+        assert!(matches!(
+            line.admit(client(5)),
+            Err(ApiError::Overloaded { limit: 4, .. })
+        ));
 
         // The second leaves while waiting: everyone behind moves up, nobody is skipped.
         drop(second);
@@ -238,14 +306,32 @@ mod tests {
     #[test]
     fn per_client_limits_name_the_limit() {
         let line = scheduler(1, 8, 2, 3);
-        let (_a, _b) = (line.admit(client(1)).unwrap(), line.admit(client(1)).unwrap());
+        let (_a, _b) = (
+            line.admit(client(1)).unwrap(),
+            line.admit(client(1)).unwrap(),
+        );
         let busy = line.admit(client(1)).err().unwrap();
-        assert!(busy.to_string().contains("max_concurrent_per_client = 2"), "{busy}");
+        assert!(
+            busy.to_string().contains("max_concurrent_per_client = 2"),
+            "{busy}"
+        );
         drop((_a, _b));
         let _third = line.admit(client(1)).unwrap();
-        let limited = line.admit(client(1)).and_then(|_| line.admit(client(1))).err().unwrap();
-        assert!(limited.to_string().contains("requests_per_minute_per_client = 3"), "{limited}");
-        assert!(line.admit(client(2)).is_ok(), "other clients are not affected");
+        let limited = line
+            .admit(client(1))
+            .and_then(|_| line.admit(client(1)))
+            .err()
+            .unwrap();
+        assert!(
+            limited
+                .to_string()
+                .contains("requests_per_minute_per_client = 3"),
+            "{limited}"
+        );
+        assert!(
+            line.admit(client(2)).is_ok(),
+            "other clients are not affected"
+        );
     }
 
     #[tokio::test]
@@ -258,14 +344,22 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(running);
         });
-        waiting.wait_for_turn(|position, _| positions.push(position)).await;
+        waiting
+            .wait_for_turn(|position, _| positions.push(position))
+            .await;
         finish.await.unwrap();
         assert_eq!(positions, [1]);
         assert_eq!(waiting.turn(), Turn::Started);
         let estimate = match line.admit(client(3)).unwrap().turn() {
-            Turn::Waiting { estimated_wait_seconds, .. } => estimated_wait_seconds,
+            Turn::Waiting {
+                estimated_wait_seconds,
+                ..
+            } => estimated_wait_seconds,
             Turn::Started => None,
         };
-        assert!(estimate.is_some_and(|seconds| seconds > 0.0), "learnt from the first answer: {estimate:?}");
+        assert!(
+            estimate.is_some_and(|seconds| seconds > 0.0),
+            "learnt from the first answer: {estimate:?}"
+        );
     }
 }

@@ -3,35 +3,50 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use app::space::{ChatDefaults, Limits};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use app::space::{ChatDefaults, Limits};
 use server::api::Api;
 use server::inference::{Inference, ModelState};
 use tower::ServiceExt;
 
 /// One runtime for every test (see project_page_tests.rs).
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
+static RUNTIME: LazyLock<tokio::runtime::Runtime> =
+    LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
 
 /// SmolLM2, loaded once for the tests that share it.
 static READY: LazyLock<Arc<Api>> = LazyLock::new(|| api(load_smollm2(), roomy_limits()));
 
 /// The defaults, with room for every request these tests send from one address.
 fn roomy_limits() -> Limits {
-    Limits { max_concurrent_per_client: 64, requests_per_minute_per_client: 10_000, ..Limits::default() }
+    Limits {
+        max_concurrent_per_client: 64,
+        requests_per_minute_per_client: 10_000,
+        ..Limits::default()
+    }
 }
 
 fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
-    Api::new(inference, None, ChatDefaults::default(), limits, &app::space::Backend::Local)
+    Api::new(
+        inference,
+        None,
+        ChatDefaults::default(),
+        limits,
+        &app::space::Backend::Local,
+    )
 }
 
 /// A server-side SmolLM2 of its own, ready to answer.
 fn load_smollm2() -> Arc<Inference> {
     let inference = Inference::new();
     inference.start_loading(
-        server::inference::ModelSource::Cached { name: "smollm2-135m".into(), cache: model_cache(), file: engine::catalog::smollm2_135m() },
+        server::inference::ModelSource::Cached {
+            name: "smollm2-135m".into(),
+            cache: model_cache(),
+            file: engine::catalog::smollm2_135m(),
+        },
         engine::LoadOptions::default(),
     );
     wait_until_ready(inference)
@@ -40,7 +55,9 @@ fn load_smollm2() -> Arc<Inference> {
 fn model_cache() -> engine::cache::ModelCache {
     match std::env::var_os("VITRINA_MODEL_CACHE") {
         Some(dir) => engine::cache::ModelCache::new(dir),
-        None => engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache")),
+        None => {
+            engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache"))
+        }
     }
 }
 
@@ -51,7 +68,9 @@ fn wait_until_ready(inference: Arc<Inference>) -> Arc<Inference> {
             ModelState::Ready { .. } => return inference,
             ModelState::Failed(error) => panic!("model failed to load: {error}"),
             ModelState::Disabled => unreachable!("nothing disables this server"),
-            ModelState::Loading { .. } if started.elapsed() > Duration::from_secs(600) => panic!("model still loading after 10 minutes"),
+            ModelState::Loading { .. } if started.elapsed() > Duration::from_secs(600) => {
+                panic!("model still loading after 10 minutes")
+            }
             ModelState::Loading { .. } => std::thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -68,7 +87,10 @@ fn call(api: &Arc<Api>, request: Request<Body>) -> (StatusCode, String) {
 }
 
 fn post(api: &Arc<Api>, body: impl Into<String>) -> (StatusCode, String) {
-    let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(body.into())).unwrap();
+    let request = Request::post("/v1/chat/completions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.into()))
+        .unwrap();
     call(api, request)
 }
 
@@ -83,9 +105,15 @@ fn question(extra: Value) -> String {
 #[test]
 fn health_says_loading_until_the_model_is_ready() {
     let loading = api(Inference::new(), Limits::default());
-    let (status, body) = call(&loading, Request::get("/health").body(Body::empty()).unwrap());
+    let (status, body) = call(
+        &loading,
+        Request::get("/health").body(Body::empty()).unwrap(),
+    );
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["status"], "loading");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["status"],
+        "loading"
+    );
     let (status, body) = post(&loading, question(json!({})));
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("still loading"), "{body}");
@@ -93,23 +121,50 @@ fn health_says_loading_until_the_model_is_ready() {
     let (status, body) = call(&READY, Request::get("/health").body(Body::empty()).unwrap());
     assert_eq!(status, StatusCode::OK);
     let health: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((health["status"].as_str(), health["model"].as_str(), health["architecture"].as_str()), (Some("ok"), Some("smollm2-135m"), Some("llama")));
-    let (_, body) = call(&READY, Request::get("/v1/models").body(Body::empty()).unwrap());
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["data"][0]["id"], "smollm2-135m");
+    assert_eq!(
+        (
+            health["status"].as_str(),
+            health["model"].as_str(),
+            health["architecture"].as_str()
+        ),
+        (Some("ok"), Some("smollm2-135m"), Some("llama"))
+    );
+    let (_, body) = call(
+        &READY,
+        Request::get("/v1/models").body(Body::empty()).unwrap(),
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["data"][0]["id"],
+        "smollm2-135m"
+    );
 }
 
 /// `[compare]`'s base model answers requests that name it; without one, naming it is an error
 /// that says how to configure it.
 #[test]
 fn the_compare_model_answers_when_asked_for_by_name() {
-    let path = model_cache().get(&engine::catalog::smollm2_135m(), &mut |_, _| {}).unwrap();
+    let path = model_cache()
+        .get(&engine::catalog::smollm2_135m(), &mut |_, _| {})
+        .unwrap();
     let compare = Inference::new();
-    compare.start_loading(server::inference::ModelSource::File(path), engine::LoadOptions::default());
-    let both = Api::new(Arc::clone(&READY.inference), Some(wait_until_ready(compare)), ChatDefaults::default(), roomy_limits(), &app::space::Backend::Local);
+    compare.start_loading(
+        server::inference::ModelSource::File(path),
+        engine::LoadOptions::default(),
+    );
+    let both = Api::new(
+        Arc::clone(&READY.inference),
+        Some(wait_until_ready(compare)),
+        ChatDefaults::default(),
+        roomy_limits(),
+        &app::space::Backend::Local,
+    );
     let answered_by = |api: &Arc<Api>, model: &str| {
         let (status, body) = post(api, question(json!({"model": model, "max_tokens": 3})));
         assert_eq!(status, StatusCode::OK, "{body}");
-        serde_json::from_str::<Value>(&body).unwrap()["model"].as_str().unwrap().to_owned()
+        serde_json::from_str::<Value>(&body).unwrap()["model"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     // The base model is named after its file; the Space's model after the catalogue.
     assert_eq!(answered_by(&both, "compare"), "SmolLM2-135M-Instruct.Q4_1");
@@ -131,7 +186,12 @@ fn answers_as_json_with_usage() {
     let usage = &answer["usage"];
     assert!(usage["prompt_tokens"].as_u64().unwrap() > 10);
     assert!((1..=12).contains(&usage["completion_tokens"].as_u64().unwrap()));
-    assert_eq!(usage["total_tokens"].as_u64(), Some(usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()));
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+        )
+    );
 }
 
 #[test]
@@ -141,12 +201,25 @@ fn streams_the_same_answer_as_server_sent_events() {
 
     let (status, stream) = post(&READY, question(json!({"stream": true})));
     assert_eq!(status, StatusCode::OK);
-    let events: Vec<&str> = stream.lines().filter_map(|line| line.strip_prefix("data: ")).collect();
+    let events: Vec<&str> = stream
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .collect();
     assert_eq!(events.last(), Some(&"[DONE]"));
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|event| serde_json::from_str(event).unwrap()).collect();
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|event| serde_json::from_str(event).unwrap())
+        .collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let streamed: String = chunks.iter().filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str()).collect();
-    assert_eq!(streamed, whole["choices"][0]["message"]["content"].as_str().unwrap(), "greedy: stream and JSON agree");
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        streamed,
+        whole["choices"][0]["message"]["content"].as_str().unwrap(),
+        "greedy: stream and JSON agree"
+    );
     let last = chunks.last().unwrap();
     assert!(last["choices"][0]["finish_reason"].is_string());
     assert_eq!(last["usage"], whole["usage"]);
@@ -158,16 +231,23 @@ fn bad_requests_get_openai_style_errors() {
         ("{not json", "Failed to parse the request body as JSON"),
         (r#"{"messages": []}"#, "`messages` is empty"),
         (r#"{"messages": "hola"}"#, "messages"),
-        (r#"{"messages": [{"role": "wizard", "content": "x"}]}"#, "unknown variant"),
+        (
+            r#"{"messages": [{"role": "wizard", "content": "x"}]}"#,
+            "unknown variant",
+        ),
         (&question(json!({"temperature": -1})), "temperature"),
         (&question(json!({"top_p": 0})), "top_p"),
         (&question(json!({"max_tokens": 0})), "`max_tokens` is 0"),
-        (&question(json!({"max_tokens": 100000})), "allowed: 1 to 4096"),
+        (
+            &question(json!({"max_tokens": 100000})),
+            "allowed: 1 to 4096",
+        ),
     ];
     for (body, expected) in cases {
         let (status, response) = post(&READY, body);
         assert!(status.is_client_error(), "{body} → {status}");
-        let error: Value = serde_json::from_str(&response).unwrap_or_else(|_| panic!("not JSON: {response}"));
+        let error: Value =
+            serde_json::from_str(&response).unwrap_or_else(|_| panic!("not JSON: {response}"));
         let message = error["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected), "{body} → {message}");
         assert_eq!(error["error"]["type"], "invalid_request_error");
@@ -177,43 +257,99 @@ fn bad_requests_get_openai_style_errors() {
 #[test]
 fn hostile_requests_get_4xx_and_the_server_keeps_serving() {
     let mut bodies: Vec<Vec<u8>> = [
-        "", "{", "}", "[]", "null", "123", "\"hola\"", "{\"messages\":", "{messages: []}", "{\"messages\": [],}",
+        "",
+        "{",
+        "}",
+        "[]",
+        "null",
+        "123",
+        "\"hola\"",
+        "{\"messages\":",
+        "{messages: []}",
+        "{\"messages\": [],}",
         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": NaN}",
         "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], \"temperature\": 1e400}",
-        "{\"messages\": null}", "{\"messages\": 5}", "{\"messages\": {}}", "{\"messages\": [null]}", "{\"messages\": [5]}",
-        "{\"messages\": [{}]}", "{\"messages\": [{\"role\": \"user\"}]}", "{\"messages\": [{\"content\": \"x\"}]}",
-        "{\"messages\": [{\"role\": 1, \"content\": \"x\"}]}", "{\"messages\": [{\"role\": \"user\", \"content\": 7}]}",
-        "{\"messages\": [{\"role\": \"user\", \"content\": null}]}", "{\"messages\": [{\"role\": \"USER\", \"content\": \"x\"}]}",
+        "{\"messages\": null}",
+        "{\"messages\": 5}",
+        "{\"messages\": {}}",
+        "{\"messages\": [null]}",
+        "{\"messages\": [5]}",
+        "{\"messages\": [{}]}",
+        "{\"messages\": [{\"role\": \"user\"}]}",
+        "{\"messages\": [{\"content\": \"x\"}]}",
+        "{\"messages\": [{\"role\": 1, \"content\": \"x\"}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": 7}]}",
+        "{\"messages\": [{\"role\": \"user\", \"content\": null}]}",
+        "{\"messages\": [{\"role\": \"USER\", \"content\": \"x\"}]}",
     ]
     .iter()
     .map(|body| body.as_bytes().to_vec())
     .collect();
     let fields = [
-        ("temperature", json!(-1)), ("temperature", json!(99)), ("temperature", json!("hot")), ("temperature", json!([])),
-        ("top_p", json!(0)), ("top_p", json!(-0.5)), ("top_p", json!(1.5)), ("top_p", json!("x")),
-        ("max_tokens", json!(0)), ("max_tokens", json!(-1)), ("max_tokens", json!(1.5)), ("max_tokens", json!(1_000_000)),
-        ("max_tokens", json!("10")), ("stop", json!(5)), ("stop", json!([1, 2])), ("stop", json!({"a": 1})),
-        ("seed", json!(-1)), ("seed", json!("x")), ("stream", json!("yes")), ("stream", json!(1)),
-        ("messages", json!([])), ("messages", json!("hola")),
+        ("temperature", json!(-1)),
+        ("temperature", json!(99)),
+        ("temperature", json!("hot")),
+        ("temperature", json!([])),
+        ("top_p", json!(0)),
+        ("top_p", json!(-0.5)),
+        ("top_p", json!(1.5)),
+        ("top_p", json!("x")),
+        ("max_tokens", json!(0)),
+        ("max_tokens", json!(-1)),
+        ("max_tokens", json!(1.5)),
+        ("max_tokens", json!(1_000_000)),
+        ("max_tokens", json!("10")),
+        ("stop", json!(5)),
+        ("stop", json!([1, 2])),
+        ("stop", json!({"a": 1})),
+        ("seed", json!(-1)),
+        ("seed", json!("x")),
+        ("stream", json!("yes")),
+        ("stream", json!(1)),
+        ("messages", json!([])),
+        ("messages", json!("hola")),
     ];
-    bodies.extend(fields.iter().map(|(field, value)| question(json!({ *field: value })).into_bytes()));
+    bodies.extend(
+        fields
+            .iter()
+            .map(|(field, value)| question(json!({ *field: value })).into_bytes()),
+    );
     let many = vec![json!({"role": "user", "content": "hola"}); 10_000];
     bodies.push(json!({"messages": many}).to_string().into_bytes());
-    bodies.push(format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}", "a".repeat(3 << 20)).into_bytes());
+    bodies.push(
+        format!(
+            "{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+            "a".repeat(3 << 20)
+        )
+        .into_bytes(),
+    );
     bodies.push(b"{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec());
     bodies.push(vec![0xff; 64]);
     assert!(bodies.len() >= 50, "{} requests", bodies.len());
 
     for body in bodies {
         let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
-        let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap();
+        let request = Request::post("/v1/chat/completions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
         let (status, response) = call(&READY, request);
         assert!(status.is_client_error(), "{shown} → {status}: {response}");
-        let error: Value = serde_json::from_str(&response).unwrap_or_else(|_| panic!("{shown} → not JSON: {response}"));
-        assert!(error["error"]["message"].as_str().is_some_and(|message| message.len() > 5), "{shown} → {response}");
+        let error: Value = serde_json::from_str(&response)
+            .unwrap_or_else(|_| panic!("{shown} → not JSON: {response}"));
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.len() > 5),
+            "{shown} → {response}"
+        );
         assert_eq!(error["error"]["type"], "invalid_request_error", "{shown}");
         if shown.len() == 80 && shown.contains("aaaa") {
-            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "a 3 MiB body is too large");
+            assert_eq!(
+                status,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "a 3 MiB body is too large"
+            );
         }
     }
     let (status, _) = post(&READY, question(json!({})));
@@ -235,19 +371,38 @@ fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
     let inference = Arc::clone(&api.inference);
     let story = json!({"messages": [{"role": "user", "content": "Tell me a very long story about a dragon."}], "temperature": 0, "max_tokens": 200, "stream": true});
     let (received, (queued_status, queued_answer)) = RUNTIME.block_on(async {
-        let request = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(story.to_string())).unwrap();
-        let mut body = server::api::routes(Arc::clone(&api)).oneshot(request).await.unwrap().into_body();
+        let request = Request::post("/v1/chat/completions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(story.to_string()))
+            .unwrap();
+        let mut body = server::api::routes(Arc::clone(&api))
+            .oneshot(request)
+            .await
+            .unwrap()
+            .into_body();
         let mut received = 0;
         while received < 3 {
             let frame = body.frame().await.expect("the stream ended early").unwrap();
-            let Some(data) = frame.data_ref() else { continue };
-            for event in String::from_utf8_lossy(data).lines().filter_map(|line| line.strip_prefix("data: ")) {
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            for event in String::from_utf8_lossy(data)
+                .lines()
+                .filter_map(|line| line.strip_prefix("data: "))
+            {
                 let chunk: Value = serde_json::from_str(event).unwrap();
-                received += usize::from(chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|text| !text.is_empty()));
+                received += usize::from(
+                    chunk["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .is_some_and(|text| !text.is_empty()),
+                );
             }
         }
         // A second request queues behind the running one…
-        let next = Request::post("/v1/chat/completions").header(header::CONTENT_TYPE, "application/json").body(Body::from(question(json!({})))).unwrap();
+        let next = Request::post("/v1/chat/completions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(question(json!({}))))
+            .unwrap();
         let queued = tokio::spawn(server::api::routes(Arc::clone(&api)).oneshot(next));
         while inference.metrics.queued.get() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -257,24 +412,42 @@ fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
         let response = queued.await.unwrap().unwrap();
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        (received, (status, serde_json::from_slice::<Value>(&body).unwrap()))
+        (
+            received,
+            (status, serde_json::from_slice::<Value>(&body).unwrap()),
+        )
     });
     assert_eq!(queued_status, StatusCode::OK);
     let started = Instant::now();
     while counter(&api, "vitrina_cancelled_generations_total") == 0 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the generation was not cancelled");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the generation was not cancelled"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let for_the_queued = queued_answer["usage"]["completion_tokens"].as_u64().unwrap();
+    let for_the_queued = queued_answer["usage"]["completion_tokens"]
+        .as_u64()
+        .unwrap();
     let generated = (counter(&api, "vitrina_generated_tokens_total") - for_the_queued) as usize;
-    assert!(generated <= received + 2, "{generated} tokens generated for a client that left after {received}");
+    assert!(
+        generated <= received + 2,
+        "{generated} tokens generated for a client that left after {received}"
+    );
 
-    assert_eq!(counter(&api, "vitrina_chat_requests_total{status=\"200\"}"), 2);
+    assert_eq!(
+        counter(&api, "vitrina_chat_requests_total{status=\"200\"}"),
+        2
+    );
 }
 
 #[test]
 fn token_limits_from_space_toml_are_enforced_with_their_names() {
-    let limits = Limits { max_input_tokens: 64, max_total_tokens: 96, ..roomy_limits() };
+    let limits = Limits {
+        max_input_tokens: 64,
+        max_total_tokens: 96,
+        ..roomy_limits()
+    };
     let small = api(Arc::clone(&READY.inference), limits);
     let long = json!({"messages": [{"role": "user", "content": "Describe the history of Spain. ".repeat(20)}], "max_tokens": 8});
     let (status, body) = post(&small, long.to_string());
@@ -283,7 +456,10 @@ fn token_limits_from_space_toml_are_enforced_with_their_names() {
 
     let (status, body) = post(&small, question(json!({"max_tokens": 90})));
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body.contains("limits.max_total_tokens is 96") && body.contains("Ask for at most"), "{body}");
+    assert!(
+        body.contains("limits.max_total_tokens is 96") && body.contains("Ask for at most"),
+        "{body}"
+    );
 
     // Without max_tokens the answer is cut to what the total leaves.
     let unbounded = json!({"messages": [{"role": "user", "content": "Tell me a long story."}], "temperature": 0});
@@ -304,8 +480,15 @@ impl Events {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let event: String = self.buffer.drain(..end + 2).collect();
-                let data = event.trim().strip_prefix("data: ").unwrap_or_else(|| panic!("not an SSE event: {event:?}"));
-                return if data == "[DONE]" { None } else { Some(serde_json::from_str(data).unwrap()) };
+                let data = event
+                    .trim()
+                    .strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("not an SSE event: {event:?}"));
+                return if data == "[DONE]" {
+                    None
+                } else {
+                    Some(serde_json::from_str(data).unwrap())
+                };
             }
             let bytes = self.response.chunk().await.unwrap()?;
             self.buffer.push_str(std::str::from_utf8(&bytes).unwrap());
@@ -316,7 +499,11 @@ impl Events {
 #[test]
 fn sixteen_clients_at_once_eight_refused_the_rest_served_in_order() {
     // Its own model and server on loopback, as on a Space: one answer at a time, eight places.
-    let limits = Limits { max_concurrent: 1, max_queue: 8, ..roomy_limits() };
+    let limits = Limits {
+        max_concurrent: 1,
+        max_queue: 8,
+        ..roomy_limits()
+    };
     let inference = load_smollm2();
     let app = server::api::routes(api(Arc::clone(&inference), limits));
 
@@ -433,7 +620,12 @@ async fn serve(api: Arc<Api>) -> std::net::SocketAddr {
     let address = listener.local_addr().unwrap();
     let app = server::api::routes(api);
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     address
 }
@@ -479,6 +671,9 @@ fn a_remote_backend_answers_through_this_server_and_a_client_who_leaves_stops_it
     });
     let generated = counter(&upstream, "vitrina_generated_tokens_total") as usize;
     let answered = 2 * 12; // the two short answers above, max_tokens 12 each, at most
-    assert!(generated < answered + 40, "{generated} tokens generated upstream for a client that left after 3 (max_tokens 200)");
+    assert!(
+        generated < answered + 40,
+        "{generated} tokens generated upstream for a client that left after 3 (max_tokens 200)"
+    );
     assert_eq!(counter(&front, "vitrina_cancelled_generations_total"), 1);
 }

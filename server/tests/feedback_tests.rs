@@ -12,7 +12,14 @@ use server::feedback_api::FeedbackApi;
 
 const TOKEN: &str = "s3cret-admin-token";
 
-fn report(answer_key: &str, turn_key: &str, question: &str, entrada: Option<&str>, answer: &str, rating: Rating) -> AnswerReport {
+fn report(
+    answer_key: &str,
+    turn_key: &str,
+    question: &str,
+    entrada: Option<&str>,
+    answer: &str,
+    rating: Rating,
+) -> AnswerReport {
     let content = match entrada {
         Some(entrada) => format!("{question}\n\n{entrada}"),
         None => question.to_owned(),
@@ -22,15 +29,28 @@ fn report(answer_key: &str, turn_key: &str, question: &str, entrada: Option<&str
         conversation: "conversation-1".into(),
         turn_key: turn_key.into(),
         messages: vec![
-            WireMessage { role: "system".into(), content: "Eres útil.".into() },
-            WireMessage { role: "user".into(), content },
+            WireMessage {
+                role: "system".into(),
+                content: "Eres útil.".into(),
+            },
+            WireMessage {
+                role: "user".into(),
+                content,
+            },
         ],
         pregunta: question.into(),
         entrada: entrada.map(Into::into),
         respuesta: answer.into(),
         rating,
         comment: None,
-        provenance: Provenance { backend: AnswerBackend::Server, temperature: 0.7, top_p: 0.9, max_tokens: 64, seed: 7, ..Provenance::default() },
+        provenance: Provenance {
+            backend: AnswerBackend::Server,
+            temperature: 0.7,
+            top_p: 0.9,
+            max_tokens: 64,
+            seed: 7,
+            ..Provenance::default()
+        },
     }
 }
 
@@ -38,7 +58,10 @@ fn facts(store: FeedbackStore) -> Arc<Facts> {
     Arc::new(Facts {
         inference: server::inference::Inference::new(),
         compare: None,
-        browser_model: server::browser_model::BrowserModel::new("smollm2-135m".into(), engine::catalog::smollm2_135m()),
+        browser_model: server::browser_model::BrowserModel::new(
+            "smollm2-135m".into(),
+            engine::catalog::smollm2_135m(),
+        ),
         remote_model: None,
         store: Ok(Arc::new(store)),
         cards: Default::default(),
@@ -47,10 +70,18 @@ fn facts(store: FeedbackStore) -> Arc<Facts> {
 
 /// The feedback routes on a real loopback socket; returns the base URL.
 async fn serve(facts: Arc<Facts>, admin_token: Option<&str>) -> String {
-    let api = Arc::new(FeedbackApi { facts, admin_token: admin_token.map(Into::into), idioma: "es".into() });
+    let api = Arc::new(FeedbackApi {
+        facts,
+        admin_token: admin_token.map(Into::into),
+        idioma: "es".into(),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, server::feedback_api::routes(api)).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(listener, server::feedback_api::routes(api))
+            .await
+            .unwrap()
+    });
     format!("http://{address}")
 }
 
@@ -61,16 +92,56 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
     let client = reqwest::Client::new();
     let feedback = [
         // First question: liked the second try; the first was regenerated away, the third disliked.
-        report("answer-a1", "turn-aaaa", "¿Qué es el ODS 4?", None, "Uno sobre pobreza.", Rating::None),
-        report("answer-a2", "turn-aaaa", "¿Qué es el ODS 4?", None, "Educación de calidad.", Rating::Up),
-        report("answer-a3", "turn-aaaa", "¿Qué es el ODS 4?", None, "No sé.", Rating::Down),
+        report(
+            "answer-a1",
+            "turn-aaaa",
+            "¿Qué es el ODS 4?",
+            None,
+            "Uno sobre pobreza.",
+            Rating::None,
+        ),
+        report(
+            "answer-a2",
+            "turn-aaaa",
+            "¿Qué es el ODS 4?",
+            None,
+            "Educación de calidad.",
+            Rating::Up,
+        ),
+        report(
+            "answer-a3",
+            "turn-aaaa",
+            "¿Qué es el ODS 4?",
+            None,
+            "No sé.",
+            Rating::Down,
+        ),
         // Second: only disliked — no corpus row, no pair.
-        report("answer-b1", "turn-bbbb", "Hola", None, "Adiós", Rating::Down),
+        report(
+            "answer-b1",
+            "turn-bbbb",
+            "Hola",
+            None,
+            "Adiós",
+            Rating::Down,
+        ),
         // Third: liked, with a context, quotes and a newline in the answer.
-        report("answer-c1", "turn-cccc", "Resume el texto.", Some("Texto \"largo\"."), "Un texto\nlargo.", Rating::Up),
+        report(
+            "answer-c1",
+            "turn-cccc",
+            "Resume el texto.",
+            Some("Texto \"largo\"."),
+            "Un texto\nlargo.",
+            Rating::Up,
+        ),
     ];
     for answer in &feedback {
-        let response = client.post(format!("{base}/v1/feedback")).json(answer).send().await.unwrap();
+        let response = client
+            .post(format!("{base}/v1/feedback"))
+            .json(answer)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
         let stored: Stored = response.json().await.unwrap();
         assert_eq!(stored.permalink, format!("/respuesta/{}", stored.id));
@@ -79,7 +150,16 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
     let mut changed = feedback[3].clone();
     changed.rating = Rating::Down;
     changed.comment = Some("Respuesta sin sentido".into());
-    assert_eq!(client.post(format!("{base}/v1/feedback")).json(&changed).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .post(format!("{base}/v1/feedback"))
+            .json(&changed)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let export = |path: &'static str, token: Option<&'static str>| {
         let (client, base) = (client.clone(), base.clone());
@@ -89,7 +169,14 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
                 request = request.bearer_auth(token);
             }
             let response = request.send().await.unwrap();
-            (response.status().as_u16(), response.headers().get("www-authenticate").map(|value| value.to_str().unwrap().to_owned()), response.text().await.unwrap())
+            (
+                response.status().as_u16(),
+                response
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|value| value.to_str().unwrap().to_owned()),
+                response.text().await.unwrap(),
+            )
         }
     };
     let (status, _, corpus) = export("/v1/export/corpus.jsonl", Some(TOKEN)).await;
@@ -97,8 +184,10 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
     assert_eq!(
         corpus,
         concat!(
-            r#"{"pregunta":"¿Qué es el ODS 4?","entrada":"","respuesta":"Educación de calidad.","idioma":"es"}"#, "\n",
-            r#"{"pregunta":"Resume el texto.","entrada":"Texto \"largo\".","respuesta":"Un texto\nlargo.","idioma":"es"}"#, "\n",
+            r#"{"pregunta":"¿Qué es el ODS 4?","entrada":"","respuesta":"Educación de calidad.","idioma":"es"}"#,
+            "\n",
+            r#"{"pregunta":"Resume el texto.","entrada":"Texto \"largo\".","respuesta":"Un texto\nlargo.","idioma":"es"}"#,
+            "\n",
         )
     );
     let (status, _, dpo) = export("/v1/export/dpo.jsonl", Some(TOKEN)).await;
@@ -106,32 +195,75 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
     assert_eq!(
         dpo,
         concat!(
-            r#"{"prompt":"¿Qué es el ODS 4?","chosen":"Educación de calidad.","rejected":"Uno sobre pobreza."}"#, "\n",
-            r#"{"prompt":"¿Qué es el ODS 4?","chosen":"Educación de calidad.","rejected":"No sé."}"#, "\n",
+            r#"{"prompt":"¿Qué es el ODS 4?","chosen":"Educación de calidad.","rejected":"Uno sobre pobreza."}"#,
+            "\n",
+            r#"{"prompt":"¿Qué es el ODS 4?","chosen":"Educación de calidad.","rejected":"No sé."}"#,
+            "\n",
         )
     );
     for path in ["/v1/export/corpus.jsonl", "/v1/export/dpo.jsonl"] {
         let (status, challenge, body) = export(path, None).await;
-        assert_eq!((status, challenge.as_deref()), (401, Some("Bearer")), "{body}");
+        assert_eq!(
+            (status, challenge.as_deref()),
+            (401, Some("Bearer")),
+            "{body}"
+        );
         assert!(body.contains("VITRINA_ADMIN_TOKEN"), "{body}");
         let (status, _, _) = export(path, Some("s3cret-admin-tokeN")).await;
         assert_eq!(status, 401);
     }
     // The permalink's data, with the comment and the model's provenance.
-    let stored: serde_json::Value = client.post(format!("{base}/v1/feedback")).json(&changed).send().await.unwrap().json().await.unwrap();
-    let answer: serde_json::Value = client.get(format!("{base}/v1/feedback/{}", stored["id"].as_str().unwrap())).send().await.unwrap().json().await.unwrap();
+    let stored: serde_json::Value = client
+        .post(format!("{base}/v1/feedback"))
+        .json(&changed)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answer: serde_json::Value = client
+        .get(format!(
+            "{base}/v1/feedback/{}",
+            stored["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(answer["comment"], "Respuesta sin sentido");
     assert_eq!(answer["provenance"]["seed"], 7);
-    assert_eq!(client.get(format!("{base}/v1/feedback/0000000000000000")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        client
+            .get(format!("{base}/v1/feedback/0000000000000000"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn without_an_admin_token_exports_are_disabled_and_say_how_to_enable_them() {
     let dir = tempfile::tempdir().unwrap();
     let base = serve(facts(FeedbackStore::open(dir.path()).unwrap()), None).await;
-    let response = reqwest::Client::new().get(format!("{base}/v1/export/corpus.jsonl")).bearer_auth("anything").send().await.unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/export/corpus.jsonl"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 403);
-    assert!(response.text().await.unwrap().contains("set the VITRINA_ADMIN_TOKEN secret"));
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("set the VITRINA_ADMIN_TOKEN secret")
+    );
 }
 
 #[tokio::test]
@@ -145,10 +277,18 @@ async fn bad_feedback_is_refused_with_the_reason() {
     no_question.messages.pop();
     for (body, expected) in [
         (serde_json::to_value(&bad_key).unwrap(), "answer_key"),
-        (serde_json::to_value(&no_question).unwrap(), "must end with the visitor's question"),
+        (
+            serde_json::to_value(&no_question).unwrap(),
+            "must end with the visitor's question",
+        ),
         (serde_json::json!({"rating": "up"}), "missing field"),
     ] {
-        let response = client.post(format!("{base}/v1/feedback")).json(&body).send().await.unwrap();
+        let response = client
+            .post(format!("{base}/v1/feedback"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         assert!(status == 400 || status == 422, "{status} {text}");
@@ -165,21 +305,42 @@ async fn fifty_clients_at_once_lose_no_row() {
         tokio::spawn(async move {
             // A connection of its own, as fifty visitors would have.
             let client = reqwest::Client::new();
-            let answer = report(&format!("answer-{client_number:04}"), &format!("turn-{client_number:04}"), "¿Y bien?", None, &format!("Respuesta {client_number}"), Rating::Up);
-            let response = client.post(format!("{base}/v1/feedback")).json(&answer).send().await.unwrap();
+            let answer = report(
+                &format!("answer-{client_number:04}"),
+                &format!("turn-{client_number:04}"),
+                "¿Y bien?",
+                None,
+                &format!("Respuesta {client_number}"),
+                Rating::Up,
+            );
+            let response = client
+                .post(format!("{base}/v1/feedback"))
+                .json(&answer)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
             response.json::<Stored>().await.unwrap().id
         })
     });
-    let mut ids: Vec<String> = futures_util::future::join_all(posts).await.into_iter().map(Result::unwrap).collect();
+    let mut ids: Vec<String> = futures_util::future::join_all(posts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 50);
     let stored = FeedbackStore::open(dir.path()).unwrap().all().unwrap();
     assert_eq!(stored.len(), 50);
-    let mut answers: Vec<&str> = stored.iter().map(|answer| answer.report.respuesta.as_str()).collect();
+    let mut answers: Vec<&str> = stored
+        .iter()
+        .map(|answer| answer.report.respuesta.as_str())
+        .collect();
     answers.sort_unstable();
-    let mut expected: Vec<String> = (0..50).map(|number| format!("Respuesta {number}")).collect();
+    let mut expected: Vec<String> = (0..50)
+        .map(|number| format!("Respuesta {number}"))
+        .collect();
     expected.sort();
     assert_eq!(answers, expected);
 }
@@ -188,13 +349,21 @@ async fn fifty_clients_at_once_lose_no_row() {
 #[test]
 fn acknowledged_feedback_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let repository = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vitrina"))
         .current_dir(repository)
         .args(["--no-model", "--port", &port.to_string(), "--data-dir"])
         .arg(dir.path())
-        .env("VITRINA_MODEL_CACHE", std::env::var_os("VITRINA_MODEL_CACHE").unwrap_or_else(|| format!("{repository}/model-cache").into()))
+        .env(
+            "VITRINA_MODEL_CACHE",
+            std::env::var_os("VITRINA_MODEL_CACHE")
+                .unwrap_or_else(|| format!("{repository}/model-cache").into()),
+        )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -205,13 +374,28 @@ fn acknowledged_feedback_survives_kill_9() {
         let client = reqwest::Client::new();
         let started = Instant::now();
         while client.get(format!("{base}/health")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "the server did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let mut acknowledged = Vec::new();
         for number in 0..20 {
-            let answer = report(&format!("answer-{number:04}"), "turn-kill", "¿Sigue ahí?", None, &format!("Sí, {number}"), Rating::Up);
-            let response = client.post(format!("{base}/v1/feedback")).json(&answer).send().await.unwrap();
+            let answer = report(
+                &format!("answer-{number:04}"),
+                "turn-kill",
+                "¿Sigue ahí?",
+                None,
+                &format!("Sí, {number}"),
+                Rating::Up,
+            );
+            let response = client
+                .post(format!("{base}/v1/feedback"))
+                .json(&answer)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 200);
             acknowledged.push(response.json::<Stored>().await.unwrap().id);
         }
@@ -221,7 +405,10 @@ fn acknowledged_feedback_survives_kill_9() {
     child.wait().unwrap();
     let stored = FeedbackStore::open(dir.path()).unwrap();
     for id in &acknowledged {
-        let answer = stored.get(id).unwrap().unwrap_or_else(|| panic!("acknowledged answer {id} was lost"));
+        let answer = stored
+            .get(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("acknowledged answer {id} was lost"));
         assert_eq!(answer.report.rating, Rating::Up);
     }
 }

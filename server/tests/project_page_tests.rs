@@ -23,7 +23,10 @@ fn get(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
 
 async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
     let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
-    let browser_model = server::browser_model::BrowserModel::new("smollm2-135m".into(), engine::catalog::smollm2_135m());
+    let browser_model = server::browser_model::BrowserModel::new(
+        "smollm2-135m".into(),
+        engine::catalog::smollm2_135m(),
+    );
     let facts = server::facts::Facts {
         inference: server::inference::Inference::new(),
         compare: None,
@@ -37,7 +40,10 @@ async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCod
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
     }
-    let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let response = router
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
@@ -45,7 +51,9 @@ async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCod
 
 /// Leptos writes text as HTML; compare with the same escaping.
 fn escaped(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[test]
@@ -53,32 +61,66 @@ fn the_first_html_has_the_whole_project_sheet() {
     let space = shipped_space();
     let (status, html) = get(space.clone(), "/", None);
     assert_eq!(status, StatusCode::OK);
-    assert!(html.starts_with("<!DOCTYPE html><html lang=\"es\">"), "{}", &html[..80]);
+    assert!(
+        html.starts_with("<!DOCTYPE html><html lang=\"es\">"),
+        "{}",
+        &html[..80]
+    );
 
     let project = &space.project;
     assert!(html.contains(&format!("<h1>{}</h1>", escaped(&project.title))));
-    for paragraph in app::space::paragraphs(&project.motivation).iter().chain(&app::space::paragraphs(&project.impact)) {
-        assert!(html.contains(&escaped(paragraph)), "missing paragraph {paragraph:?}");
+    for paragraph in app::space::paragraphs(&project.motivation)
+        .iter()
+        .chain(&app::space::paragraphs(&project.impact))
+    {
+        assert!(
+            html.contains(&escaped(paragraph)),
+            "missing paragraph {paragraph:?}"
+        );
     }
     for idea in &project.future {
         assert!(html.contains(&escaped(idea)), "missing idea {idea:?}");
     }
     for number in &project.ods {
         let goal = number.goal();
-        assert!(html.contains(&format!("<span class=\"ods-digits\">{}</span>", goal.number)), "missing ODS {}", goal.number);
+        assert!(
+            html.contains(&format!(
+                "<span class=\"ods-digits\">{}</span>",
+                goal.number
+            )),
+            "missing ODS {}",
+            goal.number
+        );
         assert!(html.contains(goal.name_es), "missing {}", goal.name_es);
-        assert!(html.contains(goal.color), "missing colour of ODS {}", goal.number);
+        assert!(
+            html.contains(goal.color),
+            "missing colour of ODS {}",
+            goal.number
+        );
     }
     for dataset in &space.datasets {
-        assert!(html.contains(&format!("href=\"https://huggingface.co/datasets/{}\"", dataset.id.as_str())));
+        assert!(html.contains(&format!(
+            "href=\"https://huggingface.co/datasets/{}\"",
+            dataset.id.as_str()
+        )));
     }
     for model in &space.models {
-        assert!(html.contains(&format!("href=\"https://huggingface.co/{}\"", model.id.as_str())));
+        assert!(html.contains(&format!(
+            "href=\"https://huggingface.co/{}\"",
+            model.id.as_str()
+        )));
     }
     for member in &space.team {
-        assert!(html.contains(&escaped(&member.name)), "missing member {}", member.name);
+        assert!(
+            html.contains(&escaped(&member.name)),
+            "missing member {}",
+            member.name
+        );
         assert!(html.contains(&escaped(&member.role)));
-        assert!(html.contains(&format!("href=\"https://huggingface.co/{}\"", member.hub.as_str())));
+        assert!(html.contains(&format!(
+            "href=\"https://huggingface.co/{}\"",
+            member.hub.as_str()
+        )));
     }
     for code in &project.languages {
         assert!(html.contains(code.variety().name_es));
@@ -90,10 +132,20 @@ fn every_ods_is_rendered_with_its_spanish_name() {
     let all_goals: Vec<String> = (1..=17).map(|n| n.to_string()).collect();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../space.toml"))
         .unwrap()
-        .replace("ods = [4, 10]", &format!("ods = [{}]", all_goals.join(", ")));
+        .replace(
+            "ods = [4, 10]",
+            &format!("ods = [{}]", all_goals.join(", ")),
+        );
     let (_, html) = get(parse(&text, "space.toml").unwrap(), "/", None);
     for goal in &app::ods::GOALS {
-        assert!(html.contains(&format!("<span class=\"ods-digits\">{}</span></span><span class=\"ods-name\">{}</span>", goal.number, goal.name_es)), "ODS {}", goal.number);
+        assert!(
+            html.contains(&format!(
+                "<span class=\"ods-digits\">{}</span></span><span class=\"ods-name\">{}</span>",
+                goal.number, goal.name_es
+            )),
+            "ODS {}",
+            goal.number
+        );
     }
 }
 
@@ -109,7 +161,10 @@ fn the_remembered_language_is_rendered_by_the_server() {
 fn team_text_is_escaped() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../space.toml"))
         .unwrap()
-        .replace("name = \"Tu nombre\"", "name = \"<img src=x onerror=alert(1)>\"");
+        .replace(
+            "name = \"Tu nombre\"",
+            "name = \"<img src=x onerror=alert(1)>\"",
+        );
     let (_, html) = get(parse(&text, "space.toml").unwrap(), "/", None);
     assert!(!html.contains("<img src=x"));
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));

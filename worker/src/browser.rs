@@ -34,28 +34,43 @@ fn post(event: &WorkerEvent) {
 }
 
 fn text_of(error: JsValue) -> String {
-    error.as_string().or_else(|| js_sys::Error::from(error).message().as_string()).unwrap_or_else(|| "error".into())
+    error
+        .as_string()
+        .or_else(|| js_sys::Error::from(error).message().as_string())
+        .unwrap_or_else(|| "error".into())
 }
 
 #[wasm_bindgen(start)]
 pub fn start() {
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
-        let request = event.data().as_string().ok_or_else(|| "messages are JSON text".to_owned()).and_then(|json| {
-            serde_json::from_str::<WorkerRequest>(&json).map_err(|error| format!("unreadable request: {error}"))
-        });
+        let request = event
+            .data()
+            .as_string()
+            .ok_or_else(|| "messages are JSON text".to_owned())
+            .and_then(|json| {
+                serde_json::from_str::<WorkerRequest>(&json)
+                    .map_err(|error| format!("unreadable request: {error}"))
+            });
         match request {
             Ok(WorkerRequest::Stop) => STOP.set(true),
-            Ok(WorkerRequest::Load { url, sha256, bytes, requantize }) => wasm_bindgen_futures::spawn_local(async move {
+            Ok(WorkerRequest::Load {
+                url,
+                sha256,
+                bytes,
+                requantize,
+            }) => wasm_bindgen_futures::spawn_local(async move {
                 if let Err(message) = load(&url, &sha256, bytes, requantize).await {
                     post(&WorkerEvent::Failed { message });
                 }
             }),
-            Ok(WorkerRequest::Generate { messages, params }) => wasm_bindgen_futures::spawn_local(async move {
-                match generate(&messages, &params).await {
-                    Ok(completion) => post(&WorkerEvent::Done { completion }),
-                    Err(message) => post(&WorkerEvent::Failed { message }),
-                }
-            }),
+            Ok(WorkerRequest::Generate { messages, params }) => {
+                wasm_bindgen_futures::spawn_local(async move {
+                    match generate(&messages, &params).await {
+                        Ok(completion) => post(&WorkerEvent::Done { completion }),
+                        Err(message) => post(&WorkerEvent::Failed { message }),
+                    }
+                })
+            }
             Err(message) => post(&WorkerEvent::Failed { message }),
         }
     });
@@ -71,8 +86,13 @@ async fn load(url: &str, sha256: &str, bytes: u64, requantize: bool) -> Result<(
     }
     let started = web_time::Instant::now();
     let caches = scope().caches().map_err(text_of)?;
-    let cache: web_sys::Cache = JsFuture::from(caches.open(CACHE_NAME)).await.map_err(text_of)?.unchecked_into();
-    let cached = JsFuture::from(cache.match_with_str(url)).await.map_err(text_of)?;
+    let cache: web_sys::Cache = JsFuture::from(caches.open(CACHE_NAME))
+        .await
+        .map_err(text_of)?
+        .unchecked_into();
+    let cached = JsFuture::from(cache.match_with_str(url))
+        .await
+        .map_err(text_of)?;
     let (file, from_cache) = match cached.dyn_into::<Response>() {
         Ok(response) => match read_verified(response, bytes, sha256, true).await {
             Ok(file) => (file, true),
@@ -85,27 +105,58 @@ async fn load(url: &str, sha256: &str, bytes: u64, requantize: bool) -> Result<(
         Err(_) => (download(&cache, url, bytes, sha256).await?, false),
     };
     let mut reader = std::io::Cursor::new(file);
-    let model = engine::load_chat_model(&mut reader, url, &LoadOptions { requantize, ..LoadOptions::default() }, &Device::Cpu).map_err(|error| error.to_string())?;
+    let model = engine::load_chat_model(
+        &mut reader,
+        url,
+        &LoadOptions {
+            requantize,
+            ..LoadOptions::default()
+        },
+        &Device::Cpu,
+    )
+    .map_err(|error| error.to_string())?;
     let info = model.info.clone();
     MODEL.with(|slot| *slot.borrow_mut() = Some(model));
-    post(&WorkerEvent::Ready { info, from_cache, load_seconds: started.elapsed().as_secs_f64() });
+    post(&WorkerEvent::Ready {
+        info,
+        from_cache,
+        load_seconds: started.elapsed().as_secs_f64(),
+    });
     Ok(())
 }
 
-async fn download(cache: &web_sys::Cache, url: &str, bytes: u64, sha256: &str) -> Result<Vec<u8>, String> {
-    let response: Response = JsFuture::from(scope().fetch_with_str(url)).await.map_err(text_of)?.unchecked_into();
+async fn download(
+    cache: &web_sys::Cache,
+    url: &str,
+    bytes: u64,
+    sha256: &str,
+) -> Result<Vec<u8>, String> {
+    let response: Response = JsFuture::from(scope().fetch_with_str(url))
+        .await
+        .map_err(text_of)?
+        .unchecked_into();
     if !response.ok() {
-        return Err(format!("the server did not send the model ({url}: HTTP {})", response.status()));
+        return Err(format!(
+            "the server did not send the model ({url}: HTTP {})",
+            response.status()
+        ));
     }
     // The cache reads its own copy of the stream while this one reports progress.
     let copy = response.clone().map_err(text_of)?;
     let file = read_verified(response, bytes, sha256, false).await?;
-    JsFuture::from(cache.put_with_str(url, &copy)).await.map_err(|error| format!("the browser would not keep the model: {}", text_of(error)))?;
+    JsFuture::from(cache.put_with_str(url, &copy))
+        .await
+        .map_err(|error| format!("the browser would not keep the model: {}", text_of(error)))?;
     Ok(file)
 }
 
 /// Reads a model file, reporting progress, and checks its length and sha256.
-async fn read_verified(response: Response, bytes: u64, sha256: &str, from_cache: bool) -> Result<Vec<u8>, String> {
+async fn read_verified(
+    response: Response,
+    bytes: u64,
+    sha256: &str,
+    from_cache: bool,
+) -> Result<Vec<u8>, String> {
     let body = response.body().ok_or("the model arrived without a body")?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut file = Vec::with_capacity(bytes as usize);
@@ -113,10 +164,16 @@ async fn read_verified(response: Response, bytes: u64, sha256: &str, from_cache:
     let mut reported = 0u64;
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(text_of)?;
-        if Reflect::get(&chunk, &"done".into()).map_err(text_of)?.as_bool().unwrap_or(true) {
+        if Reflect::get(&chunk, &"done".into())
+            .map_err(text_of)?
+            .as_bool()
+            .unwrap_or(true)
+        {
             break;
         }
-        let part: Uint8Array = Reflect::get(&chunk, &"value".into()).map_err(text_of)?.unchecked_into();
+        let part: Uint8Array = Reflect::get(&chunk, &"value".into())
+            .map_err(text_of)?
+            .unchecked_into();
         let start = file.len();
         file.resize(start + part.length() as usize, 0);
         part.copy_to(&mut file[start..]);
@@ -125,10 +182,18 @@ async fn read_verified(response: Response, bytes: u64, sha256: &str, from_cache:
         // About a hundred updates for the whole file are plenty for a progress bar.
         if done - reported >= (bytes / 100).max(1 << 20) || done == bytes {
             reported = done;
-            post(&WorkerEvent::Progress { done, total: bytes, from_cache });
+            post(&WorkerEvent::Progress {
+                done,
+                total: bytes,
+                from_cache,
+            });
         }
     }
-    let found: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    let found: String = hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     if file.len() as u64 != bytes || found != sha256 {
         return Err(format!(
             "the model file arrived damaged ({} of {bytes} bytes, sha256 {found}, expected {sha256}); reload the page to download it again",
@@ -138,13 +203,25 @@ async fn read_verified(response: Response, bytes: u64, sha256: &str, from_cache:
     Ok(file)
 }
 
-async fn generate(messages: &[engine::ChatMessage], params: &engine::GenerateParams) -> Result<engine::Completion, String> {
+async fn generate(
+    messages: &[engine::ChatMessage],
+    params: &engine::GenerateParams,
+) -> Result<engine::Completion, String> {
     let slot = MODEL.with(Rc::clone);
-    let mut guard = slot.try_borrow_mut().map_err(|_| "the browser model is already answering".to_owned())?;
-    let model = guard.as_mut().ok_or("the browser model is not loaded yet")?;
-    let prompt_ids = model.prompter.prompt_ids(messages, params).map_err(|error| error.to_string())?;
+    let mut guard = slot
+        .try_borrow_mut()
+        .map_err(|_| "the browser model is already answering".to_owned())?;
+    let model = guard
+        .as_mut()
+        .ok_or("the browser model is not loaded yet")?;
+    let prompt_ids = model
+        .prompter
+        .prompt_ids(messages, params)
+        .map_err(|error| error.to_string())?;
     STOP.set(false);
-    let mut generation = model.start(&prompt_ids, params).map_err(|error| error.to_string())?;
+    let mut generation = model
+        .start(&prompt_ids, params)
+        .map_err(|error| error.to_string())?;
     while let Some(piece) = generation.step().map_err(|error| error.to_string())? {
         if !piece.is_empty() {
             post(&WorkerEvent::Delta { text: piece });

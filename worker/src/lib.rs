@@ -27,7 +27,10 @@ pub enum WorkerRequest {
         #[serde(default)]
         requantize: bool,
     },
-    Generate { messages: Vec<ChatMessage>, params: GenerateParams },
+    Generate {
+        messages: Vec<ChatMessage>,
+        params: GenerateParams,
+    },
     /// Ends the current answer after the token being decoded.
     Stop,
 }
@@ -38,11 +41,25 @@ pub enum WorkerRequest {
 pub enum WorkerEvent {
     /// The worker is listening (messages sent before this are lost).
     Started,
-    Progress { done: u64, total: u64, from_cache: bool },
-    Ready { info: ModelInfo, from_cache: bool, load_seconds: f64 },
-    Delta { text: String },
-    Done { completion: Completion },
-    Failed { message: String },
+    Progress {
+        done: u64,
+        total: u64,
+        from_cache: bool,
+    },
+    Ready {
+        info: ModelInfo,
+        from_cache: bool,
+        load_seconds: f64,
+    },
+    Delta {
+        text: String,
+    },
+    Done {
+        completion: Completion,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 /// The plain-words refusal for a model too large for a browser, before anything is downloaded.
@@ -65,30 +82,66 @@ mod tests {
 
     #[test]
     fn messages_round_trip_as_tagged_json() {
-        let request = WorkerRequest::Load { url: "/models/m.gguf".into(), sha256: "ab".into(), bytes: 7, requantize: false };
+        let request = WorkerRequest::Load {
+            url: "/models/m.gguf".into(),
+            sha256: "ab".into(),
+            bytes: 7,
+            requantize: false,
+        };
         let json = serde_json::to_string(&request).unwrap();
-        assert_eq!(json, r#"{"type":"load","url":"/models/m.gguf","sha256":"ab","bytes":7,"requantize":false}"#);
-        assert_eq!(serde_json::from_str::<WorkerRequest>(&json).unwrap(), request);
-        let event: WorkerEvent = serde_json::from_str(r#"{"type":"delta","text":"¡Hola"}"#).unwrap();
-        assert_eq!(event, WorkerEvent::Delta { text: "¡Hola".into() });
+        assert_eq!(
+            json,
+            r#"{"type":"load","url":"/models/m.gguf","sha256":"ab","bytes":7,"requantize":false}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<WorkerRequest>(&json).unwrap(),
+            request
+        );
+        let event: WorkerEvent =
+            serde_json::from_str(r#"{"type":"delta","text":"¡Hola"}"#).unwrap();
+        assert_eq!(
+            event,
+            WorkerEvent::Delta {
+                text: "¡Hola".into()
+            }
+        );
     }
 
     /// The text the chat page sends (app's `conversation::worker_request`, whose test pins it).
     #[test]
     fn the_pages_generate_request_is_understood_with_engine_defaults() {
         let page = r#"{"messages":[{"content":"Hola","role":"user"}],"params":{"max_tokens":24,"sampling":{"seed":42,"temperature":0.0,"top_p":1.0}},"type":"generate"}"#;
-        let WorkerRequest::Generate { messages, params } = serde_json::from_str(page).unwrap() else { panic!("not a generate request") };
-        assert_eq!(messages, [engine::ChatMessage::new(engine::Role::User, "Hola")]);
-        assert_eq!((params.max_tokens, params.sampling.temperature, params.sampling.seed), (24, 0.0, 42));
+        let WorkerRequest::Generate { messages, params } = serde_json::from_str(page).unwrap()
+        else {
+            panic!("not a generate request")
+        };
+        assert_eq!(
+            messages,
+            [engine::ChatMessage::new(engine::Role::User, "Hola")]
+        );
+        assert_eq!(
+            (
+                params.max_tokens,
+                params.sampling.temperature,
+                params.sampling.seed
+            ),
+            (24, 0.0, 42)
+        );
         // What the server's API does with the same request.
         let defaults = engine::SamplingParams::default();
-        assert_eq!(params.sampling.repetition_penalty, defaults.repetition_penalty);
+        assert_eq!(
+            params.sampling.repetition_penalty,
+            defaults.repetition_penalty
+        );
     }
 
     #[test]
     fn models_too_large_for_a_browser_are_refused_by_size() {
         assert!(too_large(100 << 20).is_none());
         let message = too_large(4 << 30).unwrap();
-        assert!(message.contains("4096 MB") && message.contains("[browser] model"), "{message}");
+        assert!(
+            message.contains("4096 MB") && message.contains("[browser] model"),
+            "{message}"
+        );
     }
 }

@@ -25,7 +25,14 @@ pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
     let tools = toolchain::ensure(Needs::to_serve())?;
     crate::site::build(&tools)?;
     let mut server = cargo();
-    server.args(["build", "--release", "-p", "server", "--bin", crate::SERVER_BINARY]);
+    server.args([
+        "build",
+        "--release",
+        "-p",
+        "server",
+        "--bin",
+        crate::SERVER_BINARY,
+    ]);
     if cuda {
         server.args(["--features", "cuda"]);
     }
@@ -35,7 +42,10 @@ pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
         std::fs::remove_dir_all(out).with_context(|| format!("cannot empty {}", out.display()))?;
     }
     std::fs::create_dir_all(out.join("model-cache"))?;
-    std::fs::copy(Path::new("target/release").join(crate::SERVER_BINARY), out.join(crate::SERVER_BINARY))?;
+    std::fs::copy(
+        Path::new("target/release").join(crate::SERVER_BINARY),
+        out.join(crate::SERVER_BINARY),
+    )?;
     crate::site::copy_dir(Path::new(crate::site::SITE_ROOT), &out.join("site"))?;
     std::fs::copy("space.toml", out.join("space.toml"))?;
     for file in std::iter::once(PathBuf::from("README.md")).chain(files_named_in_space()?) {
@@ -43,7 +53,12 @@ pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
         if let Some(folder) = destination.parent() {
             std::fs::create_dir_all(folder)?;
         }
-        std::fs::copy(&file, &destination).with_context(|| format!("space.toml names {}, which cannot be copied", file.display()))?;
+        std::fs::copy(&file, &destination).with_context(|| {
+            format!(
+                "space.toml names {}, which cannot be copied",
+                file.display()
+            )
+        })?;
     }
     if prefetch {
         crate::step("models into model-cache/", || {
@@ -59,13 +74,23 @@ pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
 
 /// The team's files that space.toml points to: model and dataset cards, the corpus.
 fn files_named_in_space() -> Result<Vec<PathBuf>> {
-    let space: toml::Table = std::fs::read_to_string("space.toml")?.parse().context("space.toml does not parse")?;
-    let named = [("cards", "model"), ("cards", "dataset"), ("dataset", "file")]
-        .into_iter()
-        .filter_map(|(table, key)| space.get(table)?.get(key)?.as_str().map(PathBuf::from));
+    let space: toml::Table = std::fs::read_to_string("space.toml")?
+        .parse()
+        .context("space.toml does not parse")?;
+    let named = [
+        ("cards", "model"),
+        ("cards", "dataset"),
+        ("dataset", "file"),
+    ]
+    .into_iter()
+    .filter_map(|(table, key)| space.get(table)?.get(key)?.as_str().map(PathBuf::from));
     let relative: Vec<PathBuf> = named.collect();
     for path in &relative {
-        ensure!(path.is_relative() && !path.starts_with(".."), "space.toml names {}: use a path inside the repository", path.display());
+        ensure!(
+            path.is_relative() && !path.starts_with(".."),
+            "space.toml names {}: use a path inside the repository",
+            path.display()
+        );
     }
     Ok(relative)
 }
@@ -82,13 +107,28 @@ pub fn smoke_test(tests_model_cache: &std::ffi::OsStr) -> Result<()> {
     }
     run(Command::new(Path::new(".").join(crate::SERVER_BINARY))
         .current_dir(&out)
-        .args(["--config", "space.toml", "--model", "smollm2-135m", "--prefetch"])
+        .args([
+            "--config",
+            "space.toml",
+            "--model",
+            "smollm2-135m",
+            "--prefetch",
+        ])
         .env("VITRINA_MODEL_CACHE", "model-cache"))?;
 
     let port = free_port()?;
     let child = Command::new(Path::new(".").join(crate::SERVER_BINARY))
         .current_dir(&out)
-        .args(["--config", "space.toml", "--site-root", "site", "--model", "smollm2-135m", "--port", &port.to_string()])
+        .args([
+            "--config",
+            "space.toml",
+            "--site-root",
+            "site",
+            "--model",
+            "smollm2-135m",
+            "--port",
+            &port.to_string(),
+        ])
         .env("VITRINA_MODEL_CACHE", "model-cache")
         .stdout(Stdio::null())
         .spawn()
@@ -98,16 +138,39 @@ pub fn smoke_test(tests_model_cache: &std::ffi::OsStr) -> Result<()> {
     wait_until_healthy(&mut server, &format!("http://127.0.0.1:{port}"))?;
 
     let page = request(port, "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    ensure!(status(&page) == Some("200") && page.contains("<h1>"), "the page did not render:\n{}", head(&page));
-    let wasm = request(port, "HEAD /pkg/vitrina_worker_bg.wasm HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    ensure!(status(&wasm) == Some("200"), "the worker bundle is not served:\n{}", head(&wasm));
+    ensure!(
+        status(&page) == Some("200") && page.contains("<h1>"),
+        "the page did not render:\n{}",
+        head(&page)
+    );
+    let wasm = request(
+        port,
+        "HEAD /pkg/vitrina_worker_bg.wasm HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+    )?;
+    ensure!(
+        status(&wasm) == Some("200"),
+        "the worker bundle is not served:\n{}",
+        head(&wasm)
+    );
     let body = r#"{"messages":[{"role":"user","content":"¿Cuál es la capital de Francia?"}],"temperature":0,"max_tokens":8}"#;
     let chat = request(
         port,
-        &format!("POST /v1/chat/completions HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+        &format!(
+            "POST /v1/chat/completions HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
     )?;
-    ensure!(status(&chat) == Some("200") && chat.contains(r#""content":""#) && chat.contains("completion_tokens"), "no answer:\n{}", head(&chat));
-    println!("xtask: the release layout serves the page and answers: {}", chat.lines().last().unwrap_or_default());
+    ensure!(
+        status(&chat) == Some("200")
+            && chat.contains(r#""content":""#)
+            && chat.contains("completion_tokens"),
+        "no answer:\n{}",
+        head(&chat)
+    );
+    println!(
+        "xtask: the release layout serves the page and answers: {}",
+        chat.lines().last().unwrap_or_default()
+    );
     Ok(())
 }
 

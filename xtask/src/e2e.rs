@@ -36,7 +36,10 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     // The small real model, from the cache the other tests filled; the same model again as
     // `[compare]`'s base model, for the judges' page; the exports unlocked for the tests.
     let space_with_compare = Path::new("target/e2e/space-compare.toml");
-    std::fs::write(space_with_compare, std::fs::read_to_string("space.toml")? + "\n[compare]\ncatalog = \"smollm2-135m\"\n")?;
+    std::fs::write(
+        space_with_compare,
+        std::fs::read_to_string("space.toml")? + "\n[compare]\ncatalog = \"smollm2-135m\"\n",
+    )?;
     let (mut server, url) = start_server_with(
         space_with_compare,
         &[("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN)],
@@ -44,15 +47,30 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         model_cache,
     )?;
     let hostile_model = Path::new("target/e2e/hostile.gguf");
-    run(cargo().args(["run", "--quiet", "-p", "engine", "--example", "tiny_model", "--"]).arg(hostile_model).arg(HOSTILE_ANSWER))?;
-    let (mut hostile_server, hostile_url) = start_server(&["--model".as_ref(), hostile_model.as_os_str()], model_cache)?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "engine",
+            "--example",
+            "tiny_model",
+            "--",
+        ])
+        .arg(hostile_model)
+        .arg(HOSTILE_ANSWER))?;
+    let (mut hostile_server, hostile_url) = start_server(
+        &["--model".as_ref(), hostile_model.as_os_str()],
+        model_cache,
+    )?;
     // No model of its own: every answer comes from the visitor's browser.
     let (mut browser_only_server, browser_only_url) = start_server(&["--no-model"], model_cache)?;
     // A model file cut in half: the server must say why it cannot answer, and the page too.
     let broken_model = Path::new("target/e2e/broken.gguf");
     let whole = std::fs::read(hostile_model)?;
     std::fs::write(broken_model, &whole[..whole.len() / 2])?;
-    let (mut broken_server, broken_url) = start_server(&["--model".as_ref(), broken_model.as_os_str()], model_cache)?;
+    let (mut broken_server, broken_url) =
+        start_server(&["--model".as_ref(), broken_model.as_os_str()], model_cache)?;
     wait_until_healthy(&mut server, &url)?;
     wait_until_healthy(&mut hostile_server, &hostile_url)?;
     wait_until_serving_the_browser_model(&mut browser_only_server, &browser_only_url)?;
@@ -61,18 +79,32 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
     let mut browser_tests = Command::new("node");
     browser_tests.args(["--test", "--test-reporter=spec", "tests/e2e/"]);
-    browser_tests.env("VITRINA_URL", &url).env("VITRINA_HOSTILE_URL", &hostile_url).env("VITRINA_BROWSER_ONLY_URL", &browser_only_url);
-    browser_tests.env("VITRINA_BROKEN_MODEL_URL", &broken_url).env("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN);
+    browser_tests
+        .env("VITRINA_URL", &url)
+        .env("VITRINA_HOSTILE_URL", &hostile_url)
+        .env("VITRINA_BROWSER_ONLY_URL", &browser_only_url);
+    browser_tests
+        .env("VITRINA_BROKEN_MODEL_URL", &broken_url)
+        .env("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN);
     browser_tests.env("CHROMIUM_PATH", chromium);
     run(&mut browser_tests)?;
 
-    let python = tools.test_python.as_ref().context("the API tests' Python was not set up")?;
-    run(Command::new(python).args(["-m", "pytest", "-q", "tests/api"]).env("VITRINA_URL", &url))
+    let python = tools
+        .test_python
+        .as_ref()
+        .context("the API tests' Python was not set up")?;
+    run(Command::new(python)
+        .args(["-m", "pytest", "-q", "tests/api"])
+        .env("VITRINA_URL", &url))
 }
 
 /// Runs `tests/e2e/browser_bench.mjs` against a server that serves `model` to browsers and
 /// runs none itself; returns its JSON line.
-pub fn run_browser_bench(tools: &Tools, model_cache: &std::ffi::OsStr, model: &str) -> Result<String> {
+pub fn run_browser_bench(
+    tools: &Tools,
+    model_cache: &std::ffi::OsStr,
+    model: &str,
+) -> Result<String> {
     run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
     let (mut server, url) = start_server(&["--no-model", "--browser-model", model], model_cache)?;
     wait_until_serving_the_browser_model(&mut server, &url)?;
@@ -84,12 +116,19 @@ pub fn run_browser_bench(tools: &Tools, model_cache: &std::ffi::OsStr, model: &s
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run node")?;
-    anyhow::ensure!(output.status.success(), "the browser benchmark failed ({})", output.status);
+    anyhow::ensure!(
+        output.status.success(),
+        "the browser benchmark failed ({})",
+        output.status
+    );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Starts the built server with the repository's space.toml on a free loopback port.
-fn start_server(model: &[impl AsRef<std::ffi::OsStr>], model_cache: &std::ffi::OsStr) -> Result<(RunningServer, String)> {
+fn start_server(
+    model: &[impl AsRef<std::ffi::OsStr>],
+    model_cache: &std::ffi::OsStr,
+) -> Result<(RunningServer, String)> {
     start_server_with(Path::new("space.toml"), &[], model, model_cache)
 }
 
@@ -135,7 +174,11 @@ fn wait_until_serving_the_browser_model(server: &mut RunningServer, url: &str) -
 }
 
 fn wait_for_200(server: &mut RunningServer, url: &str, path: &str) -> Result<()> {
-    let port: u16 = url.rsplit(':').next().and_then(|port| port.parse().ok()).context("the server's URL has no port")?;
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .context("the server's URL has no port")?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(600) {
         if let Some(status) = server.0.try_wait()? {
@@ -143,12 +186,15 @@ fn wait_for_200(server: &mut RunningServer, url: &str, path: &str) -> Result<()>
         }
         let answer = (|| -> std::io::Result<String> {
             let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-            stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
+            stream
+                .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
             let mut answer = String::new();
             stream.read_to_string(&mut answer)?;
             Ok(answer)
         })();
-        if answer.is_ok_and(|answer| answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")) {
+        if answer.is_ok_and(|answer| {
+            answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+        }) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));

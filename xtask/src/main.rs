@@ -81,7 +81,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(error) = std::env::set_current_dir(workspace_root()).map_err(anyhow::Error::from).and_then(|()| dispatch(cli.command)) {
+    if let Err(error) = std::env::set_current_dir(workspace_root())
+        .map_err(anyhow::Error::from)
+        .and_then(|()| dispatch(cli.command))
+    {
         eprintln!("xtask: error: {error:#}");
         std::process::exit(1);
     }
@@ -99,15 +102,34 @@ fn dispatch(command: Command) -> Result<()> {
             let tools = toolchain::ensure(Needs::to_serve())?;
             site::build(&tools)?;
             build_release_server()?;
-            let mut server = std::process::Command::new(Path::new("target/release").join(SERVER_BINARY));
-            server.arg("--config").arg(&config).args(["--host", &host, "--port", &port.to_string()]);
+            let mut server =
+                std::process::Command::new(Path::new("target/release").join(SERVER_BINARY));
+            server.arg("--config").arg(&config).args([
+                "--host",
+                &host,
+                "--port",
+                &port.to_string(),
+            ]);
             server.args(["--site-root", site::SITE_ROOT]);
             run(&mut server)
         }
         Command::Test => test(),
-        Command::Dist { out, prefetch, cuda } => dist::build(&out, prefetch, cuda).map(drop),
-        Command::Bench { model, browser: true, .. } => browser_bench(model.as_deref().unwrap_or("smollm2-135m")),
-        Command::Bench { model, threads, requantize, browser: false } => bench(model, threads, requantize),
+        Command::Dist {
+            out,
+            prefetch,
+            cuda,
+        } => dist::build(&out, prefetch, cuda).map(drop),
+        Command::Bench {
+            model,
+            browser: true,
+            ..
+        } => browser_bench(model.as_deref().unwrap_or("smollm2-135m")),
+        Command::Bench {
+            model,
+            threads,
+            requantize,
+            browser: false,
+        } => bench(model, threads, requantize),
     }
 }
 
@@ -115,7 +137,9 @@ fn dispatch(command: Command) -> Result<()> {
 pub const SERVER_BINARY: &str = "vitrina";
 
 fn build_release_server() -> Result<()> {
-    step("server (release)", || run(cargo().args(["build", "--release", "-p", "server", "--bin", SERVER_BINARY])))
+    step("server (release)", || {
+        run(cargo().args(["build", "--release", "-p", "server", "--bin", SERVER_BINARY]))
+    })
 }
 
 fn test() -> Result<()> {
@@ -123,17 +147,32 @@ fn test() -> Result<()> {
     let tools = toolchain::ensure(Needs::everything())?;
     site::build(&tools)?;
     // Models fetched by the tests live outside the clone, so a fresh clone reuses them.
-    let models = std::env::var_os("VITRINA_MODEL_CACHE").unwrap_or_else(|| toolchain::cache_dir().join("models").into());
+    let models = std::env::var_os("VITRINA_MODEL_CACHE")
+        .unwrap_or_else(|| toolchain::cache_dir().join("models").into());
     step("unit and integration tests", || {
-        run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("VITRINA_MODEL_CACHE", &models))
+        run(cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("VITRINA_MODEL_CACHE", &models))
     })?;
-    step("end-to-end tests (headless Chromium, openai client)", || e2e::run_tests(&tools, &models))?;
+    step(
+        "end-to-end tests (headless Chromium, openai client)",
+        || e2e::run_tests(&tools, &models),
+    )?;
     step("Dockerfiles lint (hadolint)", || {
-        let python = tools.test_python.as_ref().context("the tests' Python was not set up")?;
-        let hadolint = python.parent().context("the tests' Python has no folder")?.join("hadolint");
+        let python = tools
+            .test_python
+            .as_ref()
+            .context("the tests' Python was not set up")?;
+        let hadolint = python
+            .parent()
+            .context("the tests' Python has no folder")?
+            .join("hadolint");
         run(std::process::Command::new(hadolint).args(["Dockerfile", "Dockerfile.cuda"]))
     })?;
-    step("release layout as in the Docker image (xtask dist), served and chatting", || dist::smoke_test(&models))?;
+    step(
+        "release layout as in the Docker image (xtask dist), served and chatting",
+        || dist::smoke_test(&models),
+    )?;
     println!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -146,14 +185,34 @@ fn bench(model: Option<String>, threads: Option<usize>, requantize: bool) -> Res
 }
 
 fn bench_output(model: Option<String>, threads: Option<usize>, requantize: bool) -> Result<String> {
-    let output = bench_command(model, threads, requantize).stderr(std::process::Stdio::inherit()).output()?;
-    anyhow::ensure!(output.status.success(), "the native benchmark failed ({})", output.status);
+    let output = bench_command(model, threads, requantize)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the native benchmark failed ({})",
+        output.status
+    );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn bench_command(model: Option<String>, threads: Option<usize>, requantize: bool) -> std::process::Command {
+fn bench_command(
+    model: Option<String>,
+    threads: Option<usize>,
+    requantize: bool,
+) -> std::process::Command {
     let mut command = cargo();
-    command.args(["run", "--release", "--target-dir", "target/native", "-p", "engine", "--example", "bench", "--"]);
+    command.args([
+        "run",
+        "--release",
+        "--target-dir",
+        "target/native",
+        "-p",
+        "engine",
+        "--example",
+        "bench",
+        "--",
+    ]);
     command.args(model.iter().flat_map(|name| ["--model", name.as_str()]));
     if requantize {
         command.arg("--requantize");
@@ -170,19 +229,28 @@ fn bench_command(model: Option<String>, threads: Option<usize>, requantize: bool
 fn browser_bench(model: &str) -> Result<()> {
     let tools = toolchain::ensure(Needs::everything())?;
     site::build(&tools)?;
-    let models = std::env::var_os("VITRINA_MODEL_CACHE").unwrap_or_else(|| toolchain::cache_dir().join("models").into());
+    let models = std::env::var_os("VITRINA_MODEL_CACHE")
+        .unwrap_or_else(|| toolchain::cache_dir().join("models").into());
     let browser_lines = e2e::run_browser_bench(&tools, &models, model)?;
     let mut native_lines = String::new();
     for requantize in [false, true] {
         native_lines.push_str(&bench_output(Some(model.to_owned()), Some(1), requantize)?);
     }
-    let parse = |lines: &str| -> Vec<serde_json::Value> { lines.lines().filter_map(|line| serde_json::from_str(line.trim()).ok()).collect() };
+    let parse = |lines: &str| -> Vec<serde_json::Value> {
+        lines
+            .lines()
+            .filter_map(|line| serde_json::from_str(line.trim()).ok())
+            .collect()
+    };
     let (browser, native) = (parse(&browser_lines), parse(&native_lines));
     for line in browser.iter().chain(&native) {
         println!("{line}");
     }
     for (in_browser, natively) in browser.iter().zip(&native) {
-        if let (Some(wasm), Some(cpu)) = (in_browser["decode_tok_s"].as_f64(), natively["decode_tok_s"].as_f64()) {
+        if let (Some(wasm), Some(cpu)) = (
+            in_browser["decode_tok_s"].as_f64(),
+            natively["decode_tok_s"].as_f64(),
+        ) {
             let requantized = &in_browser["requantized_to_q8_0"];
             println!(
                 r#"{{"metric":"browser_vs_native_single_thread","model":"{model}","requantized_to_q8_0":{requantized},"decode_ratio":{:.2}}}"#,
@@ -206,5 +274,8 @@ pub fn step<T>(name: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }

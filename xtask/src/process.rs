@@ -11,7 +11,9 @@ pub fn cargo() -> Command {
 
 pub fn run(command: &mut Command) -> Result<()> {
     println!("xtask: $ {}", describe(command));
-    let status = command.status().with_context(|| format!("cannot start `{}`", describe(command)))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start `{}`", describe(command)))?;
     if !status.success() {
         bail!("`{}` failed with {status}", describe(command));
     }
@@ -21,7 +23,10 @@ pub fn run(command: &mut Command) -> Result<()> {
 /// Runs quietly and returns stdout, or `None` when the program is missing or fails.
 pub fn output(command: &mut Command) -> Option<String> {
     let output = command.output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 pub fn describe(command: &Command) -> String {

@@ -18,14 +18,36 @@ const WORKER_OUTPUT_NAME: &str = "vitrina_worker";
 
 pub fn build(tools: &Tools) -> Result<()> {
     crate::step("hydrate bundle (wasm)", || {
-        bundle(tools, Bundle { package: "app", features: &["--no-default-features", "--features", "hydrate"], profile: "wasm-release", output_name: OUTPUT_NAME, wasm_opt: Some("-Oz"), name: "hydrate" })
+        bundle(
+            tools,
+            Bundle {
+                package: "app",
+                features: &["--no-default-features", "--features", "hydrate"],
+                profile: "wasm-release",
+                output_name: OUTPUT_NAME,
+                wasm_opt: Some("-Oz"),
+                name: "hydrate",
+            },
+        )
     })?;
     // Built for speed: it runs the model. No wasm-opt: on this 6 MB bundle `-O3` takes minutes
     // for little, after LLVM's own -O3 with LTO.
     crate::step("browser worker bundle (wasm: engine + worker)", || {
-        bundle(tools, Bundle { package: "worker", features: &[], profile: "wasm-worker", output_name: WORKER_OUTPUT_NAME, wasm_opt: None, name: "worker" })
+        bundle(
+            tools,
+            Bundle {
+                package: "worker",
+                features: &[],
+                profile: "wasm-worker",
+                output_name: WORKER_OUTPUT_NAME,
+                wasm_opt: None,
+                name: "worker",
+            },
+        )
     })?;
-    crate::step("static files", || copy_dir(Path::new("public"), Path::new(SITE_ROOT)))
+    crate::step("static files", || {
+        copy_dir(Path::new("public"), Path::new(SITE_ROOT))
+    })
 }
 
 struct Bundle<'a> {
@@ -40,11 +62,24 @@ struct Bundle<'a> {
 }
 
 fn bundle(tools: &Tools, bundle: Bundle) -> Result<()> {
-    run(tools.wasm_cargo("rustc", bundle.profile).args(["-p", bundle.package, "--lib", "--crate-type", "cdylib"]).args(bundle.features))?;
+    run(tools
+        .wasm_cargo("rustc", bundle.profile)
+        .args(["-p", bundle.package, "--lib", "--crate-type", "cdylib"])
+        .args(bundle.features))?;
     let pkg = Path::new(SITE_ROOT).join("pkg");
-    let compiled = Path::new("target").join(WASM_TARGET).join(bundle.profile).join(format!("{}.wasm", bundle.package));
+    let compiled = Path::new("target")
+        .join(WASM_TARGET)
+        .join(bundle.profile)
+        .join(format!("{}.wasm", bundle.package));
     run(Command::new(&tools.wasm_bindgen)
-        .args(["--target", "web", "--no-typescript", "--out-name", bundle.output_name, "--out-dir"])
+        .args([
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-name",
+            bundle.output_name,
+            "--out-dir",
+        ])
         .arg(&pkg)
         .arg(&compiled))?;
     let wasm = pkg.join(format!("{}_bg.wasm", bundle.output_name));
@@ -65,7 +100,12 @@ fn optimize(tools: &Tools, wasm: &Path, level: &str) -> Result<()> {
         "--enable-multivalue",
         "--enable-simd",
     ];
-    run(Command::new(&tools.wasm_opt).arg(level).args(features).arg(wasm).arg("-o").arg(wasm))
+    run(Command::new(&tools.wasm_opt)
+        .arg(level)
+        .args(features)
+        .arg(wasm)
+        .arg("-o")
+        .arg(wasm))
 }
 
 fn report_size(wasm: &Path, bundle: &str) -> Result<()> {
@@ -73,7 +113,12 @@ fn report_size(wasm: &Path, bundle: &str) -> Result<()> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(&bytes)?;
     let gzipped = encoder.finish()?.len();
-    println!("xtask: {} is {} KiB ({} KiB gzip)", wasm.display(), bytes.len() / 1024, gzipped / 1024);
+    println!(
+        "xtask: {} is {} KiB ({} KiB gzip)",
+        wasm.display(),
+        bytes.len() / 1024,
+        gzipped / 1024
+    );
     println!(
         r#"{{"metric":"wasm_size","bundle":"{bundle}","raw_bytes":{},"gzip_bytes":{gzipped}}}"#,
         bytes.len()
@@ -83,7 +128,9 @@ fn report_size(wasm: &Path, bundle: &str) -> Result<()> {
 
 pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
         let entry = entry?;
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {

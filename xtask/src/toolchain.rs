@@ -23,11 +23,15 @@ pub struct Needs {
 
 impl Needs {
     pub fn to_serve() -> Self {
-        Self { browser_tests: false }
+        Self {
+            browser_tests: false,
+        }
     }
 
     pub fn everything() -> Self {
-        Self { browser_tests: true }
+        Self {
+            browser_tests: true,
+        }
     }
 }
 
@@ -62,7 +66,9 @@ impl Tools {
             }
             WasmRoute::DebianBuildStd => {
                 let mut command = Command::new("rustup");
-                command.args(["run", DEBIAN_TOOLCHAIN, "cargo"]).args(common);
+                command
+                    .args(["run", DEBIAN_TOOLCHAIN, "cargo"])
+                    .args(common);
                 command.arg("-Zbuild-std=std,panic_abort");
                 command.env("RUSTC_BOOTSTRAP", "1");
                 command.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", "wasm-ld-19");
@@ -85,7 +91,13 @@ pub fn ensure(needs: Needs) -> Result<Tools> {
         } else {
             (None, None)
         };
-        Ok(Tools { wasm_route, wasm_bindgen, wasm_opt, chromium, test_python })
+        Ok(Tools {
+            wasm_route,
+            wasm_bindgen,
+            wasm_opt,
+            chromium,
+            test_python,
+        })
     })
 }
 
@@ -105,7 +117,9 @@ fn ensure_wasm_target() -> Result<WasmRoute> {
         Ok(()) => println!("xtask: rustup finished but the {WASM_TARGET} std is still missing"),
         Err(error) => println!("xtask: rustup could not add {WASM_TARGET}: {error:#}"),
     }
-    println!("xtask: falling back to Debian's compiler and building std for {WASM_TARGET} from source");
+    println!(
+        "xtask: falling back to Debian's compiler and building std for {WASM_TARGET} from source"
+    );
     if !debian_packages_present() {
         apt_install(&["rustc-web", "cargo-web", "rust-web-src", "lld-19"])?;
     }
@@ -120,7 +134,8 @@ fn debian_route_ready() -> bool {
 }
 
 fn debian_packages_present() -> bool {
-    Path::new("/usr/lib/rustlib/src/rust/library").is_dir() && output(Command::new("wasm-ld-19").arg("--version")).is_some()
+    Path::new("/usr/lib/rustlib/src/rust/library").is_dir()
+        && output(Command::new("wasm-ld-19").arg("--version")).is_some()
 }
 
 fn debian_toolchain_linked() -> bool {
@@ -131,7 +146,10 @@ fn debian_toolchain_linked() -> bool {
 fn rustup_has_wasm_std() -> bool {
     output(Command::new("rustc").args(["--print", "target-libdir", "--target", WASM_TARGET]))
         .map(|dir| PathBuf::from(dir.trim()))
-        .is_some_and(|dir| dir.read_dir().is_ok_and(|mut entries| entries.next().is_some()))
+        .is_some_and(|dir| {
+            dir.read_dir()
+                .is_ok_and(|mut entries| entries.next().is_some())
+        })
 }
 
 /// wasm-bindgen's CLI must be exactly the version of the `wasm-bindgen` crate in Cargo.lock,
@@ -155,9 +173,16 @@ fn ensure_wasm_bindgen() -> Result<PathBuf> {
 pub fn locked_version(package: &str) -> Result<String> {
     let lock = std::fs::read_to_string("Cargo.lock").context("cannot read Cargo.lock")?;
     let header = format!("name = \"{package}\"\n");
-    let after = lock.split("[[package]]\n").find_map(|entry| entry.strip_prefix(&header));
+    let after = lock
+        .split("[[package]]\n")
+        .find_map(|entry| entry.strip_prefix(&header));
     after
-        .and_then(|rest| rest.lines().next()?.strip_prefix("version = \"")?.strip_suffix('"'))
+        .and_then(|rest| {
+            rest.lines()
+                .next()?
+                .strip_prefix("version = \"")?
+                .strip_suffix('"')
+        })
         .map(str::to_owned)
         .with_context(|| format!("Cargo.lock has no `{package}` package"))
 }
@@ -169,20 +194,29 @@ fn ensure_wasm_opt() -> Result<PathBuf> {
         return Ok(wasm_opt);
     }
     ensure_npm()?;
-    println!("xtask: installing wasm-opt (npm binaryen {BINARYEN_VERSION}) into {}", prefix.display());
+    println!(
+        "xtask: installing wasm-opt (npm binaryen {BINARYEN_VERSION}) into {}",
+        prefix.display()
+    );
     std::fs::create_dir_all(&prefix)?;
     run(Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--prefix"])
         .arg(&prefix)
         .arg(format!("binaryen@{BINARYEN_VERSION}")))?;
     if output(Command::new(&wasm_opt).arg("--version")).is_none() {
-        bail!("{} does not run after installing binaryen", wasm_opt.display());
+        bail!(
+            "{} does not run after installing binaryen",
+            wasm_opt.display()
+        );
     }
     Ok(wasm_opt)
 }
 
 fn ensure_chromium() -> Result<PathBuf> {
-    let installed = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().map(PathBuf::from).find(|path| path.exists());
+    let installed = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists());
     if let Some(path) = installed {
         return Ok(path);
     }
@@ -202,16 +236,32 @@ fn ensure_e2e_packages() -> Result<()> {
 /// A virtual environment in the cache with the API tests' pinned packages; rebuilt when
 /// tests/api/requirements.txt changes.
 fn ensure_test_python() -> Result<PathBuf> {
-    let requirements = std::fs::read_to_string("tests/api/requirements.txt").context("cannot read tests/api/requirements.txt")?;
+    let requirements = std::fs::read_to_string("tests/api/requirements.txt")
+        .context("cannot read tests/api/requirements.txt")?;
     let venv = cache_dir().join("python-tests");
     let python = venv.join("bin/python");
     let stamp = venv.join("requirements.txt");
-    if std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == requirements) && python.exists() {
+    if std::fs::read_to_string(&stamp).is_ok_and(|installed| installed == requirements)
+        && python.exists()
+    {
         return Ok(python);
     }
-    println!("xtask: installing the API tests' Python packages into {}", venv.display());
-    run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))?;
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "tests/api/requirements.txt"]))?;
+    println!(
+        "xtask: installing the API tests' Python packages into {}",
+        venv.display()
+    );
+    run(Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))?;
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-r",
+        "tests/api/requirements.txt",
+    ]))?;
     std::fs::write(&stamp, requirements)?;
     Ok(python)
 }
@@ -226,11 +276,17 @@ fn ensure_npm() -> Result<()> {
 fn apt_install(packages: &[&str]) -> Result<()> {
     let is_root = output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
     if !is_root {
-        bail!("missing system packages; install them with: sudo apt-get install -y {}", packages.join(" "));
+        bail!(
+            "missing system packages; install them with: sudo apt-get install -y {}",
+            packages.join(" ")
+        );
     }
     let install = || {
         let mut command = Command::new("apt-get");
-        command.args(["install", "-y"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+            .args(["install", "-y"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive");
         run(&mut command)
     };
     if install().is_ok() {
@@ -253,7 +309,9 @@ pub fn cache_dir() -> PathBuf {
 }
 
 fn run_with_timeout(command: &mut Command, timeout: Duration) -> Result<()> {
-    let mut child = command.spawn().with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {

@@ -9,14 +9,19 @@ use super::use_strings;
 const PLACEHOLDER_ORIGIN: &str = "https://tu-space.hf.space";
 
 fn curl_example(origin: &str, question: &str) -> String {
-    curl_command(origin, &serde_json::json!({"messages": [{"role": "user", "content": question}], "stream": true}))
+    curl_command(
+        origin,
+        &serde_json::json!({"messages": [{"role": "user", "content": question}], "stream": true}),
+    )
 }
 
 /// `curl` posting `body` to this Space's chat API.
 pub(super) fn curl_command(origin: &str, body: &serde_json::Value) -> String {
     // The JSON goes inside single quotes: a quote in the text must not end them.
     let quoted = body.to_string().replace('\'', r"'\''");
-    format!("curl {origin}/v1/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{quoted}'")
+    format!(
+        "curl {origin}/v1/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{quoted}'"
+    )
 }
 
 fn python_example(origin: &str, question: &str) -> String {
@@ -71,9 +76,16 @@ mod tests {
     #[test]
     fn examples_quote_the_question_for_their_language() {
         let curl = curl_example("http://127.0.0.1:7860", "¿Qué es 'un corpus'?");
-        assert!(curl.starts_with("curl http://127.0.0.1:7860/v1/chat/completions"), "{curl}");
+        assert!(
+            curl.starts_with("curl http://127.0.0.1:7860/v1/chat/completions"),
+            "{curl}"
+        );
         assert!(curl.contains(r#"¿Qué es '\''un corpus'\''?"#), "{curl}");
         let python = python_example("http://127.0.0.1:7860", "Di \"hola\"");
-        assert!(python.contains(r#"base_url="http://127.0.0.1:7860/v1""#) && python.contains(r#""content": "Di \"hola\"""#), "{python}");
+        assert!(
+            python.contains(r#"base_url="http://127.0.0.1:7860/v1""#)
+                && python.contains(r#""content": "Di \"hola\"""#),
+            "{python}"
+        );
     }
 }

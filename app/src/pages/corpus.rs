@@ -11,9 +11,13 @@ use crate::corpus::{COLUMNS, Chart, CorpusView, REQUIRED};
 
 #[server]
 pub async fn get_corpus(page: usize) -> Result<Option<CorpusView>, ServerFnError> {
-    let space = use_context::<std::sync::Arc<crate::space::Space>>().ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
-    let Some(dataset) = &space.dataset else { return Ok(None) };
-    let corpus = crate::corpus::load_cached(&dataset.file).map_err(|error| ServerFnError::new(error.to_string()))?;
+    let space = use_context::<std::sync::Arc<crate::space::Space>>()
+        .ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
+    let Some(dataset) = &space.dataset else {
+        return Ok(None);
+    };
+    let corpus = crate::corpus::load_cached(&dataset.file)
+        .map_err(|error| ServerFnError::new(error.to_string()))?;
     Ok(Some(corpus.view(page)))
 }
 
@@ -21,7 +25,14 @@ pub async fn get_corpus(page: usize) -> Result<Option<CorpusView>, ServerFnError
 pub fn CorpusPage() -> impl IntoView {
     let strings = use_strings();
     let query = use_query_map();
-    let page = move || query.with(|query| query.get("pagina").and_then(|page| page.parse().ok()).unwrap_or(1usize));
+    let page = move || {
+        query.with(|query| {
+            query
+                .get("pagina")
+                .and_then(|page| page.parse().ok())
+                .unwrap_or(1usize)
+        })
+    };
     let corpus = Resource::new_blocking(page, get_corpus);
     view! {
         <Title text=move || strings().corpus_title />
@@ -41,16 +52,44 @@ pub fn CorpusPage() -> impl IntoView {
 #[component]
 fn Report(view: CorpusView) -> impl IntoView {
     let strings = use_strings();
-    let CorpusView { file, rows, load_ms, missing_columns, unknown_columns, problems, charts, page, pages, first_row, sample } = view;
+    let CorpusView {
+        file,
+        rows,
+        load_ms,
+        missing_columns,
+        unknown_columns,
+        problems,
+        charts,
+        page,
+        pages,
+        first_row,
+        sample,
+    } = view;
     let missing = move || {
         let strings = strings();
         let named: Vec<String> = missing_columns
             .iter()
-            .map(|column| if REQUIRED.contains(&column.as_str()) { format!("{column} {}", strings.missing_required) } else { column.clone() })
+            .map(|column| {
+                if REQUIRED.contains(&column.as_str()) {
+                    format!("{column} {}", strings.missing_required)
+                } else {
+                    column.clone()
+                }
+            })
             .collect();
-        if named.is_empty() { strings.nothing_found.to_owned() } else { named.join(", ") }
+        if named.is_empty() {
+            strings.nothing_found.to_owned()
+        } else {
+            named.join(", ")
+        }
     };
-    let unknown = move || if unknown_columns.is_empty() { strings().nothing_found.to_owned() } else { unknown_columns.join(", ") };
+    let unknown = move || {
+        if unknown_columns.is_empty() {
+            strings().nothing_found.to_owned()
+        } else {
+            unknown_columns.join(", ")
+        }
+    };
     let problem_rows = move || {
         problems
             .iter()
@@ -59,7 +98,12 @@ fn Report(view: CorpusView) -> impl IntoView {
                 let detail = if problem.count == 0 {
                     strings().nothing_found.to_owned()
                 } else {
-                    format!("{} {} {}", problem.count, strings().rows_affected, problem.examples.join(" · "))
+                    format!(
+                        "{} {} {}",
+                        problem.count,
+                        strings().rows_affected,
+                        problem.examples.join(" · ")
+                    )
                 };
                 view! {
                     <tr class=format!("problem problem-{}", problem.kind) data-count=problem.count>
@@ -126,7 +170,12 @@ fn BarChart(chart: Chart, total: usize) -> impl IntoView {
     if chart.others > 0 {
         bars.push((strings().other_values.to_owned(), chart.others));
     }
-    let largest = bars.iter().map(|(_, count)| *count).max().unwrap_or(1).max(1) as f64;
+    let largest = bars
+        .iter()
+        .map(|(_, count)| *count)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let height = bars.len().max(1) * BAR_HEIGHT;
     let title_id = format!("grafico-{}", chart.column);
     let column = chart.column.clone();

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 
 use super::chat::{browser, number};
 use super::{Footer, TopBar, loaded, use_strings};
-use crate::conversation::{AnswerStats, Settings, Speaker, SavedTurn, StreamEvent, request_body};
+use crate::conversation::{AnswerStats, SavedTurn, Settings, Speaker, StreamEvent, request_body};
 use crate::facts::{ModelFacts, ModelRole};
 use crate::i18n::Strings;
 use crate::judge::{CheckGroup, JudgeReport};
@@ -16,11 +16,18 @@ use crate::space::{ChatDefaults, ChatExample};
 #[server]
 pub async fn get_judge_report() -> Result<JudgeReport, ServerFnError> {
     use std::sync::Arc;
-    let space = use_context::<Arc<crate::space::Space>>().ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
-    let facts = use_context::<Arc<dyn crate::facts::ServerFacts>>().ok_or_else(|| ServerFnError::new("the server provides no model facts"))?;
+    let space = use_context::<Arc<crate::space::Space>>()
+        .ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
+    let facts = use_context::<Arc<dyn crate::facts::ServerFacts>>()
+        .ok_or_else(|| ServerFnError::new("the server provides no model facts"))?;
     // The Space's README sits beside space.toml, in the folder the server runs in.
     let readme = std::fs::read_to_string("README.md").ok();
-    Ok(crate::judge::build_report(&space, readme.as_deref(), facts.models(), |kind| facts.fetched_card(kind)))
+    Ok(crate::judge::build_report(
+        &space,
+        readme.as_deref(),
+        facts.models(),
+        |kind| facts.fetched_card(kind),
+    ))
 }
 
 /// The seed every example runs with, on every model: the same question gets comparable answers.
@@ -44,8 +51,19 @@ pub fn JudgePage() -> impl IntoView {
 fn Report(report: JudgeReport) -> impl IntoView {
     let strings = use_strings();
     let total: usize = report.groups.iter().map(|group| group.checks.len()).sum();
-    let passed: usize = report.groups.iter().map(|group| group.checks.iter().filter(|check| check.passed).count()).sum();
-    let JudgeReport { title, groups, models, examples, chat, compare } = report;
+    let passed: usize = report
+        .groups
+        .iter()
+        .map(|group| group.checks.iter().filter(|check| check.passed).count())
+        .sum();
+    let JudgeReport {
+        title,
+        groups,
+        models,
+        examples,
+        chat,
+        compare,
+    } = report;
     view! {
         <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
         <h1>{move || strings().judge_title}": "{title}</h1>
@@ -90,7 +108,6 @@ fn Checklist(group: CheckGroup) -> impl IntoView {
     }
 }
 
-
 #[component]
 fn FactsTable(facts: ModelFacts) -> impl IntoView {
     let strings = use_strings();
@@ -108,15 +125,29 @@ fn FactsTable(facts: ModelFacts) -> impl IntoView {
             facts.name.clone(),
             facts.status.clone(),
             facts.architecture.clone().unwrap_or_else(unknown),
-            facts.parameters.map_or_else(unknown, |parameters| format!("{} M", number(strings, parameters as f64 / 1e6))),
+            facts.parameters.map_or_else(unknown, |parameters| {
+                format!("{} M", number(strings, parameters as f64 / 1e6))
+            }),
             facts.quantization.clone().unwrap_or_else(unknown),
-            facts.tensor_types.iter().map(|(kind, count)| format!("{kind} × {count}")).collect::<Vec<_>>().join(", "),
-            facts.context_length.map_or_else(unknown, |tokens| tokens.to_string()),
-            facts.file_bytes.map_or_else(unknown, |bytes| format!("{} MB", number(strings, bytes as f64 / 1e6))),
+            facts
+                .tensor_types
+                .iter()
+                .map(|(kind, count)| format!("{kind} × {count}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            facts
+                .context_length
+                .map_or_else(unknown, |tokens| tokens.to_string()),
+            facts.file_bytes.map_or_else(unknown, |bytes| {
+                format!("{} MB", number(strings, bytes as f64 / 1e6))
+            }),
             facts.sha256.clone().unwrap_or_else(unknown),
             facts.backend.clone(),
             facts.device.clone(),
-            facts.decode_tokens_per_second.map_or_else(|| strings.not_measured.to_owned(), |speed| format!("{speed:.1} tok/s")),
+            facts.decode_tokens_per_second.map_or_else(
+                || strings.not_measured.to_owned(),
+                |speed| format!("{speed:.1} tok/s"),
+            ),
             facts.answers.to_string(),
         ];
         strings
@@ -151,7 +182,10 @@ enum RunState {
 
 impl Run {
     fn new() -> Self {
-        Self { text: RwSignal::new(String::new()), state: RwSignal::new(RunState::Waiting) }
+        Self {
+            text: RwSignal::new(String::new()),
+            state: RwSignal::new(RunState::Waiting),
+        }
     }
 }
 
@@ -160,7 +194,10 @@ fn ExampleRunner(examples: Vec<ChatExample>, chat: ChatDefaults, compare: bool) 
     let strings = use_strings();
     let settings = Settings::from(&chat);
     // One row per example: the team's model, and the base model when compared.
-    let rows: Vec<(ChatExample, Run, Option<Run>)> = examples.into_iter().map(|example| (example, Run::new(), compare.then(Run::new))).collect();
+    let rows: Vec<(ChatExample, Run, Option<Run>)> = examples
+        .into_iter()
+        .map(|example| (example, Run::new(), compare.then(Run::new)))
+        .collect();
     let rows = StoredValue::new(rows);
     let running = RwSignal::new(false);
     let interactive = RwSignal::new(false);
@@ -173,18 +210,26 @@ fn ExampleRunner(examples: Vec<ChatExample>, chat: ChatDefaults, compare: bool) 
         let settings = settings.clone();
         leptos::task::spawn_local(async move {
             for (example, team_run, base_run) in rows.get_value() {
-                let turn = SavedTurn::new(Speaker::Visitor, example.pregunta.clone(), example.contexto.clone());
-                let runs = std::iter::once((team_run, None)).chain(base_run.map(|run| (run, Some("compare"))));
+                let turn = SavedTurn::new(
+                    Speaker::Visitor,
+                    example.pregunta.clone(),
+                    example.contexto.clone(),
+                );
+                let runs = std::iter::once((team_run, None))
+                    .chain(base_run.map(|run| (run, Some("compare"))));
                 for (run, model) in runs {
                     run.text.set(String::new());
                     run.state.set(RunState::Generating);
-                    let body = request_body(std::slice::from_ref(&turn), &settings, EXAMPLE_SEED, model);
+                    let body =
+                        request_body(std::slice::from_ref(&turn), &settings, EXAMPLE_SEED, model);
                     let on_event = move |event| match event {
                         StreamEvent::Text(text) => run.text.update(|answer| answer.push_str(&text)),
                         StreamEvent::Finished(stats) => run.state.set(RunState::Done(stats)),
                         StreamEvent::Queued { .. } | StreamEvent::Nothing => {}
                     };
-                    if let Err(error) = browser::stream_answer(body, &browser::Abort::new(), on_event).await {
+                    if let Err(error) =
+                        browser::stream_answer(body, &browser::Abort::new(), on_event).await
+                    {
                         run.state.set(RunState::Failed(error.detail));
                     }
                 }

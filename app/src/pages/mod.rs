@@ -25,7 +25,10 @@ fn use_strings() -> impl Fn() -> &'static Strings + Copy {
 }
 
 /// A page's server data once loaded: `render` shows it; an error is shown as an alert.
-fn loaded<T, V>(resource: Resource<Result<T, ServerFnError>>, render: impl Fn(T) -> V + Copy + Send + Sync + 'static) -> impl IntoView
+fn loaded<T, V>(
+    resource: Resource<Result<T, ServerFnError>>,
+    render: impl Fn(T) -> V + Copy + Send + Sync + 'static,
+) -> impl IntoView
 where
     T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
     V: IntoView + 'static,

@@ -7,14 +7,15 @@ use leptos_router::hooks::use_params_map;
 
 use super::api_usage::{curl_command, use_origin};
 use super::chat::browser;
-use crate::conversation::StreamEvent;
 use super::{Footer, TopBar, loaded, use_strings};
+use crate::conversation::StreamEvent;
 use crate::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
 use crate::markdown;
 
 #[server]
 pub async fn get_stored_answer(id: String) -> Result<Option<StoredAnswer>, ServerFnError> {
-    let facts = use_context::<std::sync::Arc<dyn crate::facts::ServerFacts>>().ok_or_else(|| ServerFnError::new("the server provides no storage"))?;
+    let facts = use_context::<std::sync::Arc<dyn crate::facts::ServerFacts>>()
+        .ok_or_else(|| ServerFnError::new("the server provides no storage"))?;
     facts.answer(&id).map_err(ServerFnError::new)
 }
 
@@ -22,7 +23,10 @@ pub async fn get_stored_answer(id: String) -> Result<Option<StoredAnswer>, Serve
 pub fn PermalinkPage() -> impl IntoView {
     let strings = use_strings();
     let params = use_params_map();
-    let answer = Resource::new_blocking(move || params.with(|params| params.get("id").unwrap_or_default()), get_stored_answer);
+    let answer = Resource::new_blocking(
+        move || params.with(|params| params.get("id").unwrap_or_default()),
+        get_stored_answer,
+    );
     view! {
         <Title text=move || strings().stored_answer />
         <TopBar />
@@ -65,7 +69,8 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
                     again.update(|again| again.get_or_insert_default().push_str(&text));
                 }
             };
-            if let Err(error) = browser::stream_answer(body, &browser::Abort::new(), on_event).await {
+            if let Err(error) = browser::stream_answer(body, &browser::Abort::new(), on_event).await
+            {
                 again.set(Some(error.detail));
             }
             running.set(false);
@@ -73,7 +78,13 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
     };
     let verdict = move || {
         let again = again.get()?;
-        (!running.get()).then(|| if again == stored_text { strings().reproduced_same } else { strings().reproduced_different })
+        (!running.get()).then(|| {
+            if again == stored_text {
+                strings().reproduced_same
+            } else {
+                strings().reproduced_different
+            }
+        })
     };
     let provenance = report.provenance.clone();
     let rating = match report.rating {
@@ -99,7 +110,12 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
         answer.created_at,
     ];
     let rows = move || {
-        strings().provenance_labels.iter().zip(values.clone()).map(|(label, value)| view! { <tr><th scope="row">{*label}</th><td>{value}</td></tr> }).collect_view()
+        strings()
+            .provenance_labels
+            .iter()
+            .zip(values.clone())
+            .map(|(label, value)| view! { <tr><th scope="row">{*label}</th><td>{value}</td></tr> })
+            .collect_view()
     };
     view! {
         <section class="section">

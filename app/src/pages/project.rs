@@ -34,7 +34,10 @@ fn ProjectSheet(space: Space) -> impl IntoView {
     let strings = use_strings();
     let project = space.project;
     // The API examples ask what the first chat example asks.
-    let api_question = space.examples.first().map_or_else(|| "¿Qué puedes hacer?".to_owned(), |example| example.pregunta.clone());
+    let api_question = space.examples.first().map_or_else(
+        || "¿Qué puedes hacer?".to_owned(),
+        |example| example.pregunta.clone(),
+    );
     let future = project.future;
     view! {
         <Title text=project.title.clone() />
@@ -118,7 +121,10 @@ fn Section(
 
 #[component]
 fn Paragraphs(text: String) -> impl IntoView {
-    paragraphs(&text).into_iter().map(|paragraph| view! { <p>{paragraph}</p> }).collect_view()
+    paragraphs(&text)
+        .into_iter()
+        .map(|paragraph| view! { <p>{paragraph}</p> })
+        .collect_view()
 }
 
 #[component]
@@ -126,7 +132,11 @@ fn OdsBadge(number: OdsNumber) -> impl IntoView {
     let strings = use_strings();
     let lang = expect_context::<RwSignal<Lang>>();
     let goal = number.goal();
-    let style = format!("--ods-color: {}; --ods-text: {}", goal.color, goal.text_color());
+    let style = format!(
+        "--ods-color: {}; --ods-text: {}",
+        goal.color,
+        goal.text_color()
+    );
     view! {
         <li class="ods" style=style>
             <span class="ods-number">
@@ -176,7 +186,12 @@ fn RepoCards(repos: Vec<HubRepo>, is_dataset: bool) -> impl IntoView {
 fn MemberCard(member: Member) -> impl IntoView {
     let strings = use_strings();
     let hub_url = member.hub_url();
-    let initial = member.name.chars().next().map(|c| c.to_uppercase().to_string()).unwrap_or_default();
+    let initial = member
+        .name
+        .chars()
+        .next()
+        .map(|c| c.to_uppercase().to_string())
+        .unwrap_or_default();
     view! {
         <li class="card member">
             <span class="avatar" aria-hidden="true">{initial}</span>
@@ -211,5 +226,8 @@ fn MemberCard(member: Member) -> impl IntoView {
 /// A short, readable label for a personal link: its host and path without the scheme.
 fn link_label(link: &str) -> String {
     let without_scheme = link.split_once("://").map_or(link, |(_, rest)| rest);
-    without_scheme.trim_end_matches('/').trim_start_matches("www.").to_owned()
+    without_scheme
+        .trim_end_matches('/')
+        .trim_start_matches("www.")
+        .to_owned()
 }

@@ -30,7 +30,9 @@ pub(super) fn check_hub_user(user: &str) -> Result<(), String> {
 
 fn is_hub_name(part: &str) -> bool {
     (1..=96).contains(&part.len())
-        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !part.starts_with(['-', '.'])
         && !part.ends_with(['-', '.'])
         && !part.contains("--")
@@ -51,19 +53,86 @@ pub(super) fn check_idioma(code: &str) -> Result<(), String> {
 
 /// License identifiers the Hub accepts in a repository's `license:` field.
 pub const HUB_LICENSES: &[&str] = &[
-    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m",
-    "bigscience-bloom-rail-1.0", "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0",
-    "bsd", "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0",
-    "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0",
-    "cc-by-nc-2.0", "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0",
-    "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0",
-    "cdla-sharing-1.0", "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0",
-    "epl-1.0", "epl-2.0", "etalab-2.0", "eupl-1.1", "eupl-1.2", "agpl-3.0", "gfdl", "gpl",
-    "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1", "lgpl-3.0", "isc", "h-research", "intel-research",
-    "lppl-1.3c", "ms-pl", "apple-ascl", "apple-amlr", "mpl-2.0", "odc-by", "odbl", "openrail++",
-    "osl-3.0", "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr",
-    "deepfloyd-if-license", "fair-noncommercial-research-license", "llama2", "llama3",
-    "llama3.1", "llama3.2", "llama3.3", "llama4", "gemma", "unknown", "other",
+    "apache-2.0",
+    "mit",
+    "openrail",
+    "bigscience-openrail-m",
+    "creativeml-openrail-m",
+    "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m",
+    "afl-3.0",
+    "artistic-2.0",
+    "bsl-1.0",
+    "bsd",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "bsd-3-clause-clear",
+    "c-uda",
+    "cc",
+    "cc0-1.0",
+    "cc-by-2.0",
+    "cc-by-2.5",
+    "cc-by-3.0",
+    "cc-by-4.0",
+    "cc-by-sa-3.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-2.0",
+    "cc-by-nc-3.0",
+    "cc-by-nc-4.0",
+    "cc-by-nd-4.0",
+    "cc-by-nc-nd-3.0",
+    "cc-by-nc-nd-4.0",
+    "cc-by-nc-sa-2.0",
+    "cc-by-nc-sa-3.0",
+    "cc-by-nc-sa-4.0",
+    "cdla-sharing-1.0",
+    "cdla-permissive-1.0",
+    "cdla-permissive-2.0",
+    "wtfpl",
+    "ecl-2.0",
+    "epl-1.0",
+    "epl-2.0",
+    "etalab-2.0",
+    "eupl-1.1",
+    "eupl-1.2",
+    "agpl-3.0",
+    "gfdl",
+    "gpl",
+    "gpl-2.0",
+    "gpl-3.0",
+    "lgpl",
+    "lgpl-2.1",
+    "lgpl-3.0",
+    "isc",
+    "h-research",
+    "intel-research",
+    "lppl-1.3c",
+    "ms-pl",
+    "apple-ascl",
+    "apple-amlr",
+    "mpl-2.0",
+    "odc-by",
+    "odbl",
+    "openrail++",
+    "osl-3.0",
+    "postgresql",
+    "ofl-1.1",
+    "ncsa",
+    "unlicense",
+    "zlib",
+    "pddl",
+    "lgpl-lr",
+    "deepfloyd-if-license",
+    "fair-noncommercial-research-license",
+    "llama2",
+    "llama3",
+    "llama3.1",
+    "llama3.2",
+    "llama3.3",
+    "llama4",
+    "gemma",
+    "unknown",
+    "other",
 ];
 
 pub(super) fn check_license(license: &str) -> Result<(), String> {
@@ -81,7 +150,9 @@ pub(super) fn check_web_link(link: &str) -> Result<(), String> {
     let parsed = url::Url::parse(link);
     match parsed {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(()),
-        _ => Err(format!("found {link:?}; allowed: a full http(s) address, e.g. \"https://github.com/tu-usuario\"")),
+        _ => Err(format!(
+            "found {link:?}; allowed: a full http(s) address, e.g. \"https://github.com/tu-usuario\""
+        )),
     }
 }
 
@@ -97,7 +168,9 @@ pub fn did_you_mean<'a>(found: &str, candidates: &[&'a str]) -> Option<&'a str> 
 }
 
 fn did_you_mean_suffix(found: &str, candidates: &[&str]) -> String {
-    did_you_mean(found, candidates).map(|best| format!(" (did you mean {best:?}?)")).unwrap_or_default()
+    did_you_mean(found, candidates)
+        .map(|best| format!(" (did you mean {best:?}?)"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -106,10 +179,25 @@ mod tests {
 
     #[test]
     fn hub_ids_follow_the_hub_rules() {
-        for good in ["somosnlp/mi-corpus", "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF", "a/b_c.d"] {
+        for good in [
+            "somosnlp/mi-corpus",
+            "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+            "a/b_c.d",
+        ] {
             assert!(check_hub_id(good).is_ok(), "{good}");
         }
-        for bad in ["corpus", "a/b/c", "/x", "a/", "a b/c", "-a/b", "a/b.", "a--b/c", "a/b..c", "https://huggingface.co/a/b"] {
+        for bad in [
+            "corpus",
+            "a/b/c",
+            "/x",
+            "a/",
+            "a b/c",
+            "-a/b",
+            "a/b.",
+            "a--b/c",
+            "a/b..c",
+            "https://huggingface.co/a/b",
+        ] {
             assert!(check_hub_id(bad).is_err(), "{bad}");
         }
     }
@@ -124,8 +212,14 @@ mod tests {
     #[test]
     fn suggestions_only_when_close() {
         assert_eq!(did_you_mean("titel", &["title", "summary"]), Some("title"));
-        assert_eq!(did_you_mean("es-mx", &["es", "es_mx", "es_ar"]), Some("es_mx"));
-        assert_eq!(did_you_mean("apache2", &["mit", "apache-2.0"]), Some("apache-2.0"));
+        assert_eq!(
+            did_you_mean("es-mx", &["es", "es_mx", "es_ar"]),
+            Some("es_mx")
+        );
+        assert_eq!(
+            did_you_mean("apache2", &["mit", "apache-2.0"]),
+            Some("apache-2.0")
+        );
         assert_eq!(did_you_mean("fr", &["es", "eu"]), None);
         assert_eq!(did_you_mean("zzzzzz", &["title", "summary"]), None);
     }

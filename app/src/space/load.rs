@@ -35,7 +35,14 @@ pub struct InvalidSpace {
 
 impl fmt::Display for InvalidSpace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { file, line, column, key, problem, source_line } = self;
+        let Self {
+            file,
+            line,
+            column,
+            key,
+            problem,
+            source_line,
+        } = self;
         writeln!(f, "{file}:{line}:{column}: key `{key}`: {problem}")?;
         writeln!(f, "{line:>5} | {source_line}")?;
         write!(f, "{:>5} | {}^", "", " ".repeat(column.saturating_sub(1)))
@@ -43,8 +50,10 @@ impl fmt::Display for InvalidSpace {
 }
 
 pub fn load(path: &Path) -> Result<Space, SpaceError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| SpaceError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SpaceError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     parse(&text, &path.display().to_string())
 }
 
@@ -54,7 +63,8 @@ pub fn parse(text: &str, file: &str) -> Result<Space, SpaceError> {
         SpaceError::Invalid(Box::new(describe(text, file, error, path)))
     };
     // A syntax error has no key yet: name the grammar instead.
-    let deserializer = toml::Deserializer::parse(text).map_err(|error| invalid(&error, "(TOML syntax)".to_owned()))?;
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|error| invalid(&error, "(TOML syntax)".to_owned()))?;
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
         invalid(error.inner(), path)
@@ -70,17 +80,30 @@ fn describe(text: &str, file: &str, error: &toml::de::Error, path: String) -> In
     let source_line = text[line_start..].lines().next().unwrap_or("").to_owned();
     let path = if path == "." { String::new() } else { path };
     let (key, problem) = explain(error.message().trim(), path);
-    InvalidSpace { file: file.to_owned(), line, column, key, problem, source_line }
+    InvalidSpace {
+        file: file.to_owned(),
+        line,
+        column,
+        key,
+        problem,
+        source_line,
+    }
 }
 
 /// Turns serde's wording into the key that is wrong and what to do about it.
 fn explain(message: &str, path: String) -> (String, String) {
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let names = backticked(rest);
-        let (found, allowed) = names.split_first().map_or(("", &[][..]), |(found, allowed)| (*found, allowed));
+        let (found, allowed) = names
+            .split_first()
+            .map_or(("", &[][..]), |(found, allowed)| (*found, allowed));
         // The path may already end with the unknown key; the table is what holds it.
-        let table_path = path.strip_suffix(found).map_or(path.as_str(), |parent| parent.trim_end_matches('.'));
-        let suggestion = did_you_mean(found, allowed).map(|best| format!(" (did you mean `{best}`?)")).unwrap_or_default();
+        let table_path = path
+            .strip_suffix(found)
+            .map_or(path.as_str(), |parent| parent.trim_end_matches('.'));
+        let suggestion = did_you_mean(found, allowed)
+            .map(|best| format!(" (did you mean `{best}`?)"))
+            .unwrap_or_default();
         let problem = format!(
             "unknown key `{found}` in {}{suggestion}; allowed: {}",
             table_name(table_path),
@@ -90,19 +113,34 @@ fn explain(message: &str, path: String) -> (String, String) {
     }
     if let Some(rest) = message.strip_prefix("missing field ") {
         let missing = backticked(rest).first().copied().unwrap_or(rest);
-        let problem = format!("missing key `{missing}` in {}; add it (see README, \"space.toml\")", table_name(&path));
+        let problem = format!(
+            "missing key `{missing}` in {}; add it (see README, \"space.toml\")",
+            table_name(&path)
+        );
         return (join(&path, missing), problem);
     }
-    let key = if path.is_empty() { "(file)".to_owned() } else { path };
+    let key = if path.is_empty() {
+        "(file)".to_owned()
+    } else {
+        path
+    };
     (key, message.to_owned())
 }
 
 fn table_name(path: &str) -> String {
-    if path.is_empty() { "the top level".to_owned() } else { format!("[{path}]") }
+    if path.is_empty() {
+        "the top level".to_owned()
+    } else {
+        format!("[{path}]")
+    }
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn backticked(text: &str) -> Vec<&str> {

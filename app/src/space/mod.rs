@@ -66,14 +66,18 @@ pub struct Space {
 
 /// `[dataset]` is one table; `[[dataset]]` is almost always `[[datasets]]` mistyped.
 #[cfg(feature = "ssr")]
-fn dataset_table<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DatasetFile>, D::Error> {
+fn dataset_table<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DatasetFile>, D::Error> {
     let value = toml::Value::deserialize(deserializer)?;
     if value.is_array() {
         return Err(serde::de::Error::custom(
             "found a list ([[dataset]]); allowed: one table [dataset] with `file = \"…\"` (your corpus file). Hub datasets go in [[datasets]]: did you mean `datasets`?",
         ));
     }
-    DatasetFile::deserialize(value).map(Some).map_err(serde::de::Error::custom)
+    DatasetFile::deserialize(value)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// `[cards]`: README.md files of the model and dataset repositories, as paths on this machine
@@ -260,7 +264,9 @@ impl From<OdsNumber> for u8 {
 fn non_blank<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let text = String::deserialize(deserializer)?;
     if text.trim().is_empty() {
-        return Err(serde::de::Error::custom("found an empty text; allowed: any non-empty text"));
+        return Err(serde::de::Error::custom(
+            "found an empty text; allowed: any non-empty text",
+        ));
     }
     Ok(text)
 }
@@ -272,7 +278,9 @@ where
 {
     let items = Vec::<T>::deserialize(deserializer)?;
     if items.is_empty() {
-        return Err(serde::de::Error::custom("found an empty list; allowed: a list with at least one entry"));
+        return Err(serde::de::Error::custom(
+            "found an empty list; allowed: a list with at least one entry",
+        ));
     }
     Ok(items)
 }
@@ -291,6 +299,9 @@ mod tests {
 
     #[test]
     fn paragraphs_split_at_blank_lines_and_reflow() {
-        assert_eq!(paragraphs("Uno\ndos.\n\n\n  Tres. \n"), vec!["Uno dos.", "Tres."]);
+        assert_eq!(
+            paragraphs("Uno\ndos.\n\n\n  Tres. \n"),
+            vec!["Uno dos.", "Tres."]
+        );
     }
 }

@@ -19,7 +19,12 @@ pub struct ChatDefaults {
 
 impl Default for ChatDefaults {
     fn default() -> Self {
-        Self { system_prompt: None, temperature: 0.7, top_p: 0.9, max_tokens: 512 }
+        Self {
+            system_prompt: None,
+            temperature: 0.7,
+            top_p: 0.9,
+            max_tokens: 512,
+        }
     }
 }
 
@@ -38,7 +43,11 @@ pub struct BrowserSettings {
 
 impl Default for BrowserSettings {
     fn default() -> Self {
-        Self { model: "smollm2-135m".into(), failover: true, requantize: false }
+        Self {
+            model: "smollm2-135m".into(),
+            failover: true,
+            requantize: false,
+        }
     }
 }
 
@@ -59,7 +68,9 @@ pub struct Limits {
 #[cfg(feature = "ssr")]
 impl Default for Limits {
     fn default() -> Self {
-        LimitsInToml::default().try_into().expect("the defaults are consistent")
+        LimitsInToml::default()
+            .try_into()
+            .expect("the defaults are consistent")
     }
 }
 
@@ -94,10 +105,16 @@ impl Default for LimitsInToml {
             max_concurrent_per_client: 2,
             requests_per_minute_per_client: 30,
             // Loopback and the private ranges: where a Space's own proxy connects from.
-            trusted_proxies: ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
-                .iter()
-                .map(|range| range.parse().expect("valid ranges"))
-                .collect(),
+            trusted_proxies: [
+                "127.0.0.0/8",
+                "::1/128",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+            ]
+            .iter()
+            .map(|range| range.parse().expect("valid ranges"))
+            .collect(),
         }
     }
 }
@@ -144,28 +161,48 @@ fn proxy_ranges<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet:
         .collect()
 }
 
-fn whole_number<'de, D: Deserializer<'de>, const MIN: u32, const MAX: u32>(deserializer: D) -> Result<u32, D::Error> {
+fn whole_number<'de, D: Deserializer<'de>, const MIN: u32, const MAX: u32>(
+    deserializer: D,
+) -> Result<u32, D::Error> {
     let number = i64::deserialize(deserializer)?;
     u32::try_from(number)
         .ok()
         .filter(|number| (MIN..=MAX).contains(number))
-        .ok_or_else(|| serde::de::Error::custom(format!("found {number}; allowed: a whole number from {MIN} to {MAX}")))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "found {number}; allowed: a whole number from {MIN} to {MAX}"
+            ))
+        })
 }
 
 fn temperature<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    number_in(deserializer, 0.0..=2.0, "from 0 (always the likeliest word) to 2")
+    number_in(
+        deserializer,
+        0.0..=2.0,
+        "from 0 (always the likeliest word) to 2",
+    )
 }
 
 fn top_p<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    number_in(deserializer, f64::MIN_POSITIVE..=1.0, "above 0 and at most 1")
+    number_in(
+        deserializer,
+        f64::MIN_POSITIVE..=1.0,
+        "above 0 and at most 1",
+    )
 }
 
-fn number_in<'de, D: Deserializer<'de>>(deserializer: D, range: std::ops::RangeInclusive<f64>, allowed: &str) -> Result<f64, D::Error> {
+fn number_in<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    range: std::ops::RangeInclusive<f64>,
+    allowed: &str,
+) -> Result<f64, D::Error> {
     let number = f64::deserialize(deserializer)?;
     if range.contains(&number) {
         Ok(number)
     } else {
-        Err(serde::de::Error::custom(format!("found {number}; allowed: a number {allowed}")))
+        Err(serde::de::Error::custom(format!(
+            "found {number}; allowed: a number {allowed}"
+        )))
     }
 }
 
@@ -185,7 +222,12 @@ pub enum ModelSource {
     /// A model Vitrina knows how to fetch (`smollm2-135m`, `qwen2.5-0.5b`).
     Catalog(String),
     /// A GGUF file in a Hub repository, pinned by its sha256.
-    Hub { repo: super::HubId, file: String, revision: String, sha256: String },
+    Hub {
+        repo: super::HubId,
+        file: String,
+        revision: String,
+        sha256: String,
+    },
     /// A GGUF file on the machine (or in the image).
     Path(std::path::PathBuf),
 }
@@ -193,7 +235,10 @@ pub enum ModelSource {
 #[cfg(feature = "ssr")]
 impl Default for ModelSettings {
     fn default() -> Self {
-        Self { source: ModelSource::Catalog("qwen2.5-0.5b".into()), chat_template: None }
+        Self {
+            source: ModelSource::Catalog("qwen2.5-0.5b".into()),
+            chat_template: None,
+        }
     }
 }
 
@@ -230,26 +275,43 @@ impl TryFrom<ModelInToml> for ModelSettings {
         let source = match (model.catalog, model.hub, model.path) {
             (Some(name), None, None) => ModelSource::Catalog(name),
             (None, Some(hub), None) => {
-                if hub.sha256.len() != 64 || !hub.sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                if hub.sha256.len() != 64
+                    || !hub.sha256.bytes().all(|byte| byte.is_ascii_hexdigit())
+                {
                     return Err(format!(
                         "hub.sha256 is {:?}; allowed: the file's sha256, 64 hexadecimal digits (shown on the file's page on the Hub, or `sha256sum FILE`)",
                         hub.sha256
                     ));
                 }
                 if !hub.file.ends_with(".gguf") {
-                    return Err(format!("hub.file is {:?}; allowed: a .gguf file in the repository", hub.file));
+                    return Err(format!(
+                        "hub.file is {:?}; allowed: a .gguf file in the repository",
+                        hub.file
+                    ));
                 }
-                ModelSource::Hub { repo: hub.repo, file: hub.file, revision: hub.revision, sha256: hub.sha256.to_ascii_lowercase() }
+                ModelSource::Hub {
+                    repo: hub.repo,
+                    file: hub.file,
+                    revision: hub.revision,
+                    sha256: hub.sha256.to_ascii_lowercase(),
+                }
             }
             (None, None, Some(path)) if path.ends_with(".gguf") => ModelSource::Path(path.into()),
-            (None, None, Some(path)) => return Err(format!("path is {path:?}; allowed: the path of a .gguf file")),
+            (None, None, Some(path)) => {
+                return Err(format!(
+                    "path is {path:?}; allowed: the path of a .gguf file"
+                ));
+            }
             _ => {
                 return Err(
                     "give exactly one of `catalog` (e.g. \"qwen2.5-0.5b\"), `hub` ({ repo, file, revision, sha256 }) or `path` (a .gguf file)".into()
                 );
             }
         };
-        Ok(Self { source, chat_template: model.chat_template })
+        Ok(Self {
+            source,
+            chat_template: model.chat_template,
+        })
     }
 }
 

@@ -27,7 +27,10 @@ mod imp {
     use js_sys::{Reflect, Uint8Array};
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
-    use web_sys::{AbortController, ReadableStreamDefaultReader, RequestInit, Response, TextDecodeOptions, TextDecoder};
+    use web_sys::{
+        AbortController, ReadableStreamDefaultReader, RequestInit, Response, TextDecodeOptions,
+        TextDecoder,
+    };
 
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -73,10 +76,19 @@ mod imp {
         let response = match get("/health").await {
             Ok(response) if response.ok() => return None,
             Ok(response) => response,
-            Err(error) => return Some(ServerProblem { status: "unreachable".into(), message: text_of(error) }),
+            Err(error) => {
+                return Some(ServerProblem {
+                    status: "unreachable".into(),
+                    message: text_of(error),
+                });
+            }
         };
         let text = match response.text() {
-            Ok(text) => JsFuture::from(text).await.ok().and_then(|text| text.as_string()).unwrap_or_default(),
+            Ok(text) => JsFuture::from(text)
+                .await
+                .ok()
+                .and_then(|text| text.as_string())
+                .unwrap_or_default(),
             Err(_) => String::new(),
         };
         let health: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -99,7 +111,9 @@ mod imp {
 
     impl BrowserModel {
         fn post(&self, json: &str) -> Result<(), ChatError> {
-            self.worker.post_message(&JsValue::from_str(json)).map_err(|error| ChatError::browser(text_of(error)))
+            self.worker
+                .post_message(&JsValue::from_str(json))
+                .map_err(|error| ChatError::browser(text_of(error)))
         }
 
         async fn next(&self) -> Result<WorkerMessage, ChatError> {
@@ -117,16 +131,22 @@ mod imp {
         }
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options("/worker.js", &options).map_err(|error| ChatError::browser(text_of(error)))?;
+        let worker = Worker::new_with_options("/worker.js", &options)
+            .map_err(|error| ChatError::browser(text_of(error)))?;
         let (sender, receiver) = unbounded();
         let on_error = {
             let sender = sender.clone();
             // A worker that cannot start (script or wasm missing, no module workers) says so
             // here, not through its messages.
             Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-                let detail = js_sys::Reflect::get(&event, &"message".into()).ok().and_then(|message| message.as_string());
-                let message = detail.unwrap_or_else(|| "the browser model's worker could not start".into());
-                let _ = sender.unbounded_send(serde_json::json!({"type": "failed", "message": message}).to_string());
+                let detail = js_sys::Reflect::get(&event, &"message".into())
+                    .ok()
+                    .and_then(|message| message.as_string());
+                let message =
+                    detail.unwrap_or_else(|| "the browser model's worker could not start".into());
+                let _ = sender.unbounded_send(
+                    serde_json::json!({"type": "failed", "message": message}).to_string(),
+                );
             })
         };
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -139,7 +159,11 @@ mod imp {
         // Both live as long as the worker, which lives as long as the page.
         on_message.forget();
         on_error.forget();
-        let model = Rc::new(BrowserModel { worker, messages: RefCell::new(receiver), loaded: std::cell::Cell::new(false) });
+        let model = Rc::new(BrowserModel {
+            worker,
+            messages: RefCell::new(receiver),
+            loaded: std::cell::Cell::new(false),
+        });
         loop {
             match model.next().await? {
                 WorkerMessage::Started => break,
@@ -162,23 +186,38 @@ mod imp {
     ) -> Result<(), ChatError> {
         let model = browser_model().await?;
         if !model.loaded.get() {
-            let description = get("/models").await.map_err(|error| ChatError::connection(text_of(error)))?;
-            let text = JsFuture::from(description.text().map_err(|error| ChatError::browser(text_of(error)))?)
+            let description = get("/models")
                 .await
-                .map_err(|error| ChatError::connection(text_of(error)))?
-                .as_string()
-                .unwrap_or_default();
+                .map_err(|error| ChatError::connection(text_of(error)))?;
+            let text = JsFuture::from(
+                description
+                    .text()
+                    .map_err(|error| ChatError::browser(text_of(error)))?,
+            )
+            .await
+            .map_err(|error| ChatError::connection(text_of(error)))?
+            .as_string()
+            .unwrap_or_default();
             if !description.ok() {
                 return Err(ChatError::from_response(description.status(), &text));
             }
-            let described: serde_json::Value = serde_json::from_str(&text).map_err(|error| ChatError::browser(error.to_string()))?;
+            let described: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|error| ChatError::browser(error.to_string()))?;
             let load = serde_json::json!({
                 "type": "load", "url": described["url"], "sha256": described["sha256"], "bytes": described["bytes"], "requantize": requantize,
             });
             model.post(&load.to_string())?;
             loop {
                 match model.next().await? {
-                    WorkerMessage::Progress { done, total, from_cache } => on_progress(Progress { done, total, from_cache }),
+                    WorkerMessage::Progress {
+                        done,
+                        total,
+                        from_cache,
+                    } => on_progress(Progress {
+                        done,
+                        total,
+                        from_cache,
+                    }),
                     WorkerMessage::Ready => break,
                     WorkerMessage::Failed(message) => return Err(ChatError::browser(message)),
                     _ => {}
@@ -196,7 +235,10 @@ mod imp {
                 let _ = worker.post_message(&JsValue::from_str(r#"{"type":"stop"}"#));
             })
         };
-        abort.0.signal().set_onabort(Some(stop.as_ref().unchecked_ref()));
+        abort
+            .0
+            .signal()
+            .set_onabort(Some(stop.as_ref().unchecked_ref()));
         let result = loop {
             match model.next().await {
                 Ok(WorkerMessage::Event(event @ StreamEvent::Finished(_))) => {
@@ -214,7 +256,10 @@ mod imp {
     }
 
     fn text_of(error: JsValue) -> String {
-        error.as_string().or_else(|| js_sys::Error::from(error).message().as_string()).unwrap_or_else(|| "error".into())
+        error
+            .as_string()
+            .or_else(|| js_sys::Error::from(error).message().as_string())
+            .unwrap_or_else(|| "error".into())
     }
 
     fn json_post(body: &str) -> Result<RequestInit, JsValue> {
@@ -231,13 +276,23 @@ mod imp {
     pub async fn post_json(url: &str, body: &str) -> Result<String, ChatError> {
         let connection = |error: JsValue| ChatError::connection(text_of(error));
         let window = web_sys::window().ok_or_else(|| ChatError::other("no window".into()))?;
-        let response: Response = JsFuture::from(window.fetch_with_str_and_init(url, &json_post(body).map_err(connection)?))
+        let response: Response = JsFuture::from(
+            window.fetch_with_str_and_init(url, &json_post(body).map_err(connection)?),
+        )
+        .await
+        .map_err(connection)?
+        .dyn_into()
+        .map_err(connection)?;
+        let text = JsFuture::from(response.text().map_err(connection)?)
             .await
             .map_err(connection)?
-            .dyn_into()
-            .map_err(connection)?;
-        let text = JsFuture::from(response.text().map_err(connection)?).await.map_err(connection)?.as_string().unwrap_or_default();
-        if response.ok() { Ok(text) } else { Err(ChatError::from_response(response.status(), &text)) }
+            .as_string()
+            .unwrap_or_default();
+        if response.ok() {
+            Ok(text)
+        } else {
+            Err(ChatError::from_response(response.status(), &text))
+        }
     }
 
     /// A fresh random seed, small enough for JavaScript's numbers to carry exactly.
@@ -252,21 +307,35 @@ mod imp {
 
     /// Posts `body` to the chat API and hands each event of the answer to `on_event`. A stop
     /// asked through `abort` ends it without an error.
-    pub async fn stream_answer(body: String, abort: &Abort, mut on_event: impl FnMut(StreamEvent)) -> Result<(), ChatError> {
+    pub async fn stream_answer(
+        body: String,
+        abort: &Abort,
+        mut on_event: impl FnMut(StreamEvent),
+    ) -> Result<(), ChatError> {
         let connection = |error: JsValue| ChatError::connection(text_of(error));
         let init = json_post(&body).map_err(connection)?;
         init.set_signal(Some(&abort.0.signal()));
         let window = web_sys::window().ok_or_else(|| ChatError::other("no window".into()))?;
-        let response: Response = match JsFuture::from(window.fetch_with_str_and_init("/v1/chat/completions", &init)).await {
-            Ok(response) => response.dyn_into().map_err(connection)?,
-            Err(_) if abort.aborted() => return Ok(()),
-            Err(error) => return Err(connection(error)),
-        };
+        let response: Response =
+            match JsFuture::from(window.fetch_with_str_and_init("/v1/chat/completions", &init))
+                .await
+            {
+                Ok(response) => response.dyn_into().map_err(connection)?,
+                Err(_) if abort.aborted() => return Ok(()),
+                Err(error) => return Err(connection(error)),
+            };
         if !response.ok() {
-            let text = JsFuture::from(response.text().map_err(connection)?).await.map_err(connection)?;
-            return Err(ChatError::from_response(response.status(), &text.as_string().unwrap_or_default()));
+            let text = JsFuture::from(response.text().map_err(connection)?)
+                .await
+                .map_err(connection)?;
+            return Err(ChatError::from_response(
+                response.status(),
+                &text.as_string().unwrap_or_default(),
+            ));
         }
-        let body = response.body().ok_or_else(|| ChatError::other("the answer has no body".into()))?;
+        let body = response
+            .body()
+            .ok_or_else(|| ChatError::other("the answer has no body".into()))?;
         let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
         let decoder = TextDecoder::new().map_err(connection)?;
         let options = TextDecodeOptions::new();
@@ -278,11 +347,22 @@ mod imp {
                 Err(_) if abort.aborted() => return Ok(()),
                 Err(error) => return Err(connection(error)),
             };
-            if Reflect::get(&chunk, &"done".into()).map_err(connection)?.as_bool().unwrap_or(true) {
+            if Reflect::get(&chunk, &"done".into())
+                .map_err(connection)?
+                .as_bool()
+                .unwrap_or(true)
+            {
                 return Ok(());
             }
-            let bytes: Uint8Array = Reflect::get(&chunk, &"value".into()).map_err(connection)?.dyn_into().map_err(connection)?;
-            pending.push_str(&decoder.decode_with_js_u8_array_and_options(&bytes, &options).map_err(connection)?);
+            let bytes: Uint8Array = Reflect::get(&chunk, &"value".into())
+                .map_err(connection)?
+                .dyn_into()
+                .map_err(connection)?;
+            pending.push_str(
+                &decoder
+                    .decode_with_js_u8_array_and_options(&bytes, &options)
+                    .map_err(connection)?,
+            );
             while let Some(end) = pending.find("\n\n") {
                 let event: String = pending.drain(..end + 2).collect();
                 for data in event.lines().filter_map(|line| line.strip_prefix("data: ")) {
@@ -312,10 +392,19 @@ mod imp {
     }
 
     pub fn copy_text(text: &str) {
-        let Some(window) = web_sys::window() else { return };
-        let clipboard = Reflect::get(&window.navigator(), &"clipboard".into()).ok().filter(|value| !value.is_undefined());
-        let write = clipboard.as_ref().and_then(|clipboard| Reflect::get(clipboard, &"writeText".into()).ok());
-        if let (Some(clipboard), Some(write)) = (clipboard, write.and_then(|write| write.dyn_into::<js_sys::Function>().ok())) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let clipboard = Reflect::get(&window.navigator(), &"clipboard".into())
+            .ok()
+            .filter(|value| !value.is_undefined());
+        let write = clipboard
+            .as_ref()
+            .and_then(|clipboard| Reflect::get(clipboard, &"writeText".into()).ok());
+        if let (Some(clipboard), Some(write)) = (
+            clipboard,
+            write.and_then(|write| write.dyn_into::<js_sys::Function>().ok()),
+        ) {
             // Refused without permission or focus: nothing to do about it from here.
             let _ = write.call1(&clipboard, &JsValue::from_str(text));
         }
@@ -324,9 +413,18 @@ mod imp {
     /// A click inside the conversation: if it hit a code block's copy button, copies the code
     /// and says so on the button.
     pub fn copy_code_clicked(event: &web_sys::MouseEvent, copied_label: &str) {
-        let Some(target) = event.target().and_then(|target| target.dyn_into::<web_sys::Element>().ok()) else { return };
-        let Ok(Some(button)) = target.closest(".copy-code") else { return };
-        let code = button.parent_element().and_then(|block| block.query_selector("code").ok().flatten());
+        let Some(target) = event
+            .target()
+            .and_then(|target| target.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        let Ok(Some(button)) = target.closest(".copy-code") else {
+            return;
+        };
+        let code = button
+            .parent_element()
+            .and_then(|block| block.query_selector("code").ok().flatten());
         if let Some(code) = code {
             copy_text(&code.text_content().unwrap_or_default());
             button.set_text_content(Some(copied_label));
@@ -376,7 +474,11 @@ mod imp {
         Ok(())
     }
 
-    pub async fn stream_answer(_body: String, _abort: &Abort, _on_event: impl FnMut(StreamEvent)) -> Result<(), ChatError> {
+    pub async fn stream_answer(
+        _body: String,
+        _abort: &Abort,
+        _on_event: impl FnMut(StreamEvent),
+    ) -> Result<(), ChatError> {
         Ok(())
     }
 

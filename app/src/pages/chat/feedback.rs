@@ -18,33 +18,67 @@ enum Status {
 }
 
 #[component]
-pub fn Feedback(reply: Turn, turns: RwSignal<Vec<Turn>>, conversation: RwSignal<String>) -> impl IntoView {
+pub fn Feedback(
+    reply: Turn,
+    turns: RwSignal<Vec<Turn>>,
+    conversation: RwSignal<String>,
+) -> impl IntoView {
     let strings = use_strings();
     let status = RwSignal::new(Status::Idle);
     let permalink = RwSignal::new(None::<String>);
     let comment = RwSignal::new(String::new());
-    let rating = move || reply.meta.with(|meta| meta.as_ref().map_or(Rating::None, |meta| meta.rating));
+    let rating = move || {
+        reply
+            .meta
+            .with(|meta| meta.as_ref().map_or(Rating::None, |meta| meta.rating))
+    };
 
     // `rating` None keeps the answer's current verdict (a permalink, a comment).
     let send = move |new_rating: Option<Rating>, comment: Option<String>| {
-        let Some(mut meta) = reply.meta.get_untracked() else { return };
+        let Some(mut meta) = reply.meta.get_untracked() else {
+            return;
+        };
         if let Some(new_rating) = new_rating {
             meta.rating = new_rating;
             reply.meta.set(Some(meta.clone()));
         }
-        let history: Vec<_> = turns.with_untracked(|turns| turns.iter().take_while(|turn| turn.key != reply.key).map(Turn::saved).collect());
+        let history: Vec<_> = turns.with_untracked(|turns| {
+            turns
+                .iter()
+                .take_while(|turn| turn.key != reply.key)
+                .map(Turn::saved)
+                .collect()
+        });
         let conversation = conversation.get_untracked();
         let stats = reply.stats.get_untracked();
-        let mut reports = vec![answer_report(&conversation, &history, &reply.text.get_untracked(), stats.as_ref(), &meta, comment)];
-        reports.extend(
-            reply.earlier.get_untracked().iter().map(|earlier| answer_report(&conversation, &history, &earlier.text, earlier.stats.as_ref(), &earlier.meta, None)),
-        );
+        let mut reports = vec![answer_report(
+            &conversation,
+            &history,
+            &reply.text.get_untracked(),
+            stats.as_ref(),
+            &meta,
+            comment,
+        )];
+        reports.extend(reply.earlier.get_untracked().iter().map(|earlier| {
+            answer_report(
+                &conversation,
+                &history,
+                &earlier.text,
+                earlier.stats.as_ref(),
+                &earlier.meta,
+                None,
+            )
+        }));
         status.set(Status::Sending);
         leptos::task::spawn_local(async move {
             for (index, report) in reports.into_iter().flatten().enumerate() {
                 let body = serde_json::to_string(&report).expect("a report serialises");
                 match browser::post_json("/v1/feedback", &body).await {
-                    Ok(text) if index == 0 => permalink.set(serde_json::from_str::<Stored>(&text).ok().map(|stored| stored.permalink)),
+                    Ok(text) if index == 0 => permalink.set(
+                        serde_json::from_str::<Stored>(&text)
+                            .ok()
+                            .map(|stored| stored.permalink),
+                    ),
                     Ok(_) => {}
                     Err(error) => {
                         status.set(Status::Failed(error.detail));
@@ -57,7 +91,11 @@ pub fn Feedback(reply: Turn, turns: RwSignal<Vec<Turn>>, conversation: RwSignal<
     };
     let rate = move |chosen: Rating| {
         // A second click on the same thumb takes the verdict back.
-        let new_rating = if rating() == chosen { Rating::None } else { chosen };
+        let new_rating = if rating() == chosen {
+            Rating::None
+        } else {
+            chosen
+        };
         send(Some(new_rating), None);
     };
 

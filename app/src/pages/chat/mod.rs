@@ -8,16 +8,16 @@ mod feedback;
 use leptos::html::Textarea;
 use leptos::prelude::*;
 
+use super::use_strings;
 use crate::conversation::{
-    AnswerMeta, AnswerStats, BROWSER_DEVICE, Backend, ChatError, EarlierAnswer, Failure, Saved, SavedTurn, Settings, Speaker, StreamEvent, request_body,
-    worker_request,
+    AnswerMeta, AnswerStats, BROWSER_DEVICE, Backend, ChatError, EarlierAnswer, Failure, Saved,
+    SavedTurn, Settings, Speaker, StreamEvent, request_body, worker_request,
 };
 use crate::feedback::{AnswerBackend, Rating};
-use feedback::Feedback;
-use super::use_strings;
 use crate::i18n::Strings;
 use crate::markdown;
 use crate::space::{BrowserSettings, ChatDefaults, ChatExample};
+use feedback::Feedback;
 
 /// One message on screen; every part is a signal so that the list never re-renders whole.
 #[derive(Clone, Copy)]
@@ -65,12 +65,25 @@ fn failure_text(strings: &Strings, failure: Failure) -> &'static str {
 
 pub(super) fn number(strings: &Strings, value: f64) -> String {
     let text = format!("{value:.1}");
-    if strings.decimal_comma { text.replace('.', ",") } else { text }
+    if strings.decimal_comma {
+        text.replace('.', ",")
+    } else {
+        text
+    }
 }
 
 fn stats_text(strings: &Strings, stats: &AnswerStats) -> String {
-    let place = if stats.device == BROWSER_DEVICE { strings.in_browser } else { strings.on_server };
-    format!("{} tokens · {} tok/s · {place} ({})", stats.tokens, number(strings, stats.tokens_per_second), stats.device.to_uppercase())
+    let place = if stats.device == BROWSER_DEVICE {
+        strings.in_browser
+    } else {
+        strings.on_server
+    };
+    format!(
+        "{} tokens · {} tok/s · {place} ({})",
+        stats.tokens,
+        number(strings, stats.tokens_per_second),
+        stats.device.to_uppercase()
+    )
 }
 
 fn notice_text(strings: &Strings, problem: &browser::ServerProblem, failover: bool) -> String {
@@ -80,7 +93,14 @@ fn notice_text(strings: &Strings, problem: &browser::ServerProblem, failover: bo
         _ if problem.message.is_empty() => strings.server_failed.to_owned(),
         _ => format!("{} {}", strings.server_failed, problem.message),
     };
-    format!("{why} {}", if failover { strings.answers_in_browser } else { strings.try_later })
+    format!(
+        "{why} {}",
+        if failover {
+            strings.answers_in_browser
+        } else {
+            strings.try_later
+        }
+    )
 }
 
 /// The browser model's download, as the visitor reads it: MB of MB, speed, time left.
@@ -91,13 +111,24 @@ fn progress_text(strings: &Strings, progress: &browser::Progress, started_ms: f6
         return strings.preparing_model.to_owned();
     }
     if progress.from_cache {
-        return format!("{} {:.0} / {:.0} MB", strings.loading_cached_model, done, total);
+        return format!(
+            "{} {:.0} / {:.0} MB",
+            strings.loading_cached_model, done, total
+        );
     }
-    let mut text = format!("{} {:.0} / {:.0} MB", strings.downloading_model, done, total);
+    let mut text = format!(
+        "{} {:.0} / {:.0} MB",
+        strings.downloading_model, done, total
+    );
     let seconds = (browser::now_ms() - started_ms) / 1000.0;
     if seconds > 0.5 && done > 0.0 {
         let speed = done / seconds;
-        text.push_str(&format!(" · {} MB/s · {} {:.0} s", number(strings, speed), strings.time_left, ((total - done) / speed).ceil()));
+        text.push_str(&format!(
+            " · {} MB/s · {} {:.0} s",
+            number(strings, speed),
+            strings.time_left,
+            ((total - done) / speed).ceil()
+        ));
     }
     text
 }
@@ -105,13 +136,21 @@ fn progress_text(strings: &Strings, progress: &browser::Progress, started_ms: f6
 fn queue_text(strings: &Strings, position: u64, wait: Option<f64>) -> String {
     let mut text = format!("{} {position}", strings.queue_position);
     if let Some(seconds) = wait {
-        text.push_str(&format!(" · {} {} s", strings.queue_wait, seconds.ceil().max(1.0)));
+        text.push_str(&format!(
+            " · {} {} s",
+            strings.queue_wait,
+            seconds.ceil().max(1.0)
+        ));
     }
     text
 }
 
 #[component]
-pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: BrowserSettings) -> impl IntoView {
+pub fn Chat(
+    examples: Vec<ChatExample>,
+    defaults: ChatDefaults,
+    browser: BrowserSettings,
+) -> impl IntoView {
     let strings = use_strings();
     let team_settings = Settings::from(&defaults);
     let settings = RwSignal::new(team_settings.clone());
@@ -154,7 +193,9 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
 
     // Why the server cannot answer, told as soon as the page is interactive.
     let server_notice = RwSignal::new(None::<browser::ServerProblem>);
-    Effect::new(move || leptos::task::spawn_local(async move { server_notice.set(browser::server_problem().await) }));
+    Effect::new(move || {
+        leptos::task::spawn_local(async move { server_notice.set(browser::server_problem().await) })
+    });
     // Effects run only in the browser, after hydration: the server's HTML is an empty chat.
     Effect::new(move || {
         let mut conversation_id = String::new();
@@ -165,11 +206,19 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                 push_turn(turn);
             }
         }
-        conversation.set(if conversation_id.is_empty() { browser::random_key() } else { conversation_id });
+        conversation.set(if conversation_id.is_empty() {
+            browser::random_key()
+        } else {
+            conversation_id
+        });
         interactive.set(true);
     });
     Effect::new(move || {
-        let saved = Saved { turns: turns.get().iter().map(Turn::saved).collect(), settings: settings.get(), conversation: conversation.get() };
+        let saved = Saved {
+            turns: turns.get().iter().map(Turn::saved).collect(),
+            settings: settings.get(),
+            conversation: conversation.get(),
+        };
         if interactive.get() {
             browser::save(&saved);
         }
@@ -178,16 +227,40 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
     // Answers the conversation as it stands, which ends with the visitor's turn; `turn_key`
     // and `earlier` carry over the answers a regeneration replaces.
     let answer = move |turn_key: String, earlier: Vec<EarlierAnswer>| {
-        let history: Vec<SavedTurn> = turns.get_untracked().iter().map(|turn| turn.saved()).collect();
-        if history.last().is_none_or(|turn| turn.speaker != Speaker::Visitor) {
+        let history: Vec<SavedTurn> = turns
+            .get_untracked()
+            .iter()
+            .map(|turn| turn.saved())
+            .collect();
+        if history
+            .last()
+            .is_none_or(|turn| turn.speaker != Speaker::Visitor)
+        {
             return;
         }
         let current = settings.get_untracked().clamped();
         let seed = browser::random_seed();
-        let (body, in_browser_request) = (request_body(&history, &current, seed, None), worker_request(&history, &current, seed));
-        let backend = if failover { current.backend } else { Backend::Server };
-        let reply = push_turn(SavedTurn { earlier, ..SavedTurn::new(Speaker::Model, String::new(), None) });
-        let meta = AnswerMeta { answer_key: browser::random_key(), turn_key, seed, backend: AnswerBackend::Server, settings: current.clone(), rating: Rating::None };
+        let (body, in_browser_request) = (
+            request_body(&history, &current, seed, None),
+            worker_request(&history, &current, seed),
+        );
+        let backend = if failover {
+            current.backend
+        } else {
+            Backend::Server
+        };
+        let reply = push_turn(SavedTurn {
+            earlier,
+            ..SavedTurn::new(Speaker::Model, String::new(), None)
+        });
+        let meta = AnswerMeta {
+            answer_key: browser::random_key(),
+            turn_key,
+            seed,
+            backend: AnswerBackend::Server,
+            settings: current.clone(),
+            rating: Rating::None,
+        };
         failure.set(None);
         busy.set(true);
         let abort = browser::Abort::new();
@@ -197,7 +270,10 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                 reply.queued.set(None);
                 reply.text.update(|answer| answer.push_str(&text));
             }
-            StreamEvent::Queued { position, estimated_wait_seconds } => reply.queued.set(Some((position, estimated_wait_seconds))),
+            StreamEvent::Queued {
+                position,
+                estimated_wait_seconds,
+            } => reply.queued.set(Some((position, estimated_wait_seconds))),
             StreamEvent::Finished(stats) => reply.stats.set(Some(stats)),
             StreamEvent::Nothing => {}
         };
@@ -216,7 +292,9 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                 in_browser = backend == Backend::Auto
                     && !abort.aborted()
                     && reply.text.get_untracked().is_empty()
-                    && result.as_ref().is_err_and(ChatError::server_could_not_serve);
+                    && result
+                        .as_ref()
+                        .is_err_and(ChatError::server_could_not_serve);
             }
             if in_browser {
                 reply.queued.set(None);
@@ -226,12 +304,23 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                         *download = Some((progress, started));
                     })
                 };
-                result = browser::answer_in_browser(in_browser_request, requantize, &abort, on_progress, on_event).await;
+                result = browser::answer_in_browser(
+                    in_browser_request,
+                    requantize,
+                    &abort,
+                    on_progress,
+                    on_event,
+                )
+                .await;
                 download.set(None);
             }
             reply.queued.set(None);
             if result.is_ok() && !reply.text.get_untracked().is_empty() {
-                let backend = if in_browser { AnswerBackend::Browser } else { AnswerBackend::Server };
+                let backend = if in_browser {
+                    AnswerBackend::Browser
+                } else {
+                    AnswerBackend::Server
+                };
                 reply.meta.set(Some(AnswerMeta { backend, ..meta }));
             }
             if let Err(error) = result {
@@ -251,7 +340,11 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
         }
         draft.set(String::new());
         context_draft.set(String::new());
-        push_turn(SavedTurn::new(Speaker::Visitor, question, context.filter(|context| !context.trim().is_empty())));
+        push_turn(SavedTurn::new(
+            Speaker::Visitor,
+            question,
+            context.filter(|context| !context.trim().is_empty()),
+        ));
         answer(browser::random_key(), Vec::new());
     };
     let regenerate = move |_| {
@@ -265,7 +358,11 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
                 earlier = replaced.earlier.get_untracked();
                 if let Some(meta) = replaced.meta.get_untracked() {
                     turn_key = meta.turn_key.clone();
-                    earlier.push(EarlierAnswer { text: replaced.text.get_untracked(), stats: replaced.stats.get_untracked(), meta });
+                    earlier.push(EarlierAnswer {
+                        text: replaced.text.get_untracked(),
+                        stats: replaced.stats.get_untracked(),
+                        meta,
+                    });
                 }
             }
         });
@@ -304,7 +401,8 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
         failure.set(None);
     };
     let can_act = move || interactive.get() && !busy.get();
-    let has_question = move || turns.with(|turns| turns.iter().any(|turn| turn.speaker == Speaker::Visitor));
+    let has_question =
+        move || turns.with(|turns| turns.iter().any(|turn| turn.speaker == Speaker::Visitor));
     let team_settings = StoredValue::new(team_settings);
 
     view! {
@@ -454,10 +552,19 @@ pub fn Chat(examples: Vec<ChatExample>, defaults: ChatDefaults, browser: Browser
 
 /// System prompt and sampling, starting from the team's `[chat]` values.
 #[component]
-fn SettingsPanel(settings: RwSignal<Settings>, team_settings: StoredValue<Settings>, failover: bool) -> impl IntoView {
+fn SettingsPanel(
+    settings: RwSignal<Settings>,
+    team_settings: StoredValue<Settings>,
+    failover: bool,
+) -> impl IntoView {
     let strings = use_strings();
-    let number_field = move |id: &'static str, label: fn(&Strings) -> &'static str, min: &'static str, max: &'static str, step: &'static str,
-                             read: fn(&Settings) -> f64, write: fn(&mut Settings, f64)| {
+    let number_field = move |id: &'static str,
+                             label: fn(&Strings) -> &'static str,
+                             min: &'static str,
+                             max: &'static str,
+                             step: &'static str,
+                             read: fn(&Settings) -> f64,
+                             write: fn(&mut Settings, f64)| {
         view! {
             <label for=id>{move || label(strings())}</label>
             <input

@@ -1,0 +1,485 @@
+//! The llama family (Llama, Mistral, SmolLM, Qwen2) written for decoding speed.
+//!
+//! candle-transformers' `quantized_llama` and `quantized_qwen2` grow their KV cache with
+//! `Tensor::cat` at every step (a copy of the whole cache in every layer) and then copy it
+//! again per query head for grouped-query attention, so each token costs more the longer the
+//! conversation. Here the cache is allocated ahead and written in place, the query heads that
+//! share a key head are attended as one batch (nothing is repeated), and the q/k/v and gate/up
+//! projections each become one quantized matmul when their weights share a quantisation: the
+//! input is quantised once and the thread pool woken once instead of three times.
+
+use std::borrow::Cow;
+use std::io::{Read, Seek};
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
+use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
+
+/// The shape of a llama-family model, read from its GGUF metadata.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_base: f32,
+    /// Llama and Mistral rotate interleaved pairs (2i, 2i+1); Qwen2 rotates (i, i + d/2)
+    /// ("NEOX"): the wrong one garbles every answer.
+    pub rope_interleaved: bool,
+    pub context_length: usize,
+}
+
+impl Config {
+    /// `architecture` is the GGUF's `general.architecture`, which prefixes its keys.
+    pub fn from_gguf(content: &Content, architecture: &str) -> Result<Self> {
+        let key = |suffix: &str| format!("{architecture}.{suffix}");
+        let number = |suffix: &str| -> Result<usize> {
+            match content.metadata.get(&key(suffix)) {
+                Some(value) => Ok(value.to_u32()? as usize),
+                None => bail!("its metadata has no `{}`", key(suffix)),
+            }
+        };
+        let float = |suffix: &str| {
+            content
+                .metadata
+                .get(&key(suffix))
+                .and_then(|value| value.to_f32().ok())
+        };
+        let heads = number("attention.head_count")?;
+        let kv_heads = number("attention.head_count_kv").unwrap_or(heads);
+        let embedding = number("embedding_length")?;
+        let head_dim = number("attention.key_length").unwrap_or(embedding / heads.max(1));
+        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || head_dim % 2 != 0 {
+            bail!(
+                "its attention shape is inconsistent ({heads} heads, {kv_heads} key/value heads, head size {head_dim})"
+            );
+        }
+        Ok(Self {
+            layers: number("block_count")?,
+            heads,
+            kv_heads,
+            head_dim,
+            rms_norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            rope_base: float("rope.freq_base").unwrap_or(10_000.0),
+            rope_interleaved: architecture != "qwen2",
+            context_length: number("context_length").unwrap_or(2048),
+        })
+    }
+}
+
+pub struct Llama {
+    config: Config,
+    embeddings: Tensor,
+    layers: Vec<Layer>,
+    output_norm: Tensor,
+    output: QMatMul,
+    device: Device,
+}
+
+struct Layer {
+    attention_norm: Tensor,
+    qkv: Projections,
+    attention_output: QMatMul,
+    ffn_norm: Tensor,
+    gate_up: Projections,
+    down: QMatMul,
+    cache: KvCache,
+}
+
+impl Llama {
+    pub fn new<R: Read + Seek>(
+        config: Config,
+        content: &Content,
+        reader: &mut R,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut weights = Weights {
+            content,
+            reader,
+            device,
+        };
+        let embeddings_q = weights.quantized("token_embd.weight")?;
+        let embeddings = embeddings_q.dequantize(&Device::Cpu)?.to_device(device)?;
+        let output = match weights.optional("output.weight")? {
+            Some(output) => output,
+            None => embeddings_q,
+        };
+        let mut layers = Vec::with_capacity(config.layers);
+        for index in 0..config.layers {
+            let name = |part: &str| format!("blk.{index}.{part}");
+            let qkv = weights.projections(&[name("attn_q"), name("attn_k"), name("attn_v")])?;
+            let gate_up = weights.projections(&[name("ffn_gate"), name("ffn_up")])?;
+            layers.push(Layer {
+                attention_norm: weights.vector(&name("attn_norm.weight"))?,
+                qkv,
+                attention_output: weights.single(&name("attn_output.weight"))?,
+                ffn_norm: weights.vector(&name("ffn_norm.weight"))?,
+                gate_up,
+                down: weights.single(&name("ffn_down.weight"))?,
+                cache: KvCache::default(),
+            });
+        }
+        Ok(Self {
+            output_norm: weights.vector("output_norm.weight")?,
+            output: weights.matmul(output)?,
+            embeddings,
+            layers,
+            config,
+            device: device.clone(),
+        })
+    }
+
+    /// Runs `tokens` placed at `position` and returns the next token's logits (a vector).
+    /// Everything the cache holds from `position` on is dropped first: position 0 starts a new
+    /// sequence, and a caller may keep a shared prefix by going back to where it ends.
+    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+        let config = &self.config;
+        let seq_len = tokens.len();
+        if seq_len == 0 {
+            bail!("nothing to run: no tokens were given");
+        }
+        if position + seq_len > config.context_length {
+            bail!(
+                "{} tokens do not fit in the model's context of {}",
+                position + seq_len,
+                config.context_length
+            );
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embeddings.index_select(&ids, 0)?;
+        let (cos, sin) = rope_tables(config, position, seq_len, &self.device)?;
+        let mask = causal_mask(config, position, seq_len, &self.device)?;
+        for layer in &mut self.layers {
+            x = layer.forward(config, &x, position, &cos, &sin, mask.as_ref())?;
+        }
+        let last = x.narrow(0, seq_len - 1, 1)?;
+        let last = candle_nn::ops::rms_norm(&last, &self.output_norm, config.rms_norm_eps)?;
+        self.output.forward(&last)?.squeeze(0)
+    }
+}
+
+impl Layer {
+    fn forward(
+        &mut self,
+        config: &Config,
+        x: &Tensor,
+        position: usize,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (seq_len, _) = x.dims2()?;
+        let (heads, kv_heads, head_dim) = (config.heads, config.kv_heads, config.head_dim);
+        let rope = |x: Tensor| -> Result<Tensor> {
+            if config.rope_interleaved {
+                candle_nn::rotary_emb::rope_i(&x, cos, sin)
+            } else {
+                candle_nn::rotary_emb::rope(&x, cos, sin)
+            }
+        };
+        let by_head = |x: &Tensor, count: usize| {
+            x.reshape((1, seq_len, count, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+
+        let normed = candle_nn::ops::rms_norm(x, &self.attention_norm, config.rms_norm_eps)?;
+        let [q, k, v] = self
+            .qkv
+            .forward(&normed)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("q/k/v split".into()))?;
+        let q = rope(by_head(&q, heads)?)?;
+        let k = rope(by_head(&k, kv_heads)?)?.squeeze(0)?;
+        let v = by_head(&v, kv_heads)?.squeeze(0)?;
+        let (keys, values) = self.cache.append(&k, &v, position, config.context_length)?;
+
+        // The n_rep query heads of one key head, one after the other, form one matrix of
+        // n_rep × seq_len rows: a single batched matmul per key head, no repeated keys.
+        let n_rep = heads / kv_heads;
+        let q = (q * (1.0 / (head_dim as f64).sqrt()))?.reshape((
+            kv_heads,
+            n_rep * seq_len,
+            head_dim,
+        ))?;
+        let scores = q.matmul(&keys.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
+        let attended = weights.matmul(&values)?;
+        let attended = attended
+            .reshape((heads, seq_len, head_dim))?
+            .transpose(0, 1)?
+            .reshape((seq_len, heads * head_dim))?;
+        let x = (x + self.attention_output.forward(&attended)?)?;
+
+        let normed = candle_nn::ops::rms_norm(&x, &self.ffn_norm, config.rms_norm_eps)?;
+        let [gate, up] = self
+            .gate_up
+            .forward(&normed)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("gate/up split".into()))?;
+        let hidden = (gate.silu()? * up)?;
+        x + self.down.forward(&hidden)?
+    }
+}
+
+/// cos and sin of every rotation angle for the positions `position..position + seq_len`,
+/// computed in f32 exactly as the reference implementations do.
+fn rope_tables(
+    config: &Config,
+    position: usize,
+    seq_len: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let half = config.head_dim / 2;
+    let inverse_frequencies: Vec<f32> = (0..half)
+        .map(|i| {
+            1.0 / config
+                .rope_base
+                .powf((2 * i) as f32 / config.head_dim as f32)
+        })
+        .collect();
+    let angles: Vec<f32> = (position..position + seq_len)
+        .flat_map(|p| {
+            inverse_frequencies
+                .iter()
+                .map(move |frequency| p as f32 * frequency)
+        })
+        .collect();
+    let angles = Tensor::from_vec(angles, (seq_len, half), device)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+/// −∞ where a prompt token would see a later one, as rows of the grouped score matrix
+/// (n_rep × seq_len rows: row r is token r mod seq_len). `None` for a single token.
+fn causal_mask(
+    config: &Config,
+    position: usize,
+    seq_len: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    if seq_len == 1 {
+        return Ok(None);
+    }
+    let visible = position + seq_len;
+    let n_rep = config.heads / config.kv_heads;
+    let mask: Vec<f32> = (0..n_rep * seq_len)
+        .flat_map(|row| {
+            let token = row % seq_len;
+            (0..visible).map(move |column| {
+                if column > position + token {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
+        .collect();
+    Ok(Some(Tensor::from_vec(
+        mask,
+        (n_rep * seq_len, visible),
+        device,
+    )?))
+}
+
+/// Keys and values of the tokens seen so far, (kv_heads, capacity, head_dim) each, written in
+/// place. The capacity doubles when full (up to the context), so a short chat never holds a
+/// whole 32k-token context in memory — which matters in a browser tab.
+#[derive(Default)]
+struct KvCache {
+    keys: Option<Tensor>,
+    values: Option<Tensor>,
+    len: usize,
+}
+
+impl KvCache {
+    const FIRST_CAPACITY: usize = 256;
+
+    fn append(
+        &mut self,
+        k: &Tensor,
+        v: &Tensor,
+        position: usize,
+        context_length: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        if position > self.len {
+            bail!(
+                "position {position} skips tokens: the cache holds {}",
+                self.len
+            );
+        }
+        self.len = position;
+        let seq_len = k.dim(1)?;
+        let needed = self.len + seq_len;
+        let capacity = self
+            .keys
+            .as_ref()
+            .map_or(0, |keys| keys.dim(1).unwrap_or(0));
+        if needed > capacity {
+            let grown = needed
+                .max(capacity * 2)
+                .max(Self::FIRST_CAPACITY)
+                .min(context_length.max(needed));
+            self.keys = Some(grow(self.keys.take(), self.len, k, grown)?);
+            self.values = Some(grow(self.values.take(), self.len, v, grown)?);
+        }
+        let (Some(keys), Some(values)) = (&self.keys, &self.values) else {
+            bail!("the KV cache was not allocated")
+        };
+        keys.slice_set(k, 1, self.len)?;
+        values.slice_set(v, 1, self.len)?;
+        self.len = needed;
+        Ok((keys.narrow(1, 0, needed)?, values.narrow(1, 0, needed)?))
+    }
+}
+
+/// A buffer of `capacity` rows holding the first `kept` rows of `old`.
+fn grow(old: Option<Tensor>, kept: usize, like: &Tensor, capacity: usize) -> Result<Tensor> {
+    let (heads, _, head_dim) = like.dims3()?;
+    let fresh = Tensor::zeros(
+        (heads, capacity - kept, head_dim),
+        like.dtype(),
+        like.device(),
+    )?;
+    match old {
+        Some(old) if kept > 0 => Tensor::cat(&[&old.narrow(1, 0, kept)?, &fresh], 1),
+        _ => Ok(fresh),
+    }
+}
+
+/// Linear maps that read the same input. When their weights share a quantisation their rows
+/// are stacked into one matrix (rows of a quantised matrix are whole blocks, so the bytes simply
+/// follow one another) and one matmul computes every output.
+struct Projections {
+    matmuls: Vec<(QMatMul, Option<Tensor>)>,
+    widths: Vec<usize>,
+}
+
+impl Projections {
+    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut outputs = Vec::with_capacity(self.widths.len());
+        for (matmul, bias) in &self.matmuls {
+            let output = matmul.forward(x)?;
+            outputs.push(match bias {
+                Some(bias) => output.broadcast_add(bias)?,
+                None => output,
+            });
+        }
+        if outputs.len() == self.widths.len() {
+            return Ok(outputs);
+        }
+        let fused = &outputs[0];
+        let mut start = 0;
+        self.widths
+            .iter()
+            .map(|&width| {
+                let part = fused.narrow(D::Minus1, start, width);
+                start += width;
+                part
+            })
+            .collect()
+    }
+}
+
+struct Weights<'a, R> {
+    content: &'a Content,
+    reader: &'a mut R,
+    device: &'a Device,
+}
+
+impl<R: Read + Seek> Weights<'_, R> {
+    /// Read on the CPU: stacking rows needs the bytes, and a CUDA device gets them after.
+    fn quantized(&mut self, name: &str) -> Result<QTensor> {
+        self.content.tensor(self.reader, name, &Device::Cpu)
+    }
+
+    fn optional(&mut self, name: &str) -> Result<Option<QTensor>> {
+        if self.content.tensor_infos.contains_key(name) {
+            self.quantized(name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn vector(&mut self, name: &str) -> Result<Tensor> {
+        self.quantized(name)?
+            .dequantize(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .to_device(self.device)
+    }
+
+    fn on_device(&self, tensor: QTensor) -> Result<QTensor> {
+        if self.device.is_cpu() {
+            return Ok(tensor);
+        }
+        let shape = tensor.shape().clone();
+        let storage = QStorage::from_data(tensor.data()?, self.device, tensor.dtype())?;
+        QTensor::new(storage, shape)
+    }
+
+    fn matmul(&self, tensor: QTensor) -> Result<QMatMul> {
+        QMatMul::from_qtensor(self.on_device(tensor)?)
+    }
+
+    fn single(&mut self, name: &str) -> Result<QMatMul> {
+        let tensor = self.quantized(name)?;
+        self.matmul(tensor)
+    }
+
+    /// `names` are tensor stems (`blk.0.attn_q`): their `.weight`, and `.bias` where the model
+    /// has one (Qwen2's q/k/v do).
+    fn projections(&mut self, names: &[String]) -> Result<Projections> {
+        let mut weights = Vec::with_capacity(names.len());
+        let mut biases = Vec::with_capacity(names.len());
+        for name in names {
+            weights.push(self.quantized(&format!("{name}.weight"))?);
+            biases.push(match self.optional(&format!("{name}.bias"))? {
+                Some(bias) => Some(bias.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?),
+                None => None,
+            });
+        }
+        let widths: Vec<usize> = weights
+            .iter()
+            .map(|weight| weight.shape().dims()[0])
+            .collect();
+        let columns = weights[0].shape().dims()[1];
+        let fusable = weights.iter().all(|weight| {
+            weight.dtype() == weights[0].dtype() && weight.shape().dims()[1] == columns
+        }) && (biases.iter().all(Option::is_some)
+            || biases.iter().all(Option::is_none));
+        if !fusable {
+            return weights
+                .into_iter()
+                .zip(biases)
+                .map(|(weight, bias)| {
+                    Ok((
+                        self.matmul(weight)?,
+                        bias.map(|bias| bias.to_device(self.device)).transpose()?,
+                    ))
+                })
+                .collect::<Result<_>>()
+                .map(|matmuls| Projections { matmuls, widths });
+        }
+        let mut bytes = Vec::new();
+        for weight in &weights {
+            bytes.extend_from_slice(&weight.data()?);
+        }
+        let dtype = weights[0].dtype();
+        let stacked = QTensor::new(
+            QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, dtype)?,
+            (widths.iter().sum::<usize>(), columns),
+        )?;
+        let bias = match biases.into_iter().collect::<Option<Vec<Tensor>>>() {
+            Some(parts) => Some(Tensor::cat(&parts, 0)?.to_device(self.device)?),
+            None => None,
+        };
+        Ok(Projections {
+            matmuls: vec![(self.matmul(stacked)?, bias)],
+            widths,
+        })
+    }
+}
