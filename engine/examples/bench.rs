@@ -8,20 +8,27 @@ use std::time::Instant;
 use engine::cache::{ModelCache, terminal_progress};
 use engine::{Device, Flow, GenerateParams, LoadOptions, SamplingParams, catalog, load_chat_model};
 
-const PROMPT_TOKENS: usize = 512;
 const DECODE_TOKENS: usize = 128;
 
 fn main() {
     let mut models: Vec<String> = Vec::new();
     let mut requantize = false;
+    let mut prompt_tokens = 512;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--model" => models.extend(arguments.next()),
             "--requantize" => requantize = true,
+            "--prompt-tokens" => match arguments.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => prompt_tokens = n,
+                _ => {
+                    eprintln!("bench: --prompt-tokens needs a number of tokens above 0");
+                    std::process::exit(2);
+                }
+            },
             other => {
                 eprintln!(
-                    "bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize]",
+                    "bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize] [--prompt-tokens N]",
                     catalog::NAMES.join("|")
                 );
                 std::process::exit(2);
@@ -35,14 +42,18 @@ fn main() {
             .collect();
     }
     for name in models {
-        if let Err(error) = bench(&name, requantize) {
+        if let Err(error) = bench(&name, requantize, prompt_tokens) {
             eprintln!("bench: {name}: {error}");
             std::process::exit(1);
         }
     }
 }
 
-fn bench(name: &str, requantize: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn bench(
+    name: &str,
+    requantize: bool,
+    prompt_tokens: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
     let file = catalog::by_name(name)
         .ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
     let path = ModelCache::from_env().get(&file, &mut terminal_progress(name))?;
@@ -60,9 +71,15 @@ fn bench(name: &str, requantize: bool) -> Result<(), Box<dyn std::error::Error>>
     )?;
     let load_seconds = started.elapsed().as_secs_f64();
 
-    let text = include_str!("../tests/data/texto_es.txt").repeat(4);
-    let mut prompt_ids = model.prompter.tokenizer.encode(&text)?;
-    prompt_ids.truncate(PROMPT_TOKENS);
+    let text = include_str!("../tests/data/texto_es.txt");
+    let once = model.prompter.tokenizer.encode(text)?;
+    let prompt_ids: Vec<u32> = once.iter().copied().cycle().take(prompt_tokens).collect();
+    if prompt_tokens + DECODE_TOKENS > model.prompter.context_length {
+        return Err(format!(
+            "{prompt_tokens} prompt tokens and {DECODE_TOKENS} more do not fit the model's context"
+        )
+        .into());
+    }
     let params = GenerateParams {
         sampling: SamplingParams::greedy(),
         max_tokens: DECODE_TOKENS,

@@ -45,7 +45,8 @@ pub struct LoadOptions {
     /// ChatML for every other model).
     pub chat_template: Option<String>,
     /// Rewrites weights of a quantisation without a fast CPU kernel (Q4_1, Q5_0, Q5_1) as Q8_0
-    /// at load: faster decoding for more memory and a slower start.
+    /// at load when the model runs on the CPU: faster decoding for more memory and a slower
+    /// start. Ignored on a GPU, whose kernels read every type.
     pub requantize: bool,
 }
 
@@ -57,7 +58,7 @@ pub fn load_chat_model<R: Read + Seek>(
     device: &Device,
 ) -> Result<ChatModel> {
     let gguf = Gguf::read(reader, file)?;
-    if options.requantize {
+    if options.requantize && device.is_cpu() {
         if let Some(rewritten) = model::requantize(&gguf, reader, GgmlDType::Q8_0)? {
             let mut rewritten = std::io::Cursor::new(rewritten);
             let options = LoadOptions {

@@ -177,7 +177,10 @@ async fn main() -> ExitCode {
     let browser_model_file = browser_file.clone();
     let browser_model = BrowserModel::new(space.browser.model.clone(), browser_file);
     let inference = server::inference::Inference::new();
-    let mut options = engine::LoadOptions::default();
+    let mut options = engine::LoadOptions {
+        requantize: space.model.requantize,
+        ..engine::LoadOptions::default()
+    };
     let source = match cli.model {
         // Answers come from elsewhere: no model here (the browser's is still served).
         _ if cli.no_model || matches!(space.backend, app::space::Backend::Remote(_)) => None,
@@ -271,6 +274,10 @@ async fn main() -> ExitCode {
                 .compare
                 .as_ref()
                 .and_then(|settings| settings.chat_template.clone()),
+            requantize: space
+                .compare
+                .as_ref()
+                .is_none_or(|settings| settings.requantize),
             ..engine::LoadOptions::default()
         };
         // The browser's (small) model first: the fallback is ready while the server's loads;

@@ -90,6 +90,8 @@ test('a liked answer gets a permalink, and with the regenerated one it becomes a
   const permalink = await page.waitForSelector('.turn-model a.permalink');
   await permalink.click();
   await page.waitForURL(/\/respuesta\/[0-9a-f]{16}$/);
+  // The router may navigate in the page: the stored answer then arrives after the URL changes.
+  await page.waitForFunction((text) => document.querySelector('main')?.textContent.includes(text), question);
   const stored = await page.textContent('main');
   assert.ok(stored.includes(question), stored);
   assert.ok(stored.includes('Clara y breve'), stored);

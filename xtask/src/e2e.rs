@@ -34,11 +34,19 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
     std::fs::create_dir_all("target/e2e")?;
     // The small real model, from the cache the other tests filled; the same model again as
-    // `[compare]`'s base model, for the judges' page; the exports unlocked for the tests.
+    // `[compare]`'s base model, for the judges' page; the exports unlocked for the tests. The
+    // server keeps the GGUF's own weights (no Q8_0 rewrite), as the browser does by default:
+    // a test checks that both then give the same tokens.
     let space_with_compare = Path::new("target/e2e/space-compare.toml");
+    let space = std::fs::read_to_string("space.toml")?;
+    anyhow::ensure!(
+        space.contains("\n[model]\n"),
+        "space.toml has no [model] table for the end-to-end server"
+    );
     std::fs::write(
         space_with_compare,
-        std::fs::read_to_string("space.toml")? + "\n[compare]\ncatalog = \"smollm2-135m\"\n",
+        space.replacen("\n[model]\n", "\n[model]\nrequantize = false\n", 1)
+            + "\n[compare]\ncatalog = \"smollm2-135m\"\nrequantize = false\n",
     )?;
     let (mut server, url) = start_server_with(
         space_with_compare,

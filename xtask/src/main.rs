@@ -72,6 +72,11 @@ enum Command {
         /// Rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 at load (candle has fast kernels for it).
         #[arg(long)]
         requantize: bool,
+        /// Prompt length before decoding: prefill is measured on it, and decoding gets slower
+        /// as the context grows (llama-bench's tg128 starts from an empty context, its
+        /// `-d 512` from 512 tokens).
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
         /// Measure the browser worker (wasm32 in headless Chromium, one thread) against the
         /// native engine on one thread, on the same model (default smollm2-135m).
         #[arg(long)]
@@ -128,8 +133,14 @@ fn dispatch(command: Command) -> Result<()> {
             model,
             threads,
             requantize,
+            prompt_tokens,
             browser: false,
-        } => bench(model, threads, requantize),
+        } => run(&mut bench_command(&NativeBench {
+            model,
+            threads,
+            requantize,
+            prompt_tokens,
+        })),
     }
 }
 
@@ -180,12 +191,15 @@ fn test() -> Result<()> {
 /// The engine's benchmark, compiled for this CPU's own SIMD (AVX2/AVX-512 where present:
 /// candle's quantized kernels are several times slower without) in a target folder of its
 /// own, so the portable builds keep their cache.
-fn bench(model: Option<String>, threads: Option<usize>, requantize: bool) -> Result<()> {
-    run(&mut bench_command(model, threads, requantize))
+struct NativeBench {
+    model: Option<String>,
+    threads: Option<usize>,
+    requantize: bool,
+    prompt_tokens: usize,
 }
 
-fn bench_output(model: Option<String>, threads: Option<usize>, requantize: bool) -> Result<String> {
-    let output = bench_command(model, threads, requantize)
+fn bench_output(bench: &NativeBench) -> Result<String> {
+    let output = bench_command(bench)
         .stderr(std::process::Stdio::inherit())
         .output()?;
     anyhow::ensure!(
@@ -196,11 +210,7 @@ fn bench_output(model: Option<String>, threads: Option<usize>, requantize: bool)
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn bench_command(
-    model: Option<String>,
-    threads: Option<usize>,
-    requantize: bool,
-) -> std::process::Command {
+fn bench_command(bench: &NativeBench) -> std::process::Command {
     let mut command = cargo();
     command.args([
         "run",
@@ -213,12 +223,18 @@ fn bench_command(
         "bench",
         "--",
     ]);
-    command.args(model.iter().flat_map(|name| ["--model", name.as_str()]));
-    if requantize {
+    command.args(
+        bench
+            .model
+            .iter()
+            .flat_map(|name| ["--model", name.as_str()]),
+    );
+    if bench.requantize {
         command.arg("--requantize");
     }
+    command.args(["--prompt-tokens", &bench.prompt_tokens.to_string()]);
     command.env("RUSTFLAGS", "-C target-cpu=native");
-    if let Some(threads) = threads {
+    if let Some(threads) = bench.threads {
         command.env("RAYON_NUM_THREADS", threads.to_string());
     }
     command
@@ -234,7 +250,12 @@ fn browser_bench(model: &str) -> Result<()> {
     let browser_lines = e2e::run_browser_bench(&tools, &models, model)?;
     let mut native_lines = String::new();
     for requantize in [false, true] {
-        native_lines.push_str(&bench_output(Some(model.to_owned()), Some(1), requantize)?);
+        native_lines.push_str(&bench_output(&NativeBench {
+            model: Some(model.to_owned()),
+            threads: Some(1),
+            requantize,
+            prompt_tokens: 512,
+        })?);
     }
     let parse = |lines: &str| -> Vec<serde_json::Value> {
         lines

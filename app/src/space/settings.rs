@@ -214,6 +214,9 @@ pub struct ModelSettings {
     pub source: ModelSource,
     /// Replaces the GGUF's own chat template (Jinja, Hugging Face conventions).
     pub chat_template: Option<String>,
+    /// On the CPU, rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 at load (candle has no fast kernel
+    /// for those three): faster answers for more memory and a few seconds more at start.
+    pub requantize: bool,
 }
 
 #[cfg(feature = "ssr")]
@@ -238,6 +241,7 @@ impl Default for ModelSettings {
         Self {
             source: ModelSource::Catalog("qwen2.5-0.5b".into()),
             chat_template: None,
+            requantize: true,
         }
     }
 }
@@ -250,6 +254,7 @@ struct ModelInToml {
     hub: Option<HubFileInToml>,
     path: Option<String>,
     chat_template: Option<String>,
+    requantize: Option<bool>,
 }
 
 #[cfg(feature = "ssr")]
@@ -311,6 +316,7 @@ impl TryFrom<ModelInToml> for ModelSettings {
         Ok(Self {
             source,
             chat_template: model.chat_template,
+            requantize: model.requantize.unwrap_or(true),
         })
     }
 }
