@@ -16,6 +16,7 @@ pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod model;
+mod quant_matmul;
 pub mod sampling;
 pub mod template;
 pub mod tokenizer;

@@ -13,7 +13,9 @@ use std::io::{Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
-use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
+use candle_core::{CpuStorage, D, DType, Device, Module, Result, Storage, Tensor, bail};
+
+use crate::quant_matmul::QuantMatMul;
 
 /// The shape of a llama-family model, read from its GGUF metadata.
 #[derive(Clone, Debug)]
@@ -73,17 +75,17 @@ pub struct Llama {
     embeddings: Embeddings,
     layers: Vec<Layer>,
     output_norm: Tensor,
-    output: QMatMul,
+    output: Linear,
     device: Device,
 }
 
 struct Layer {
     attention_norm: Tensor,
     qkv: Projections,
-    attention_output: QMatMul,
+    attention_output: Linear,
     ffn_norm: Tensor,
     gate_up: Projections,
-    down: QMatMul,
+    down: Linear,
     cache: KvCache,
 }
 
@@ -195,21 +197,21 @@ impl Layer {
         let v = by_head(&v, kv_heads)?.squeeze(0)?;
         let (keys, values) = self.cache.append(&k, &v, position, config.context_length)?;
 
-        // The n_rep query heads of one key head, one after the other, form one matrix of
-        // n_rep × seq_len rows: a single batched matmul per key head, no repeated keys.
         let n_rep = heads / kv_heads;
-        let q = (q * (1.0 / (head_dim as f64).sqrt()))?.reshape((
-            kv_heads,
-            n_rep * seq_len,
-            head_dim,
-        ))?;
-        let scores = q.matmul(&keys.t()?)?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
+        let q = (q * (1.0 / (head_dim as f64).sqrt()))?;
+        let attended = if seq_len == 1 && self.cache.on_cpu() {
+            decode_attention(&q.reshape((heads, 1, head_dim))?, &keys, &values, n_rep)?
+        } else {
+            // The n_rep query heads of one key head, one after the other, form one matrix of
+            // n_rep × seq_len rows: a single batched matmul per key head, no repeated keys.
+            let q = q.reshape((kv_heads, n_rep * seq_len, head_dim))?;
+            let scores = q.matmul(&keys.t()?)?;
+            let scores = match mask {
+                Some(mask) => scores.broadcast_add(mask)?,
+                None => scores,
+            };
+            candle_nn::ops::softmax_last_dim(&scores)?.matmul(&values)?
         };
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?;
-        let attended = weights.matmul(&values)?;
         let attended = attended
             .reshape((heads, seq_len, head_dim))?
             .transpose(0, 1)?
@@ -266,6 +268,59 @@ impl Embeddings {
             .dequantize(&Device::Cpu)?
             .to_device(device)
     }
+}
+
+/// Attention of one new token on the CPU, written out rather than left to a matrix product:
+/// the products' kernels differ between x86 (fused multiply-add) and WebAssembly, and so would
+/// the browser's tokens from the server's. Here every sum runs in the same order everywhere
+/// (eight lanes, then [`crate::quant_matmul::sum_lanes`]), and the heads are shared out over
+/// candle's thread pool. `q` is (heads, 1, head_dim), scaled; `keys` and `values` are
+/// (kv_heads, len, head_dim) views of the cache.
+fn decode_attention(q: &Tensor, keys: &Tensor, values: &Tensor, n_rep: usize) -> Result<Tensor> {
+    let (heads, _, head_dim) = q.dims3()?;
+    let (_, len, _) = keys.dims3()?;
+    let queries: Vec<f32> = q.flatten_all()?.to_vec1()?;
+    let (key_storage, key_layout) = keys.storage_and_layout();
+    let (value_storage, value_layout) = values.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(key_data)), Storage::Cpu(CpuStorage::F32(value_data))) =
+        (&*key_storage, &*value_storage)
+    else {
+        bail!("decode attention runs on f32 CPU tensors");
+    };
+    let mut output = vec![0f32; heads * head_dim];
+    let shared = crate::quant_matmul::SharedOutput::new(&mut output);
+    candle_core::utils::barrier_pool().execute_chunked(heads, |range| {
+        let mut weights = vec![0f32; len];
+        for head in range {
+            let group = head / n_rep;
+            let query = &queries[head * head_dim..(head + 1) * head_dim];
+            let key_start = key_layout.start_offset() + group * key_layout.stride()[0];
+            let value_start = value_layout.start_offset() + group * value_layout.stride()[0];
+            for (t, weight) in weights.iter_mut().enumerate() {
+                let key = &key_data[key_start + t * head_dim..key_start + (t + 1) * head_dim];
+                *weight = crate::quant_matmul::dot(query, key);
+            }
+            let largest = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut total = 0f32;
+            for weight in weights.iter_mut() {
+                *weight = (*weight - largest).exp();
+                total += *weight;
+            }
+            let mut row = vec![0f32; head_dim];
+            for (t, weight) in weights.iter().enumerate() {
+                let value =
+                    &value_data[value_start + t * head_dim..value_start + (t + 1) * head_dim];
+                let weight = weight / total;
+                for (out, value) in row.iter_mut().zip(value) {
+                    *out += weight * value;
+                }
+            }
+            // SAFETY: each head's row is written by the one task that owns the head.
+            unsafe { shared.write_row(head * head_dim, &row) };
+        }
+    });
+    drop((key_storage, value_storage));
+    Tensor::from_vec(output, (heads, 1, head_dim), q.device())
 }
 
 /// cos and sin of every rotation angle for the positions `position..position + seq_len`,
@@ -340,6 +395,12 @@ struct KvCache {
 impl KvCache {
     const FIRST_CAPACITY: usize = 256;
 
+    fn on_cpu(&self) -> bool {
+        self.keys
+            .as_ref()
+            .is_some_and(|keys| keys.device().is_cpu() && keys.dtype() == DType::F32)
+    }
+
     fn append(
         &mut self,
         k: &Tensor,
@@ -396,7 +457,7 @@ fn grow(old: Option<Tensor>, kept: usize, like: &Tensor, capacity: usize) -> Res
 /// are stacked into one matrix (rows of a quantised matrix are whole blocks, so the bytes simply
 /// follow one another) and one matmul computes every output.
 struct Projections {
-    matmuls: Vec<(QMatMul, Option<Tensor>)>,
+    matmuls: Vec<(Linear, Option<Tensor>)>,
     widths: Vec<usize>,
 }
 
@@ -423,6 +484,22 @@ impl Projections {
                 part
             })
             .collect()
+    }
+}
+
+/// A weight matrix and the kernel that multiplies by it: ours for the quantisations candle
+/// multiplies slowly on the CPU ([`QuantMatMul`]), candle's for the others and on a GPU.
+enum Linear {
+    Candle(QMatMul),
+    Own(QuantMatMul),
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Linear::Candle(matmul) => matmul.forward(x),
+            Linear::Own(matmul) => matmul.forward(x),
+        }
     }
 }
 
@@ -462,11 +539,18 @@ impl<R: Read + Seek> Weights<'_, R> {
         QTensor::new(storage, shape)
     }
 
-    fn matmul(&self, tensor: QTensor) -> Result<QMatMul> {
-        QMatMul::from_qtensor(self.on_device(tensor)?)
+    fn matmul(&self, tensor: QTensor) -> Result<Linear> {
+        if self.device.is_cpu() {
+            if let Some(own) = QuantMatMul::new(&tensor)? {
+                return Ok(Linear::Own(own));
+            }
+        }
+        Ok(Linear::Candle(QMatMul::from_qtensor(
+            self.on_device(tensor)?,
+        )?))
     }
 
-    fn single(&mut self, name: &str) -> Result<QMatMul> {
+    fn single(&mut self, name: &str) -> Result<Linear> {
         let tensor = self.quantized(name)?;
         self.matmul(tensor)
     }

@@ -449,20 +449,28 @@ fn broken_gguf_files_give_clear_errors() {
     }
 }
 
-/// Our llama-family forward (preallocated cache, grouped attention, fused projections) gives the
-/// logits of candle-transformers' reference implementations, through a prompt, decode steps,
-/// and a second conversation that goes back to position 0. SmolLM2's are bit for bit the same.
-/// Qwen2.5's are not, and cannot be: its logits move by up to 0.7 with the rounding of the
-/// attention matmuls alone (measured: computing attention in f64 instead of f32 moves them
-/// that much, and in f64 the grouped and the per-head attention agree exactly), so the bounds
-/// are on the next token, the logits (< 1) and the probabilities (< 0.05); a wrong mask, rotation
-/// or head grouping moves them by far more.
+/// Our llama-family forward (preallocated cache, grouped attention, fused projections, decode
+/// attention summed in lanes) gives the logits of candle-transformers' reference
+/// implementations, through a prompt, decode steps, and a second conversation that goes back to
+/// position 0. Not to the bit: these small models amplify rounding. Measured: computing
+/// Qwen2.5's attention in f64 instead of f32 moves its logits by up to 0.7 (and in f64 the grouped
+/// and the per-head attention agree exactly); summing SmolLM2's decode attention in lanes moves
+/// its logits by up to 1.3 and its probabilities by up to 0.03. So the bounds are on the next
+/// token, the logits (< 2) and the probabilities (< 0.05); a wrong mask, rotation or head
+/// grouping moves them by far more.
 fn assert_forward_matches_reference(file: CachedFile) {
     use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
+    // Weights in types both sides multiply with candle's kernels: what is compared is the
+    // forward pass (our Q4_1/Q5_0 kernels have tests of their own).
     let path = fetch(&file);
+    let mut original = BufReader::new(File::open(&path).unwrap());
+    let gguf = Gguf::read(&mut original, &file.file_name).unwrap();
+    let bytes = engine::model::requantize(&gguf, &mut original, GgmlDType::Q8_0)
+        .unwrap()
+        .expect("the file has Q4_1 or Q5_0 weights");
     let read = || {
-        let mut reader = BufReader::new(File::open(&path).unwrap());
+        let mut reader = std::io::Cursor::new(bytes.as_slice());
         let gguf = Gguf::read(&mut reader, &file.file_name).unwrap();
         (gguf, reader)
     };
@@ -540,7 +548,7 @@ fn assert_forward_matches_reference(file: CachedFile) {
             file.file_name
         );
         assert!(
-            difference < 1.0,
+            difference < 2.0,
             "{}: logits differ by {difference} at position {position}",
             file.file_name
         );
