@@ -478,40 +478,30 @@ fn assert_forward_matches_reference(file: CachedFile) {
     let mut ours = engine::Model::load(gguf, &mut reader, &Device::Cpu).unwrap();
     let (gguf, mut reader) = read();
     let qwen = gguf.architecture == engine::Architecture::Qwen2;
-    let mut reference: Box<dyn FnMut(&[u32], usize) -> Vec<f32>> = if qwen {
+    type Forward =
+        Box<dyn FnMut(&candle_core::Tensor, usize) -> candle_core::Result<candle_core::Tensor>>;
+    let mut forward: Forward = if qwen {
         let mut model =
             quantized_qwen2::ModelWeights::from_gguf(gguf.content, &mut reader, &Device::Cpu)
                 .unwrap();
-        Box::new(move |tokens, position| {
-            let input = candle_core::Tensor::new(tokens, &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            model
-                .forward(&input, position)
-                .unwrap()
-                .squeeze(0)
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        })
+        Box::new(move |input, position| model.forward(input, position))
     } else {
         let mut model =
             quantized_llama::ModelWeights::from_gguf(gguf.content, &mut reader, &Device::Cpu)
                 .unwrap();
-        Box::new(move |tokens, position| {
-            let input = candle_core::Tensor::new(tokens, &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            model
-                .forward(&input, position)
-                .unwrap()
-                .squeeze(0)
-                .unwrap()
-                .to_vec1()
-                .unwrap()
-        })
+        Box::new(move |input, position| model.forward(input, position))
+    };
+    let mut reference = |tokens: &[u32], position: usize| -> Vec<f32> {
+        let input = candle_core::Tensor::new(tokens, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        forward(&input, position)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     };
     let tokenizer = Tokenizer::from_gguf(&read().0).unwrap();
     let mut check = |tokens: &[u32], position: usize| {
