@@ -36,7 +36,7 @@ pub struct BrowserSettings {
     pub model: String,
     /// Whether the chat moves to the visitor's browser when the server cannot answer.
     pub failover: bool,
-    /// Rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 in the browser: about three times faster there,
+    /// Rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 in the browser: about 10% faster there,
     /// but the answers are no longer the server's to the last token.
     pub requantize: bool,
 }
