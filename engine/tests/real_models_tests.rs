@@ -28,6 +28,25 @@ fn fetch(file: &CachedFile) -> PathBuf {
         .unwrap_or_else(|error| panic!("{error}"))
 }
 
+fn capital_question() -> [ChatMessage; 1] {
+    [ChatMessage::new(
+        Role::User,
+        "What is the capital of France?",
+    )]
+}
+
+fn greedy(max_tokens: usize) -> GenerateParams {
+    GenerateParams {
+        sampling: SamplingParams::greedy(),
+        max_tokens,
+        ..GenerateParams::default()
+    }
+}
+
+fn letters(text: &str) -> usize {
+    text.chars().filter(|c| c.is_alphabetic()).count()
+}
+
 fn spanish_text() -> String {
     std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -219,27 +238,15 @@ fn smollm2_generates_with_its_gguf_tokenizer_and_can_be_cancelled() {
         "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
     );
 
-    let messages = [ChatMessage::new(
-        Role::User,
-        "What is the capital of France?",
-    )];
-    let params = GenerateParams {
-        sampling: SamplingParams::greedy(),
-        max_tokens: 16,
-        ..GenerateParams::default()
-    };
+    let messages = capital_question();
+    let params = greedy(16);
     let completion = model
         .generate(&messages, &params, &mut |_| Flow::Continue)
         .unwrap();
     // At 135M parameters and Q4_1 the greedy answer wanders ("L" 24.9 against "The" 24.6 for
     // the first token); what matters here is real text, streamed from the GGUF's own tokenizer.
     assert!(
-        completion
-            .text
-            .chars()
-            .filter(|c| c.is_alphabetic())
-            .count()
-            > 5,
+        letters(&completion.text) > 5,
         "answer: {:?}",
         completion.text
     );
@@ -306,28 +313,10 @@ fn slow_quantisations_can_be_rewritten_as_q8_0_at_load() {
         ..LoadOptions::default()
     };
     let mut model = load_chat_model(&mut reader, "smollm2", &options, &Device::Cpu).unwrap();
-    let messages = [ChatMessage::new(
-        Role::User,
-        "What is the capital of France?",
-    )];
-    let params = GenerateParams {
-        sampling: SamplingParams::greedy(),
-        max_tokens: 8,
-        ..GenerateParams::default()
-    };
     let completion = model
-        .generate(&messages, &params, &mut |_| Flow::Continue)
+        .generate(&capital_question(), &greedy(8), &mut |_| Flow::Continue)
         .unwrap();
-    assert!(
-        completion
-            .text
-            .chars()
-            .filter(|c| c.is_alphabetic())
-            .count()
-            > 3,
-        "{:?}",
-        completion.text
-    );
+    assert!(letters(&completion.text) > 3, "{:?}", completion.text);
 
     let mut rewritten_reader = std::io::Cursor::new(&rewritten);
     let nothing_left =
