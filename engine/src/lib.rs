@@ -45,9 +45,9 @@ pub struct LoadOptions {
     /// Replaces the GGUF's chat template (when it has none: Gemma's turn format for Gemma,
     /// ChatML for every other model).
     pub chat_template: Option<String>,
-    /// Rewrites weights of a quantisation without a fast CPU kernel (Q4_1, Q5_0, Q5_1) as Q8_0
-    /// at load when the model runs on the CPU: faster decoding for more memory and a slower
-    /// start. Ignored on a GPU, whose kernels read every type.
+    /// Rewrites weights of a quantisation multiplied more slowly than Q8_0 (Q4_1, Q5_0, Q5_1)
+    /// as Q8_0 at load when the model runs on the CPU: faster decoding for more memory and a
+    /// slower start. Ignored on a GPU, whose kernels read every type.
     pub requantize: bool,
 }
 
@@ -60,7 +60,12 @@ pub fn load_chat_model<R: Read + Seek>(
 ) -> Result<ChatModel> {
     let gguf = Gguf::read(reader, file)?;
     if options.requantize && device.is_cpu() {
-        if let Some(rewritten) = model::requantize(&gguf, reader, GgmlDType::Q8_0)? {
+        if let Some(rewritten) = model::requantize(
+            &gguf,
+            reader,
+            &model::SLOWER_THAN_Q8_0_ON_CPU,
+            GgmlDType::Q8_0,
+        )? {
             let mut rewritten = std::io::Cursor::new(rewritten);
             let options = LoadOptions {
                 requantize: false,

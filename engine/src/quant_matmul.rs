@@ -1,9 +1,12 @@
-//! Matrix products for the two quantisations candle multiplies slowly on the CPU: Q4_1
-//! (SmolLM2-135M's file) and Q5_0 (most of Qwen2.5-0.5B's "Q4_K_M" file: its 896-wide rows
-//! cannot hold 256-value K-quant blocks, so llama.cpp stores them as Q5_0).
+//! Matrix products for the quantisations of the models this project runs on the CPU: Q4_1
+//! (SmolLM2-135M's file), Q5_0 (most of Qwen2.5-0.5B's "Q4_K_M" file: its 896-wide rows
+//! cannot hold 256-value K-quant blocks, so llama.cpp stores them as Q5_0) and Q8_0 (output
+//! matrices, and what the server rewrites Q4_1/Q5_0 as).
 //!
-//! candle takes a scalar loop for both. Here each weight block meets the activations quantised
-//! to 8 bits, 32 at a time, with AVX2 where the CPU has it. The portable loop (the browser, old
+//! candle takes a scalar loop for the first two and one weight row at a time for Q8_0. Here each
+//! weight block meets the activations quantised to 8 bits, 32 at a time, with AVX2 where the CPU
+//! has it; Q8_0 takes four rows per pass over the activations, so that four independent sums
+//! hide each other's latency. The portable loop (the browser, old
 //! CPUs) adds the very same integers in the very same order, lane by lane, so every machine
 //! gets the same bits — the browser fallback promises the server's tokens. No fused
 //! multiply-add for the same reason: WebAssembly has none.
@@ -21,6 +24,8 @@ enum Kind {
     Q4_1,
     /// `d: f16, 4 bytes of fifth bits, 16 bytes of nibbles`: value = d·(q − 16), q in 0..32.
     Q5_0,
+    /// `d: f16, 32 signed bytes`: value = d·q.
+    Q8_0,
 }
 
 impl Kind {
@@ -28,11 +33,12 @@ impl Kind {
         match self {
             Kind::Q4_1 => 20,
             Kind::Q5_0 => 22,
+            Kind::Q8_0 => 34,
         }
     }
 }
 
-/// A weight matrix (rows × columns, row-major, as in the GGUF) in Q4_1 or Q5_0.
+/// A weight matrix (rows × columns, row-major, as in the GGUF) in Q4_1, Q5_0 or Q8_0.
 pub struct QuantMatMul {
     kind: Kind,
     weights: Vec<u8>,
@@ -48,11 +54,13 @@ struct ActivationBlock {
 }
 
 impl QuantMatMul {
-    /// `None` for the types candle multiplies well (and for rows that are not whole blocks).
+    /// `None` for the other types (candle's kernels multiply them) and for rows that are not
+    /// whole blocks.
     pub fn new(tensor: &QTensor) -> Result<Option<Self>> {
         let kind = match tensor.dtype() {
             GgmlDType::Q4_1 => Kind::Q4_1,
             GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q8_0 => Kind::Q8_0,
             _ => return Ok(None),
         };
         let (rows, columns) = tensor.shape().dims2()?;
@@ -67,6 +75,12 @@ impl QuantMatMul {
                 weights.len()
             );
         }
+        let weights = interleave(
+            &weights,
+            rows,
+            columns / BLOCK * kind.block_bytes(),
+            kind.block_bytes(),
+        );
         Ok(Some(Self {
             kind,
             weights,
@@ -91,31 +105,56 @@ impl QuantMatMul {
         let blocks_per_row = self.columns / BLOCK;
         let row_bytes = blocks_per_row * self.kind.block_bytes();
 
-        // Written by weight row (each task owns a range of them), then read by input row.
-        let mut by_weight_row = vec![0f32; self.rows * input_rows];
-        let output = SharedOutput::new(&mut by_weight_row);
-        let dot = dot_function(self.kind);
-        candle_core::utils::barrier_pool().execute_chunked(self.rows, |range| {
-            for row in range {
-                let weights = &self.weights[row * row_bytes..(row + 1) * row_bytes];
+        let mut result = vec![0f32; input_rows * self.rows];
+        let output = SharedOutput::new(&mut result);
+        let dot = rows_function(self.kind);
+        let groups = self.rows.div_ceil(ROW_GROUP);
+        candle_core::utils::barrier_pool().execute_chunked(groups, |groups| {
+            let mut sums = [0f32; ROW_GROUP];
+            for group in groups {
+                let rows = group * ROW_GROUP..((group + 1) * ROW_GROUP).min(self.rows);
+                let sums = &mut sums[..rows.len()];
+                let weights = &self.weights[rows.start * row_bytes..rows.end * row_bytes];
+                // A group's weights stay in the cache while every input row meets them.
                 for (input, blocks) in activations.chunks_exact(blocks_per_row).enumerate() {
-                    // SAFETY: each (row, input) element is written by exactly one task.
-                    unsafe { output.write(row * input_rows + input, dot(weights, blocks)) };
+                    dot(weights, blocks, sums);
+                    // SAFETY: each group of rows is written by exactly one task.
+                    unsafe { output.write_row(input * self.rows + rows.start, sums) };
                 }
             }
         });
-        let result = if input_rows == 1 {
-            by_weight_row
-        } else {
-            (0..input_rows)
-                .flat_map(|input| (0..self.rows).map(move |row| (row, input)))
-                .map(|(row, input)| by_weight_row[row * input_rows + input])
-                .collect()
-        };
         *shape.last_mut().expect("checked above") = self.rows;
         Tensor::from_vec(result, shape, x.device())
     }
 }
+
+/// Weight rows multiplied per pass over the activations.
+const ROW_GROUP: usize = 4;
+
+/// Row-major blocks regrouped so that each group of [`ROW_GROUP`] rows (fewer in the last one)
+/// holds its rows' first blocks, then their second blocks, and so on: a group's kernel then
+/// reads memory in one sequential stream, which the CPU prefetches well (four rows read side
+/// by side made it wait for memory most of the time).
+fn interleave(weights: &[u8], rows: usize, row_bytes: usize, block_bytes: usize) -> Vec<u8> {
+    let mut grouped = Vec::with_capacity(weights.len());
+    for group in weights.chunks(ROW_GROUP * row_bytes) {
+        let group_rows: Vec<&[u8]> = group.chunks_exact(row_bytes).collect();
+        for start in (0..row_bytes).step_by(block_bytes) {
+            for row in &group_rows {
+                grouped.extend_from_slice(&row[start..start + block_bytes]);
+            }
+        }
+    }
+    debug_assert_eq!(grouped.len(), rows * row_bytes);
+    grouped
+}
+
+/// The blocks of row `row` of an interleaved group of `rows` rows.
+fn row_blocks(group: &[u8], row: usize, rows: usize, block_bytes: usize) -> RowBlocks<'_> {
+    group.chunks_exact(block_bytes).skip(row).step_by(rows)
+}
+
+type RowBlocks<'a> = std::iter::StepBy<std::iter::Skip<std::slice::ChunksExact<'a, u8>>>;
 
 /// An output buffer that the thread pool's tasks fill in disjoint parts.
 #[derive(Clone, Copy)]
@@ -130,13 +169,8 @@ impl SharedOutput {
     }
 
     /// # Safety
-    /// `index` is inside the buffer, which outlives the tasks, and no other task writes it.
-    pub(crate) unsafe fn write(&self, index: usize, value: f32) {
-        unsafe { *self.0.add(index) = value };
-    }
-
-    /// # Safety
-    /// As [`Self::write`], for every element of `start..start + row.len()`.
+    /// `start..start + row.len()` is inside the buffer, which outlives the tasks, and no other
+    /// task writes there.
     pub(crate) unsafe fn write_row(&self, start: usize, row: &[f32]) {
         unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), self.0.add(start), row.len()) };
     }
@@ -181,26 +215,57 @@ fn quantize(values: &[f32]) -> ActivationBlock {
     }
 }
 
-type Dot = fn(&[u8], &[ActivationBlock]) -> f32;
+/// `weights` holds a group of `sums.len()` (1 to [`ROW_GROUP`]) interleaved rows; `sums` gets
+/// their products with `blocks`.
+type RowsDot = fn(&[u8], &[ActivationBlock], &mut [f32]);
 
-fn dot_function(kind: Kind) -> Dot {
+fn rows_function(kind: Kind) -> RowsDot {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         return match kind {
             // SAFETY: AVX2 is present (checked just above).
-            Kind::Q4_1 => |weights, blocks| unsafe { avx2::dot_q4_1(weights, blocks) },
-            Kind::Q5_0 => |weights, blocks| unsafe { avx2::dot_q5_0(weights, blocks) },
+            Kind::Q4_1 => |weights, blocks, sums| unsafe { avx2::dot_q4_1(weights, blocks, sums) },
+            Kind::Q5_0 => |weights, blocks, sums| unsafe { avx2::dot_q5_0(weights, blocks, sums) },
+            Kind::Q8_0 => |weights, blocks, sums| unsafe { avx2::dot_q8_0(weights, blocks, sums) },
         };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return match kind {
-        Kind::Q4_1 => simd128::dot_q4_1,
-        Kind::Q5_0 => simd128::dot_q5_0,
+        Kind::Q4_1 => {
+            |weights, blocks, sums| each_row(weights, blocks, sums, 20, simd128::dot_q4_1)
+        }
+        Kind::Q5_0 => {
+            |weights, blocks, sums| each_row(weights, blocks, sums, 22, simd128::dot_q5_0)
+        }
+        Kind::Q8_0 => {
+            |weights, blocks, sums| each_row(weights, blocks, sums, 34, simd128::dot_q8_0)
+        }
     };
     #[allow(unreachable_code)]
     match kind {
-        Kind::Q4_1 => portable::dot_q4_1,
-        Kind::Q5_0 => portable::dot_q5_0,
+        Kind::Q4_1 => {
+            |weights, blocks, sums| each_row(weights, blocks, sums, 20, portable::dot_q4_1)
+        }
+        Kind::Q5_0 => {
+            |weights, blocks, sums| each_row(weights, blocks, sums, 22, portable::dot_q5_0)
+        }
+        Kind::Q8_0 => {
+            |weights, blocks, sums| each_row(weights, blocks, sums, 34, portable::dot_q8_0)
+        }
+    }
+}
+
+/// A group of rows through a one-row kernel.
+fn each_row(
+    weights: &[u8],
+    blocks: &[ActivationBlock],
+    sums: &mut [f32],
+    block_bytes: usize,
+    dot: impl Fn(RowBlocks<'_>, &[ActivationBlock]) -> f32,
+) {
+    let rows = sums.len();
+    for (row, sum) in sums.iter_mut().enumerate() {
+        *sum = dot(row_blocks(weights, row, rows, block_bytes), blocks);
     }
 }
 
@@ -223,7 +288,7 @@ pub(crate) fn sum_lanes(lanes: [f32; 8]) -> f32 {
 /// Lane `l` of eight holds the products of values 4l..4l+4 of each block, as `_mm256_madd_epi16`
 /// leaves them.
 mod portable {
-    use super::{ActivationBlock, BLOCK, half_at, sum_lanes};
+    use super::{ActivationBlock, BLOCK, RowBlocks, half_at, sum_lanes};
 
     fn nibble(quants: &[u8], index: usize) -> i32 {
         if index < BLOCK / 2 {
@@ -233,10 +298,10 @@ mod portable {
         }
     }
 
-    pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock]) -> f32 {
+    pub fn dot_q4_1(row: RowBlocks<'_>, blocks: &[ActivationBlock]) -> f32 {
         let mut lanes = [0f32; 8];
         let mut offsets = 0f32;
-        for (block, activations) in weights.chunks_exact(20).zip(blocks) {
+        for (block, activations) in row.zip(blocks) {
             let (d, m, quants) = (half_at(block, 0), half_at(block, 2), &block[4..]);
             let scale = d * activations.d;
             for (lane, total) in lanes.iter_mut().enumerate() {
@@ -250,9 +315,9 @@ mod portable {
         sum_lanes(lanes) + offsets
     }
 
-    pub fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock]) -> f32 {
+    pub fn dot_q5_0(row: RowBlocks<'_>, blocks: &[ActivationBlock]) -> f32 {
         let mut lanes = [0f32; 8];
-        for (block, activations) in weights.chunks_exact(22).zip(blocks) {
+        for (block, activations) in row.zip(blocks) {
             let d = half_at(block, 0);
             let high_bits = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
             let quants = &block[6..];
@@ -267,13 +332,57 @@ mod portable {
         }
         sum_lanes(lanes)
     }
+
+    pub fn dot_q8_0(row: RowBlocks<'_>, blocks: &[ActivationBlock]) -> f32 {
+        let mut lanes = [0f32; 8];
+        for (block, activations) in row.zip(blocks) {
+            let (d, quants) = (half_at(block, 0), &block[2..]);
+            let scale = d * activations.d;
+            for (lane, total) in lanes.iter_mut().enumerate() {
+                let sum: i32 = (4 * lane..4 * lane + 4)
+                    .map(|i| quants[i] as i8 as i32 * activations.qs[i] as i32)
+                    .sum();
+                *total += scale * sum as f32;
+            }
+        }
+        sum_lanes(lanes)
+    }
 }
 
+/// Up to [`ROW_GROUP`] rows at once: each row keeps its own eight lanes, added in the one-row
+/// order, while the activations (and what the rows share of them) are loaded once for all.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{ActivationBlock, half_at};
+    use super::ActivationBlock;
+
+    /// Calls `$rows::<N>` for the N rows that `$sums` asks for.
+    macro_rules! group {
+        ($rows:ident, $weights:expr, $blocks:expr, $sums:expr) => {
+            match $sums.len() {
+                4 => $sums.copy_from_slice(&unsafe { $rows::<4>($weights, $blocks) }),
+                3 => $sums.copy_from_slice(&unsafe { $rows::<3>($weights, $blocks) }),
+                2 => $sums.copy_from_slice(&unsafe { $rows::<2>($weights, $blocks) }),
+                _ => $sums.copy_from_slice(&unsafe { $rows::<1>($weights, $blocks) }),
+            }
+        };
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+        group!(q4_1_rows, weights, blocks, sums)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+        group!(q5_0_rows, weights, blocks, sums)
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+        group!(q8_0_rows, weights, blocks, sums)
+    }
 
     #[target_feature(enable = "avx2")]
     unsafe fn horizontal_sum(x: __m256) -> f32 {
@@ -282,41 +391,83 @@ mod avx2 {
         _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
     }
 
+    fn half_at(at: *const u8) -> f32 {
+        // SAFETY: callers point inside a block, whose first bytes are f16 values.
+        half::f16::from_bits(unsafe { (at as *const u16).read_unaligned() }).to_f32()
+    }
+
+    /// Block `index` of row `row` in an interleaved group of `rows` rows.
+    fn block_at(
+        weights: &[u8],
+        row: usize,
+        rows: usize,
+        index: usize,
+        block_bytes: usize,
+    ) -> *const u8 {
+        debug_assert!((index * rows + row + 1) * block_bytes <= weights.len());
+        weights
+            .as_ptr()
+            .wrapping_add((index * rows + row) * block_bytes)
+    }
+
     /// 16 bytes of nibbles → 32 bytes: the low nibbles, then the high ones.
     #[target_feature(enable = "avx2")]
-    unsafe fn unpack_nibbles(quants: &[u8]) -> __m256i {
-        let packed = unsafe { _mm_loadu_si128(quants.as_ptr() as *const __m128i) };
+    unsafe fn unpack_nibbles(packed: *const u8) -> __m256i {
+        let packed = unsafe { _mm_loadu_si128(packed as *const __m128i) };
         let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
         _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
     }
 
     /// Products of unsigned `weights` and signed `activations`, four by four into eight lanes.
     #[target_feature(enable = "avx2")]
-    unsafe fn lane_sums(weights: __m256i, activations: __m256i) -> __m256 {
+    unsafe fn lane_sums(weights: __m256i, activations: __m256i) -> __m256i {
         let pairs = _mm256_maddubs_epi16(weights, activations);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+        _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+    }
+
+    /// `lanes + scale · sums`, multiplied then added as the portable loop does.
+    #[target_feature(enable = "avx2")]
+    unsafe fn accumulate(lanes: __m256, scale: f32, sums: __m256i) -> __m256 {
+        _mm256_add_ps(
+            _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums)),
+            lanes,
+        )
     }
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock]) -> f32 {
-        let mut lanes = _mm256_setzero_ps();
-        let mut offsets = 0f32;
-        for (block, activations) in weights.chunks_exact(20).zip(blocks) {
-            let (d, m) = (half_at(block, 0), half_at(block, 2));
-            let quants = unsafe { unpack_nibbles(&block[4..]) };
-            let values = unsafe { _mm256_loadu_si256(activations.qs.as_ptr() as *const __m256i) };
-            let sums = unsafe { lane_sums(quants, values) };
-            lanes = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_set1_ps(d * activations.d), sums),
-                lanes,
-            );
-            offsets += m * activations.scaled_sum;
+    unsafe fn load_values(activations: &ActivationBlock) -> __m256i {
+        unsafe { _mm256_loadu_si256(activations.qs.as_ptr() as *const __m256i) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn q4_1_rows<const ROWS: usize>(
+        weights: &[u8],
+        blocks: &[ActivationBlock],
+    ) -> [f32; ROWS] {
+        let row_bytes = blocks.len() * 20;
+        assert_eq!(weights.len(), ROWS * row_bytes);
+        let mut lanes = [_mm256_setzero_ps(); ROWS];
+        let mut offsets = [0f32; ROWS];
+        for (index, activations) in blocks.iter().enumerate() {
+            let values = unsafe { load_values(activations) };
+            for row in 0..ROWS {
+                let block = block_at(weights, row, ROWS, index, 20);
+                let (d, m) = (half_at(block), half_at(block.wrapping_add(2)));
+                let sums = unsafe { lane_sums(unpack_nibbles(block.add(4)), values) };
+                lanes[row] = unsafe { accumulate(lanes[row], d * activations.d, sums) };
+                offsets[row] += m * activations.scaled_sum;
+            }
         }
-        unsafe { horizontal_sum(lanes) + offsets }
+        std::array::from_fn(|row| unsafe { horizontal_sum(lanes[row]) } + offsets[row])
     }
 
     #[target_feature(enable = "avx2")]
-    pub unsafe fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock]) -> f32 {
+    unsafe fn q5_0_rows<const ROWS: usize>(
+        weights: &[u8],
+        blocks: &[ActivationBlock],
+    ) -> [f32; ROWS] {
+        let row_bytes = blocks.len() * 22;
+        assert_eq!(weights.len(), ROWS * row_bytes);
         // Byte i of the 32 picks byte i/8 of the fifth bits; OR-ing every bit but bit i%8 and
         // comparing with all-ones tells whether that bit is set.
         let spread = _mm256_set_epi64x(
@@ -326,36 +477,57 @@ mod avx2 {
             0,
         );
         let other_bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
-        let mut lanes = _mm256_setzero_ps();
-        for (block, activations) in weights.chunks_exact(22).zip(blocks) {
-            let d = half_at(block, 0);
-            let high_bits = i32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-            let set = _mm256_cmpeq_epi8(
-                _mm256_or_si256(
-                    _mm256_shuffle_epi8(_mm256_set1_epi32(high_bits), spread),
-                    other_bits,
-                ),
-                _mm256_set1_epi64x(-1),
-            );
-            // q − 16 as a signed byte: the nibble with 0xf0 over it where the fifth bit is clear.
-            let quants = _mm256_or_si256(
-                unsafe { unpack_nibbles(&block[6..]) },
-                _mm256_andnot_si256(set, _mm256_set1_epi8(0xf0u8 as i8)),
-            );
-            let values = unsafe { _mm256_loadu_si256(activations.qs.as_ptr() as *const __m256i) };
-            // maddubs wants its first operand unsigned: move the sign onto the activations.
-            let sums = unsafe {
-                lane_sums(
-                    _mm256_sign_epi8(quants, quants),
-                    _mm256_sign_epi8(values, quants),
-                )
-            };
-            lanes = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_set1_ps(d * activations.d), sums),
-                lanes,
-            );
+        let mut lanes = [_mm256_setzero_ps(); ROWS];
+        for (index, activations) in blocks.iter().enumerate() {
+            let values = unsafe { load_values(activations) };
+            // The weights are multiplied as q in 0..32 (unsigned, as maddubs wants them); each
+            // lane then gives back 16 times its activations, which leaves exactly Σ(q − 16)·x.
+            let sixteen_times = unsafe { lane_sums(_mm256_set1_epi8(16), values) };
+            for (row, lanes) in lanes.iter_mut().enumerate() {
+                let block = block_at(weights, row, ROWS, index, 22);
+                let high_bits = unsafe { (block.add(2) as *const i32).read_unaligned() };
+                let set = _mm256_cmpeq_epi8(
+                    _mm256_or_si256(
+                        _mm256_shuffle_epi8(_mm256_set1_epi32(high_bits), spread),
+                        other_bits,
+                    ),
+                    _mm256_set1_epi64x(-1),
+                );
+                let quants = _mm256_or_si256(
+                    unsafe { unpack_nibbles(block.add(6)) },
+                    _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
+                );
+                let sums = _mm256_sub_epi32(unsafe { lane_sums(quants, values) }, sixteen_times);
+                *lanes = unsafe { accumulate(*lanes, half_at(block) * activations.d, sums) };
+            }
         }
-        unsafe { horizontal_sum(lanes) }
+        lanes.map(|lanes| unsafe { horizontal_sum(lanes) })
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn q8_0_rows<const ROWS: usize>(
+        weights: &[u8],
+        blocks: &[ActivationBlock],
+    ) -> [f32; ROWS] {
+        let row_bytes = blocks.len() * 34;
+        assert_eq!(weights.len(), ROWS * row_bytes);
+        let mut lanes = [_mm256_setzero_ps(); ROWS];
+        for (index, activations) in blocks.iter().enumerate() {
+            let values = unsafe { load_values(activations) };
+            for (row, lanes) in lanes.iter_mut().enumerate() {
+                let block = block_at(weights, row, ROWS, index, 34);
+                let quants = unsafe { _mm256_loadu_si256(block.add(2) as *const __m256i) };
+                // maddubs wants its first operand unsigned: move the sign onto the activations.
+                let sums = unsafe {
+                    lane_sums(
+                        _mm256_sign_epi8(quants, quants),
+                        _mm256_sign_epi8(values, quants),
+                    )
+                };
+                *lanes = unsafe { accumulate(*lanes, half_at(block) * activations.d, sums) };
+            }
+        }
+        lanes.map(|lanes| unsafe { horizontal_sum(lanes) })
     }
 }
 
@@ -366,7 +538,7 @@ mod avx2 {
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{ActivationBlock, half_at, sum_lanes};
+    use super::{ActivationBlock, RowBlocks, half_at, sum_lanes};
 
     /// Sums of four neighbouring products of 16 weights (bytes, 0..32 or −16..16) and 16
     /// activations.
@@ -418,10 +590,10 @@ mod simd128 {
         unsafe { v128_load(bytes.as_ptr() as *const v128) }
     }
 
-    pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock]) -> f32 {
+    pub fn dot_q4_1(row: RowBlocks<'_>, blocks: &[ActivationBlock]) -> f32 {
         let mut lanes = [f32x4_splat(0.0); 2];
         let mut offsets = 0f32;
-        for (block, activations) in weights.chunks_exact(20).zip(blocks) {
+        for (block, activations) in row.zip(blocks) {
             let (d, m) = (half_at(block, 0), half_at(block, 2));
             let packed = load(&block[4..]);
             let (low, high) = (v128_and(packed, u8x16_splat(0x0f)), u8x16_shr(packed, 4));
@@ -439,10 +611,10 @@ mod simd128 {
         finish(lanes) + offsets
     }
 
-    pub fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock]) -> f32 {
+    pub fn dot_q5_0(row: RowBlocks<'_>, blocks: &[ActivationBlock]) -> f32 {
         let bit_of_byte = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
         let mut lanes = [f32x4_splat(0.0); 2];
-        for (block, activations) in weights.chunks_exact(22).zip(blocks) {
+        for (block, activations) in row.zip(blocks) {
             let d = half_at(block, 0);
             let packed = load(&block[6..]);
             let nibbles = [v128_and(packed, u8x16_splat(0x0f)), u8x16_shr(packed, 4)];
@@ -465,6 +637,24 @@ mod simd128 {
                 [
                     quad_sums(signed(0), values[0], true),
                     quad_sums(signed(1), values[1], true),
+                ],
+            );
+        }
+        finish(lanes)
+    }
+
+    pub fn dot_q8_0(row: RowBlocks<'_>, blocks: &[ActivationBlock]) -> f32 {
+        let mut lanes = [f32x4_splat(0.0); 2];
+        for (block, activations) in row.zip(blocks) {
+            let d = half_at(block, 0);
+            let quants = [load(&block[2..]), load(&block[18..])];
+            let values = [load(&activations.qs[..16]), load(&activations.qs[16..])];
+            accumulate(
+                &mut lanes,
+                d * activations.d,
+                [
+                    quad_sums(quants[0], values[0], true),
+                    quad_sums(quants[1], values[1], true),
                 ],
             );
         }
@@ -500,9 +690,9 @@ mod tests {
     /// (decoding) and several (a prompt).
     #[test]
     fn products_are_those_of_the_dequantised_weights() {
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
             for input_rows in [1, 5] {
-                let (weights, inputs) = matrices(dtype, 72, 256, input_rows);
+                let (weights, inputs) = matrices(dtype, 70, 256, input_rows);
                 let dequantised = weights.dequantize(&Device::Cpu).unwrap();
                 let exact = inputs.matmul(&dequantised.t().unwrap()).unwrap();
                 let magnitude = inputs
@@ -541,33 +731,41 @@ mod tests {
         }
     }
 
-    /// The AVX2 kernels and the portable ones (the browser's) give the same bits.
+    /// The AVX2 kernels and the portable ones (the browser's) give the same bits, for whole and
+    /// partial groups of rows.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn avx2_and_portable_agree_to_the_bit() {
         if !std::is_x86_feature_detected!("avx2") {
             return;
         }
-        for (dtype, kind) in [(GgmlDType::Q4_1, Kind::Q4_1), (GgmlDType::Q5_0, Kind::Q5_0)] {
-            let (weights, inputs) = matrices(dtype, 8, 512, 1);
-            let bytes = weights.data().unwrap().into_owned();
+        type Portable = fn(RowBlocks<'_>, &[ActivationBlock]) -> f32;
+        let kinds: [(GgmlDType, Portable); 3] = [
+            (GgmlDType::Q4_1, portable::dot_q4_1),
+            (GgmlDType::Q5_0, portable::dot_q5_0),
+            (GgmlDType::Q8_0, portable::dot_q8_0),
+        ];
+        for (dtype, portable) in kinds {
+            let rows = 7;
+            let (weights, inputs) = matrices(dtype, rows, 512, 1);
+            let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
             let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
             let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
-            for row in bytes.chunks_exact(512 / BLOCK * kind.block_bytes()) {
-                let (fast, portable) = match kind {
-                    Kind::Q4_1 => (
-                        unsafe { avx2::dot_q4_1(row, &blocks) },
-                        portable::dot_q4_1(row, &blocks),
-                    ),
-                    Kind::Q5_0 => (
-                        unsafe { avx2::dot_q5_0(row, &blocks) },
-                        portable::dot_q5_0(row, &blocks),
-                    ),
-                };
+            let block_bytes = matmul.kind.block_bytes();
+            let (first, rest) = matmul
+                .weights
+                .split_at(ROW_GROUP * 512 / BLOCK * block_bytes);
+            let mut fast = vec![0f32; rows];
+            let mut slow = vec![0f32; rows];
+            for (group, range) in [(first, 0..ROW_GROUP), (rest, ROW_GROUP..rows)] {
+                rows_function(matmul.kind)(group, &blocks, &mut fast[range.clone()]);
+                each_row(group, &blocks, &mut slow[range], block_bytes, portable);
+            }
+            for (fast, slow) in fast.iter().zip(&slow) {
                 assert_eq!(
                     fast.to_bits(),
-                    portable.to_bits(),
-                    "{kind:?}: {fast} against {portable}"
+                    slow.to_bits(),
+                    "{dtype:?}: {fast} against {slow}"
                 );
             }
         }

@@ -292,9 +292,14 @@ fn slow_quantisations_can_be_rewritten_as_q8_0_at_load() {
     let path = fetch(&catalog::smollm2_135m());
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let gguf = Gguf::read(&mut reader, "smollm2").unwrap();
-    let rewritten = engine::model::requantize(&gguf, &mut reader, GgmlDType::Q8_0)
-        .unwrap()
-        .unwrap();
+    let rewritten = engine::model::requantize(
+        &gguf,
+        &mut reader,
+        &engine::model::SLOWER_THAN_Q8_0_ON_CPU,
+        GgmlDType::Q8_0,
+    )
+    .unwrap()
+    .unwrap();
     let again = Gguf::read(&mut std::io::Cursor::new(&rewritten), "rewritten").unwrap();
     let kinds: Vec<String> = again
         .content
@@ -319,8 +324,13 @@ fn slow_quantisations_can_be_rewritten_as_q8_0_at_load() {
     assert!(letters(&completion.text) > 3, "{:?}", completion.text);
 
     let mut rewritten_reader = std::io::Cursor::new(&rewritten);
-    let nothing_left =
-        engine::model::requantize(&again, &mut rewritten_reader, GgmlDType::Q8_0).unwrap();
+    let nothing_left = engine::model::requantize(
+        &again,
+        &mut rewritten_reader,
+        &engine::model::SLOWER_THAN_Q8_0_ON_CPU,
+        GgmlDType::Q8_0,
+    )
+    .unwrap();
     assert!(
         nothing_left.is_none(),
         "a rewritten file has nothing slow left"
@@ -450,14 +460,19 @@ fn broken_gguf_files_give_clear_errors() {
 fn assert_forward_matches_reference(file: CachedFile) {
     use candle_transformers::models::{quantized_llama, quantized_qwen2};
 
-    // Weights in types both sides multiply with candle's kernels: what is compared is the
-    // forward pass (our Q4_1/Q5_0 kernels have tests of their own).
+    // Weights in a type that both sides multiply with candle's kernels (Q4_0), so that what is
+    // compared is the forward pass: our Q4_1/Q5_0/Q8_0 kernels have tests of their own.
     let path = fetch(&file);
     let mut original = BufReader::new(File::open(&path).unwrap());
     let gguf = Gguf::read(&mut original, &file.file_name).unwrap();
-    let bytes = engine::model::requantize(&gguf, &mut original, GgmlDType::Q8_0)
-        .unwrap()
-        .expect("the file has Q4_1 or Q5_0 weights");
+    let bytes = engine::model::requantize(
+        &gguf,
+        &mut original,
+        &[GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0],
+        GgmlDType::Q4_0,
+    )
+    .unwrap()
+    .expect("the file has Q4_1, Q5_0 or Q8_0 weights");
     let read = || {
         let mut reader = std::io::Cursor::new(bytes.as_slice());
         let gguf = Gguf::read(&mut reader, &file.file_name).unwrap();
