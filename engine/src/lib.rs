@@ -59,21 +59,6 @@ pub fn load_chat_model<R: Read + Seek>(
     device: &Device,
 ) -> Result<ChatModel> {
     let gguf = Gguf::read(reader, file)?;
-    if options.requantize && device.is_cpu() {
-        if let Some(rewritten) = model::requantize(
-            &gguf,
-            reader,
-            &model::SLOWER_THAN_Q8_0_ON_CPU,
-            GgmlDType::Q8_0,
-        )? {
-            let mut rewritten = std::io::Cursor::new(rewritten);
-            let options = LoadOptions {
-                requantize: false,
-                ..options.clone()
-            };
-            return load_chat_model(&mut rewritten, file, &options, device);
-        }
-    }
     let tokenizer = match &options.tokenizer_json {
         Some(json) => Tokenizer::from_json(json)?,
         None => Tokenizer::from_gguf(&gguf)?,
@@ -101,7 +86,7 @@ pub fn load_chat_model<R: Read + Seek>(
         .to_owned();
     let template = ChatTemplate::new(&source, &bos, &eos)?;
     let info = gguf.info();
-    let model = Model::load(gguf, reader, device)?;
+    let model = Model::load(gguf, reader, device, options.requantize)?;
     let prompter = Prompter::new(tokenizer, template, eos_id, model.context_length);
     Ok(ChatModel::new(info, model, prompter))
 }

@@ -15,6 +15,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{CpuStorage, D, DType, Device, Module, Result, Storage, Tensor, bail};
 
+use crate::model::SLOWER_THAN_Q8_0_ON_CPU;
 use crate::quant_matmul::QuantMatMul;
 
 /// The shape of a llama-family model, read from its GGUF metadata.
@@ -90,16 +91,20 @@ struct Layer {
 }
 
 impl Llama {
+    /// `requantize`: on the CPU, matrices in a type multiplied more slowly than Q8_0 are
+    /// rewritten as Q8_0, one at a time as they are read.
     pub fn new<R: Read + Seek>(
         config: Config,
         content: &Content,
         reader: &mut R,
         device: &Device,
+        requantize: bool,
     ) -> Result<Self> {
         let mut weights = Weights {
             content,
             reader,
             device,
+            requantize: requantize && device.is_cpu(),
         };
         let embeddings_table = weights.quantized("token_embd.weight")?;
         let embeddings = Embeddings::new(&embeddings_table)?;
@@ -108,6 +113,7 @@ impl Llama {
             Some(output) => output,
             None => embeddings_table,
         };
+        let output = weights.requantized(output)?;
         let mut layers = Vec::with_capacity(config.layers);
         for index in 0..config.layers {
             let name = |part: &str| format!("blk.{index}.{part}");
@@ -507,6 +513,7 @@ struct Weights<'a, R> {
     content: &'a Content,
     reader: &'a mut R,
     device: &'a Device,
+    requantize: bool,
 }
 
 impl<R: Read + Seek> Weights<'_, R> {
@@ -539,6 +546,24 @@ impl<R: Read + Seek> Weights<'_, R> {
         QTensor::new(storage, shape)
     }
 
+    /// A matrix as it will be multiplied: rewritten as Q8_0 when asked to and it pays.
+    fn matrix(&mut self, name: &str) -> Result<QTensor> {
+        let tensor = self.quantized(name)?;
+        self.requantized(tensor)
+    }
+
+    fn requantized(&self, tensor: QTensor) -> Result<QTensor> {
+        let columns = tensor.shape().dims().last().copied().unwrap_or(0);
+        if self.requantize
+            && SLOWER_THAN_Q8_0_ON_CPU.contains(&tensor.dtype())
+            && columns % GgmlDType::Q8_0.block_size() == 0
+        {
+            QTensor::quantize(&tensor.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)
+        } else {
+            Ok(tensor)
+        }
+    }
+
     fn matmul(&self, tensor: QTensor) -> Result<Linear> {
         if self.device.is_cpu() {
             if let Some(own) = QuantMatMul::new(&tensor)? {
@@ -551,7 +576,7 @@ impl<R: Read + Seek> Weights<'_, R> {
     }
 
     fn single(&mut self, name: &str) -> Result<Linear> {
-        let tensor = self.quantized(name)?;
+        let tensor = self.matrix(name)?;
         self.matmul(tensor)
     }
 
@@ -561,7 +586,7 @@ impl<R: Read + Seek> Weights<'_, R> {
         let mut weights = Vec::with_capacity(names.len());
         let mut biases = Vec::with_capacity(names.len());
         for name in names {
-            weights.push(self.quantized(&format!("{name}.weight"))?);
+            weights.push(self.matrix(&format!("{name}.weight"))?);
             biases.push(match self.optional(&format!("{name}.bias"))? {
                 Some(bias) => Some(bias.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?),
                 None => None,

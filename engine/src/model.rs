@@ -28,7 +28,25 @@ pub struct Model {
 
 impl Model {
     /// Loads the weights described by `gguf` (whose header was read from `reader`).
-    pub fn load<R: Read + Seek>(gguf: Gguf, reader: &mut R, device: &Device) -> Result<Self> {
+    /// `requantize`: on the CPU, weights in a type multiplied more slowly than Q8_0
+    /// ([`SLOWER_THAN_Q8_0_ON_CPU`]) become Q8_0.
+    pub fn load<R: Read + Seek>(
+        gguf: Gguf,
+        reader: &mut R,
+        device: &Device,
+        requantize: bool,
+    ) -> Result<Self> {
+        let requantize = requantize && device.is_cpu();
+        if requantize && !matches!(gguf.architecture, Architecture::Llama | Architecture::Qwen2) {
+            // candle-transformers reads the weights from a GGUF stream: give it a rewritten one.
+            if let Some(rewritten) =
+                requantize_file(&gguf, reader, &SLOWER_THAN_Q8_0_ON_CPU, GgmlDType::Q8_0)?
+            {
+                let mut rewritten = std::io::Cursor::new(rewritten);
+                let gguf = Gguf::read(&mut rewritten, &gguf.file)?;
+                return Self::load(gguf, &mut rewritten, device, false);
+            }
+        }
         let context_length = gguf.context_length();
         let Gguf {
             file,
@@ -43,7 +61,9 @@ impl Model {
         let weights = match architecture {
             Architecture::Llama | Architecture::Qwen2 => {
                 let config = Config::from_gguf(&content, &architecture_name).map_err(failed)?;
-                Weights::Llama(Llama::new(config, &content, reader, device).map_err(failed)?)
+                Weights::Llama(
+                    Llama::new(config, &content, reader, device, requantize).map_err(failed)?,
+                )
             }
             Architecture::Gemma => Weights::Gemma(
                 quantized_gemma3::ModelWeights::from_gguf(content, reader, device)
@@ -88,7 +108,7 @@ pub const SLOWER_THAN_Q8_0_ON_CPU: [GgmlDType; 3] =
 /// Rewrites `gguf`'s tensors of the types in `from` as `target`, returning a new GGUF file in
 /// memory (`None` when there is nothing to rewrite). Q8_0 keeps the original precision (each
 /// value gets 8 bits where it had 4–5) at about 1.7× the memory of those tensors.
-pub fn requantize<R: Read + Seek>(
+pub fn requantize_file<R: Read + Seek>(
     gguf: &Gguf,
     reader: &mut R,
     from: &[GgmlDType],

@@ -292,7 +292,7 @@ fn slow_quantisations_can_be_rewritten_as_q8_0_at_load() {
     let path = fetch(&catalog::smollm2_135m());
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let gguf = Gguf::read(&mut reader, "smollm2").unwrap();
-    let rewritten = engine::model::requantize(
+    let rewritten = engine::model::requantize_file(
         &gguf,
         &mut reader,
         &engine::model::SLOWER_THAN_Q8_0_ON_CPU,
@@ -324,7 +324,7 @@ fn slow_quantisations_can_be_rewritten_as_q8_0_at_load() {
     assert!(letters(&completion.text) > 3, "{:?}", completion.text);
 
     let mut rewritten_reader = std::io::Cursor::new(&rewritten);
-    let nothing_left = engine::model::requantize(
+    let nothing_left = engine::model::requantize_file(
         &again,
         &mut rewritten_reader,
         &engine::model::SLOWER_THAN_Q8_0_ON_CPU,
@@ -465,7 +465,7 @@ fn assert_forward_matches_reference(file: CachedFile) {
     let path = fetch(&file);
     let mut original = BufReader::new(File::open(&path).unwrap());
     let gguf = Gguf::read(&mut original, &file.file_name).unwrap();
-    let bytes = engine::model::requantize(
+    let bytes = engine::model::requantize_file(
         &gguf,
         &mut original,
         &[GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0],
@@ -479,7 +479,7 @@ fn assert_forward_matches_reference(file: CachedFile) {
         (gguf, reader)
     };
     let (gguf, mut reader) = read();
-    let mut ours = engine::Model::load(gguf, &mut reader, &Device::Cpu).unwrap();
+    let mut ours = engine::Model::load(gguf, &mut reader, &Device::Cpu, false).unwrap();
     let (gguf, mut reader) = read();
     let qwen = gguf.architecture == engine::Architecture::Qwen2;
     type Forward =
