@@ -107,18 +107,36 @@ impl QuantMatMul {
         let mut result = vec![0f32; input_rows * self.rows];
         let output = SharedOutput::new(&mut result);
         let dot = rows_function(self.kind);
+        let pair_dot = pair_function(self.kind);
         let groups = self.rows.div_ceil(ROW_GROUP);
         candle_core::utils::barrier_pool().execute_chunked(groups, |groups| {
-            let mut sums = [0f32; ROW_GROUP];
+            let mut sums = [[0f32; ROW_GROUP]; 2];
             for group in groups {
                 let rows = group * ROW_GROUP..((group + 1) * ROW_GROUP).min(self.rows);
-                let sums = &mut sums[..rows.len()];
                 let weights = &self.weights[rows.start * row_bytes..rows.end * row_bytes];
-                // A group's weights stay in the cache while every input row meets them.
-                for (input, blocks) in activations.chunks_exact(blocks_per_row).enumerate() {
-                    dot(weights, blocks, sums);
-                    // SAFETY: each group of rows is written by exactly one task.
-                    unsafe { output.write_row(input * self.rows + rows.start, sums) };
+                let [first_sums, second_sums] = &mut sums;
+                let (first_sums, second_sums) = (
+                    &mut first_sums[..rows.len()],
+                    &mut second_sums[..rows.len()],
+                );
+                // A group's weights stay in the cache while every input row meets them; a
+                // prompt's rows meet them two at a time where a kernel does pairs.
+                let mut inputs = activations.chunks_exact(blocks_per_row).enumerate();
+                while let Some((input, blocks)) = inputs.next() {
+                    // SAFETY (writes): each group of rows is written by exactly one task.
+                    if let Some(pair_dot) = pair_dot {
+                        if let Some((_, second)) = inputs.clone().next() {
+                            inputs.next();
+                            pair_dot(weights, [blocks, second], first_sums, second_sums);
+                            unsafe {
+                                output.write_row(input * self.rows + rows.start, first_sums);
+                                output.write_row((input + 1) * self.rows + rows.start, second_sums);
+                            }
+                            continue;
+                        }
+                    }
+                    dot(weights, blocks, first_sums);
+                    unsafe { output.write_row(input * self.rows + rows.start, first_sums) };
                 }
             }
         });
@@ -246,6 +264,23 @@ fn rows_function(kind: Kind) -> RowsDot {
             |weights, blocks, sums| each_row(weights, blocks, sums, 34, portable::dot_q8_0)
         }
     }
+}
+
+/// Like [`RowsDot`] for two input rows at once (the first sums, then the second).
+type PairDot = fn(&[u8], [&[ActivationBlock]; 2], &mut [f32], &mut [f32]);
+
+/// Where a kernel takes two input rows per pass over the weights: Q8_0 with AVX2, the server's
+/// usual type, whose prompts are otherwise bound by the loads of weights and activations.
+fn pair_function(kind: Kind) -> Option<PairDot> {
+    #[cfg(target_arch = "x86_64")]
+    if kind == Kind::Q8_0 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above).
+        return Some(|weights, inputs, first, second| unsafe {
+            avx2::dot_q8_0_pair(weights, inputs, first, second)
+        });
+    }
+    let _ = kind;
+    None
 }
 
 /// A group of rows through a one-row kernel.
@@ -386,6 +421,30 @@ mod avx2 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
         unsafe { group!(q8_0_rows, weights, blocks, sums) }
+    }
+
+    /// Two input rows against the group: the same sums, in the same order, as two calls to
+    /// [`dot_q8_0`], with each weight block loaded once.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_q8_0_pair(
+        weights: &[u8],
+        inputs: [&[ActivationBlock]; 2],
+        first: &mut [f32],
+        second: &mut [f32],
+    ) {
+        macro_rules! pair {
+            ($rows:literal) => {{
+                let [a, b] = unsafe { q8_0_pair_rows::<$rows>(weights, inputs) };
+                first.copy_from_slice(&a);
+                second.copy_from_slice(&b);
+            }};
+        }
+        match first.len() {
+            4 => pair!(4),
+            3 => pair!(3),
+            2 => pair!(2),
+            _ => pair!(1),
+        }
     }
 
     #[target_feature(enable = "avx2")]
@@ -532,6 +591,34 @@ mod avx2 {
             }
         }
         lanes.map(|lanes| unsafe { horizontal_sum(lanes) })
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn q8_0_pair_rows<const ROWS: usize>(
+        weights: &[u8],
+        inputs: [&[ActivationBlock]; 2],
+    ) -> [[f32; ROWS]; 2] {
+        let blocks = inputs[0].len();
+        assert_eq!(inputs[1].len(), blocks);
+        assert_eq!(weights.len(), ROWS * blocks * 34);
+        let mut lanes = [[_mm256_setzero_ps(); ROWS]; 2];
+        for index in 0..blocks {
+            let activations = [&inputs[0][index], &inputs[1][index]];
+            let values = activations.map(|activations| unsafe { load_values(activations) });
+            for row in 0..ROWS {
+                let block = block_at(weights, row, ROWS, index, 34);
+                let quants = unsafe { _mm256_loadu_si256(block.add(2) as *const __m256i) };
+                let magnitudes = _mm256_sign_epi8(quants, quants);
+                let d = half_at(block);
+                for input in 0..2 {
+                    let sums =
+                        unsafe { lane_sums(magnitudes, _mm256_sign_epi8(values[input], quants)) };
+                    lanes[input][row] =
+                        unsafe { accumulate(lanes[input][row], d * activations[input].d, sums) };
+                }
+            }
+        }
+        lanes.map(|lanes| lanes.map(|lanes| unsafe { horizontal_sum(lanes) }))
     }
 }
 
@@ -772,6 +859,29 @@ mod tests {
                         "{dtype:?}: candle {by_candle}, exactly {want}"
                     );
                 }
+            }
+        }
+    }
+
+    /// A prompt's rows (several at once, in pairs where a kernel does pairs) get the very bits
+    /// each row gets alone, as when decoding.
+    #[test]
+    fn rows_of_a_prompt_get_the_bits_of_one_row_alone() {
+        for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+            let (weights, inputs) = matrices(dtype, 7, 256, 5);
+            let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+            let together = matmul.forward(&inputs).unwrap();
+            for row in 0..5 {
+                let alone = matmul.forward(&inputs.narrow(0, row, 1).unwrap()).unwrap();
+                let bits = |tensor: &Tensor| -> Vec<u32> {
+                    let values: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
+                    values.into_iter().map(f32::to_bits).collect()
+                };
+                assert_eq!(
+                    bits(&together.narrow(0, row, 1).unwrap()),
+                    bits(&alone),
+                    "{dtype:?}, row {row}"
+                );
             }
         }
     }
