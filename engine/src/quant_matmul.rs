@@ -166,6 +166,11 @@ fn interleave(weights: &[u8], rows: usize, row_bytes: usize, block_bytes: usize)
     grouped
 }
 
+/// Where block `index` of row `row` starts in an interleaved group of `rows` rows.
+fn block_start(row: usize, rows: usize, index: usize, block_bytes: usize) -> usize {
+    (index * rows + row) * block_bytes
+}
+
 /// The blocks of row `row` of an interleaved group of `rows` rows.
 fn row_blocks(group: &[u8], row: usize, rows: usize, block_bytes: usize) -> RowBlocks<'_> {
     group.chunks_exact(block_bytes).skip(row).step_by(rows)
@@ -388,14 +393,27 @@ mod portable {
     }
 }
 
-/// Calls `$rows::<N>` for the N rows that `$sums` asks for.
+/// Evaluates `$rows`, a call generic over the number of rows `N`, for the N rows that `$sums`
+/// asks for, into `$sums`.
 macro_rules! group {
-    ($rows:ident, $weights:expr, $blocks:expr, $sums:expr) => {
+    ($sums:expr, $rows:expr) => {
         match $sums.len() {
-            4 => $sums.copy_from_slice(&$rows::<4>($weights, $blocks)),
-            3 => $sums.copy_from_slice(&$rows::<3>($weights, $blocks)),
-            2 => $sums.copy_from_slice(&$rows::<2>($weights, $blocks)),
-            _ => $sums.copy_from_slice(&$rows::<1>($weights, $blocks)),
+            4 => {
+                const N: usize = 4;
+                $sums.copy_from_slice(&$rows)
+            }
+            3 => {
+                const N: usize = 3;
+                $sums.copy_from_slice(&$rows)
+            }
+            2 => {
+                const N: usize = 2;
+                $sums.copy_from_slice(&$rows)
+            }
+            _ => {
+                const N: usize = 1;
+                $sums.copy_from_slice(&$rows)
+            }
         }
     };
 }
@@ -406,21 +424,21 @@ macro_rules! group {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{ActivationBlock, f16_to_f32};
+    use super::{ActivationBlock, block_start, f16_to_f32};
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-        unsafe { group!(q4_1_rows, weights, blocks, sums) }
+        unsafe { group!(sums, rows::<Q4_1, N>(weights, blocks)) }
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-        unsafe { group!(q5_0_rows, weights, blocks, sums) }
+        unsafe { group!(sums, rows::<Q5_0, N>(weights, blocks)) }
     }
 
     #[target_feature(enable = "avx2")]
     pub unsafe fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-        unsafe { group!(q8_0_rows, weights, blocks, sums) }
+        unsafe { group!(sums, rows::<Q8_0, N>(weights, blocks)) }
     }
 
     /// Two input rows against the group: the same sums, in the same order, as two calls to
@@ -459,20 +477,6 @@ mod avx2 {
         f16_to_f32(unsafe { (at as *const u16).read_unaligned() })
     }
 
-    /// Block `index` of row `row` in an interleaved group of `rows` rows.
-    fn block_at(
-        weights: &[u8],
-        row: usize,
-        rows: usize,
-        index: usize,
-        block_bytes: usize,
-    ) -> *const u8 {
-        debug_assert!((index * rows + row + 1) * block_bytes <= weights.len());
-        weights
-            .as_ptr()
-            .wrapping_add((index * rows + row) * block_bytes)
-    }
-
     /// 16 bytes of nibbles → 32 bytes: the low nibbles, then the high ones.
     #[target_feature(enable = "avx2")]
     unsafe fn unpack_nibbles(packed: *const u8) -> __m256i {
@@ -502,95 +506,118 @@ mod avx2 {
         unsafe { _mm256_loadu_si256(activations.qs.as_ptr() as *const __m256i) }
     }
 
+    /// What one quantisation's kernel does with a block; [`rows`] runs the loop all share.
+    trait Block {
+        const BYTES: usize;
+        /// Q4_1's minimum: `m · d·Σx` per block, summed apart from the lanes.
+        const OFFSET: bool = false;
+        /// Worked out once per activation block for every row.
+        type Shared: Copy;
+        unsafe fn shared(values: __m256i) -> Self::Shared;
+        /// The block's products with the activations, four by four into eight integer lanes.
+        unsafe fn lane_sums(block: *const u8, values: __m256i, shared: Self::Shared) -> __m256i;
+    }
+
+    struct Q4_1;
+    struct Q5_0;
+    struct Q8_0;
+
+    impl Block for Q4_1 {
+        const BYTES: usize = 20;
+        const OFFSET: bool = true;
+        type Shared = ();
+        unsafe fn shared(_: __m256i) {}
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn lane_sums(block: *const u8, values: __m256i, _: ()) -> __m256i {
+            unsafe { lane_sums(unpack_nibbles(block.add(4)), values) }
+        }
+    }
+
+    impl Block for Q5_0 {
+        const BYTES: usize = 22;
+        /// The weights are multiplied as q in 0..32 (unsigned, as maddubs wants them); each
+        /// lane then gives back 16 times its activations, which leaves exactly Σ(q − 16)·x.
+        type Shared = __m256i;
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn shared(values: __m256i) -> __m256i {
+            unsafe { lane_sums(_mm256_set1_epi8(16), values) }
+        }
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn lane_sums(block: *const u8, values: __m256i, sixteen_times: __m256i) -> __m256i {
+            // Byte i of the 32 picks byte i/8 of the fifth bits; OR-ing every bit but bit i%8
+            // and comparing with all-ones tells whether that bit is set.
+            let spread = _mm256_set_epi64x(
+                0x0303030303030303,
+                0x0202020202020202,
+                0x0101010101010101,
+                0,
+            );
+            let other_bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+            let high_bits = unsafe { (block.add(2) as *const i32).read_unaligned() };
+            let set = _mm256_cmpeq_epi8(
+                _mm256_or_si256(
+                    _mm256_shuffle_epi8(_mm256_set1_epi32(high_bits), spread),
+                    other_bits,
+                ),
+                _mm256_set1_epi64x(-1),
+            );
+            let quants = _mm256_or_si256(
+                unsafe { unpack_nibbles(block.add(6)) },
+                _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
+            );
+            _mm256_sub_epi32(unsafe { lane_sums(quants, values) }, sixteen_times)
+        }
+    }
+
+    impl Block for Q8_0 {
+        const BYTES: usize = 34;
+        type Shared = ();
+        unsafe fn shared(_: __m256i) {}
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn lane_sums(block: *const u8, values: __m256i, _: ()) -> __m256i {
+            let quants = unsafe { _mm256_loadu_si256(block.add(2) as *const __m256i) };
+            // maddubs wants its first operand unsigned: move the sign onto the activations.
+            unsafe {
+                lane_sums(
+                    _mm256_sign_epi8(quants, quants),
+                    _mm256_sign_epi8(values, quants),
+                )
+            }
+        }
+    }
+
     #[target_feature(enable = "avx2")]
-    unsafe fn q4_1_rows<const ROWS: usize>(
+    unsafe fn rows<B: Block, const ROWS: usize>(
         weights: &[u8],
         blocks: &[ActivationBlock],
     ) -> [f32; ROWS] {
-        let row_bytes = blocks.len() * 20;
-        assert_eq!(weights.len(), ROWS * row_bytes);
+        assert_eq!(weights.len(), ROWS * blocks.len() * B::BYTES);
         let mut lanes = [_mm256_setzero_ps(); ROWS];
         let mut offsets = [0f32; ROWS];
         for (index, activations) in blocks.iter().enumerate() {
             let values = unsafe { load_values(activations) };
+            let shared = unsafe { B::shared(values) };
             for row in 0..ROWS {
-                let block = block_at(weights, row, ROWS, index, 20);
-                let (d, m) = (half_at(block), half_at(block.wrapping_add(2)));
-                let sums = unsafe { lane_sums(unpack_nibbles(block.add(4)), values) };
-                lanes[row] = unsafe { accumulate(lanes[row], d * activations.d, sums) };
-                offsets[row] += m * activations.scaled_sum;
+                // In bounds: the length is asserted above.
+                let block = weights
+                    .as_ptr()
+                    .wrapping_add(block_start(row, ROWS, index, B::BYTES));
+                let sums = unsafe { B::lane_sums(block, values, shared) };
+                lanes[row] =
+                    unsafe { accumulate(lanes[row], half_at(block) * activations.d, sums) };
+                if B::OFFSET {
+                    offsets[row] += half_at(block.wrapping_add(2)) * activations.scaled_sum;
+                }
             }
         }
-        std::array::from_fn(|row| unsafe { horizontal_sum(lanes[row]) } + offsets[row])
-    }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn q5_0_rows<const ROWS: usize>(
-        weights: &[u8],
-        blocks: &[ActivationBlock],
-    ) -> [f32; ROWS] {
-        let row_bytes = blocks.len() * 22;
-        assert_eq!(weights.len(), ROWS * row_bytes);
-        // Byte i of the 32 picks byte i/8 of the fifth bits; OR-ing every bit but bit i%8 and
-        // comparing with all-ones tells whether that bit is set.
-        let spread = _mm256_set_epi64x(
-            0x0303030303030303,
-            0x0202020202020202,
-            0x0101010101010101,
-            0,
-        );
-        let other_bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
-        let mut lanes = [_mm256_setzero_ps(); ROWS];
-        for (index, activations) in blocks.iter().enumerate() {
-            let values = unsafe { load_values(activations) };
-            // The weights are multiplied as q in 0..32 (unsigned, as maddubs wants them); each
-            // lane then gives back 16 times its activations, which leaves exactly Σ(q − 16)·x.
-            let sixteen_times = unsafe { lane_sums(_mm256_set1_epi8(16), values) };
-            for (row, lanes) in lanes.iter_mut().enumerate() {
-                let block = block_at(weights, row, ROWS, index, 22);
-                let high_bits = unsafe { (block.add(2) as *const i32).read_unaligned() };
-                let set = _mm256_cmpeq_epi8(
-                    _mm256_or_si256(
-                        _mm256_shuffle_epi8(_mm256_set1_epi32(high_bits), spread),
-                        other_bits,
-                    ),
-                    _mm256_set1_epi64x(-1),
-                );
-                let quants = _mm256_or_si256(
-                    unsafe { unpack_nibbles(block.add(6)) },
-                    _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
-                );
-                let sums = _mm256_sub_epi32(unsafe { lane_sums(quants, values) }, sixteen_times);
-                *lanes = unsafe { accumulate(*lanes, half_at(block) * activations.d, sums) };
-            }
-        }
-        lanes.map(|lanes| unsafe { horizontal_sum(lanes) })
-    }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn q8_0_rows<const ROWS: usize>(
-        weights: &[u8],
-        blocks: &[ActivationBlock],
-    ) -> [f32; ROWS] {
-        let row_bytes = blocks.len() * 34;
-        assert_eq!(weights.len(), ROWS * row_bytes);
-        let mut lanes = [_mm256_setzero_ps(); ROWS];
-        for (index, activations) in blocks.iter().enumerate() {
-            let values = unsafe { load_values(activations) };
-            for (row, lanes) in lanes.iter_mut().enumerate() {
-                let block = block_at(weights, row, ROWS, index, 34);
-                let quants = unsafe { _mm256_loadu_si256(block.add(2) as *const __m256i) };
-                // maddubs wants its first operand unsigned: move the sign onto the activations.
-                let sums = unsafe {
-                    lane_sums(
-                        _mm256_sign_epi8(quants, quants),
-                        _mm256_sign_epi8(values, quants),
-                    )
-                };
-                *lanes = unsafe { accumulate(*lanes, half_at(block) * activations.d, sums) };
-            }
-        }
-        lanes.map(|lanes| unsafe { horizontal_sum(lanes) })
+        std::array::from_fn(|row| {
+            let sum = unsafe { horizontal_sum(lanes[row]) };
+            if B::OFFSET { sum + offsets[row] } else { sum }
+        })
     }
 
     #[target_feature(enable = "avx2")]
@@ -606,7 +633,10 @@ mod avx2 {
             let activations = [&inputs[0][index], &inputs[1][index]];
             let values = activations.map(|activations| unsafe { load_values(activations) });
             for row in 0..ROWS {
-                let block = block_at(weights, row, ROWS, index, 34);
+                // In bounds: the length is asserted above.
+                let block = weights
+                    .as_ptr()
+                    .wrapping_add(block_start(row, ROWS, index, 34));
                 let quants = unsafe { _mm256_loadu_si256(block.add(2) as *const __m256i) };
                 let magnitudes = _mm256_sign_epi8(quants, quants);
                 let d = half_at(block);
@@ -630,18 +660,18 @@ mod avx2 {
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{ActivationBlock, half_at, sum_lanes};
+    use super::{ActivationBlock, block_start, half_at, sum_lanes};
 
     pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-        group!(q4_1_rows, weights, blocks, sums)
+        group!(sums, q4_1_rows::<N>(weights, blocks))
     }
 
     pub fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-        group!(q5_0_rows, weights, blocks, sums)
+        group!(sums, q5_0_rows::<N>(weights, blocks))
     }
 
     pub fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-        group!(q8_0_rows, weights, blocks, sums)
+        group!(sums, q8_0_rows::<N>(weights, blocks))
     }
 
     /// 16 bytes (weights or activations) from the start of `bytes`.
@@ -704,7 +734,6 @@ mod simd128 {
         }))
     }
 
-    /// Block `index` of row `row` in an interleaved group of `rows` rows.
     fn block_at(
         weights: &[u8],
         row: usize,
@@ -712,7 +741,7 @@ mod simd128 {
         index: usize,
         block_bytes: usize,
     ) -> &[u8] {
-        let start = (index * rows + row) * block_bytes;
+        let start = block_start(row, rows, index, block_bytes);
         &weights[start..start + block_bytes]
     }
 
