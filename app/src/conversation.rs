@@ -2,8 +2,13 @@
 //! `/v1/chat/completions`, and how the server's stream and errors are read.
 
 use serde::{Deserialize, Serialize};
+use wire::feedback::{AnswerBackend, AnswerReport, Provenance, Rating, WireMessage};
+use wire::generation::{GenerateParams, SamplingParams};
+use wire::limits;
+use wire::openai::{ChatCompletionRequest, ErrorBody, StreamData};
+use wire::worker::{WorkerEvent, WorkerRequest};
+use wire::{ChatMessage, Role};
 
-use crate::feedback::{AnswerBackend, AnswerReport, Provenance, Rating};
 use crate::space::ChatDefaults;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,17 +118,9 @@ impl From<&ChatDefaults> for Settings {
 impl Settings {
     /// Brings values typed by hand back into what the server accepts.
     pub fn clamped(mut self) -> Self {
-        self.temperature = if self.temperature.is_finite() {
-            self.temperature.clamp(0.0, 2.0)
-        } else {
-            0.7
-        };
-        self.top_p = if self.top_p.is_finite() {
-            self.top_p.clamp(0.01, 1.0)
-        } else {
-            1.0
-        };
-        self.max_tokens = self.max_tokens.clamp(1, 4096);
+        self.temperature = limits::TEMPERATURE.clamp(self.temperature);
+        self.top_p = limits::TOP_P.clamp(self.top_p);
+        self.max_tokens = limits::MAX_TOKENS.clamp(self.max_tokens);
         self
     }
 }
@@ -150,62 +147,64 @@ pub fn message_content(turn: &SavedTurn) -> String {
 }
 
 /// The conversation in OpenAI's wire form, the settings' system prompt first.
-fn messages(turns: &[SavedTurn], settings: &Settings) -> Vec<serde_json::Value> {
-    let mut messages = Vec::new();
-    if !settings.system_prompt.trim().is_empty() {
-        messages.push(serde_json::json!({"role": "system", "content": settings.system_prompt}));
-    }
-    messages.extend(turns.iter().map(|turn| {
+fn messages(turns: &[SavedTurn], settings: &Settings) -> Vec<ChatMessage> {
+    let system = (!settings.system_prompt.trim().is_empty())
+        .then(|| ChatMessage::new(Role::System, settings.system_prompt.clone()));
+    let turns = turns.iter().map(|turn| {
         let role = match turn.speaker {
-            Speaker::Visitor => "user",
-            Speaker::Model => "assistant",
+            Speaker::Visitor => Role::User,
+            Speaker::Model => Role::Assistant,
         };
-        serde_json::json!({"role": role, "content": message_content(turn)})
-    }));
-    messages
+        ChatMessage::new(role, message_content(turn))
+    });
+    system.into_iter().chain(turns).collect()
 }
 
-/// The body for the server's `/v1/chat/completions`; `model` picks `[compare]`'s base model
-/// (`"compare"`) instead of the Space's. The seed makes the answer reproducible (permalinks).
+/// The request for the server's `/v1/chat/completions`; `model` picks `[compare]`'s base
+/// model (`"compare"`) instead of the Space's. The seed makes the answer reproducible
+/// (permalinks).
 pub fn request_body(
     turns: &[SavedTurn],
     settings: &Settings,
     seed: u64,
     model: Option<&str>,
-) -> String {
-    let mut body = serde_json::json!({
-        "messages": messages(turns, settings), "stream": true,
-        "temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens, "seed": seed,
-    });
-    if let Some(model) = model {
-        body["model"] = model.into();
+) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: model.map(str::to_owned),
+        messages: messages(turns, settings),
+        temperature: Some(settings.temperature),
+        top_p: Some(settings.top_p),
+        max_tokens: Some(settings.max_tokens.into()),
+        seed: Some(seed),
+        stream: true,
+        ..ChatCompletionRequest::default()
     }
-    body.to_string()
 }
 
-/// The same request for the browser worker (the `worker` crate's `WorkerRequest::Generate`):
-/// unset sampling fields take the engine's defaults, as the server's do.
-pub fn worker_request(turns: &[SavedTurn], settings: &Settings, seed: u64) -> String {
-    serde_json::json!({
-        "type": "generate",
-        "messages": messages(turns, settings),
-        "params": {"sampling": {"temperature": settings.temperature, "top_p": settings.top_p, "seed": seed}, "max_tokens": settings.max_tokens},
-    })
-    .to_string()
+/// The same request for the browser worker: the sampling settings the server's API does not
+/// take are the engine's defaults, as the server's are.
+pub fn worker_request(turns: &[SavedTurn], settings: &Settings, seed: u64) -> WorkerRequest {
+    WorkerRequest::Generate {
+        messages: messages(turns, settings),
+        params: GenerateParams {
+            sampling: SamplingParams {
+                temperature: settings.temperature,
+                top_p: settings.top_p,
+                seed,
+                ..SamplingParams::default()
+            },
+            max_tokens: settings.max_tokens as usize,
+            ..GenerateParams::default()
+        },
+    }
 }
 
 /// The conversation up to and including the visitor's last question, as the model read it
 /// (system prompt first), for feedback and permalinks.
-pub fn wire_messages(
-    turns: &[SavedTurn],
-    settings: &Settings,
-) -> Vec<crate::feedback::WireMessage> {
+pub fn wire_messages(turns: &[SavedTurn], settings: &Settings) -> Vec<WireMessage> {
     messages(turns, settings)
-        .into_iter()
-        .map(|message| crate::feedback::WireMessage {
-            role: message["role"].as_str().unwrap_or_default().to_owned(),
-            content: message["content"].as_str().unwrap_or_default().to_owned(),
-        })
+        .iter()
+        .map(WireMessage::from)
         .collect()
 }
 
@@ -267,43 +266,29 @@ pub enum WorkerMessage {
 pub const BROWSER_DEVICE: &str = "wasm";
 
 pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
-    let message: serde_json::Value =
+    let event: WorkerEvent =
         serde_json::from_str(json).map_err(|error| ChatError::other(error.to_string()))?;
-    let number = |key: &str| message[key].as_u64().unwrap_or(0);
-    Ok(match message["type"].as_str().unwrap_or_default() {
-        "started" => WorkerMessage::Started,
-        "progress" => WorkerMessage::Progress {
-            done: number("done"),
-            total: number("total"),
-            from_cache: message["from_cache"].as_bool().unwrap_or(false),
+    Ok(match event {
+        WorkerEvent::Started => WorkerMessage::Started,
+        WorkerEvent::Progress {
+            done,
+            total,
+            from_cache,
+        } => WorkerMessage::Progress {
+            done,
+            total,
+            from_cache,
         },
-        "ready" => WorkerMessage::Ready,
-        "delta" => WorkerMessage::Event(StreamEvent::Text(
-            message["text"].as_str().unwrap_or_default().to_owned(),
-        )),
-        "done" => {
-            let completion = &message["completion"];
+        WorkerEvent::Ready { .. } => WorkerMessage::Ready,
+        WorkerEvent::Delta { text } => WorkerMessage::Event(StreamEvent::Text(text)),
+        WorkerEvent::Done { completion } => {
             WorkerMessage::Event(StreamEvent::Finished(AnswerStats {
-                tokens: completion["usage"]["completion_tokens"]
-                    .as_u64()
-                    .unwrap_or(0),
-                tokens_per_second: completion["timings"]["decode_tokens_per_second"]
-                    .as_f64()
-                    .unwrap_or(0.0),
+                tokens: completion.usage.completion_tokens as u64,
+                tokens_per_second: completion.timings.decode_tokens_per_second,
                 device: BROWSER_DEVICE.to_owned(),
             }))
         }
-        "failed" => WorkerMessage::Failed(
-            message["message"]
-                .as_str()
-                .unwrap_or("the browser model failed")
-                .to_owned(),
-        ),
-        other => {
-            return Err(ChatError::other(format!(
-                "unknown worker message {other:?}"
-            )));
-        }
+        WorkerEvent::Failed { message } => WorkerMessage::Failed(message),
     })
 }
 
@@ -322,36 +307,32 @@ pub enum StreamEvent {
 
 /// Reads one `data:` payload; `Err` carries an error the server sent mid-stream.
 pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
-    let chunk: serde_json::Value =
-        serde_json::from_str(data).map_err(|error| ChatError::other(error.to_string()))?;
-    if let Some(message) = chunk["error"]["message"].as_str() {
-        return Err(ChatError::from_kind(
-            chunk["error"]["type"].as_str(),
-            message,
-        ));
-    }
-    if let Some(position) = chunk["queue"]["position"].as_u64() {
+    let chunk = match serde_json::from_str::<StreamData>(data) {
+        Ok(StreamData::Chunk(chunk)) => chunk,
+        Ok(StreamData::Error(body)) => {
+            return Err(ChatError::from_kind(&body.error.kind, &body.error.message));
+        }
+        Err(error) => return Err(ChatError::other(error.to_string())),
+    };
+    if let Some(queue) = chunk.queue {
         return Ok(StreamEvent::Queued {
-            position,
-            estimated_wait_seconds: chunk["queue"]["estimated_wait_seconds"].as_f64(),
+            position: queue.position,
+            estimated_wait_seconds: queue.estimated_wait_seconds,
         });
     }
-    if let Some(text) = chunk["choices"][0]["delta"]["content"]
-        .as_str()
-        .filter(|text| !text.is_empty())
-    {
+    if let Some(text) = chunk.text() {
         return Ok(StreamEvent::Text(text.to_owned()));
     }
-    if let Some(tokens) = chunk["usage"]["completion_tokens"].as_u64() {
+    if let Some(usage) = chunk.usage {
+        let timings = chunk.timings.unwrap_or_default();
         return Ok(StreamEvent::Finished(AnswerStats {
-            tokens,
-            tokens_per_second: chunk["timings"]["decode_tokens_per_second"]
-                .as_f64()
-                .unwrap_or(0.0),
-            device: chunk["timings"]["device"]
-                .as_str()
-                .unwrap_or("cpu")
-                .to_owned(),
+            tokens: usage.completion_tokens as u64,
+            tokens_per_second: timings.decode_tokens_per_second,
+            device: if timings.device.is_empty() {
+                "cpu".to_owned()
+            } else {
+                timings.device
+            },
         }));
     }
     Ok(StreamEvent::Nothing)
@@ -412,10 +393,7 @@ impl ChatError {
 
     /// From an HTTP status and the OpenAI-style body that came with it.
     pub fn from_response(status: u16, body: &str) -> Self {
-        let detail = serde_json::from_str::<serde_json::Value>(body)
-            .ok()
-            .and_then(|error| error["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("HTTP {status}"));
+        let detail = ErrorBody::message_in(body).unwrap_or_else(|| format!("HTTP {status}"));
         let failure = match status {
             429 => Failure::Busy,
             503 => Failure::Loading,
@@ -426,10 +404,10 @@ impl ChatError {
         Self { failure, detail }
     }
 
-    fn from_kind(kind: Option<&str>, message: &str) -> Self {
+    fn from_kind(kind: &str, message: &str) -> Self {
         let failure = match kind {
-            Some("rate_limit_error") => Failure::Busy,
-            Some("service_unavailable") => Failure::Loading,
+            "rate_limit_error" => Failure::Busy,
+            "service_unavailable" => Failure::Loading,
             _ if message.contains("context window") => Failure::TooLong,
             _ => Failure::Other,
         };
@@ -465,8 +443,7 @@ mod tests {
             ),
             turn(Speaker::Model, "Hecho.", None),
         ];
-        let body: serde_json::Value =
-            serde_json::from_str(&request_body(&turns, &settings, 7, None)).unwrap();
+        let body = serde_json::to_value(request_body(&turns, &settings, 7, None)).unwrap();
         assert_eq!(
             body["messages"][0],
             serde_json::json!({"role": "system", "content": "Sé breve."})
@@ -490,8 +467,8 @@ mod tests {
             system_prompt: "  ".into(),
             ..settings
         };
-        let body: serde_json::Value =
-            serde_json::from_str(&request_body(&turns, &no_system, 7, Some("compare"))).unwrap();
+        let body =
+            serde_json::to_value(request_body(&turns, &no_system, 7, Some("compare"))).unwrap();
         assert_eq!(body["messages"][0]["role"], "user");
         assert_eq!(body["model"], "compare");
     }
@@ -563,9 +540,8 @@ mod tests {
         assert!(answer_report("conv-1", &[], "x", None, &meta, None).is_none());
     }
 
-    /// The worker crate's tests parse this very text as a `WorkerRequest`.
     #[test]
-    fn the_worker_request_has_the_agreed_shape() {
+    fn the_worker_gets_the_servers_settings_and_the_engines_other_defaults() {
         let settings = Settings {
             system_prompt: String::new(),
             temperature: 0.0,
@@ -573,10 +549,25 @@ mod tests {
             max_tokens: 24,
             backend: Backend::Browser,
         };
-        let request = worker_request(&[turn(Speaker::Visitor, "Hola", None)], &settings, 42);
+        let turns = [turn(Speaker::Visitor, "Hola", None)];
+        let WorkerRequest::Generate { messages, params } = worker_request(&turns, &settings, 42)
+        else {
+            panic!("not a generate request")
+        };
+        assert_eq!(messages, [ChatMessage::new(Role::User, "Hola")]);
         assert_eq!(
-            request,
-            r#"{"messages":[{"content":"Hola","role":"user"}],"params":{"max_tokens":24,"sampling":{"seed":42,"temperature":0.0,"top_p":1.0}},"type":"generate"}"#
+            (
+                params.max_tokens,
+                params.sampling.temperature,
+                params.sampling.seed
+            ),
+            (24, 0.0, 42)
+        );
+        // What the server's API does with the same request.
+        let defaults = SamplingParams::default();
+        assert_eq!(
+            (params.sampling.repetition_penalty, params.sampling.top_k),
+            (defaults.repetition_penalty, defaults.top_k)
         );
     }
 

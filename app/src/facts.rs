@@ -85,5 +85,5 @@ pub trait ServerFacts: Send + Sync {
     /// The model's or dataset's card fetched from the Hub; `None` when none was (yet).
     fn fetched_card(&self, kind: crate::cards::CardKind) -> Option<FetchedCard>;
     /// A stored answer by its permalink id; `Err` says why the store cannot be read.
-    fn answer(&self, id: &str) -> Result<Option<crate::feedback::StoredAnswer>, String>;
+    fn answer(&self, id: &str) -> Result<Option<wire::feedback::StoredAnswer>, String>;
 }

@@ -1,21 +1,18 @@
 //! Vitrina's pages and components, written once with Leptos: rendered to HTML by the server
 //! (feature `ssr`, used by the `server` crate) and hydrated in the browser from wasm (feature
-//! `hydrate`, built by `cargo xtask`). Also home of `space.toml`'s types and the reference data
-//! the page shows (ODS goals, language varieties, interface strings).
+//! `hydrate`, built by `cargo xtask`). `space.toml`'s types and reference data (ODS goals,
+//! language varieties) live in the `space` crate, re-exported here for the pages.
 
 #[cfg(feature = "ssr")]
 pub mod cards;
 pub mod conversation;
 pub mod corpus;
 pub mod facts;
-pub mod feedback;
 pub mod i18n;
-pub mod idioma;
 pub mod judge;
 pub mod markdown;
-pub mod ods;
 mod pages;
-pub mod space;
+pub use space::{self, idioma, ods};
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, provide_meta_context};

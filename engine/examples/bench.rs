@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::time::Instant;
 
-use engine::cache::{ModelCache, terminal_progress};
+use engine::cache::ModelCache;
 use engine::{Device, Flow, GenerateParams, LoadOptions, SamplingParams, catalog, load_chat_model};
 
 const DECODE_TOKENS: usize = 128;
@@ -56,7 +56,8 @@ fn bench(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let file = catalog::by_name(name)
         .ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
-    let path = ModelCache::from_env().get(&file, &mut terminal_progress(name))?;
+    eprintln!("bench: {name} from the model cache (fetched on the first run)");
+    let path = ModelCache::from_env().get(&file, &mut |_, _| {})?;
 
     let started = Instant::now();
     let mut reader = BufReader::new(File::open(&path)?);

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
+use crate::digest::{self, Digest, Sha256};
 
 /// Where a model file can come from, in order of preference.
 #[derive(Clone, Debug)]
@@ -207,7 +207,7 @@ impl ModelCache {
                 }
             }
         }
-        let found = hex(&writer.hasher.finalize());
+        let found = digest::hex(writer.hasher);
         if found != file.sha256 {
             return Err(CacheError::Checksum {
                 file: file.file_name.clone(),
@@ -231,11 +231,16 @@ impl ModelCache {
 }
 
 /// The Hub's address: `HF_ENDPOINT` (a mirror), else huggingface.co.
-fn hub_endpoint() -> String {
+pub fn hub_endpoint() -> String {
     std::env::var("HF_ENDPOINT").map_or_else(
         |_| "https://huggingface.co".to_owned(),
         |endpoint| endpoint.trim_end_matches('/').to_owned(),
     )
+}
+
+/// A file from the Hub at `url`, read as it arrives (the server fetches model cards with it).
+pub fn hub_read(url: &str) -> std::io::Result<impl Read + Send + use<>> {
+    Ok(hub_get(url)?.into_reader())
 }
 
 /// A GET on the Hub, with `HF_TOKEN` for gated repositories and timeouts short enough for an
@@ -253,61 +258,6 @@ fn hub_get(url: &str) -> std::io::Result<ureq::Response> {
         .call()
         .map_err(|error| std::io::Error::other(format!("{url}: {error}")))
 }
-
-/// Which kind of Hub repository a card belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RepoKind {
-    Model,
-    Dataset,
-}
-
-impl ModelCache {
-    /// A Hub repository's card (its README.md, at `main`) into `cards/`, fetched anew on each
-    /// call; when the Hub cannot be reached, the copy an earlier run fetched. Cards change as
-    /// teams edit them, so nothing pins them.
-    pub fn fetch_card(&self, kind: RepoKind, repo: &str) -> Result<PathBuf, CacheError> {
-        self.fetch_card_from(&hub_endpoint(), kind, repo)
-    }
-
-    /// [`ModelCache::fetch_card`] from the Hub at `endpoint`.
-    pub fn fetch_card_from(
-        &self,
-        endpoint: &str,
-        kind: RepoKind,
-        repo: &str,
-    ) -> Result<PathBuf, CacheError> {
-        let (prefix, file_prefix) = match kind {
-            RepoKind::Model => ("", "model"),
-            RepoKind::Dataset => ("datasets/", "dataset"),
-        };
-        let folder = self.dir.join("cards");
-        let destination = folder.join(format!("{file_prefix}--{}.md", repo.replace('/', "--")));
-        let url = format!("{endpoint}/{prefix}{repo}/resolve/main/README.md");
-        let fetched = (|| -> std::io::Result<()> {
-            let mut text = Vec::new();
-            hub_get(&url)?
-                .into_reader()
-                .take(MAX_CARD_BYTES)
-                .read_to_end(&mut text)?;
-            std::fs::create_dir_all(&folder)?;
-            let mut partial = tempfile::NamedTempFile::new_in(&folder)?;
-            partial.write_all(&text)?;
-            partial.persist(&destination).map_err(|error| error.error)?;
-            Ok(())
-        })();
-        match fetched {
-            Ok(()) => Ok(destination),
-            Err(_) if destination.is_file() => Ok(destination),
-            Err(error) => Err(CacheError::AllSourcesFailed {
-                file: format!("README.md of {prefix}{repo}"),
-                failures: format!("  - {error}"),
-            }),
-        }
-    }
-}
-
-/// A card is text; anything longer is not one.
-const MAX_CARD_BYTES: u64 = 4 << 20;
 
 fn describe(source: &Source) -> String {
     match source {
@@ -446,29 +396,7 @@ fn copy_with_progress(
 pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// A terminal progress bar (indicatif) for a callback-based download.
-pub fn terminal_progress(label: &str) -> impl FnMut(u64, Option<u64>) {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(label.to_owned());
-    move |done, total| {
-        if let Some(total) = total {
-            bar.set_length(total);
-        }
-        bar.set_position(done);
-    }
+    Ok(digest::hex(hasher))
 }
 
 #[cfg(test)]
@@ -476,7 +404,9 @@ mod tests {
     use super::*;
 
     fn sha256_of(bytes: &[u8]) -> String {
-        hex(&Sha256::digest(bytes))
+        let mut hasher = Sha256::new();
+        hasher.update(bytes);
+        digest::hex(hasher)
     }
 
     /// A source file holding `bytes`, and an empty cache beside it.
@@ -573,68 +503,6 @@ mod tests {
         unsafe { std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9") };
         let path = cache.get(&file, &mut |_, _| {}).unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"pesos");
-    }
-
-    /// A one-request-at-a-time Hub on loopback that serves `card` at `path`; 404 elsewhere.
-    fn fake_hub(path: &'static str, card: &'static str, requests: usize) -> String {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(requests) {
-                let mut stream = stream.unwrap();
-                let mut request = [0u8; 2048];
-                let read = stream.read(&mut request).unwrap();
-                let asked = String::from_utf8_lossy(&request[..read])
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned();
-                let (status, body) = if asked == path {
-                    ("200 OK", card)
-                } else {
-                    ("404 Not Found", "no")
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        });
-        format!("http://{address}")
-    }
-
-    #[test]
-    fn cards_come_from_the_hub_and_an_earlier_copy_serves_offline() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ModelCache::new(dir.path());
-        let hub = fake_hub(
-            "/datasets/org/corpus/resolve/main/README.md",
-            "---\nlicense: mit\n---\n# Corpus\n",
-            2,
-        );
-        let path = cache
-            .fetch_card_from(&hub, RepoKind::Dataset, "org/corpus")
-            .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "---\nlicense: mit\n---\n# Corpus\n"
-        );
-        // A model repository is asked for at its own address: this Hub has none.
-        let error = cache
-            .fetch_card_from(&hub, RepoKind::Model, "org/modelo")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("README.md of org/modelo")
-                && error.contains("/org/modelo/resolve/main/README.md"),
-            "{error}"
-        );
-        // Offline: the earlier copy.
-        let offline = cache
-            .fetch_card_from("http://127.0.0.1:9", RepoKind::Dataset, "org/corpus")
-            .unwrap();
-        assert_eq!(offline, path);
     }
 
     #[test]

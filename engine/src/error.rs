@@ -39,3 +39,12 @@ pub enum EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl From<wire::limits::OutOfRange> for EngineError {
+    fn from(error: wire::limits::OutOfRange) -> Self {
+        Self::InvalidParameter {
+            name: error.name,
+            problem: format!("is {}; allowed: {}", error.found, error.allowed),
+        }
+    }
+}

@@ -4,104 +4,23 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use crate::chat::{ChatMessage, Role};
 use crate::error::{EngineError, Result};
 use crate::model::Model;
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::Sampler;
 use crate::template::ChatTemplate;
 use crate::tokenizer::{TextStream, Tokenizer};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GenerateParams {
-    pub sampling: SamplingParams,
-    pub max_tokens: usize,
-    /// Generation ends before any of these texts; they never reach the caller.
-    pub stop: Vec<String>,
-    /// Keep going past end-of-turn tokens (benchmarks need a fixed number of tokens).
-    pub ignore_eos: bool,
-    pub overflow: Overflow,
-}
-
-/// What to do with a conversation longer than the context window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Overflow {
-    /// Refuse with [`EngineError::ContextOverflow`].
-    #[default]
-    Error,
-    /// Drop the oldest turns (never the system prompt nor the last message) until the prompt
-    /// leaves room for `max_tokens` (at most half the window).
-    DropOldestTurns,
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        Self {
-            sampling: SamplingParams::default(),
-            max_tokens: 512,
-            stop: Vec::new(),
-            ignore_eos: false,
-            overflow: Overflow::Error,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// A stop token or stop string.
-    Stop,
-    /// `max_tokens` or the end of the context window.
-    Length,
-    /// The caller asked to stop.
-    Cancelled,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Usage {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timings {
-    pub prefill_ms: f64,
-    pub prefill_tokens_per_second: f64,
-    pub decode_tokens_per_second: f64,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Completion {
-    pub text: String,
-    pub finish_reason: FinishReason,
-    pub usage: Usage,
-    pub timings: Timings,
-}
+use wire::chat::{ChatMessage, Role};
+pub use wire::generation::{
+    Completion, FinishReason, GenerateParams, ModelInfo, Overflow, Timings, Usage,
+};
 
 /// What to do after a delta has been handed to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
     Continue,
     Cancel,
-}
-
-/// What a loaded model is, for health checks, logs and benchmarks.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    /// `general.architecture` as the GGUF writes it (`qwen2`, `llama`…).
-    pub architecture: String,
-    /// The file's quantisation (`Q4_K_M`, `Q4_1`…).
-    pub quantization: String,
-    /// Weights, counted over every tensor in the file.
-    pub parameters: u64,
-    /// How many tensors of each storage type (`Q4K`, `F32`…), most first.
-    pub tensor_types: Vec<(String, usize)>,
-    /// The longest conversation, prompt and answer together, in tokens.
-    pub context_length: usize,
 }
 
 /// Turns a conversation into prompt ids: tokenizer, chat template, stop tokens and the context

@@ -10,7 +10,7 @@
 pub mod cache;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod catalog;
-pub mod chat;
+pub mod digest;
 mod error;
 pub mod generate;
 pub mod gguf;
@@ -25,7 +25,6 @@ use std::io::{Read, Seek};
 
 pub use candle_core::Device;
 pub use candle_core::quantized::GgmlDType;
-pub use chat::{ChatMessage, Role};
 pub use error::{EngineError, Result};
 pub use generate::{
     ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Prompter,
@@ -36,6 +35,7 @@ pub use model::Model;
 pub use sampling::SamplingParams;
 pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;
+pub use wire::chat::{ChatMessage, Role};
 
 /// How to load a chat model beyond what its GGUF says.
 #[derive(Clone, Debug, Default)]

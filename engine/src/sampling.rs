@@ -2,76 +2,9 @@
 
 use candle_core::Tensor;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use serde::{Deserialize, Serialize};
+pub use wire::generation::SamplingParams;
 
-use crate::error::{EngineError, Result};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SamplingParams {
-    /// 0 picks the most likely token every time (greedy).
-    pub temperature: f64,
-    /// Keep only the k most likely tokens; 0 keeps all.
-    pub top_k: usize,
-    /// Keep the smallest set of tokens whose probabilities add up to p; 1 keeps all.
-    pub top_p: f64,
-    /// Drop tokens less likely than min_p × the most likely one; 0 keeps all.
-    pub min_p: f64,
-    /// Divides the logits of recently generated tokens; 1 is no penalty.
-    pub repetition_penalty: f32,
-    /// How many recent tokens the penalty looks at.
-    pub repetition_window: usize,
-    pub seed: u64,
-}
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        Self {
-            temperature: 0.7,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repetition_penalty: 1.1,
-            repetition_window: 64,
-            seed: 299_792_458,
-        }
-    }
-}
-
-impl SamplingParams {
-    pub fn greedy() -> Self {
-        Self {
-            temperature: 0.0,
-            repetition_penalty: 1.0,
-            ..Self::default()
-        }
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let invalid = |name, problem: &str| {
-            Err(EngineError::InvalidParameter {
-                name,
-                problem: problem.to_owned(),
-            })
-        };
-        if !(0.0..=5.0).contains(&self.temperature) {
-            return invalid("temperature", "must be between 0 (greedy) and 5");
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return invalid("top_p", "must be greater than 0 and at most 1");
-        }
-        if !(0.0..1.0).contains(&self.min_p) {
-            return invalid("min_p", "must be at least 0 and less than 1");
-        }
-        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return invalid(
-                "repetition_penalty",
-                "must be a positive number (1 means no penalty)",
-            );
-        }
-        Ok(())
-    }
-}
+use crate::error::Result;
 
 pub struct Sampler {
     processor: LogitsProcessor,

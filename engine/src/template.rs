@@ -3,8 +3,8 @@
 
 use minijinja::{Environment, Error, ErrorKind, context};
 
-use crate::chat::ChatMessage;
 use crate::error::{EngineError, Result};
+use wire::chat::ChatMessage;
 
 /// Used when a model ships no template: ChatML, which most instruction-tuned small models
 /// (Qwen, SmolLM, many fine-tunes) were trained on.
@@ -105,7 +105,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chat::Role;
+    use wire::chat::Role;
 
     #[test]
     fn chatml_fallback_renders_the_exact_prompt() {

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use app::space::{Backend, ChatDefaults, Limits};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
@@ -15,19 +14,22 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use engine::{ChatMessage, Completion, FinishReason, Flow, GenerateParams, Role, SamplingParams};
+use engine::{ChatMessage, Completion, Flow, GenerateParams, Role};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::Serialize;
+use space::{Backend, ChatDefaults, Limits};
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use wire::health::{Health, LoadProgress};
+use wire::openai::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, DONE, Delta, ModelList,
+    QueueStatus, StreamTimings,
+};
 
 use crate::error::ApiError;
 use crate::inference::{Inference, ModelState};
 use crate::remote::RemoteBackend;
 use crate::scheduler::Scheduler;
-
-const MAX_MESSAGES: usize = 256;
-const MAX_TOKENS_LIMIT: usize = 4096;
+use crate::validation::{self, ValidRequest};
 /// The `model` that asks for `[compare]`'s base model.
 pub const COMPARE_MODEL: &str = "compare";
 
@@ -146,76 +148,14 @@ impl FromRequestParts<Arc<Api>> for ClientAddress {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
-    /// Any name means the Space's model, except [`COMPARE_MODEL`].
-    #[serde(default)]
-    model: Option<String>,
-    messages: Vec<ChatMessage>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    max_tokens: Option<usize>,
-    stop: Option<Stop>,
-    seed: Option<u64>,
-    #[serde(default)]
-    stream: bool,
-}
-
-impl ChatRequest {
-    fn params(&self, defaults: &ChatDefaults) -> Result<GenerateParams, ApiError> {
-        if self.messages.is_empty() {
-            return Err(ApiError::InvalidRequest(
-                "`messages` is empty; send at least one message".into(),
-            ));
-        }
-        if self.messages.len() > MAX_MESSAGES {
-            return Err(ApiError::InvalidRequest(format!(
-                "`messages` has {} entries; the limit is {MAX_MESSAGES}",
-                self.messages.len()
-            )));
-        }
-        let max_tokens = self.max_tokens.unwrap_or(defaults.max_tokens as usize);
-        if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
-            return Err(ApiError::InvalidRequest(format!(
-                "`max_tokens` is {max_tokens}; allowed: 1 to {MAX_TOKENS_LIMIT}"
-            )));
-        }
-        let sampling = SamplingParams {
-            temperature: self.temperature.unwrap_or(defaults.temperature),
-            top_p: self.top_p.unwrap_or(defaults.top_p),
-            seed: self.seed.unwrap_or(SamplingParams::default().seed),
-            ..SamplingParams::default()
-        };
-        sampling.validate()?;
-        let stop = match &self.stop {
-            None => Vec::new(),
-            Some(Stop::One(stop)) => vec![stop.clone()],
-            Some(Stop::Many(stops)) => stops.clone(),
-        };
-        Ok(GenerateParams {
-            sampling,
-            max_tokens,
-            stop,
-            ..GenerateParams::default()
-        })
-    }
-}
-
 impl Api {
     /// Checks a request against the model and `[limits]`, before it takes a place in the line:
     /// its prompt ids and generation settings.
     async fn prepare(
         &self,
-        mut request: ChatRequest,
+        request: ChatCompletionRequest,
     ) -> Result<(Prompt, GenerateParams), ApiError> {
-        let mut params = request.params(&self.chat)?;
+        let mut request = validation::validate(request, &self.chat)?;
         if let Some(system_prompt) = &self.chat.system_prompt
             && !request
                 .messages
@@ -229,84 +169,74 @@ impl Api {
         let compare = self.compare_model(request.model.as_deref())?;
         // A remote backend counts tokens itself: its own limits apply.
         if self.remote.is_some() && compare.is_none() {
-            return Ok((Prompt::Messages(request.messages), params));
+            return Ok((Prompt::Messages(request.messages), request.params));
         }
         let inference = compare.unwrap_or_else(|| Arc::clone(&self.inference));
+        let prompt_ids = self.prompt_ids(&inference, &request).await?;
+        validation::fit_length(prompt_ids.len(), &mut request, &self.limits)?;
+        Ok((Prompt::Ids(prompt_ids, inference), request.params))
+    }
+
+    async fn prompt_ids(
+        &self,
+        inference: &Inference,
+        request: &ValidRequest,
+    ) -> Result<Vec<u32>, ApiError> {
         let prompter = inference.prompter()?;
-        let messages = request.messages;
-        let prompt_ids = {
-            let params = params.clone();
-            // A long conversation takes milliseconds to tokenise: not on the async threads.
-            tokio::task::spawn_blocking(move || prompter.prompt_ids(&messages, &params))
-                .await
-                .map_err(|error| ApiError::LoadFailed(format!("tokenising crashed: {error}")))??
-        };
-        let Limits {
-            max_input_tokens,
-            max_total_tokens,
-            ..
-        } = self.limits;
-        let prompt_tokens = prompt_ids.len();
-        if prompt_tokens > max_input_tokens {
-            return Err(ApiError::TooManyTokens(format!(
-                "the conversation is {prompt_tokens} tokens long; limits.max_input_tokens is {max_input_tokens} (space.toml). Send fewer or shorter messages"
-            )));
-        }
-        let room = max_total_tokens - prompt_tokens;
-        match request.max_tokens {
-            Some(asked) if asked > room => {
-                return Err(ApiError::TooManyTokens(format!(
-                    "the conversation ({prompt_tokens} tokens) plus max_tokens ({asked}) is {} tokens; limits.max_total_tokens is {max_total_tokens} (space.toml). Ask for at most {room} tokens",
-                    prompt_tokens + asked
-                )));
-            }
-            Some(_) => {}
-            None => params.max_tokens = params.max_tokens.min(room),
-        }
-        Ok((Prompt::Ids(prompt_ids, inference), params))
+        let (messages, params) = (request.messages.clone(), request.params.clone());
+        // A long conversation takes milliseconds to tokenise: not on the async threads.
+        tokio::task::spawn_blocking(move || prompter.prompt_ids(&messages, &params))
+            .await
+            .map_err(|error| ApiError::LoadFailed(format!("tokenising crashed: {error}")))?
+            .map_err(ApiError::from)
     }
 }
 
 async fn health(State(api): State<Arc<Api>>) -> Response {
-    if let Some(remote) = &api.remote {
-        return match remote.health().await {
-            Ok(model) => Json(
-                json!({"status": "ok", "model": model, "backend": "remote", "device": "remote"}),
-            )
-            .into_response(),
-            Err(message) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "error", "message": message})),
-            )
-                .into_response(),
-        };
-    }
-    match api.inference.state() {
-        ModelState::Loading { done, total } => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "loading", "progress": {"done": done, "total": total}}))).into_response()
-        }
-        ModelState::Ready { name, info, device, .. } => {
-            Json(json!({"status": "ok", "model": name, "architecture": info.architecture, "quantization": info.quantization, "backend": "candle", "device": device}))
-                .into_response()
-        }
-        ModelState::Failed(message) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "message": message}))).into_response(),
-        ModelState::Disabled => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "disabled", "message": ApiError::NoServerModel.to_string()}))).into_response()
-        }
-    }
+    let health = match &api.remote {
+        Some(remote) => match remote.health().await {
+            Ok(model) => Health::Ok {
+                model,
+                architecture: None,
+                quantization: None,
+                backend: "remote".into(),
+                device: "remote".into(),
+            },
+            Err(message) => Health::Error { message },
+        },
+        None => match api.inference.state() {
+            ModelState::Loading { done, total } => Health::Loading {
+                progress: Some(LoadProgress { done, total }),
+            },
+            ModelState::Ready {
+                name, info, device, ..
+            } => Health::Ok {
+                model: name,
+                architecture: Some(info.architecture),
+                quantization: Some(info.quantization),
+                backend: "candle".into(),
+                device: device.into(),
+            },
+            ModelState::Failed(message) => Health::Error { message },
+            ModelState::Disabled => Health::Disabled {
+                message: ApiError::NoServerModel.to_string(),
+            },
+        },
+    };
+    let status = match health {
+        Health::Ok { .. } => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, Json(health)).into_response()
 }
 
-async fn models(State(api): State<Arc<Api>>) -> Json<Value> {
+async fn models(State(api): State<Arc<Api>>) -> Json<ModelList> {
     let name = match (&api.remote, api.inference.state()) {
         (Some(remote), _) => remote.health().await.ok(),
         (None, ModelState::Ready { name, .. }) => Some(name),
         (None, _) => None,
     };
-    let data: Vec<Value> = name
-        .into_iter()
-        .map(|name| json!({"id": name, "object": "model", "owned_by": "vitrina"}))
-        .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(ModelList::new(name))
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> impl IntoResponse {
@@ -322,7 +252,7 @@ async fn metrics(State(api): State<Arc<Api>>) -> impl IntoResponse {
 async fn chat_completions(
     State(api): State<Arc<Api>>,
     ClientAddress(client): ClientAddress,
-    request: Result<Json<ChatRequest>, JsonRejection>,
+    request: Result<Json<ChatCompletionRequest>, JsonRejection>,
 ) -> Response {
     let response = match answer(&api, client, request).await {
         Ok(response) => response,
@@ -346,10 +276,57 @@ impl Drop for GoneOnDrop {
     }
 }
 
+/// What every chunk of one answer shares.
+#[derive(Clone)]
+struct Answer {
+    id: String,
+    model: String,
+    device: &'static str,
+}
+
+impl Answer {
+    fn chunk(&self, delta: Delta) -> ChatCompletionChunk {
+        ChatCompletionChunk::new(&self.id, unix_time_seconds(), &self.model, delta)
+    }
+
+    fn text(&self, text: &str) -> String {
+        event_data(&self.chunk(Delta {
+            content: Some(text.to_owned()),
+            ..Delta::default()
+        }))
+    }
+
+    /// A chunk like any other, so OpenAI clients read past it; the page shows it.
+    fn waiting(&self, position: usize, estimated_wait_seconds: Option<f64>) -> String {
+        let mut chunk = self.chunk(Delta::default());
+        chunk.queue = Some(QueueStatus {
+            position: position as u64,
+            estimated_wait_seconds: estimated_wait_seconds.map(f64::ceil),
+        });
+        event_data(&chunk)
+    }
+
+    fn last(&self, completion: &Completion) -> String {
+        let mut chunk = self.chunk(Delta::default());
+        chunk.choices[0].finish_reason = Some(completion.finish_reason.into());
+        chunk.usage = Some(completion.usage.into());
+        chunk.timings = Some(StreamTimings {
+            prefill_ms: completion.timings.prefill_ms,
+            decode_tokens_per_second: completion.timings.decode_tokens_per_second,
+            device: self.device.into(),
+        });
+        event_data(&chunk)
+    }
+}
+
+fn event_data(payload: &impl Serialize) -> String {
+    serde_json::to_string(payload).expect("wire types serialise")
+}
+
 async fn answer(
     api: &Arc<Api>,
     client: IpAddr,
-    request: Result<Json<ChatRequest>, JsonRejection>,
+    request: Result<Json<ChatCompletionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = request.map_err(|rejection| match rejection.status() {
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
@@ -359,43 +336,63 @@ async fn answer(
     })?;
     let stream = request.stream;
     let (prompt, params) = api.prepare(request).await?;
-    let mut ticket = api.scheduler.admit(client)?;
-    let (model_name, device) = api.model_and_device(&prompt);
-    let id = format!("chatcmpl-{}", unix_time_millis());
-    if !stream {
-        ticket.wait_for_turn(|_, _| {}).await;
-        let gone = Arc::new(AtomicBool::new(false));
-        let _gone_on_drop = GoneOnDrop(Arc::clone(&gone));
-        let on_delta = move |_: &str| {
-            if gone.load(Ordering::Relaxed) {
-                Flow::Cancel
-            } else {
-                Flow::Continue
-            }
-        };
-        let completion = api.generate(prompt, params, on_delta).await?;
-        return Ok(Json(completion_body(&id, &model_name, &completion)).into_response());
+    let ticket = api.scheduler.admit(client)?;
+    let (model, device) = api.model_and_device(&prompt);
+    let answer = Answer {
+        id: format!("chatcmpl-{}", unix_time_millis()),
+        model,
+        device,
+    };
+    if stream {
+        Ok(stream_answer(
+            Arc::clone(api),
+            ticket,
+            prompt,
+            params,
+            answer,
+        ))
+    } else {
+        whole_answer(api, ticket, prompt, params, &answer).await
     }
+}
 
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let chunk = {
-        let (id, model_name) = (id.clone(), model_name.clone());
-        move |delta: Value, finish_reason: Value| {
-            json!({"id": id, "object": "chat.completion.chunk", "created": unix_time_millis() / 1000, "model": model_name,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]})
+async fn whole_answer(
+    api: &Api,
+    mut ticket: crate::scheduler::Ticket,
+    prompt: Prompt,
+    params: GenerateParams,
+    answer: &Answer,
+) -> Result<Response, ApiError> {
+    ticket.wait_for_turn(|_, _| {}).await;
+    let gone = Arc::new(AtomicBool::new(false));
+    let _gone_on_drop = GoneOnDrop(Arc::clone(&gone));
+    let on_delta = move |_: &str| {
+        if gone.load(Ordering::Relaxed) {
+            Flow::Cancel
+        } else {
+            Flow::Continue
         }
     };
-    let _ = sender.send(chunk(
-        json!({"role": "assistant", "content": ""}),
-        Value::Null,
-    ));
-    let api = Arc::clone(api);
+    let completion = api.generate(prompt, params, on_delta).await?;
+    let body = ChatCompletion::new(&answer.id, unix_time_seconds(), &answer.model, &completion);
+    Ok(Json(body).into_response())
+}
+
+fn stream_answer(
+    api: Arc<Api>,
+    mut ticket: crate::scheduler::Ticket,
+    prompt: Prompt,
+    params: GenerateParams,
+    answer: Answer,
+) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let _ = sender.send(event_data(&answer.chunk(Delta {
+        role: Some(Role::Assistant),
+        content: Some(String::new()),
+    })));
     tokio::spawn(async move {
         let on_wait = |position: usize, estimated_wait_seconds: Option<f64>| {
-            // A chunk like any other, so OpenAI clients read past it; the page shows it.
-            let mut waiting = chunk(json!({}), Value::Null);
-            waiting["queue"] = json!({"position": position, "estimated_wait_seconds": estimated_wait_seconds.map(f64::ceil)});
-            let _ = sender.send(waiting);
+            let _ = sender.send(answer.waiting(position, estimated_wait_seconds));
         };
         tokio::select! {
             () = ticket.wait_for_turn(on_wait) => {}
@@ -403,61 +400,33 @@ async fn answer(
             () = sender.closed() => return,
         }
         let deltas = sender.clone();
-        let delta_chunk = chunk.clone();
+        let texts = answer.clone();
         // A closed channel means the client left: stop generating at the next token.
-        let on_delta = move |text: &str| match deltas
-            .send(delta_chunk(json!({"content": text}), Value::Null))
-        {
+        let on_delta = move |text: &str| match deltas.send(texts.text(text)) {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Cancel,
         };
-        match api.generate(prompt, params, on_delta).await {
-            Ok(completion) => {
-                let mut last = chunk(json!({}), json!(finish_reason(completion.finish_reason)));
-                last["usage"] = usage(&completion);
-                last["timings"] = json!({
-                    "prefill_ms": completion.timings.prefill_ms,
-                    "decode_tokens_per_second": completion.timings.decode_tokens_per_second,
-                    "device": device,
-                });
-                let _ = sender.send(last);
-            }
-            Err(error) => {
-                let _ = sender.send(error.body());
-            }
-        }
+        let last = match api.generate(prompt, params, on_delta).await {
+            Ok(completion) => answer.last(&completion),
+            Err(error) => event_data(&error.body()),
+        };
+        let _ = sender.send(last);
         drop(ticket);
     });
     let events = UnboundedReceiverStream::new(receiver)
-        .map(|chunk| Ok::<_, Infallible>(Event::default().data(chunk.to_string())))
+        .map(|data| Ok::<_, Infallible>(Event::default().data(data)))
         .chain(futures_util::stream::once(async {
-            Ok(Event::default().data("[DONE]"))
+            Ok(Event::default().data(DONE))
         }));
-    Ok(Sse::new(events).into_response())
-}
-
-fn completion_body(id: &str, model: &str, completion: &Completion) -> Value {
-    json!({
-        "id": id, "object": "chat.completion", "created": unix_time_millis() / 1000, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text}, "finish_reason": finish_reason(completion.finish_reason)}],
-        "usage": usage(completion),
-    })
-}
-
-fn usage(completion: &Completion) -> Value {
-    let usage = completion.usage;
-    json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens})
-}
-
-fn finish_reason(reason: FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Stop | FinishReason::Cancelled => "stop",
-        FinishReason::Length => "length",
-    }
+    Sse::new(events).into_response()
 }
 
 fn unix_time_millis() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis())
+}
+
+fn unix_time_seconds() -> u64 {
+    (unix_time_millis() / 1000) as u64
 }

@@ -14,9 +14,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::cache::{CachedFile, ModelCache};
-use serde_json::json;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
+use wire::health::{BrowserModelFile, Health};
 
 pub struct BrowserModel {
     name: String,
@@ -124,19 +124,24 @@ async fn describe(State(model): State<Arc<BrowserModel>>) -> Response {
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
     {
-        Fetched::Ready { bytes, .. } => axum::Json(json!({
-            "name": model.name, "url": model.url(), "sha256": model.file.sha256, "bytes": bytes,
-        }))
+        Fetched::Ready { bytes, .. } => axum::Json(BrowserModelFile {
+            name: model.name.clone(),
+            url: model.url(),
+            sha256: model.file.sha256.clone(),
+            bytes: *bytes,
+        })
         .into_response(),
         Fetched::Pending => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "5")],
-            axum::Json(json!({"status": "loading"})),
+            axum::Json(Health::Loading { progress: None }),
         )
             .into_response(),
         Fetched::Failed(message) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "error", "message": message})),
+            axum::Json(Health::Error {
+                message: message.clone(),
+            }),
         )
             .into_response(),
     }

@@ -9,6 +9,9 @@ use engine::EngineError;
 pub enum ApiError {
     #[error("{0}")]
     InvalidRequest(String),
+    /// A chat request outside `wire::limits` or `[limits]`.
+    #[error("{0}")]
+    Invalid(#[from] crate::validation::ValidationError),
     /// A body axum refused before it was read (too large, wrong content type…).
     #[error("{1}")]
     Rejected(StatusCode, String),
@@ -38,9 +41,6 @@ pub enum ApiError {
         limit: usize,
         retry_after_seconds: u64,
     },
-    /// The conversation or the answer asked for is longer than space.toml allows.
-    #[error("{0}")]
-    TooManyTokens(String),
     /// The remote backend (`[server] backend = "remote"`) failed or could not be reached.
     #[error("the model server behind this Space failed: {0}")]
     Upstream(String),
@@ -74,7 +74,8 @@ impl ApiError {
             Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::TooManyTokens(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(error) if error.is_too_long() => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Engine(
                 EngineError::ContextOverflow { .. }
@@ -101,8 +102,8 @@ impl ApiError {
     }
 
     /// The OpenAI-style JSON body.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"message": self.to_string(), "type": self.kind(), "param": null, "code": null}})
+    pub fn body(&self) -> wire::openai::ErrorBody {
+        wire::openai::ErrorBody::new(self.to_string(), self.kind())
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use app::cards::CardKind;
 use app::facts::{FetchedCard, ModelFacts, ModelRole, ServerFacts};
-use app::feedback::StoredAnswer;
+use wire::feedback::StoredAnswer;
 
 use crate::browser_model::BrowserModel;
 use crate::feedback::FeedbackStore;
@@ -30,11 +30,8 @@ pub struct FetchedCards(Mutex<Vec<(CardKind, FetchedCard)>>);
 impl FetchedCards {
     /// Fetches the card of `repo` into `cache` and keeps where it is, or why it is not.
     pub fn fetch(&self, cache: &engine::cache::ModelCache, kind: CardKind, repo: &str) {
-        let repo_kind = match kind {
-            CardKind::Model => engine::cache::RepoKind::Model,
-            CardKind::Dataset => engine::cache::RepoKind::Dataset,
-        };
-        let card = match cache.fetch_card(repo_kind, repo) {
+        let endpoint = engine::cache::hub_endpoint();
+        let card = match crate::hub_cards::fetch_card(cache.dir(), &endpoint, kind, repo) {
             Ok(path) => FetchedCard::Fetched {
                 repo: repo.to_owned(),
                 path,
@@ -43,7 +40,7 @@ impl FetchedCards {
                 tracing::warn!(%repo, %error, "the card could not be fetched; the judges' page says so");
                 FetchedCard::Failed {
                     repo: repo.to_owned(),
-                    reason: error.to_string(),
+                    reason: error,
                 }
             }
         };

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use app::feedback::{AnswerReport, Rating, StoredAnswer};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+use wire::feedback::{AnswerReport, Rating, StoredAnswer};
 
 /// What the store cannot do, with what to do about it.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use app::facts::ModelRole;
-use app::feedback::{AnswerBackend, AnswerReport, Stored, permalink};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -13,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
+use wire::feedback::{AnswerBackend, AnswerReport, Stored, permalink};
 
 use crate::error::ApiError;
 use crate::facts::Facts;
-use app::feedback::StoredAnswer;
+use wire::feedback::StoredAnswer;
 
 use crate::feedback::{FeedbackStore, StoreError};
 

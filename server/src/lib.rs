@@ -9,15 +9,16 @@ pub mod error;
 pub mod facts;
 pub mod feedback;
 pub mod feedback_api;
+pub mod hub_cards;
 pub mod inference;
 pub mod metrics;
 pub mod remote;
 pub mod scheduler;
+pub mod validation;
 
 use std::sync::Arc;
 
 use app::facts::ServerFacts;
-use app::space::Space;
 use app::{App, shell};
 use axum::Router;
 use axum::body::Body;
@@ -27,6 +28,7 @@ use leptos::prelude::*;
 use leptos_axum::{
     LeptosRoutes, file_and_error_handler, generate_route_list, handle_server_fns_with_context,
 };
+use space::Space;
 use tower_http::compression::CompressionLayer;
 
 /// The whole HTTP application for one team's Space. `admin_token` (`VITRINA_ADMIN_TOKEN`)

@@ -26,7 +26,7 @@ struct Cli {
     #[arg(long, env = "VITRINA_SITE_ROOT", default_value = "target/site")]
     site_root: String,
     /// The model to chat with, instead of space.toml's `[model]`: a name from the built-in
-    /// catalogue (smollm2-135m, qwen2.5-0.5b), or the path of a GGUF file.
+    /// catalogue (smollm2-135m, qwen2.5-coder-0.5b), or the path of a GGUF file.
     #[arg(long, env = "VITRINA_MODEL", value_parser = model_source)]
     model: Option<ModelChoice>,
     /// The model visitors' browsers run, instead of space.toml's `[browser] model`.
@@ -52,7 +52,7 @@ enum ModelChoice {
 }
 
 fn model_source(value: &str) -> Result<ModelChoice, String> {
-    if engine::catalog::NAMES.contains(&value) {
+    if engine::catalog::by_name(value).is_some() {
         return Ok(ModelChoice::Catalog(value.to_owned()));
     }
     let path = PathBuf::from(value);
@@ -78,7 +78,7 @@ fn prefetch(
         }
     }
     for (name, file) in files {
-        match cache.get(file, &mut engine::cache::terminal_progress(&name)) {
+        match cache.get(file, &mut terminal_progress(&name)) {
             Ok(path) => println!("{name}: {}", path.display()),
             Err(error) => {
                 eprintln!("error: {name}: {error}");
@@ -89,12 +89,30 @@ fn prefetch(
     ExitCode::SUCCESS
 }
 
+/// A progress bar on the terminal for a download into the model cache.
+fn terminal_progress(label: &str) -> impl FnMut(u64, Option<u64>) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(label.to_owned());
+    move |done, total| {
+        if let Some(total) = total {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+    }
+}
+
 /// The server's model as space.toml's `[model]` describes it.
 fn model_from_space(
-    source: &app::space::ModelSource,
+    source: &space::ModelSource,
     cache: &engine::cache::ModelCache,
 ) -> Result<ModelSource, String> {
-    use app::space::ModelSource as InSpace;
+    use space::ModelSource as InSpace;
     Ok(match source {
         InSpace::Catalog(name) => {
             let file = engine::catalog::by_name(name).ok_or_else(|| {
@@ -150,7 +168,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
 
-    let mut space = match app::space::load(&cli.config) {
+    let mut space = match space::load(&cli.config) {
         Ok(space) => space,
         Err(error) => {
             eprintln!("error: {error}");
@@ -183,7 +201,7 @@ async fn main() -> ExitCode {
     };
     let source = match cli.model {
         // Answers come from elsewhere: no model here (the browser's is still served).
-        _ if cli.no_model || matches!(space.backend, app::space::Backend::Remote(_)) => None,
+        _ if cli.no_model || matches!(space.backend, space::Backend::Remote(_)) => None,
         Some(ModelChoice::Catalog(name)) => {
             let file =
                 engine::catalog::by_name(&name).expect("checked while parsing the arguments");
@@ -320,13 +338,13 @@ async fn main() -> ExitCode {
         }
     };
     let remote_model = match &space.backend {
-        app::space::Backend::Remote(upstream) => Some(
+        space::Backend::Remote(upstream) => Some(
             upstream
                 .model
                 .clone()
                 .unwrap_or_else(|| upstream.url.clone()),
         ),
-        app::space::Backend::Local => None,
+        space::Backend::Local => None,
     };
     let facts = Arc::new(server::facts::Facts {
         inference,

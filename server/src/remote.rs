@@ -5,9 +5,13 @@
 
 use std::time::Instant;
 
-use app::space::Upstream;
 use engine::{ChatMessage, Completion, FinishReason, Flow, GenerateParams, Timings, Usage};
-use serde_json::{Value, json};
+use space::Upstream;
+use wire::openai::{
+    self, ChatCompletionChunk, ChatCompletionRequest, DONE, ErrorBody, ModelList, Stop, StreamData,
+    StreamOptions,
+};
+use wire::sse::SseDecoder;
 
 use crate::error::ApiError;
 
@@ -55,14 +59,14 @@ impl RemoteBackend {
                 response.status()
             ));
         }
-        let models: Value = response
+        let models: ModelList = response
             .json()
             .await
             .map_err(|error| format!("{}/models: {error}", self.url))?;
         Ok(self
             .model
             .clone()
-            .or_else(|| models["data"][0]["id"].as_str().map(str::to_owned))
+            .or_else(|| models.data.into_iter().next().map(|model| model.id))
             .unwrap_or_else(|| "remote".into()))
     }
 
@@ -73,113 +77,147 @@ impl RemoteBackend {
         params: &GenerateParams,
         mut on_delta: impl FnMut(&str) -> Flow,
     ) -> Result<Completion, ApiError> {
-        let sampling = &params.sampling;
-        let mut body = json!({
-            "messages": messages, "stream": true, "stream_options": {"include_usage": true},
-            "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed, "max_tokens": params.max_tokens,
-        });
-        if !params.stop.is_empty() {
-            body["stop"] = json!(params.stop);
-        }
-        if let Some(model) = &self.model {
-            body["model"] = json!(model);
-        }
         let started = Instant::now();
-        let unreachable =
-            |error: reqwest::Error| ApiError::Upstream(format!("{}: {error}", self.url));
-        let mut response = self
+        let mut response = self.open_stream(messages, params).await?;
+        let mut reading = Reading::default();
+        let mut decoder = SseDecoder::new();
+        'stream: while let Some(bytes) = response
+            .chunk()
+            .await
+            .map_err(|error| self.unreachable(error))?
+        {
+            for data in decoder.push(&bytes) {
+                if data == DONE {
+                    break 'stream;
+                }
+                let chunk = match serde_json::from_str::<StreamData>(&data) {
+                    Ok(StreamData::Chunk(chunk)) => chunk,
+                    Ok(StreamData::Error(body)) => {
+                        return Err(ApiError::Upstream(format!(
+                            "{}: {}",
+                            self.url, body.error.message
+                        )));
+                    }
+                    Err(error) => {
+                        return Err(ApiError::Upstream(format!(
+                            "unreadable chunk from {}: {error}",
+                            self.url
+                        )));
+                    }
+                };
+                if let Some(delta) = reading.read(&chunk)
+                    && on_delta(delta) == Flow::Cancel
+                {
+                    // Dropping the response closes the connection: the upstream stops.
+                    reading.finish_reason = FinishReason::Cancelled;
+                    break 'stream;
+                }
+            }
+        }
+        Ok(reading.completion(started))
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> ApiError {
+        ApiError::Upstream(format!("{}: {error}", self.url))
+    }
+
+    /// Sends the request and checks that a stream is coming.
+    async fn open_stream(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+    ) -> Result<reqwest::Response, ApiError> {
+        let sampling = &params.sampling;
+        let body = ChatCompletionRequest {
+            model: self.model.clone(),
+            messages: messages.to_vec(),
+            temperature: Some(sampling.temperature),
+            top_p: Some(sampling.top_p),
+            max_tokens: Some(params.max_tokens as u64),
+            stop: (!params.stop.is_empty()).then(|| Stop::Many(params.stop.clone())),
+            seed: Some(sampling.seed),
+            stream: true,
+            stream_options: Some(StreamOptions {
+                include_usage: true,
+            }),
+        };
+        let response = self
             .request(self.client.post(format!("{}/chat/completions", self.url)))
             .json(&body)
             .send()
             .await
-            .map_err(unreachable)?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|error| error["error"]["message"].as_str().map(str::to_owned));
-            return Err(ApiError::Upstream(format!(
-                "{} answered {status}: {}",
-                self.url,
-                message.unwrap_or(text)
-            )));
+            .map_err(|error| self.unreachable(error))?;
+        if response.status().is_success() {
+            return Ok(response);
         }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = ErrorBody::message_in(&text).unwrap_or(text);
+        Err(ApiError::Upstream(format!(
+            "{} answered {status}: {message}",
+            self.url
+        )))
+    }
+}
 
-        let mut text = String::new();
-        let mut pending = String::new();
-        let mut first_token_at = None;
-        let mut deltas = 0usize;
-        let mut usage = None;
-        let mut finish_reason = FinishReason::Stop;
-        'stream: while let Some(bytes) = response.chunk().await.map_err(unreachable)? {
-            pending.push_str(&String::from_utf8_lossy(&bytes));
-            while let Some(end) = pending.find("\n\n") {
-                let event: String = pending.drain(..end + 2).collect();
-                for data in event
-                    .lines()
-                    .filter_map(|line| line.strip_prefix("data:"))
-                    .map(str::trim)
-                {
-                    if data == "[DONE]" {
-                        break 'stream;
-                    }
-                    let chunk: Value = serde_json::from_str(data).map_err(|error| {
-                        ApiError::Upstream(format!("unreadable chunk from {}: {error}", self.url))
-                    })?;
-                    if let Some(message) = chunk["error"]["message"].as_str() {
-                        return Err(ApiError::Upstream(format!("{}: {message}", self.url)));
-                    }
-                    if let Some(counted) = chunk["usage"]["completion_tokens"].as_u64() {
-                        usage = Some((
-                            chunk["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-                            counted,
-                        ));
-                    }
-                    if chunk["choices"][0]["finish_reason"].as_str() == Some("length") {
-                        finish_reason = FinishReason::Length;
-                    }
-                    let Some(delta) = chunk["choices"][0]["delta"]["content"]
-                        .as_str()
-                        .filter(|delta| !delta.is_empty())
-                    else {
-                        continue;
-                    };
-                    first_token_at.get_or_insert_with(Instant::now);
-                    deltas += 1;
-                    text.push_str(delta);
-                    if on_delta(delta) == Flow::Cancel {
-                        // Dropping the response closes the connection: the upstream stops.
-                        finish_reason = FinishReason::Cancelled;
-                        break 'stream;
-                    }
-                }
-            }
+/// What the chunks of an upstream answer have said so far.
+#[derive(Default)]
+struct Reading {
+    text: String,
+    first_token_at: Option<Instant>,
+    deltas: usize,
+    usage: Option<openai::Usage>,
+    finish_reason: FinishReason,
+}
+
+impl Reading {
+    /// Takes in one chunk; its text, if it has any.
+    fn read<'chunk>(&mut self, chunk: &'chunk ChatCompletionChunk) -> Option<&'chunk str> {
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
         }
-        let (prompt_tokens, completion_tokens) = usage.unwrap_or((0, deltas as u64));
-        let prefill_seconds =
-            first_token_at.map_or(0.0, |at: Instant| (at - started).as_secs_f64());
-        let decode_seconds = first_token_at.map_or(0.0, |at| at.elapsed().as_secs_f64());
-        Ok(Completion {
-            text,
-            finish_reason,
+        if chunk.finish_reason() == Some(openai::FinishReason::Length) {
+            self.finish_reason = FinishReason::Length;
+        }
+        let delta = chunk.text()?;
+        self.first_token_at.get_or_insert_with(Instant::now);
+        self.deltas += 1;
+        self.text.push_str(delta);
+        Some(delta)
+    }
+
+    fn completion(self, started: Instant) -> Completion {
+        let (prompt_tokens, completion_tokens) = self.usage.map_or((0, self.deltas), |usage| {
+            (usage.prompt_tokens, usage.completion_tokens)
+        });
+        let prefill_seconds = self
+            .first_token_at
+            .map_or(0.0, |at| (at - started).as_secs_f64());
+        let decode_seconds = self
+            .first_token_at
+            .map_or(0.0, |at| at.elapsed().as_secs_f64());
+        let per_second = |tokens: usize, seconds: f64| {
+            if seconds > 0.0 {
+                tokens as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        Completion {
+            text: self.text,
+            finish_reason: self.finish_reason,
             usage: Usage {
-                prompt_tokens: prompt_tokens as usize,
-                completion_tokens: completion_tokens as usize,
+                prompt_tokens,
+                completion_tokens,
             },
             timings: Timings {
                 prefill_ms: prefill_seconds * 1000.0,
-                prefill_tokens_per_second: if prefill_seconds > 0.0 {
-                    prompt_tokens as f64 / prefill_seconds
-                } else {
-                    0.0
-                },
-                decode_tokens_per_second: if decode_seconds > 0.0 {
-                    completion_tokens.saturating_sub(1) as f64 / decode_seconds
-                } else {
-                    0.0
-                },
+                prefill_tokens_per_second: per_second(prompt_tokens, prefill_seconds),
+                decode_tokens_per_second: per_second(
+                    completion_tokens.saturating_sub(1),
+                    decode_seconds,
+                ),
             },
-        })
+        }
     }
 }

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use app::space::Limits;
 use prometheus_client::metrics::gauge::Gauge;
+use space::Limits;
 use tokio::sync::watch;
 
 use crate::error::ApiError;

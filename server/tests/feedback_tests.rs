@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use app::feedback::{AnswerBackend, AnswerReport, Provenance, Rating, Stored, WireMessage};
 use server::facts::Facts;
 use server::feedback::FeedbackStore;
 use server::feedback_api::FeedbackApi;
+use wire::feedback::{AnswerBackend, AnswerReport, Provenance, Rating, Stored, WireMessage};
 
 const TOKEN: &str = "s3cret-admin-token";
 

@@ -6,7 +6,7 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use app::space::{Space, load, parse};
+use space::{Space, load, parse};
 
 /// One runtime for every test: Leptos registers its task spawner once per process, so tests on
 /// separate runtimes could leave a render task on a runtime that has already stopped.
@@ -69,9 +69,9 @@ fn the_first_html_has_the_whole_project_sheet() {
 
     let project = &space.project;
     assert!(html.contains(&format!("<h1>{}</h1>", escaped(&project.title))));
-    for paragraph in app::space::paragraphs(&project.motivation)
+    for paragraph in space::paragraphs(&project.motivation)
         .iter()
-        .chain(&app::space::paragraphs(&project.impact))
+        .chain(&space::paragraphs(&project.impact))
     {
         assert!(
             html.contains(&escaped(paragraph)),
@@ -137,7 +137,7 @@ fn every_ods_is_rendered_with_its_spanish_name() {
             &format!("ods = [{}]", all_goals.join(", ")),
         );
     let (_, html) = get(parse(&text, "space.toml").unwrap(), "/", None);
-    for goal in &app::ods::GOALS {
+    for goal in &space::ods::GOALS {
         assert!(
             html.contains(&format!(
                 "<span class=\"ods-digits\">{}</span></span><span class=\"ods-name\">{}</span>",

@@ -5,15 +5,18 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use engine::digest::{self, Digest, Sha256};
 use engine::{ChatModel, Device, FinishReason, LoadOptions};
 use js_sys::{Reflect, Uint8Array};
-use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response};
 
-use crate::{WorkerEvent, WorkerRequest, too_large};
+use wire::js::text_of;
+use wire::worker::{WorkerEvent, WorkerRequest};
+
+use crate::too_large;
 
 /// The Cache API bucket that keeps model files between visits.
 const CACHE_NAME: &str = "vitrina-models-v1";
@@ -28,16 +31,8 @@ fn scope() -> DedicatedWorkerGlobalScope {
 }
 
 fn post(event: &WorkerEvent) {
-    let json = serde_json::to_string(event).expect("events serialise");
     // Fails only if the page has gone, and then nobody is listening.
-    let _ = scope().post_message(&JsValue::from_str(&json));
-}
-
-fn text_of(error: JsValue) -> String {
-    error
-        .as_string()
-        .or_else(|| js_sys::Error::from(error).message().as_string())
-        .unwrap_or_else(|| "error".into())
+    let _ = scope().post_message(&JsValue::from_str(&event.to_json()));
 }
 
 #[wasm_bindgen(start)]
@@ -189,11 +184,7 @@ async fn read_verified(
             });
         }
     }
-    let found: String = hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let found = digest::hex(hasher);
     if file.len() as u64 != bytes || found != sha256 {
         return Err(format!(
             "the model file arrived damaged ({} of {bytes} bytes, sha256 {found}, expected {sha256}); reload the page to download it again",

@@ -63,7 +63,7 @@ enum Command {
     },
     /// Measure the engine's prefill and decode speed; prints one JSON line per model.
     Bench {
-        /// A catalog model (smollm2-135m, qwen2.5-0.5b); all of them when left out.
+        /// A catalog model (smollm2-135m, qwen2.5-coder-0.5b); all of them when left out.
         #[arg(long)]
         model: Option<String>,
         /// CPU threads for inference; all cores when left out.

@@ -1,6 +1,8 @@
 //! "Usar vía API": ready-to-paste curl and Python examples for this Space's own address.
 
 use leptos::prelude::*;
+use wire::openai::ChatCompletionRequest;
+use wire::{ChatMessage, Role};
 
 use super::chat::browser_origin;
 use super::use_strings;
@@ -11,14 +13,19 @@ const PLACEHOLDER_ORIGIN: &str = "https://tu-space.hf.space";
 fn curl_example(origin: &str, question: &str) -> String {
     curl_command(
         origin,
-        &serde_json::json!({"messages": [{"role": "user", "content": question}], "stream": true}),
+        &ChatCompletionRequest {
+            messages: vec![ChatMessage::new(Role::User, question)],
+            stream: true,
+            ..ChatCompletionRequest::default()
+        },
     )
 }
 
 /// `curl` posting `body` to this Space's chat API.
-pub(super) fn curl_command(origin: &str, body: &serde_json::Value) -> String {
+pub(super) fn curl_command(origin: &str, body: &ChatCompletionRequest) -> String {
+    let json = serde_json::to_string(body).expect("a request serialises");
     // The JSON goes inside single quotes: a quote in the text must not end them.
-    let quoted = body.to_string().replace('\'', r"'\''");
+    let quoted = json.replace('\'', r"'\''");
     format!(
         "curl {origin}/v1/chat/completions \\\n  -H 'Content-Type: application/json' \\\n  -d '{quoted}'"
     )

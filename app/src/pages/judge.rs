@@ -228,7 +228,7 @@ fn ExampleRunner(examples: Vec<ChatExample>, chat: ChatDefaults, compare: bool) 
                         StreamEvent::Queued { .. } | StreamEvent::Nothing => {}
                     };
                     if let Err(error) =
-                        browser::stream_answer(body, &browser::Abort::new(), on_event).await
+                        browser::stream_answer(&body, &browser::Abort::new(), on_event).await
                     {
                         run.state.set(RunState::Failed(error.detail));
                     }

@@ -9,8 +9,9 @@ use super::api_usage::{curl_command, use_origin};
 use super::chat::browser;
 use super::{Footer, TopBar, loaded, use_strings};
 use crate::conversation::StreamEvent;
-use crate::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
 use crate::markdown;
+use wire::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
+use wire::openai::ChatCompletionRequest;
 
 #[server]
 pub async fn get_stored_answer(id: String) -> Result<Option<StoredAnswer>, ServerFnError> {
@@ -47,17 +48,15 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
     let strings = use_strings();
     let origin = use_origin();
     let report = answer.report;
-    let mut request = reproduction_request(&report);
-    request["stream"] = false.into();
+    let request = reproduction_request(&report);
     let stored_text = report.respuesta.clone();
     let again = RwSignal::new(None::<String>);
     let running = RwSignal::new(false);
     let interactive = RwSignal::new(false);
     Effect::new(move || interactive.set(true));
-    let streamed_request = {
-        let mut streamed = request.clone();
-        streamed["stream"] = true.into();
-        streamed.to_string()
+    let streamed_request = ChatCompletionRequest {
+        stream: true,
+        ..request.clone()
     };
     let reproduce = move |_| {
         running.set(true);
@@ -69,7 +68,8 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
                     again.update(|again| again.get_or_insert_default().push_str(&text));
                 }
             };
-            if let Err(error) = browser::stream_answer(body, &browser::Abort::new(), on_event).await
+            if let Err(error) =
+                browser::stream_answer(&body, &browser::Abort::new(), on_event).await
             {
                 again.set(Some(error.detail));
             }

@@ -27,10 +27,12 @@ mod imp {
     use js_sys::{Reflect, Uint8Array};
     use wasm_bindgen::{JsCast, JsValue};
     use wasm_bindgen_futures::JsFuture;
-    use web_sys::{
-        AbortController, ReadableStreamDefaultReader, RequestInit, Response, TextDecodeOptions,
-        TextDecoder,
-    };
+    use web_sys::{AbortController, ReadableStreamDefaultReader, RequestInit, Response};
+    use wire::health::{BrowserModelFile, Health};
+    use wire::js::text_of;
+    use wire::openai::{ChatCompletionRequest, DONE};
+    use wire::sse::SseDecoder;
+    use wire::worker::{WorkerEvent, WorkerRequest};
 
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -91,10 +93,14 @@ mod imp {
                 .unwrap_or_default(),
             Err(_) => String::new(),
         };
-        let health: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let health = serde_json::from_str::<Health>(&text).ok();
+        let (status, message) = health
+            .as_ref()
+            .and_then(Health::problem)
+            .unwrap_or(("error", ""));
         Some(ServerProblem {
-            status: health["status"].as_str().unwrap_or("error").to_owned(),
-            message: health["message"].as_str().unwrap_or_default().to_owned(),
+            status: status.to_owned(),
+            message: message.to_owned(),
         })
     }
 
@@ -110,9 +116,9 @@ mod imp {
     }
 
     impl BrowserModel {
-        fn post(&self, json: &str) -> Result<(), ChatError> {
+        fn post(&self, request: &WorkerRequest) -> Result<(), ChatError> {
             self.worker
-                .post_message(&JsValue::from_str(json))
+                .post_message(&JsValue::from_str(&request.to_json()))
                 .map_err(|error| ChatError::browser(text_of(error)))
         }
 
@@ -144,9 +150,7 @@ mod imp {
                     .and_then(|message| message.as_string());
                 let message =
                     detail.unwrap_or_else(|| "the browser model's worker could not start".into());
-                let _ = sender.unbounded_send(
-                    serde_json::json!({"type": "failed", "message": message}).to_string(),
-                );
+                let _ = sender.unbounded_send(WorkerEvent::Failed { message }.to_json());
             })
         };
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
@@ -178,7 +182,7 @@ mod imp {
     /// Answers in the visitor's browser: loads the model once (reporting progress), then
     /// streams the answer to `request` (see `conversation::worker_request`).
     pub async fn answer_in_browser(
-        request: String,
+        request: WorkerRequest,
         requantize: bool,
         abort: &Abort,
         mut on_progress: impl FnMut(Progress),
@@ -201,12 +205,14 @@ mod imp {
             if !description.ok() {
                 return Err(ChatError::from_response(description.status(), &text));
             }
-            let described: serde_json::Value = serde_json::from_str(&text)
+            let file: BrowserModelFile = serde_json::from_str(&text)
                 .map_err(|error| ChatError::browser(error.to_string()))?;
-            let load = serde_json::json!({
-                "type": "load", "url": described["url"], "sha256": described["sha256"], "bytes": described["bytes"], "requantize": requantize,
-            });
-            model.post(&load.to_string())?;
+            model.post(&WorkerRequest::Load {
+                url: file.url,
+                sha256: file.sha256,
+                bytes: file.bytes,
+                requantize,
+            })?;
             loop {
                 match model.next().await? {
                     WorkerMessage::Progress {
@@ -232,7 +238,7 @@ mod imp {
         let stop = {
             let worker = model.worker.clone();
             Closure::<dyn FnMut()>::new(move || {
-                let _ = worker.post_message(&JsValue::from_str(r#"{"type":"stop"}"#));
+                let _ = worker.post_message(&JsValue::from_str(&WorkerRequest::Stop.to_json()));
             })
         };
         abort
@@ -253,13 +259,6 @@ mod imp {
         };
         abort.0.signal().set_onabort(None);
         result
-    }
-
-    fn text_of(error: JsValue) -> String {
-        error
-            .as_string()
-            .or_else(|| js_sys::Error::from(error).message().as_string())
-            .unwrap_or_else(|| "error".into())
     }
 
     fn json_post(body: &str) -> Result<RequestInit, JsValue> {
@@ -308,11 +307,12 @@ mod imp {
     /// Posts `body` to the chat API and hands each event of the answer to `on_event`. A stop
     /// asked through `abort` ends it without an error.
     pub async fn stream_answer(
-        body: String,
+        request: &ChatCompletionRequest,
         abort: &Abort,
         mut on_event: impl FnMut(StreamEvent),
     ) -> Result<(), ChatError> {
         let connection = |error: JsValue| ChatError::connection(text_of(error));
+        let body = serde_json::to_string(request).expect("a request serialises");
         let init = json_post(&body).map_err(connection)?;
         init.set_signal(Some(&abort.0.signal()));
         let window = web_sys::window().ok_or_else(|| ChatError::other("no window".into()))?;
@@ -337,10 +337,7 @@ mod imp {
             .body()
             .ok_or_else(|| ChatError::other("the answer has no body".into()))?;
         let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-        let decoder = TextDecoder::new().map_err(connection)?;
-        let options = TextDecodeOptions::new();
-        options.set_stream(true);
-        let mut pending = String::new();
+        let mut decoder = SseDecoder::new();
         loop {
             let chunk = match JsFuture::from(reader.read()).await {
                 Ok(chunk) => chunk,
@@ -358,19 +355,11 @@ mod imp {
                 .map_err(connection)?
                 .dyn_into()
                 .map_err(connection)?;
-            pending.push_str(
-                &decoder
-                    .decode_with_js_u8_array_and_options(&bytes, &options)
-                    .map_err(connection)?,
-            );
-            while let Some(end) = pending.find("\n\n") {
-                let event: String = pending.drain(..end + 2).collect();
-                for data in event.lines().filter_map(|line| line.strip_prefix("data: ")) {
-                    if data == "[DONE]" {
-                        return Ok(());
-                    }
-                    on_event(parse_event(data)?);
+            for data in decoder.push(&bytes.to_vec()) {
+                if data == DONE {
+                    return Ok(());
                 }
+                on_event(parse_event(&data)?);
             }
         }
     }
@@ -465,7 +454,7 @@ mod imp {
     }
 
     pub async fn answer_in_browser(
-        _request: String,
+        _request: wire::worker::WorkerRequest,
         _requantize: bool,
         _abort: &Abort,
         _on_progress: impl FnMut(Progress),
@@ -475,7 +464,7 @@ mod imp {
     }
 
     pub async fn stream_answer(
-        _body: String,
+        _request: &wire::openai::ChatCompletionRequest,
         _abort: &Abort,
         _on_event: impl FnMut(StreamEvent),
     ) -> Result<(), ChatError> {

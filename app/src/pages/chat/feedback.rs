@@ -6,8 +6,8 @@ use leptos::prelude::*;
 
 use super::{Turn, browser};
 use crate::conversation::answer_report;
-use crate::feedback::{Rating, Stored};
 use crate::pages::use_strings;
+use wire::feedback::{Rating, Stored};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Status {

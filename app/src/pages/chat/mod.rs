@@ -13,11 +13,12 @@ use crate::conversation::{
     AnswerMeta, AnswerStats, BROWSER_DEVICE, Backend, ChatError, EarlierAnswer, Failure, Saved,
     SavedTurn, Settings, Speaker, StreamEvent, request_body, worker_request,
 };
-use crate::feedback::{AnswerBackend, Rating};
 use crate::i18n::Strings;
 use crate::markdown;
 use crate::space::{BrowserSettings, ChatDefaults, ChatExample};
 use feedback::Feedback;
+use wire::feedback::{AnswerBackend, Rating};
+use wire::limits;
 
 /// One message on screen; every part is a signal so that the list never re-renders whole.
 #[derive(Clone, Copy)]
@@ -286,7 +287,7 @@ pub fn Chat(
             };
             let mut result = Ok(());
             if !in_browser {
-                result = browser::stream_answer(body, &abort, on_event).await;
+                result = browser::stream_answer(&body, &abort, on_event).await;
                 // The same question, history included, goes to the browser when the server
                 // could not even begin to answer.
                 in_browser = backend == Backend::Auto
@@ -550,6 +551,11 @@ pub fn Chat(
     .into_any()
 }
 
+/// An HTML number input's `min` and `max`: the bound the server checks.
+fn input_range<T: Copy + Into<f64>>(bound: &limits::Bound<T>) -> (f64, f64) {
+    (bound.min.into(), bound.max.into())
+}
+
 /// System prompt and sampling, starting from the team's `[chat]` values.
 #[component]
 fn SettingsPanel(
@@ -560,8 +566,7 @@ fn SettingsPanel(
     let strings = use_strings();
     let number_field = move |id: &'static str,
                              label: fn(&Strings) -> &'static str,
-                             min: &'static str,
-                             max: &'static str,
+                             (min, max): (f64, f64),
                              step: &'static str,
                              read: fn(&Settings) -> f64,
                              write: fn(&mut Settings, f64)| {
@@ -596,9 +601,9 @@ fn SettingsPanel(
                     prop:value=move || settings.with(|settings| settings.system_prompt.clone())
                     on:change=move |event| settings.update(|settings| settings.system_prompt = event_target_value(&event))
                 ></textarea>
-                {number_field("temperature", |strings| strings.temperature, "0", "2", "0.1", |s| s.temperature, |s, v| s.temperature = v)}
-                {number_field("top-p", |strings| strings.top_p, "0.01", "1", "0.05", |s| s.top_p, |s, v| s.top_p = v)}
-                {number_field("max-tokens", |strings| strings.max_tokens, "1", "4096", "1", |s| f64::from(s.max_tokens), |s, v| s.max_tokens = v.round() as u32)}
+                {number_field("temperature", |strings| strings.temperature, input_range(&limits::TEMPERATURE), "0.1", |s| s.temperature, |s, v| s.temperature = v)}
+                {number_field("top-p", |strings| strings.top_p, input_range(&limits::TOP_P), "0.05", |s| s.top_p, |s, v| s.top_p = v)}
+                {number_field("max-tokens", |strings| strings.max_tokens, input_range(&limits::MAX_TOKENS), "1", |s| f64::from(s.max_tokens), |s, v| s.max_tokens = v.round() as u32)}
             </div>
             {failover.then(|| {
                 let choice = move |backend: Backend, id: &'static str, label: fn(&Strings) -> &'static str| view! {

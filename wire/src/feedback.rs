@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{ChatMessage, Role};
+use crate::openai::ChatCompletionRequest;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rating {
@@ -61,11 +64,21 @@ pub struct Provenance {
     pub seed: u64,
 }
 
-/// One message of the conversation the model read, in OpenAI's wire form.
+/// One message of the conversation the model read, in OpenAI's wire form. The role stays text
+/// here: rows stored with any role are read back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WireMessage {
     pub role: String,
     pub content: String,
+}
+
+impl From<&ChatMessage> for WireMessage {
+    fn from(message: &ChatMessage) -> Self {
+        Self {
+            role: message.role.as_str().to_owned(),
+            content: message.content.clone(),
+        }
+    }
 }
 
 /// One answer as the chat reports it when the visitor rates it or asks for its permalink.
@@ -111,14 +124,23 @@ pub fn permalink(id: &str) -> String {
     format!("/respuesta/{id}")
 }
 
-/// The request body that generates `report`'s answer again through the OpenAI-compatible API.
-pub fn reproduction_request(report: &AnswerReport) -> serde_json::Value {
+/// The request that generates `report`'s answer again through the OpenAI-compatible API.
+/// Messages stored with a role the API does not take are left out.
+pub fn reproduction_request(report: &AnswerReport) -> ChatCompletionRequest {
     let provenance = &report.provenance;
-    serde_json::json!({
-        "messages": report.messages,
-        "temperature": provenance.temperature,
-        "top_p": provenance.top_p,
-        "max_tokens": provenance.max_tokens,
-        "seed": provenance.seed,
-    })
+    ChatCompletionRequest {
+        messages: report
+            .messages
+            .iter()
+            .filter_map(|message| {
+                Role::named(&message.role)
+                    .map(|role| ChatMessage::new(role, message.content.clone()))
+            })
+            .collect(),
+        temperature: Some(provenance.temperature),
+        top_p: Some(provenance.top_p),
+        max_tokens: Some(provenance.max_tokens.into()),
+        seed: Some(provenance.seed),
+        ..ChatCompletionRequest::default()
+    }
 }

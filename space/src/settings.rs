@@ -2,6 +2,7 @@
 //! chat starts, the browser fallback, and what the server accepts.
 
 use serde::{Deserialize, Deserializer, Serialize};
+use wire::limits::{self, Bound};
 
 /// How a conversation starts; the visitor can change every value in the chat's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -13,7 +14,7 @@ pub struct ChatDefaults {
     pub temperature: f64,
     #[serde(deserialize_with = "top_p")]
     pub top_p: f64,
-    #[serde(deserialize_with = "whole_number::<_, 1, 4096>")]
+    #[serde(deserialize_with = "max_tokens")]
     pub max_tokens: u32,
 }
 
@@ -21,9 +22,9 @@ impl Default for ChatDefaults {
     fn default() -> Self {
         Self {
             system_prompt: None,
-            temperature: 0.7,
-            top_p: 0.9,
-            max_tokens: 512,
+            temperature: limits::TEMPERATURE.default,
+            top_p: limits::TOP_P.default,
+            max_tokens: limits::MAX_TOKENS.default,
         }
     }
 }
@@ -52,7 +53,7 @@ impl Default for BrowserSettings {
 }
 
 /// What one Space accepts, so that no visitor can take it from the others.
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "LimitsInToml")]
 pub struct Limits {
@@ -65,7 +66,7 @@ pub struct Limits {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 impl Default for Limits {
     fn default() -> Self {
         LimitsInToml::default()
@@ -74,36 +75,36 @@ impl Default for Limits {
     }
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct LimitsInToml {
-    #[serde(deserialize_with = "whole_number::<_, 1, 64>")]
+    #[serde(deserialize_with = "max_concurrent")]
     max_concurrent: u32,
-    #[serde(deserialize_with = "whole_number::<_, 1, 1024>")]
+    #[serde(deserialize_with = "max_queue")]
     max_queue: u32,
-    #[serde(deserialize_with = "whole_number::<_, 1, 131072>")]
+    #[serde(deserialize_with = "max_input_tokens")]
     max_input_tokens: u32,
-    #[serde(deserialize_with = "whole_number::<_, 2, 131072>")]
+    #[serde(deserialize_with = "max_total_tokens")]
     max_total_tokens: u32,
-    #[serde(deserialize_with = "whole_number::<_, 1, 64>")]
+    #[serde(deserialize_with = "max_concurrent_per_client")]
     max_concurrent_per_client: u32,
-    #[serde(deserialize_with = "whole_number::<_, 1, 10000>")]
+    #[serde(deserialize_with = "requests_per_minute_per_client")]
     requests_per_minute_per_client: u32,
     #[serde(deserialize_with = "proxy_ranges")]
     trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 impl Default for LimitsInToml {
     fn default() -> Self {
         Self {
-            max_concurrent: 1,
-            max_queue: 8,
-            max_input_tokens: 2048,
-            max_total_tokens: 3072,
-            max_concurrent_per_client: 2,
-            requests_per_minute_per_client: 30,
+            max_concurrent: limits::MAX_CONCURRENT.default,
+            max_queue: limits::MAX_QUEUE.default,
+            max_input_tokens: limits::MAX_INPUT_TOKENS.default,
+            max_total_tokens: limits::MAX_TOTAL_TOKENS.default,
+            max_concurrent_per_client: limits::MAX_CONCURRENT_PER_CLIENT.default,
+            requests_per_minute_per_client: limits::REQUESTS_PER_MINUTE_PER_CLIENT.default,
             // Loopback and the private ranges: where a Space's own proxy connects from.
             trusted_proxies: [
                 "127.0.0.0/8",
@@ -119,7 +120,7 @@ impl Default for LimitsInToml {
     }
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 impl TryFrom<LimitsInToml> for Limits {
     type Error = String;
     fn try_from(limits: LimitsInToml) -> Result<Self, String> {
@@ -148,7 +149,7 @@ impl TryFrom<LimitsInToml> for Limits {
     }
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 fn proxy_ranges<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
     Vec::<String>::deserialize(deserializer)?
         .iter()
@@ -161,53 +162,74 @@ fn proxy_ranges<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet:
         .collect()
 }
 
-fn whole_number<'de, D: Deserializer<'de>, const MIN: u32, const MAX: u32>(
-    deserializer: D,
-) -> Result<u32, D::Error> {
-    let number = i64::deserialize(deserializer)?;
-    u32::try_from(number)
-        .ok()
-        .filter(|number| (MIN..=MAX).contains(number))
-        .ok_or_else(|| {
+/// A `deserialize_with` function per bounded key of `wire::limits`.
+macro_rules! bounded {
+    ($($name:ident: $kind:ident($bound:expr)),* $(,)?) => {$(
+        fn $name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<$kind, D::Error> {
+            <$kind as InToml>::read(deserializer, &$bound)
+        }
+    )*};
+}
+
+bounded! {
+    temperature: f64(limits::TEMPERATURE),
+    top_p: f64(limits::TOP_P),
+    max_tokens: u32(limits::MAX_TOKENS),
+}
+
+#[cfg(feature = "load")]
+bounded! {
+    max_concurrent: u32(limits::MAX_CONCURRENT),
+    max_queue: u32(limits::MAX_QUEUE),
+    max_input_tokens: u32(limits::MAX_INPUT_TOKENS),
+    max_total_tokens: u32(limits::MAX_TOTAL_TOKENS),
+    max_concurrent_per_client: u32(limits::MAX_CONCURRENT_PER_CLIENT),
+    requests_per_minute_per_client: u32(limits::REQUESTS_PER_MINUTE_PER_CLIENT),
+}
+
+/// A number space.toml may hold for a key of `wire::limits`, checked against its bound.
+trait InToml: Sized + Copy {
+    fn read<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        bound: &Bound<Self>,
+    ) -> Result<Self, D::Error>;
+}
+
+impl InToml for u32 {
+    fn read<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        bound: &Bound<u32>,
+    ) -> Result<u32, D::Error> {
+        let number = i64::deserialize(deserializer)?;
+        u64::try_from(number)
+            .ok()
+            .and_then(|number| bound.check(number).ok())
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "found {number}; allowed: a whole number from {} to {}",
+                    bound.min, bound.max
+                ))
+            })
+    }
+}
+
+impl InToml for f64 {
+    fn read<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        bound: &Bound<f64>,
+    ) -> Result<f64, D::Error> {
+        let number = f64::deserialize(deserializer)?;
+        bound.check(number).map_err(|_| {
             serde::de::Error::custom(format!(
-                "found {number}; allowed: a whole number from {MIN} to {MAX}"
+                "found {number}; allowed: a number from {} to {}",
+                bound.min, bound.max
             ))
         })
-}
-
-fn temperature<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    number_in(
-        deserializer,
-        0.0..=2.0,
-        "from 0 (always the likeliest word) to 2",
-    )
-}
-
-fn top_p<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    number_in(
-        deserializer,
-        f64::MIN_POSITIVE..=1.0,
-        "above 0 and at most 1",
-    )
-}
-
-fn number_in<'de, D: Deserializer<'de>>(
-    deserializer: D,
-    range: std::ops::RangeInclusive<f64>,
-    allowed: &str,
-) -> Result<f64, D::Error> {
-    let number = f64::deserialize(deserializer)?;
-    if range.contains(&number) {
-        Ok(number)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "found {number}; allowed: a number {allowed}"
-        )))
     }
 }
 
 /// Where the server's model comes from (server only).
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(try_from = "ModelInToml")]
 pub struct ModelSettings {
@@ -219,10 +241,10 @@ pub struct ModelSettings {
     pub requantize: bool,
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelSource {
-    /// A model Vitrina knows how to fetch (`smollm2-135m`, `qwen2.5-0.5b`).
+    /// A model Vitrina knows how to fetch (`smollm2-135m`, `qwen2.5-coder-0.5b`).
     Catalog(String),
     /// A GGUF file in a Hub repository, pinned by its sha256.
     Hub {
@@ -235,18 +257,18 @@ pub enum ModelSource {
     Path(std::path::PathBuf),
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 impl Default for ModelSettings {
     fn default() -> Self {
         Self {
-            source: ModelSource::Catalog("qwen2.5-0.5b".into()),
+            source: ModelSource::Catalog("qwen2.5-coder-0.5b".into()),
             chat_template: None,
             requantize: true,
         }
     }
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ModelInToml {
@@ -257,7 +279,7 @@ struct ModelInToml {
     requantize: Option<bool>,
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HubFileInToml {
@@ -268,12 +290,12 @@ struct HubFileInToml {
     sha256: String,
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 fn main_revision() -> String {
     "main".into()
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 impl TryFrom<ModelInToml> for ModelSettings {
     type Error = String;
     fn try_from(model: ModelInToml) -> Result<Self, String> {
@@ -309,7 +331,7 @@ impl TryFrom<ModelInToml> for ModelSettings {
             }
             _ => {
                 return Err(
-                    "give exactly one of `catalog` (e.g. \"qwen2.5-0.5b\"), `hub` ({ repo, file, revision, sha256 }) or `path` (a .gguf file)".into()
+                    "give exactly one of `catalog` (e.g. \"qwen2.5-coder-0.5b\"), `hub` ({ repo, file, revision, sha256 }) or `path` (a .gguf file)".into()
                 );
             }
         };
@@ -324,7 +346,7 @@ impl TryFrom<ModelInToml> for ModelSettings {
 /// Where answers are generated (server only): this server's own model, or an
 /// OpenAI-compatible server elsewhere (TGI, vLLM, llama-server, an Inference Endpoint, another
 /// Vitrina) for a Space that outgrows one machine.
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(try_from = "ServerInToml")]
 pub enum Backend {
@@ -333,7 +355,7 @@ pub enum Backend {
     Remote(Upstream),
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Upstream {
     /// The API's base address, ending in `/v1`.
@@ -345,7 +367,7 @@ pub struct Upstream {
     pub token_env: Option<String>,
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerInToml {
@@ -355,7 +377,7 @@ struct ServerInToml {
     token_env: Option<String>,
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 impl TryFrom<ServerInToml> for Backend {
     type Error = String;
     fn try_from(server: ServerInToml) -> Result<Self, String> {

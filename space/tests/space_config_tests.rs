@@ -1,7 +1,7 @@
 //! Every way a team can get `space.toml` wrong gets a message naming the file, line, column,
 //! key, what was found and what is allowed.
 
-use app::space::{SpaceError, load, parse};
+use space::{SpaceError, load, parse};
 
 const VALID: &str = r#"
 [project]
@@ -35,7 +35,7 @@ fn error_for(text: &str) -> String {
     }
 }
 
-fn invalid_for(text: &str) -> app::space::InvalidSpace {
+fn invalid_for(text: &str) -> space::InvalidSpace {
     match parse(text, "space.toml") {
         Err(SpaceError::Invalid(invalid)) => *invalid,
         other => panic!("expected an invalid-space error, got {other:?}"),
@@ -297,7 +297,7 @@ fn chat_and_limits_are_optional_and_checked() {
     assert_contains(&invalid.problem, &["found 3.5", "from 0"]);
 
     let invalid = invalid_for(&format!("{VALID}\n[chat]\ntop_p = 0\n"));
-    assert_contains(&invalid.problem, &["found 0", "above 0 and at most 1"]);
+    assert_contains(&invalid.problem, &["found 0", "from 0.01 to 1"]);
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn the_model_is_one_of_catalog_hub_or_path() {
     let space = parse(VALID, "space.toml").unwrap();
     assert_eq!(
         space.model.source,
-        app::space::ModelSource::Catalog("qwen2.5-0.5b".into())
+        space::ModelSource::Catalog("qwen2.5-coder-0.5b".into())
     );
 
     let hub = format!(
@@ -314,7 +314,7 @@ fn the_model_is_one_of_catalog_hub_or_path() {
     );
     let space = parse(&hub, "space.toml").unwrap();
     match space.model.source {
-        app::space::ModelSource::Hub {
+        space::ModelSource::Hub {
             repo,
             revision,
             sha256,
@@ -352,7 +352,7 @@ fn the_model_is_one_of_catalog_hub_or_path() {
 fn a_remote_backend_needs_an_http_address() {
     let space = parse(&format!("{VALID}\n[server]\nbackend = \"remote\"\nurl = \"https://endpoint.example/v1/\"\ntoken_env = \"UPSTREAM_TOKEN\"\n"), "space.toml").unwrap();
     match space.backend {
-        app::space::Backend::Remote(upstream) => assert_eq!(
+        space::Backend::Remote(upstream) => assert_eq!(
             (upstream.url.as_str(), upstream.token_env.as_deref()),
             ("https://endpoint.example/v1", Some("UPSTREAM_TOKEN"))
         ),

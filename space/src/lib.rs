@@ -3,17 +3,21 @@
 //! Every value is checked while it is read (through `try_from` newtypes and `deserialize_with`
 //! helpers), so a mistake is reported with the file, line, column and key where it was written.
 //! The same types travel to the browser, which re-checks them for free on deserialisation.
+//! The server and the pages both depend on this crate; reading the file from disk and the
+//! server-only tables need the `load` feature.
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 mod checks;
-#[cfg(feature = "ssr")]
+pub mod idioma;
+#[cfg(feature = "load")]
 mod load;
+pub mod ods;
 mod settings;
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 pub use checks::{HUB_LICENSES, did_you_mean};
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 pub use load::{InvalidSpace, SpaceError, load, parse};
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 pub use settings::{Backend, Limits, ModelSettings, ModelSource, Upstream};
 pub use settings::{BrowserSettings, ChatDefaults};
 
@@ -35,7 +39,7 @@ pub struct Space {
     #[serde(default)]
     pub examples: Vec<ChatExample>,
     /// Server only, like `limits`.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "load")]
     #[serde(default, skip_serializing)]
     pub model: ModelSettings,
     #[serde(default)]
@@ -43,29 +47,29 @@ pub struct Space {
     #[serde(default)]
     pub browser: BrowserSettings,
     /// Server only: the browser has no use for them.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "load")]
     #[serde(default, skip_serializing)]
     pub limits: Limits,
     /// Server only: where answers are generated (`[server]`).
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "load")]
     #[serde(default, rename = "server", skip_serializing)]
     pub backend: Backend,
     /// Server only: a base model that answers beside the team's on the judges' page.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "load")]
     #[serde(default, skip_serializing)]
     pub compare: Option<ModelSettings>,
     /// Server only: the model card and dataset card the judges' page checks.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "load")]
     #[serde(default, skip_serializing)]
     pub cards: Cards,
     /// Server only: the team's corpus, described on the corpus page.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "load")]
     #[serde(default, skip_serializing, deserialize_with = "dataset_table")]
     pub dataset: Option<DatasetFile>,
 }
 
 /// `[dataset]` is one table; `[[dataset]]` is almost always `[[datasets]]` mistyped.
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 fn dataset_table<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<DatasetFile>, D::Error> {
@@ -82,7 +86,7 @@ fn dataset_table<'de, D: Deserializer<'de>>(
 
 /// `[cards]`: README.md files of the model and dataset repositories, as paths on this machine
 /// (relative to the folder the server runs in).
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cards {
@@ -91,7 +95,7 @@ pub struct Cards {
 }
 
 /// `[dataset]`: the corpus file (JSONL, CSV or Parquet in the hackathon's schema).
-#[cfg(feature = "ssr")]
+#[cfg(feature = "load")]
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetFile {
@@ -185,7 +189,7 @@ macro_rules! checked_string {
             fn try_from(value: String) -> Result<Self, String> {
                 // The browser only receives what the server has already checked; skipping the
                 // checks there keeps their tables (and `url`'s) out of the wasm bundle.
-                #[cfg(feature = "ssr")]
+                #[cfg(feature = "load")]
                 checks::$check(&value)?;
                 Ok(Self(value))
             }

@@ -11,6 +11,23 @@ pub enum Role {
     Assistant,
 }
 
+impl Role {
+    /// The wire name (`system`, `user`, `assistant`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+
+    pub fn named(name: &str) -> Option<Self> {
+        [Self::System, Self::User, Self::Assistant]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
@@ -37,5 +54,12 @@ mod tests {
         assert_eq!(json, r#"{"role":"assistant","content":"¡Hola!"}"#);
         let back: ChatMessage = serde_json::from_str(r#"{"role":"system","content":"x"}"#).unwrap();
         assert_eq!(back.role, Role::System);
+        for role in [Role::System, Role::User, Role::Assistant] {
+            assert_eq!(
+                serde_json::to_string(&role).unwrap(),
+                format!("\"{}\"", role.as_str())
+            );
+            assert_eq!(Role::named(role.as_str()), Some(role));
+        }
     }
 }

@@ -1,0 +1,214 @@
+//! Every bound and default of a chat request, written once. space.toml's `[chat]` and
+//! `[limits]` are checked against this table, so are the API's requests and the engine's
+//! sampling settings; the chat page clamps what a visitor types into it and its HTML inputs take
+//! their `min` and `max` from it.
+
+use std::fmt;
+
+/// A setting's allowed range (both ends included) and the value it takes when left out.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bound<T> {
+    /// The key, as space.toml and the API spell it.
+    pub name: &'static str,
+    pub min: T,
+    pub max: T,
+    pub default: T,
+}
+
+/// A value outside its [`Bound`], in words that say what to send instead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutOfRange {
+    pub name: &'static str,
+    pub found: String,
+    pub allowed: String,
+}
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is {}; allowed: {}",
+            self.name, self.found, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+impl Bound<f64> {
+    /// False for NaN, which no comparison admits.
+    pub fn contains(&self, value: f64) -> bool {
+        self.min <= value && value <= self.max
+    }
+
+    pub fn allowed(&self) -> String {
+        format!("{} to {}", self.min, self.max)
+    }
+
+    pub fn check(&self, value: f64) -> Result<f64, OutOfRange> {
+        if self.contains(value) {
+            Ok(value)
+        } else {
+            Err(self.out_of_range(value))
+        }
+    }
+
+    /// The nearest allowed value; the default for what is not a number.
+    pub fn clamp(&self, value: f64) -> f64 {
+        if value.is_finite() {
+            value.clamp(self.min, self.max)
+        } else {
+            self.default
+        }
+    }
+
+    fn out_of_range(&self, value: f64) -> OutOfRange {
+        OutOfRange {
+            name: self.name,
+            found: value.to_string(),
+            allowed: self.allowed(),
+        }
+    }
+}
+
+impl Bound<u32> {
+    pub fn contains(&self, value: u64) -> bool {
+        u64::from(self.min) <= value && value <= u64::from(self.max)
+    }
+
+    pub fn allowed(&self) -> String {
+        format!("{} to {}", self.min, self.max)
+    }
+
+    pub fn check(&self, value: u64) -> Result<u32, OutOfRange> {
+        match u32::try_from(value) {
+            Ok(value) if self.contains(value.into()) => Ok(value),
+            _ => Err(OutOfRange {
+                name: self.name,
+                found: value.to_string(),
+                allowed: self.allowed(),
+            }),
+        }
+    }
+
+    pub fn clamp(&self, value: u32) -> u32 {
+        value.clamp(self.min, self.max)
+    }
+}
+
+/// 0 always picks the likeliest token (greedy).
+pub const TEMPERATURE: Bound<f64> = Bound {
+    name: "temperature",
+    min: 0.0,
+    max: 2.0,
+    default: 0.7,
+};
+
+/// Nucleus sampling; 1 keeps every token. Above 0: an empty nucleus means nothing.
+pub const TOP_P: Bound<f64> = Bound {
+    name: "top_p",
+    min: 0.01,
+    max: 1.0,
+    default: 0.9,
+};
+
+/// The answer's length in tokens.
+pub const MAX_TOKENS: Bound<u32> = Bound {
+    name: "max_tokens",
+    min: 1,
+    max: 4096,
+    default: 512,
+};
+
+/// The most messages one request may carry (a conversation longer than this is a script).
+pub const MAX_MESSAGES: usize = 256;
+
+/// `[limits] max_concurrent`: answers generated at once.
+pub const MAX_CONCURRENT: Bound<u32> = Bound {
+    name: "max_concurrent",
+    min: 1,
+    max: 64,
+    default: 1,
+};
+
+/// `[limits] max_queue`: requests answered or waiting, beyond which visitors get 429.
+pub const MAX_QUEUE: Bound<u32> = Bound {
+    name: "max_queue",
+    min: 1,
+    max: 1024,
+    default: 8,
+};
+
+/// `[limits] max_input_tokens`: the longest conversation a request may send.
+pub const MAX_INPUT_TOKENS: Bound<u32> = Bound {
+    name: "max_input_tokens",
+    min: 1,
+    max: 131_072,
+    default: 2048,
+};
+
+/// `[limits] max_total_tokens`: conversation and answer together.
+pub const MAX_TOTAL_TOKENS: Bound<u32> = Bound {
+    name: "max_total_tokens",
+    min: 2,
+    max: 131_072,
+    default: 3072,
+};
+
+/// `[limits] max_concurrent_per_client`: one visitor's requests answered or waiting at once.
+pub const MAX_CONCURRENT_PER_CLIENT: Bound<u32> = Bound {
+    name: "max_concurrent_per_client",
+    min: 1,
+    max: 64,
+    default: 2,
+};
+
+/// `[limits] requests_per_minute_per_client`.
+pub const REQUESTS_PER_MINUTE_PER_CLIENT: Bound<u32> = Bound {
+    name: "requests_per_minute_per_client",
+    min: 1,
+    max: 10_000,
+    default: 30,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_lies_within_its_bound() {
+        for bound in [TEMPERATURE, TOP_P] {
+            assert!(bound.contains(bound.default), "{}", bound.name);
+        }
+        for bound in [
+            MAX_TOKENS,
+            MAX_CONCURRENT,
+            MAX_QUEUE,
+            MAX_INPUT_TOKENS,
+            MAX_TOTAL_TOKENS,
+            MAX_CONCURRENT_PER_CLIENT,
+            REQUESTS_PER_MINUTE_PER_CLIENT,
+        ] {
+            assert!(bound.contains(bound.default.into()), "{}", bound.name);
+        }
+    }
+
+    #[test]
+    fn values_are_checked_and_clamped() {
+        assert_eq!(
+            TEMPERATURE.check(5.0).unwrap_err().to_string(),
+            "`temperature` is 5; allowed: 0 to 2"
+        );
+        assert!(TEMPERATURE.check(f64::NAN).is_err());
+        assert_eq!(
+            (TEMPERATURE.clamp(9.0), TEMPERATURE.clamp(f64::NAN)),
+            (2.0, 0.7)
+        );
+        assert_eq!(
+            MAX_TOKENS.check(1 << 40).unwrap_err().to_string(),
+            "`max_tokens` is 1099511627776; allowed: 1 to 4096"
+        );
+        assert_eq!(MAX_TOKENS.check(7), Ok(7));
+        assert_eq!(MAX_TOKENS.clamp(0), 1);
+    }
+}

@@ -1,0 +1,361 @@
+//! `/v1/chat/completions` and `/v1/models` as OpenAI writes them, so that OpenAI's own clients
+//! (and LangChain's) work unchanged, plus Vitrina's additions, which those clients read past:
+//! a chunk's `queue` (the place in line while waiting) and the last chunk's `timings`.
+//!
+//! Everything a reader may meet from another server (the remote backend reads TGI, vLLM or
+//! llama-server) is optional on the way in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::chat::{ChatMessage, Role};
+use crate::generation;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionRequest {
+    /// Vitrina answers with the Space's model whatever is named, except `"compare"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// OpenAI takes one stop text or a list of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Stop {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(stop) => vec![stop],
+            Self::Many(stops) => stops,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Ask for a last chunk with the token counts.
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// Why an answer ended, in OpenAI's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    Stop,
+    Length,
+    /// What other servers may say (`content_filter`, `tool_calls`…).
+    #[serde(other)]
+    Other,
+}
+
+impl From<generation::FinishReason> for FinishReason {
+    fn from(reason: generation::FinishReason) -> Self {
+        match reason {
+            generation::FinishReason::Stop | generation::FinishReason::Cancelled => Self::Stop,
+            generation::FinishReason::Length => Self::Length,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: usize,
+    #[serde(default)]
+    pub completion_tokens: usize,
+    #[serde(default)]
+    pub total_tokens: usize,
+}
+
+impl From<generation::Usage> for Usage {
+    fn from(usage: generation::Usage) -> Self {
+        Self {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.prompt_tokens + usage.completion_tokens,
+        }
+    }
+}
+
+/// The whole answer of a request without `stream`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub index: u32,
+    pub message: ChatMessage,
+    pub finish_reason: Option<FinishReason>,
+}
+
+impl ChatCompletion {
+    pub fn new(id: &str, created: u64, model: &str, completion: &generation::Completion) -> Self {
+        Self {
+            id: id.to_owned(),
+            object: "chat.completion".into(),
+            created,
+            model: model.to_owned(),
+            choices: vec![Choice {
+                index: 0,
+                message: ChatMessage::new(Role::Assistant, completion.text.clone()),
+                finish_reason: Some(completion.finish_reason.into()),
+            }],
+            usage: completion.usage.into(),
+        }
+    }
+}
+
+/// One server-sent event of a streamed answer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChunkChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Vitrina's: still waiting for a free place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStatus>,
+    /// Vitrina's, on the last chunk: how fast it went and where it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<StreamTimings>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: Delta,
+    /// `null` until the last chunk, as OpenAI writes it.
+    pub finish_reason: Option<FinishReason>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// A waiting request's place in line: 1 is next.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub position: u64,
+    #[serde(default)]
+    pub estimated_wait_seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamTimings {
+    pub prefill_ms: f64,
+    pub decode_tokens_per_second: f64,
+    /// `cpu`, `cuda`, `remote`…
+    pub device: String,
+}
+
+impl ChatCompletionChunk {
+    /// A chunk of answer `id` with one choice carrying `delta`.
+    pub fn new(id: &str, created: u64, model: &str, delta: Delta) -> Self {
+        Self {
+            id: id.to_owned(),
+            object: "chat.completion.chunk".into(),
+            created,
+            model: model.to_owned(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: None,
+            }],
+            ..Self::default()
+        }
+    }
+
+    /// The first choice's text, when it carries any.
+    pub fn text(&self) -> Option<&str> {
+        self.choices
+            .first()
+            .and_then(|choice| choice.delta.content.as_deref())
+            .filter(|text| !text.is_empty())
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.choices.first().and_then(|choice| choice.finish_reason)
+    }
+}
+
+/// How OpenAI writes an error, as a response body or as an event mid-stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    /// `invalid_request_error`, `rate_limit_error`, `service_unavailable`, `server_error`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Always `null` here; other servers' values are not read.
+    #[serde(skip_deserializing)]
+    pub param: Option<String>,
+    #[serde(skip_deserializing)]
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(message: String, kind: &str) -> Self {
+        Self {
+            error: ErrorDetail {
+                message,
+                kind: kind.to_owned(),
+                param: None,
+                code: None,
+            },
+        }
+    }
+
+    /// The message of an error body, if `text` is one.
+    pub fn message_in(text: &str) -> Option<String> {
+        serde_json::from_str::<Self>(text)
+            .ok()
+            .map(|body| body.error.message)
+    }
+}
+
+/// What one `data:` line of a stream holds.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum StreamData {
+    Error(ErrorBody),
+    Chunk(ChatCompletionChunk),
+}
+
+/// The end-of-stream marker OpenAI sends as the last `data:`.
+pub const DONE: &str = "[DONE]";
+
+/// `GET /v1/models`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    #[serde(default)]
+    pub object: String,
+    #[serde(default)]
+    pub data: Vec<ModelCard>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub id: String,
+    #[serde(default)]
+    pub object: String,
+    #[serde(default)]
+    pub owned_by: String,
+}
+
+impl ModelList {
+    pub fn new(ids: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            object: "list".into(),
+            data: ids
+                .into_iter()
+                .map(|id| ModelCard {
+                    id,
+                    object: "model".into(),
+                    owned_by: "vitrina".into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_written_as_openai_writes_them() {
+        let chunk = ChatCompletionChunk::new(
+            "chatcmpl-1",
+            7,
+            "m",
+            Delta {
+                role: Some(Role::Assistant),
+                content: Some(String::new()),
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&chunk).unwrap(),
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+        );
+    }
+
+    #[test]
+    fn other_servers_chunks_and_errors_are_read() {
+        let usage_only = r#"{"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+        let StreamData::Chunk(chunk) = serde_json::from_str(usage_only).unwrap() else {
+            panic!("not a chunk")
+        };
+        assert_eq!(
+            (
+                chunk.text(),
+                chunk.usage.map(|usage| usage.completion_tokens)
+            ),
+            (None, Some(5))
+        );
+        let filtered = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"content_filter"}]}"#;
+        let StreamData::Chunk(chunk) = serde_json::from_str(filtered).unwrap() else {
+            panic!("not a chunk")
+        };
+        assert_eq!(chunk.finish_reason(), Some(FinishReason::Other));
+        let error = r#"{"error":{"message":"busy","type":"rate_limit_error","code":429}}"#;
+        assert_eq!(
+            serde_json::from_str::<StreamData>(error).unwrap(),
+            StreamData::Error(ErrorBody::new("busy".into(), "rate_limit_error"))
+        );
+        assert_eq!(ErrorBody::message_in("not json"), None);
+    }
+
+    #[test]
+    fn a_request_leaves_out_what_it_does_not_set() {
+        let request = ChatCompletionRequest {
+            messages: vec![ChatMessage::new(Role::User, "Hola")],
+            stop: Some(Stop::Many(vec!["\n".into()])),
+            ..ChatCompletionRequest::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"messages":[{"role":"user","content":"Hola"}],"stop":["\n"],"stream":false}"#
+        );
+    }
+}
