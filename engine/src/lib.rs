@@ -6,6 +6,9 @@
 //! render the chat template ([`template`]), sample ([`sampling`]) and stream the answer
 //! ([`generate`]). Natively it also fetches and verifies model files ([`cache`], [`catalog`]).
 
+// Every `unsafe` says why it holds (the kernels have most of them).
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cache;
 #[cfg(not(target_arch = "wasm32"))]
@@ -14,9 +17,9 @@ pub mod digest;
 mod error;
 pub mod generate;
 pub mod gguf;
+mod kernels;
 pub mod llama;
 pub mod model;
-mod quant_matmul;
 pub mod sampling;
 pub mod template;
 pub mod tokenizer;

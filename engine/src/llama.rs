@@ -15,8 +15,8 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{CpuStorage, D, DType, Device, Module, Result, Storage, Tensor, bail};
 
+use crate::kernels::QuantMatMul;
 use crate::model::SLOWER_THAN_Q8_0_ON_CPU;
-use crate::quant_matmul::QuantMatMul;
 
 /// The shape of a llama-family model, read from its GGUF metadata.
 #[derive(Clone, Debug)]
@@ -279,7 +279,7 @@ impl Embeddings {
 /// Attention of one new token on the CPU, written out rather than left to a matrix product:
 /// the products' kernels differ between x86 (fused multiply-add) and WebAssembly, and so would
 /// the browser's tokens from the server's. Here every sum runs in the same order everywhere
-/// (eight lanes, then [`crate::quant_matmul::sum_lanes`]), and the heads are shared out over
+/// (eight lanes, then [`crate::kernels::lanes::sum_lanes`]), and the heads are shared out over
 /// candle's thread pool. `q` is (heads, 1, head_dim), scaled; `keys` and `values` are
 /// (kv_heads, len, head_dim) views of the cache.
 fn decode_attention(q: &Tensor, keys: &Tensor, values: &Tensor, n_rep: usize) -> Result<Tensor> {
@@ -294,7 +294,7 @@ fn decode_attention(q: &Tensor, keys: &Tensor, values: &Tensor, n_rep: usize) ->
         bail!("decode attention runs on f32 CPU tensors");
     };
     let mut output = vec![0f32; heads * head_dim];
-    let shared = crate::quant_matmul::SharedOutput::new(&mut output);
+    let shared = crate::kernels::parallel::SharedOutput::new(&mut output);
     candle_core::utils::barrier_pool().execute_chunked(heads, |range| {
         let mut weights = vec![0f32; len];
         for head in range {
@@ -304,7 +304,7 @@ fn decode_attention(q: &Tensor, keys: &Tensor, values: &Tensor, n_rep: usize) ->
             let value_start = value_layout.start_offset() + group * value_layout.stride()[0];
             for (t, weight) in weights.iter_mut().enumerate() {
                 let key = &key_data[key_start + t * head_dim..key_start + (t + 1) * head_dim];
-                *weight = crate::quant_matmul::dot(query, key);
+                *weight = crate::kernels::lanes::dot(query, key);
             }
             let largest = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut total = 0f32;
@@ -565,10 +565,10 @@ impl<R: Read + Seek> Weights<'_, R> {
     }
 
     fn matmul(&self, tensor: QTensor) -> Result<Linear> {
-        if self.device.is_cpu() {
-            if let Some(own) = QuantMatMul::new(&tensor)? {
-                return Ok(Linear::Own(own));
-            }
+        if self.device.is_cpu()
+            && let Some(own) = QuantMatMul::new(&tensor)?
+        {
+            return Ok(Linear::Own(own));
         }
         Ok(Linear::Candle(QMatMul::from_qtensor(
             self.on_device(tensor)?,

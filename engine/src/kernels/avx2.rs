@@ -1,0 +1,264 @@
+//! Up to [`ROW_GROUP`](super::blocks::ROW_GROUP) rows at once with AVX2: each row keeps its own
+//! eight lanes, added in the one-row order, while the activations (and what the rows share of
+//! them) are loaded once for all.
+//!
+//! The functions are safe to call wherever AVX2 is enabled; callers outside such a function
+//! check for it at run time first.
+
+use std::arch::x86_64::*;
+
+use super::blocks::{ActivationBlock, BlockQ4_1, BlockQ5_0, BlockQ8_0, WeightBlock, block_start};
+
+#[target_feature(enable = "avx2")]
+pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+    group!(sums, rows::<BlockQ4_1, N>(weights, blocks))
+}
+
+#[target_feature(enable = "avx2")]
+pub fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+    group!(sums, rows::<BlockQ5_0, N>(weights, blocks))
+}
+
+#[target_feature(enable = "avx2")]
+pub fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+    group!(sums, rows::<BlockQ8_0, N>(weights, blocks))
+}
+
+/// Two input rows against the group: the same sums, in the same order, as two calls to
+/// [`dot_q8_0`], with each weight block loaded once.
+#[target_feature(enable = "avx2")]
+pub fn dot_q8_0_pair(
+    weights: &[u8],
+    inputs: [&[ActivationBlock]; 2],
+    first: &mut [f32],
+    second: &mut [f32],
+) {
+    macro_rules! pair {
+        ($rows:literal) => {{
+            let [a, b] = q8_0_pair_rows::<$rows>(weights, inputs);
+            first.copy_from_slice(&a);
+            second.copy_from_slice(&b);
+        }};
+    }
+    match first.len() {
+        4 => pair!(4),
+        3 => pair!(3),
+        2 => pair!(2),
+        _ => pair!(1),
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn horizontal_sum(x: __m256) -> f32 {
+    let quarters = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    let pairs = _mm_add_ps(quarters, _mm_movehl_ps(quarters, quarters));
+    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
+}
+
+/// 16 bytes of nibbles → 32 bytes: the low nibbles, then the high ones.
+#[target_feature(enable = "avx2")]
+fn unpack_nibbles(packed: &[u8; 16]) -> __m256i {
+    // SAFETY: the reference holds the 16 bytes read; loadu takes any alignment.
+    let packed = unsafe { _mm_loadu_si128(packed.as_ptr().cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// Products of unsigned `weights` and signed `activations`, four by four into eight lanes.
+#[target_feature(enable = "avx2")]
+fn lane_sums(weights: __m256i, activations: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(weights, activations);
+    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+}
+
+/// `lanes + scale · sums`, multiplied then added as the portable loop does.
+#[target_feature(enable = "avx2")]
+fn accumulate(lanes: __m256, scale: f32, sums: __m256i) -> __m256 {
+    _mm256_add_ps(
+        _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums)),
+        lanes,
+    )
+}
+
+#[target_feature(enable = "avx2")]
+fn load_values(activations: &ActivationBlock) -> __m256i {
+    // SAFETY: `qs` holds the 32 bytes read; loadu takes any alignment.
+    unsafe { _mm256_loadu_si256(activations.qs.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx2")]
+fn load_q8_0(block: &BlockQ8_0) -> __m256i {
+    // SAFETY: `qs` holds the 32 bytes read; loadu takes any alignment.
+    unsafe { _mm256_loadu_si256(block.qs.as_ptr().cast()) }
+}
+
+/// Block `index` of row `row` in an interleaved group of `rows` rows, without a bounds check
+/// (this loop is the decoder's hottest).
+///
+/// # Safety
+/// The group holds that block: `(index * rows + row + 1) · size_of::<B>() <= group.len()`.
+unsafe fn block_unchecked<B: WeightBlock>(
+    group: &[u8],
+    row: usize,
+    rows: usize,
+    index: usize,
+) -> &B {
+    let start = block_start::<B>(row, rows, index);
+    // SAFETY: in bounds (the caller's promise); B has alignment 1 and takes any bits
+    // (`WeightBlock`'s contract).
+    unsafe { &*group.as_ptr().add(start).cast::<B>() }
+}
+
+/// What one quantisation's kernel does with a block; [`rows`] runs the loop all share.
+trait Kernel: WeightBlock {
+    /// Q4_1's minimum: `m · d·Σx` per block, summed apart from the lanes.
+    const OFFSET: bool = false;
+    /// Worked out once per activation block for every row.
+    type Shared: Copy;
+
+    /// # Safety
+    /// The CPU has AVX2.
+    unsafe fn shared(values: __m256i) -> Self::Shared;
+
+    /// The block's products with the activations, four by four into eight integer lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    unsafe fn lane_sums(&self, values: __m256i, shared: Self::Shared) -> __m256i;
+
+    fn offset(&self) -> f32 {
+        0.0
+    }
+}
+
+impl Kernel for BlockQ4_1 {
+    const OFFSET: bool = true;
+    type Shared = ();
+
+    unsafe fn shared(_: __m256i) {}
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn lane_sums(&self, values: __m256i, _: ()) -> __m256i {
+        lane_sums(unpack_nibbles(&self.qs), values)
+    }
+
+    fn offset(&self) -> f32 {
+        self.minimum()
+    }
+}
+
+impl Kernel for BlockQ5_0 {
+    /// The weights are multiplied as q in 0..32 (unsigned, as maddubs wants them); each
+    /// lane then gives back 16 times its activations, which leaves exactly Σ(q − 16)·x.
+    type Shared = __m256i;
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn shared(values: __m256i) -> __m256i {
+        lane_sums(_mm256_set1_epi8(16), values)
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn lane_sums(&self, values: __m256i, sixteen_times: __m256i) -> __m256i {
+        // Byte i of the 32 picks byte i/8 of the fifth bits; OR-ing every bit but bit i%8
+        // and comparing with all-ones tells whether that bit is set.
+        let spread = _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        );
+        let other_bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+        let set = _mm256_cmpeq_epi8(
+            _mm256_or_si256(
+                _mm256_shuffle_epi8(_mm256_set1_epi32(self.fifth_bits() as i32), spread),
+                other_bits,
+            ),
+            _mm256_set1_epi64x(-1),
+        );
+        let quants = _mm256_or_si256(
+            unpack_nibbles(&self.qs),
+            _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
+        );
+        _mm256_sub_epi32(lane_sums(quants, values), sixteen_times)
+    }
+}
+
+impl Kernel for BlockQ8_0 {
+    type Shared = ();
+
+    unsafe fn shared(_: __m256i) {}
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn lane_sums(&self, values: __m256i, _: ()) -> __m256i {
+        let quants = load_q8_0(self);
+        // maddubs wants its first operand unsigned: move the sign onto the activations.
+        lane_sums(
+            _mm256_sign_epi8(quants, quants),
+            _mm256_sign_epi8(values, quants),
+        )
+    }
+}
+
+#[target_feature(enable = "avx2")]
+fn rows<B: Kernel, const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
+    assert_eq!(weights.len(), ROWS * blocks.len() * size_of::<B>());
+    let mut lanes = [_mm256_setzero_ps(); ROWS];
+    let mut offsets = [0f32; ROWS];
+    for (index, activations) in blocks.iter().enumerate() {
+        let values = load_values(activations);
+        // SAFETY: this function runs with AVX2 enabled.
+        let shared = unsafe { B::shared(values) };
+        for row in 0..ROWS {
+            // SAFETY: row < ROWS and index < blocks.len(): inside the length asserted above.
+            let block: &B = unsafe { block_unchecked(weights, row, ROWS, index) };
+            // SAFETY: this function runs with AVX2 enabled.
+            let sums = unsafe { block.lane_sums(values, shared) };
+            lanes[row] = accumulate(lanes[row], block.scale() * activations.d, sums);
+            if B::OFFSET {
+                offsets[row] += block.offset() * activations.scaled_sum;
+            }
+        }
+    }
+    let mut totals = [0f32; ROWS];
+    for row in 0..ROWS {
+        totals[row] = horizontal_sum(lanes[row]);
+        if B::OFFSET {
+            totals[row] += offsets[row];
+        }
+    }
+    totals
+}
+
+#[target_feature(enable = "avx2")]
+fn q8_0_pair_rows<const ROWS: usize>(
+    weights: &[u8],
+    inputs: [&[ActivationBlock]; 2],
+) -> [[f32; ROWS]; 2] {
+    let blocks = inputs[0].len();
+    assert_eq!(inputs[1].len(), blocks);
+    assert_eq!(weights.len(), ROWS * blocks * size_of::<BlockQ8_0>());
+    let mut lanes = [[_mm256_setzero_ps(); ROWS]; 2];
+    for (index, activations) in inputs[0].iter().zip(inputs[1]).enumerate() {
+        let activations = [activations.0, activations.1];
+        let values = [load_values(activations[0]), load_values(activations[1])];
+        #[allow(clippy::needless_range_loop)] // `row` also places the block in the group.
+        for row in 0..ROWS {
+            // SAFETY: row < ROWS and index < blocks: inside the length asserted above.
+            let block: &BlockQ8_0 = unsafe { block_unchecked(weights, row, ROWS, index) };
+            let quants = load_q8_0(block);
+            let magnitudes = _mm256_sign_epi8(quants, quants);
+            let d = block.scale();
+            for input in 0..2 {
+                let sums = lane_sums(magnitudes, _mm256_sign_epi8(values[input], quants));
+                lanes[input][row] = accumulate(lanes[input][row], d * activations[input].d, sums);
+            }
+        }
+    }
+    let mut totals = [[0f32; ROWS]; 2];
+    for input in 0..2 {
+        for row in 0..ROWS {
+            totals[input][row] = horizontal_sum(lanes[input][row]);
+        }
+    }
+    totals
+}

@@ -1,0 +1,272 @@
+//! Matrix products for the quantisations of the models this project runs on the CPU: Q4_1
+//! (SmolLM2-135M's file), Q5_0 (most of Qwen2.5-0.5B's "Q4_K_M" file: its 896-wide rows
+//! cannot hold 256-value K-quant blocks, so llama.cpp stores them as Q5_0) and Q8_0 (output
+//! matrices, and what the server rewrites Q4_1/Q5_0 as).
+//!
+//! candle takes a scalar loop for the first two and one weight row at a time for Q8_0. Here each
+//! weight block meets the activations quantised to 8 bits, 32 at a time, with AVX2 where the CPU
+//! has it; Q8_0 takes four rows per pass over the activations, so that four independent sums
+//! hide each other's latency. The portable loop (the browser, old
+//! CPUs) adds the very same integers in the very same order, lane by lane, so every machine
+//! gets the same bits — the browser fallback promises the server's tokens. No fused
+//! multiply-add for the same reason: WebAssembly has none.
+
+//! One file per part: [`blocks`] (the formats and the row interleave), [`lanes`] (the
+//! summation order all share), [`parallel`] (the thread pool's output), and one per back-end:
+//! [`portable`], `avx2`, `simd128`.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Result, Tensor, bail};
+
+/// Evaluates `$rows`, a call generic over the number of rows `N`, for the N rows that `$sums`
+/// asks for, into `$sums`.
+macro_rules! group {
+    ($sums:expr, $rows:expr) => {
+        match $sums.len() {
+            4 => {
+                const N: usize = 4;
+                $sums.copy_from_slice(&$rows)
+            }
+            3 => {
+                const N: usize = 3;
+                $sums.copy_from_slice(&$rows)
+            }
+            2 => {
+                const N: usize = 2;
+                $sums.copy_from_slice(&$rows)
+            }
+            _ => {
+                const N: usize = 1;
+                $sums.copy_from_slice(&$rows)
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+pub mod blocks;
+pub mod lanes;
+pub mod parallel;
+mod portable;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
+
+use blocks::{
+    ActivationBlock, BLOCK, BlockQ4_1, BlockQ5_0, BlockQ8_0, ROW_GROUP, WeightBlock, interleave,
+    quantize, row_blocks,
+};
+use parallel::SharedOutput;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Q4_1,
+    Q5_0,
+    Q8_0,
+}
+
+impl Kind {
+    fn block_bytes(self) -> usize {
+        match self {
+            Kind::Q4_1 => size_of::<BlockQ4_1>(),
+            Kind::Q5_0 => size_of::<BlockQ5_0>(),
+            Kind::Q8_0 => size_of::<BlockQ8_0>(),
+        }
+    }
+}
+
+/// A weight matrix (rows × columns, row-major, as in the GGUF) in Q4_1, Q5_0 or Q8_0.
+pub struct QuantMatMul {
+    kind: Kind,
+    weights: Vec<u8>,
+    rows: usize,
+    columns: usize,
+}
+
+impl QuantMatMul {
+    /// `None` for the other types (candle's kernels multiply them) and for rows that are not
+    /// whole blocks.
+    pub fn new(tensor: &QTensor) -> Result<Option<Self>> {
+        let kind = match tensor.dtype() {
+            GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q8_0 => Kind::Q8_0,
+            _ => return Ok(None),
+        };
+        let (rows, columns) = tensor.shape().dims2()?;
+        if columns % BLOCK != 0 {
+            return Ok(None);
+        }
+        let weights = tensor.data()?.into_owned();
+        if weights.len() != rows * columns / BLOCK * kind.block_bytes() {
+            bail!(
+                "{kind:?} weights of {rows}×{columns} take {} bytes, not {}",
+                rows * columns / BLOCK * kind.block_bytes(),
+                weights.len()
+            );
+        }
+        let weights = interleave(
+            &weights,
+            rows,
+            columns / BLOCK * kind.block_bytes(),
+            kind.block_bytes(),
+        );
+        Ok(Some(Self {
+            kind,
+            weights,
+            rows,
+            columns,
+        }))
+    }
+
+    /// `x` (…, columns) → (…, rows), on the CPU in f32.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut shape = x.dims().to_vec();
+        if shape.last() != Some(&self.columns) {
+            bail!(
+                "a {:?} input does not fit weights of {} columns",
+                x.dims(),
+                self.columns
+            );
+        }
+        let inputs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let input_rows = inputs.len() / self.columns;
+        let activations: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let blocks_per_row = self.columns / BLOCK;
+        let row_bytes = blocks_per_row * self.kind.block_bytes();
+
+        let mut result = vec![0f32; input_rows * self.rows];
+        let output = SharedOutput::new(&mut result);
+        let dot = rows_function(self.kind);
+        let pair_dot = pair_function(self.kind);
+        let groups = self.rows.div_ceil(ROW_GROUP);
+        candle_core::utils::barrier_pool().execute_chunked(groups, |groups| {
+            let mut sums = [[0f32; ROW_GROUP]; 2];
+            for group in groups {
+                let rows = group * ROW_GROUP..((group + 1) * ROW_GROUP).min(self.rows);
+                let weights = &self.weights[rows.start * row_bytes..rows.end * row_bytes];
+                let [first_sums, second_sums] = &mut sums;
+                let (first_sums, second_sums) = (
+                    &mut first_sums[..rows.len()],
+                    &mut second_sums[..rows.len()],
+                );
+                // A group's weights stay in the cache while every input row meets them; a
+                // prompt's rows meet them two at a time where a kernel does pairs.
+                let mut inputs = activations.chunks_exact(blocks_per_row).enumerate();
+                while let Some((input, blocks)) = inputs.next() {
+                    if let Some(pair_dot) = pair_dot
+                        && let Some((_, second)) = inputs.clone().next()
+                    {
+                        inputs.next();
+                        pair_dot(weights, [blocks, second], first_sums, second_sums);
+                        // SAFETY: rows `rows` of input rows `input` and `input + 1` lie in
+                        // `result` (input + 1 < input_rows) and only this task writes them:
+                        // each group of rows is one task's.
+                        unsafe {
+                            output.write_row(input * self.rows + rows.start, first_sums);
+                            output.write_row((input + 1) * self.rows + rows.start, second_sums);
+                        }
+                        continue;
+                    }
+                    dot(weights, blocks, first_sums);
+                    // SAFETY: as above, for input row `input` alone.
+                    unsafe { output.write_row(input * self.rows + rows.start, first_sums) };
+                }
+            }
+        });
+        *shape.last_mut().expect("checked above") = self.rows;
+        Tensor::from_vec(result, shape, x.device())
+    }
+}
+
+/// `weights` holds a group of `sums.len()` (1 to [`ROW_GROUP`]) interleaved rows; `sums` gets
+/// their products with `blocks`.
+type RowsDot = fn(&[u8], &[ActivationBlock], &mut [f32]);
+
+fn rows_function(kind: Kind) -> RowsDot {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        return match kind {
+            Kind::Q4_1 => |weights, blocks, sums| {
+                // SAFETY: AVX2 is present (checked just above).
+                unsafe { avx2::dot_q4_1(weights, blocks, sums) }
+            },
+            Kind::Q5_0 => |weights, blocks, sums| {
+                // SAFETY: AVX2 is present (checked just above).
+                unsafe { avx2::dot_q5_0(weights, blocks, sums) }
+            },
+            Kind::Q8_0 => |weights, blocks, sums| {
+                // SAFETY: AVX2 is present (checked just above).
+                unsafe { avx2::dot_q8_0(weights, blocks, sums) }
+            },
+        };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return match kind {
+        Kind::Q4_1 => simd128::dot_q4_1,
+        Kind::Q5_0 => simd128::dot_q5_0,
+        Kind::Q8_0 => simd128::dot_q8_0,
+    };
+    #[allow(unreachable_code)]
+    portable_rows(kind)
+}
+
+/// The one-row portable kernels, row after row: the reference the others match bit for bit.
+fn portable_rows(kind: Kind) -> RowsDot {
+    match kind {
+        Kind::Q4_1 => |weights, blocks, sums| {
+            each_row::<BlockQ4_1>(weights, blocks, sums, |row, blocks| {
+                portable::dot_q4_1(row, blocks)
+            })
+        },
+        Kind::Q5_0 => |weights, blocks, sums| {
+            each_row::<BlockQ5_0>(weights, blocks, sums, |row, blocks| {
+                portable::dot_q5_0(row, blocks)
+            })
+        },
+        Kind::Q8_0 => |weights, blocks, sums| {
+            each_row::<BlockQ8_0>(weights, blocks, sums, |row, blocks| {
+                portable::dot_q8_0(row, blocks)
+            })
+        },
+    }
+}
+
+/// Like [`RowsDot`] for two input rows at once (the first sums, then the second).
+type PairDot = fn(&[u8], [&[ActivationBlock]; 2], &mut [f32], &mut [f32]);
+
+/// Where a kernel takes two input rows per pass over the weights: Q8_0 with AVX2, the server's
+/// usual type, whose prompts are otherwise bound by the loads of weights and activations.
+fn pair_function(kind: Kind) -> Option<PairDot> {
+    #[cfg(target_arch = "x86_64")]
+    if kind == Kind::Q8_0 && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above).
+        return Some(|weights, inputs, first, second| unsafe {
+            avx2::dot_q8_0_pair(weights, inputs, first, second)
+        });
+    }
+    let _ = kind;
+    None
+}
+
+/// The blocks of one weight row, as the one-row kernels take them.
+type RowBlocks<'a, B> = std::iter::Map<
+    std::iter::StepBy<std::iter::Skip<std::slice::ChunksExact<'a, u8>>>,
+    fn(&'a [u8]) -> &'a B,
+>;
+
+/// A group of rows through a one-row kernel.
+fn each_row<B: WeightBlock>(
+    weights: &[u8],
+    blocks: &[ActivationBlock],
+    sums: &mut [f32],
+    dot: impl for<'a> Fn(RowBlocks<'a, B>, &[ActivationBlock]) -> f32,
+) {
+    let rows = sums.len();
+    for (row, sum) in sums.iter_mut().enumerate() {
+        *sum = dot(row_blocks(weights, row, rows), blocks);
+    }
+}
+
+#[cfg(test)]
+mod tests;

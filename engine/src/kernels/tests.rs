@@ -1,0 +1,134 @@
+//! The kernels against the dequantised weights, against candle, and against each other.
+use super::*;
+use crate::kernels::lanes::f16_to_f32;
+use candle_core::Device;
+
+/// Weights and inputs with every nibble, every fifth bit and both signs.
+fn matrices(dtype: GgmlDType, rows: usize, columns: usize, input_rows: usize) -> (QTensor, Tensor) {
+    let weights: Vec<f32> = (0..rows * columns)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i % 13) as f32))
+        .collect();
+    let weights = Tensor::from_vec(weights, (rows, columns), &Device::Cpu).unwrap();
+    let inputs: Vec<f32> = (0..input_rows * columns)
+        .map(|i| ((i * 104729 % 997) as f32 / 498.5 - 1.0) * 3.0)
+        .collect();
+    let inputs = Tensor::from_vec(inputs, (input_rows, columns), &Device::Cpu).unwrap();
+    (QTensor::quantize(&weights, dtype).unwrap(), inputs)
+}
+
+/// The products of the dequantised weights and the f32 inputs, within what quantising the
+/// inputs to 8 bits costs (1% of Σ|w·x|), like candle's own kernels; for one input row
+/// (decoding) and several (a prompt).
+#[test]
+fn products_are_those_of_the_dequantised_weights() {
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        for input_rows in [1, 5] {
+            let (weights, inputs) = matrices(dtype, 70, 256, input_rows);
+            let dequantised = weights.dequantize(&Device::Cpu).unwrap();
+            let exact = inputs.matmul(&dequantised.t().unwrap()).unwrap();
+            let magnitude = inputs
+                .abs()
+                .unwrap()
+                .matmul(&dequantised.abs().unwrap().t().unwrap())
+                .unwrap();
+            let ours = QuantMatMul::new(&weights)
+                .unwrap()
+                .unwrap()
+                .forward(&inputs)
+                .unwrap();
+            let candle = candle_core::quantized::QMatMul::from_qtensor(weights).unwrap();
+            let candle = candle_core::Module::forward(&candle, &inputs).unwrap();
+            assert_eq!(ours.dims(), exact.dims());
+            let flat =
+                |tensor: &Tensor| -> Vec<f32> { tensor.flatten_all().unwrap().to_vec1().unwrap() };
+            for (((got, by_candle), want), magnitude) in flat(&ours)
+                .iter()
+                .zip(flat(&candle))
+                .zip(flat(&exact))
+                .zip(flat(&magnitude))
+            {
+                let bound = 0.01 * magnitude;
+                assert!(
+                    (got - want).abs() <= bound,
+                    "{dtype:?}: {got}, exactly {want} (bound {bound})"
+                );
+                assert!(
+                    (by_candle - want).abs() <= bound,
+                    "{dtype:?}: candle {by_candle}, exactly {want}"
+                );
+            }
+        }
+    }
+}
+
+/// A prompt's rows (several at once, in pairs where a kernel does pairs) get the very bits
+/// each row gets alone, as when decoding.
+#[test]
+fn rows_of_a_prompt_get_the_bits_of_one_row_alone() {
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        let (weights, inputs) = matrices(dtype, 7, 256, 5);
+        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+        let together = matmul.forward(&inputs).unwrap();
+        for row in 0..5 {
+            let alone = matmul.forward(&inputs.narrow(0, row, 1).unwrap()).unwrap();
+            let bits = |tensor: &Tensor| -> Vec<u32> {
+                let values: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
+                values.into_iter().map(f32::to_bits).collect()
+            };
+            assert_eq!(
+                bits(&together.narrow(0, row, 1).unwrap()),
+                bits(&alone),
+                "{dtype:?}, row {row}"
+            );
+        }
+    }
+}
+
+/// The scales' conversion agrees with the `half` crate's for every finite f16.
+#[test]
+fn f16_scales_convert_exactly() {
+    for bits in 0..=u16::MAX {
+        let reference = half::f16::from_bits(bits);
+        if reference.is_finite() {
+            assert_eq!(
+                f16_to_f32(bits).to_bits(),
+                reference.to_f32().to_bits(),
+                "{bits:#06x}"
+            );
+        }
+    }
+}
+
+/// The AVX2 kernels and the portable ones (the browser's) give the same bits, for whole and
+/// partial groups of rows.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn avx2_and_portable_agree_to_the_bit() {
+    if !std::is_x86_feature_detected!("avx2") {
+        return;
+    }
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        let rows = 7;
+        let (weights, inputs) = matrices(dtype, rows, 512, 1);
+        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+        let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let block_bytes = matmul.kind.block_bytes();
+        let (first, rest) = matmul
+            .weights
+            .split_at(ROW_GROUP * 512 / BLOCK * block_bytes);
+        let mut fast = vec![0f32; rows];
+        let mut slow = vec![0f32; rows];
+        for (group, range) in [(first, 0..ROW_GROUP), (rest, ROW_GROUP..rows)] {
+            rows_function(matmul.kind)(group, &blocks, &mut fast[range.clone()]);
+            portable_rows(matmul.kind)(group, &blocks, &mut slow[range]);
+        }
+        for (fast, slow) in fast.iter().zip(&slow) {
+            assert_eq!(
+                fast.to_bits(),
+                slow.to_bits(),
+                "{dtype:?}: {fast} against {slow}"
+            );
+        }
+    }
+}
