@@ -40,8 +40,9 @@ pub struct ModelFile {
     pub sha256: String,
 }
 
-/// Where the model comes from.
-pub enum ModelSource {
+/// A model file as the engine will load it: what space.toml's `[model]` (or `--model`) says,
+/// resolved once at start-up by [`ResolvedModel::resolve`].
+pub enum ResolvedModel {
     /// A file fetched and verified through the cache (a catalogue model or a pinned Hub file).
     Cached {
         name: String,
@@ -52,7 +53,53 @@ pub enum ModelSource {
     File(PathBuf),
 }
 
-impl ModelSource {
+impl ResolvedModel {
+    /// Where `source` says the file is: a catalogue model or a pinned Hub file through the
+    /// cache, or a file on this machine. The error says what is wrong with the source.
+    pub fn resolve(source: &space::ModelSource, cache: &ModelCache) -> Result<Self, String> {
+        match source {
+            space::ModelSource::Catalog(name) => {
+                let file = engine::catalog::by_name(name).ok_or_else(|| {
+                    format!(
+                        "catalog is {name:?}; allowed: {}",
+                        engine::catalog::NAMES.join(", ")
+                    )
+                })?;
+                Ok(Self::Cached {
+                    name: name.clone(),
+                    cache: cache.clone(),
+                    file,
+                })
+            }
+            space::ModelSource::Hub {
+                repo,
+                file,
+                revision,
+                sha256,
+            } => {
+                let file_name = file.rsplit('/').next().unwrap_or(file).to_owned();
+                Ok(Self::Cached {
+                    name: file_name.trim_end_matches(".gguf").to_owned(),
+                    cache: cache.clone(),
+                    file: CachedFile {
+                        file_name,
+                        sha256: sha256.clone(),
+                        sources: vec![engine::cache::Source::Hub {
+                            repo: repo.as_str().to_owned(),
+                            file: file.clone(),
+                            revision: revision.clone(),
+                        }],
+                    },
+                })
+            }
+            space::ModelSource::Path(path) if path.is_file() => Ok(Self::File(path.clone())),
+            space::ModelSource::Path(path) => Err(format!(
+                "path {} does not exist or is not a file",
+                path.display()
+            )),
+        }
+    }
+
     /// The name the API and `/health` give the model: the catalogue's, or the file's stem.
     pub fn name(&self) -> String {
         match self {
@@ -108,18 +155,18 @@ impl Inference {
     }
 
     /// [`Inference::load`] on a thread of its own.
-    pub fn start_loading(self: &Arc<Self>, source: ModelSource, options: LoadOptions) {
+    pub fn start_loading(self: &Arc<Self>, source: ResolvedModel, options: LoadOptions) {
         let inference = Arc::clone(self);
         std::thread::spawn(move || inference.load(source, &options));
     }
 
     /// Fetches the model (if it comes from the catalogue) and loads it; `/health` follows along.
-    pub fn load(&self, source: ModelSource, options: &LoadOptions) {
+    pub fn load(&self, source: ResolvedModel, options: &LoadOptions) {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
         let loaded = (|| -> Result<(ChatModel, &'static str, ModelFile), String> {
             let (path, sha256) = match &source {
-                ModelSource::Cached { cache, file, .. } => {
+                ResolvedModel::Cached { cache, file, .. } => {
                     let path = cache
                         .get(file, &mut |done, total| {
                             self.set_state(ModelState::Loading { done, total })
@@ -127,7 +174,7 @@ impl Inference {
                         .map_err(|error| error.to_string())?;
                     (path, file.sha256.clone())
                 }
-                ModelSource::File(path) => {
+                ResolvedModel::File(path) => {
                     let sha256 = engine::cache::file_sha256(path)
                         .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
                     (path.clone(), sha256)

@@ -7,8 +7,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use std::sync::Arc;
 
+use engine::LoadOptions;
+use engine::cache::{CachedFile, ModelCache};
 use server::browser_model::BrowserModel;
-use server::inference::ModelSource;
+use server::facts::{Facts, FetchedCards};
+use server::inference::{Inference, ResolvedModel};
+use space::{ModelSource, Space};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -28,7 +32,7 @@ struct Cli {
     /// The model to chat with, instead of space.toml's `[model]`: a name from the built-in
     /// catalogue (smollm2-135m, qwen2.5-coder-0.5b), or the path of a GGUF file.
     #[arg(long, env = "VITRINA_MODEL", value_parser = model_source)]
-    model: Option<ModelChoice>,
+    model: Option<ModelSource>,
     /// The model visitors' browsers run, instead of space.toml's `[browser] model`.
     #[arg(long, env = "VITRINA_BROWSER_MODEL", value_parser = clap::builder::PossibleValuesParser::new(engine::catalog::NAMES))]
     browser_model: Option<String>,
@@ -45,19 +49,13 @@ struct Cli {
     data_dir: Option<PathBuf>,
 }
 
-#[derive(Clone)]
-enum ModelChoice {
-    Catalog(String),
-    File(PathBuf),
-}
-
-fn model_source(value: &str) -> Result<ModelChoice, String> {
+fn model_source(value: &str) -> Result<ModelSource, String> {
     if engine::catalog::by_name(value).is_some() {
-        return Ok(ModelChoice::Catalog(value.to_owned()));
+        return Ok(ModelSource::Catalog(value.to_owned()));
     }
     let path = PathBuf::from(value);
     if value.ends_with(".gguf") && path.is_file() {
-        return Ok(ModelChoice::File(path));
+        return Ok(ModelSource::Path(path));
     }
     Err(format!(
         "{value:?} is neither a catalogue model ({}) nor an existing .gguf file",
@@ -65,28 +63,160 @@ fn model_source(value: &str) -> Result<ModelChoice, String> {
     ))
 }
 
-/// `--prefetch`: both models into the cache, with progress on the terminal.
-fn prefetch(
-    cache: &engine::cache::ModelCache,
-    browser_file: &engine::cache::CachedFile,
-    server: [Option<&ModelSource>; 2],
-) -> ExitCode {
-    let mut files = vec![("browser model".to_owned(), browser_file)];
-    for source in server.into_iter().flatten() {
-        if let ModelSource::Cached { name, file, .. } = source {
+/// Why the server did not start: the message for the terminal and the exit code.
+struct Refusal(u8, String);
+
+impl Refusal {
+    /// A mistake in space.toml or on the command line.
+    fn config(message: String) -> Self {
+        Self(2, message)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match serve(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Refusal(code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The start-up, step by step.
+async fn serve(cli: Cli) -> Result<(), Refusal> {
+    let mut space = space::load(&cli.config).map_err(|error| Refusal::config(error.to_string()))?;
+    if let Some(name) = &cli.browser_model {
+        space.browser.model = name.clone();
+    }
+    warn_without_bundle(&cli.site_root);
+    let cache = ModelCache::from_env();
+    let models = Models::resolve(&cli, &space, &cache)?;
+    if cli.prefetch {
+        return prefetch(&cache, &models);
+    }
+    let address = SocketAddr::new(cli.host, cli.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| {
+            Refusal::config(format!(
+                "cannot listen on {address}: {error}. Choose another port with --port N or PORT=N."
+            ))
+        })?;
+    let loading = load_in_background(models, cards_to_fetch(&space), cache);
+    let facts = Arc::new(Facts {
+        inference: loading.inference,
+        compare: loading.compare,
+        browser_model: loading.browser_model,
+        cards: loading.cards,
+        store: open_feedback(cli.data_dir),
+        remote_model: remote_model(&space),
+    });
+    read_corpus_ahead(&space);
+    let admin_token = std::env::var("VITRINA_ADMIN_TOKEN")
+        .ok()
+        .filter(|token| !token.is_empty());
+    let options = server::leptos_options(&cli.site_root, address);
+    let app = server::router(space, options, facts, admin_token);
+    tracing::info!("Vitrina listening on http://{address}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|error| Refusal(1, format!("server stopped: {error}")))
+}
+
+fn warn_without_bundle(site_root: &str) {
+    if !std::path::Path::new(site_root).join("pkg").is_dir() {
+        tracing::warn!(
+            %site_root,
+            "no browser bundle found: pages render but will not hydrate; build it with `cargo xtask run`"
+        );
+    }
+}
+
+/// Every model the Space uses, resolved from space.toml and the command line.
+struct Models {
+    /// The catalogue name and file of the model visitors' browsers run.
+    browser: (String, CachedFile),
+    /// `None` when answers come from elsewhere (`--no-model`, a remote backend).
+    server: Option<(ResolvedModel, LoadOptions)>,
+    compare: Option<(ResolvedModel, LoadOptions)>,
+}
+
+impl Models {
+    fn resolve(cli: &Cli, space: &Space, cache: &ModelCache) -> Result<Self, Refusal> {
+        let config = cli.config.display();
+        let browser_file = engine::catalog::by_name(&space.browser.model).ok_or_else(|| {
+            Refusal::config(format!(
+                "{config}: key `browser.model`: found {:?}; allowed: {}",
+                space.browser.model,
+                engine::catalog::NAMES.join(", ")
+            ))
+        })?;
+        let resolve = |source: &ModelSource, key: &str| {
+            ResolvedModel::resolve(source, cache)
+                .map_err(|problem| Refusal::config(format!("{config}: key `{key}`: {problem}")))
+        };
+        let elsewhere = cli.no_model || matches!(space.backend, space::Backend::Remote(_));
+        let server = match &cli.model {
+            _ if elsewhere => None,
+            // The command line's model keeps space.toml's other `[model]` settings but its template.
+            Some(source) => Some((resolve(source, "model")?, load_options(&space.model, false))),
+            None => Some((
+                resolve(&space.model.source, "model")?,
+                load_options(&space.model, true),
+            )),
+        };
+        let compare = match &space.compare {
+            Some(settings) => Some((
+                resolve(&settings.source, "compare")?,
+                load_options(settings, true),
+            )),
+            None => None,
+        };
+        Ok(Self {
+            browser: (space.browser.model.clone(), browser_file),
+            server,
+            compare,
+        })
+    }
+}
+
+/// How `[model]` (or `[compare]`) asks its file to be loaded; the chat template only applies
+/// to the file it was written for.
+fn load_options(settings: &space::ModelSettings, with_template: bool) -> LoadOptions {
+    LoadOptions {
+        requantize: settings.requantize,
+        chat_template: settings.chat_template.clone().filter(|_| with_template),
+        ..LoadOptions::default()
+    }
+}
+
+/// `--prefetch`: every model into the cache, with progress on the terminal.
+fn prefetch(cache: &ModelCache, models: &Models) -> Result<(), Refusal> {
+    let (browser_name, browser_file) = &models.browser;
+    let mut files = vec![(format!("browser model {browser_name}"), browser_file)];
+    for (model, _) in models.server.iter().chain(&models.compare) {
+        if let ResolvedModel::Cached { name, file, .. } = model {
             files.push((name.clone(), file));
         }
     }
     for (name, file) in files {
-        match cache.get(file, &mut terminal_progress(&name)) {
-            Ok(path) => println!("{name}: {}", path.display()),
-            Err(error) => {
-                eprintln!("error: {name}: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let path = cache
+            .get(file, &mut terminal_progress(&name))
+            .map_err(|error| Refusal(1, format!("{name}: {error}")))?;
+        println!("{name}: {}", path.display());
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
 
 /// A progress bar on the terminal for a download into the model cache.
@@ -107,164 +237,10 @@ fn terminal_progress(label: &str) -> impl FnMut(u64, Option<u64>) {
     }
 }
 
-/// The server's model as space.toml's `[model]` describes it.
-fn model_from_space(
-    source: &space::ModelSource,
-    cache: &engine::cache::ModelCache,
-) -> Result<ModelSource, String> {
-    use space::ModelSource as InSpace;
-    Ok(match source {
-        InSpace::Catalog(name) => {
-            let file = engine::catalog::by_name(name).ok_or_else(|| {
-                format!(
-                    "catalog is {name:?}; allowed: {}",
-                    engine::catalog::NAMES.join(", ")
-                )
-            })?;
-            ModelSource::Cached {
-                name: name.clone(),
-                cache: cache.clone(),
-                file,
-            }
-        }
-        InSpace::Hub {
-            repo,
-            file,
-            revision,
-            sha256,
-        } => {
-            let file_name = file.rsplit('/').next().unwrap_or(file).to_owned();
-            let cached = engine::cache::CachedFile {
-                file_name: file_name.clone(),
-                sha256: sha256.clone(),
-                sources: vec![engine::cache::Source::Hub {
-                    repo: repo.as_str().to_owned(),
-                    file: file.clone(),
-                    revision: revision.clone(),
-                }],
-            };
-            ModelSource::Cached {
-                name: file_name.trim_end_matches(".gguf").to_owned(),
-                cache: cache.clone(),
-                file: cached,
-            }
-        }
-        InSpace::Path(path) if path.is_file() => ModelSource::File(path.clone()),
-        InSpace::Path(path) => {
-            return Err(format!(
-                "path {} does not exist or is not a file",
-                path.display()
-            ));
-        }
-    })
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let cli = Cli::parse();
-
-    let mut space = match space::load(&cli.config) {
-        Ok(space) => space,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    if !std::path::Path::new(&cli.site_root).join("pkg").is_dir() {
-        tracing::warn!(
-            site_root = %cli.site_root,
-            "no browser bundle found: pages render but will not hydrate; build it with `cargo xtask run`"
-        );
-    }
-
-    let Some(browser_file) = engine::catalog::by_name(&space.browser.model) else {
-        eprintln!(
-            "error: {}: key `browser.model`: found {:?}; allowed: {}",
-            cli.config.display(),
-            space.browser.model,
-            engine::catalog::NAMES.join(", ")
-        );
-        return ExitCode::from(2);
-    };
-    let cache = engine::cache::ModelCache::from_env();
-    let browser_model_file = browser_file.clone();
-    let browser_model = BrowserModel::new(space.browser.model.clone(), browser_file);
-    let inference = server::inference::Inference::new();
-    let mut options = engine::LoadOptions {
-        requantize: space.model.requantize,
-        ..engine::LoadOptions::default()
-    };
-    let source = match cli.model {
-        // Answers come from elsewhere: no model here (the browser's is still served).
-        _ if cli.no_model || matches!(space.backend, space::Backend::Remote(_)) => None,
-        Some(ModelChoice::Catalog(name)) => {
-            let file =
-                engine::catalog::by_name(&name).expect("checked while parsing the arguments");
-            Some(ModelSource::Cached {
-                name,
-                cache: cache.clone(),
-                file,
-            })
-        }
-        Some(ModelChoice::File(path)) => Some(ModelSource::File(path)),
-        None => {
-            options.chat_template = space.model.chat_template.clone();
-            match model_from_space(&space.model.source, &cache) {
-                Ok(source) => Some(source),
-                Err(problem) => {
-                    eprintln!("error: {}: key `model`: {problem}", cli.config.display());
-                    return ExitCode::from(2);
-                }
-            }
-        }
-    };
-    let compare = match space
-        .compare
-        .as_ref()
-        .map(|settings| model_from_space(&settings.source, &cache))
-    {
-        None => None,
-        Some(Ok(source)) => Some(source),
-        Some(Err(problem)) => {
-            eprintln!("error: {}: key `compare`: {problem}", cli.config.display());
-            return ExitCode::from(2);
-        }
-    };
-    if cli.prefetch {
-        return prefetch(
-            &cache,
-            &browser_model_file,
-            [source.as_ref(), compare.as_ref()],
-        );
-    }
-    let address = SocketAddr::new(cli.host, cli.port);
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!(
-                "error: cannot listen on {address}: {error}. Choose another port with --port N or PORT=N."
-            );
-            return ExitCode::from(2);
-        }
-    };
-    if let Some(name) = &cli.browser_model {
-        space.browser.model = name.clone();
-    }
-    if source.is_none() {
-        inference.disable();
-    }
-    let compare_inference = compare
-        .as_ref()
-        .map(|_| server::inference::Inference::new());
-    let cards = Arc::new(server::facts::FetchedCards::default());
-    // The judges' page checks the first linked model's and dataset's cards when `[cards]` does
-    // not give them.
-    let cards_to_fetch: Vec<(app::cards::CardKind, String)> = [
+/// The cards the judges' page checks that `[cards]` does not give: the first linked model's
+/// and dataset's, from the Hub.
+fn cards_to_fetch(space: &Space) -> Vec<(app::cards::CardKind, String)> {
+    [
         (
             app::cards::CardKind::Model,
             space.cards.model.is_none(),
@@ -279,65 +255,96 @@ async fn main() -> ExitCode {
     .into_iter()
     .filter(|(_, missing, _)| *missing)
     .map(|(kind, _, repos)| (kind, repos[0].id.as_str().to_owned()))
-    .collect();
-    {
-        let (inference, browser_model, compare_inference) = (
-            Arc::clone(&inference),
-            Arc::clone(&browser_model),
-            compare_inference.clone(),
-        );
-        let cards = Arc::clone(&cards);
-        let compare_options = engine::LoadOptions {
-            chat_template: space
-                .compare
-                .as_ref()
-                .and_then(|settings| settings.chat_template.clone()),
-            requantize: space
-                .compare
-                .as_ref()
-                .is_none_or(|settings| settings.requantize),
-            ..engine::LoadOptions::default()
-        };
-        // The browser's (small) model first: the fallback is ready while the server's loads;
-        // the base model for comparisons last, as only the judges' page uses it.
-        std::thread::spawn(move || {
-            for (kind, repo) in cards_to_fetch {
-                cards.fetch(&cache, kind, &repo);
-            }
-            browser_model.fetch(&cache);
-            if let Some(source) = source {
-                inference.load(source, &options);
-            }
-            if let (Some(source), Some(compare_inference)) = (compare, compare_inference) {
-                compare_inference.load(source, &compare_options);
-            }
-        });
+    .collect()
+}
+
+/// What [`load_in_background`] fills in as it goes.
+struct Loading {
+    inference: Arc<Inference>,
+    compare: Option<Arc<Inference>>,
+    browser_model: Arc<BrowserModel>,
+    cards: Arc<FetchedCards>,
+}
+
+/// Fetches and loads everything on a thread of its own, while the server already answers (the
+/// page says what is still loading). The browser's (small) model first: the fallback is ready
+/// while the server's loads; the base model for comparisons last, as only the judges' page
+/// uses it.
+fn load_in_background(
+    models: Models,
+    cards_to_fetch: Vec<(app::cards::CardKind, String)>,
+    cache: ModelCache,
+) -> Loading {
+    let Models {
+        browser: (browser_name, browser_file),
+        server,
+        compare,
+    } = models;
+    let facts = Loading {
+        inference: Inference::new(),
+        compare: compare.as_ref().map(|_| Inference::new()),
+        browser_model: BrowserModel::new(browser_name, browser_file),
+        cards: Arc::new(FetchedCards::default()),
+    };
+    if server.is_none() {
+        facts.inference.disable();
     }
-    if let Some(dataset) = &space.dataset {
-        // Read before anyone asks: the corpus page then opens at once.
-        let file = dataset.file.clone();
-        std::thread::spawn(move || match app::corpus::load_cached(&file) {
-            Ok(corpus) => {
-                tracing::info!(file = %file.display(), rows = corpus.rows.len(), milliseconds = corpus.load_ms, "corpus read")
-            }
-            Err(error) => tracing::error!(%error, "the corpus page will show this error"),
-        });
-    }
-    let data_dir = cli
-        .data_dir
-        .unwrap_or_else(server::feedback::default_data_dir);
-    let store = match server::feedback::FeedbackStore::open(&data_dir) {
+    let (inference, compare_inference, browser_model, cards) = (
+        Arc::clone(&facts.inference),
+        facts.compare.clone(),
+        Arc::clone(&facts.browser_model),
+        Arc::clone(&facts.cards),
+    );
+    std::thread::spawn(move || {
+        for (kind, repo) in cards_to_fetch {
+            cards.fetch(&cache, kind, &repo);
+        }
+        browser_model.fetch(&cache);
+        if let Some((model, options)) = server {
+            inference.load(model, &options);
+        }
+        if let (Some((model, options)), Some(compare_inference)) = (compare, compare_inference) {
+            compare_inference.load(model, &options);
+        }
+    });
+    facts
+}
+
+/// Reads the corpus before anyone asks: the corpus page then opens at once.
+fn read_corpus_ahead(space: &Space) {
+    let Some(dataset) = &space.dataset else {
+        return;
+    };
+    let file = dataset.file.clone();
+    std::thread::spawn(move || match app::corpus::load_cached(&file) {
+        Ok(corpus) => {
+            tracing::info!(file = %file.display(), rows = corpus.rows.len(), milliseconds = corpus.load_ms, "corpus read")
+        }
+        Err(error) => tracing::error!(%error, "the corpus page will show this error"),
+    });
+}
+
+/// The feedback database, or why there is none: the demo goes on without it, and only 👍/👎
+/// and the exports say they are unavailable.
+fn open_feedback(
+    data_dir: Option<PathBuf>,
+) -> Result<Arc<server::feedback::FeedbackStore>, String> {
+    let data_dir = data_dir.unwrap_or_else(server::feedback::default_data_dir);
+    match server::feedback::FeedbackStore::open(&data_dir) {
         Ok(store) => {
             tracing::info!(database = %store.path().display(), "feedback is stored here");
             Ok(Arc::new(store))
         }
         Err(error) => {
-            // The demo goes on: only 👍/👎 and exports are unavailable, and say why.
             tracing::error!(%error, "feedback will not be stored");
             Err(error.to_string())
         }
-    };
-    let remote_model = match &space.backend {
+    }
+}
+
+/// The upstream's model name, for `[server] backend = "remote"`.
+fn remote_model(space: &Space) -> Option<String> {
+    match &space.backend {
         space::Backend::Remote(upstream) => Some(
             upstream
                 .model
@@ -345,32 +352,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|| upstream.url.clone()),
         ),
         space::Backend::Local => None,
-    };
-    let facts = Arc::new(server::facts::Facts {
-        inference,
-        compare: compare_inference,
-        browser_model,
-        remote_model,
-        store,
-        cards,
-    });
-    let admin_token = std::env::var("VITRINA_ADMIN_TOKEN")
-        .ok()
-        .filter(|token| !token.is_empty());
-    let options = server::leptos_options(&cli.site_root, address);
-    let app = server::router(space, options, facts, admin_token);
-    tracing::info!("Vitrina listening on http://{address}");
-    if let Err(error) = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    {
-        eprintln!("error: server stopped: {error}");
-        return ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
 }
 
 async fn shutdown_signal() {

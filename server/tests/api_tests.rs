@@ -42,7 +42,7 @@ fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
 fn load_smollm2() -> Arc<Inference> {
     let inference = Inference::new();
     inference.start_loading(
-        server::inference::ModelSource::Cached {
+        server::inference::ResolvedModel::Cached {
             name: "smollm2-135m".into(),
             cache: model_cache(),
             file: engine::catalog::smollm2_135m(),
@@ -148,7 +148,7 @@ fn the_compare_model_answers_when_asked_for_by_name() {
         .unwrap();
     let compare = Inference::new();
     compare.start_loading(
-        server::inference::ModelSource::File(path),
+        server::inference::ResolvedModel::File(path),
         engine::LoadOptions::default(),
     );
     let both = Api::new(
