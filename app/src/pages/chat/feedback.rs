@@ -5,9 +5,9 @@
 use leptos::prelude::*;
 
 use super::{Turn, browser};
-use crate::conversation::answer_report;
+use crate::conversation::{AnswerMeta, answer_report};
 use crate::pages::use_strings;
-use wire::feedback::{Rating, Stored};
+use wire::feedback::{AnswerReport, Rating, Stored};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Status {
@@ -15,6 +15,69 @@ enum Status {
     Sending,
     Saved,
     Failed(String),
+}
+
+/// The rated answer's report, and one for each answer a regeneration replaced (the rejected
+/// side of a preference pair).
+fn reports(
+    reply: Turn,
+    turns: RwSignal<Vec<Turn>>,
+    conversation: &str,
+    meta: &AnswerMeta,
+    comment: Option<String>,
+) -> Vec<AnswerReport> {
+    let history: Vec<_> = turns.with_untracked(|turns| {
+        turns
+            .iter()
+            .take_while(|turn| turn.key != reply.key)
+            .map(Turn::saved)
+            .collect()
+    });
+    let stats = reply.stats.get_untracked();
+    let rated = answer_report(
+        conversation,
+        &history,
+        &reply.text.get_untracked(),
+        stats.as_ref(),
+        meta,
+        comment,
+    );
+    let earlier = reply.earlier.get_untracked();
+    let replaced = earlier.iter().map(|earlier| {
+        answer_report(
+            conversation,
+            &history,
+            &earlier.text,
+            earlier.stats.as_ref(),
+            &earlier.meta,
+            None,
+        )
+    });
+    std::iter::once(rated).chain(replaced).flatten().collect()
+}
+
+/// Posts the reports in order; the first one's permalink is the rated answer's.
+async fn post(
+    reports: Vec<AnswerReport>,
+    status: RwSignal<Status>,
+    permalink: RwSignal<Option<String>>,
+) {
+    for (index, report) in reports.into_iter().enumerate() {
+        let body = serde_json::to_string(&report).expect("a report serialises");
+        match browser::post_json("/v1/feedback", &body).await {
+            Ok(text) if index == 0 => permalink.set(
+                serde_json::from_str::<Stored>(&text)
+                    .ok()
+                    .map(|stored| stored.permalink),
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                status.set(Status::Failed(error.detail));
+                return;
+            }
+        }
+    }
+    status.set(Status::Saved);
 }
 
 #[component]
@@ -26,7 +89,6 @@ pub fn Feedback(
     let strings = use_strings();
     let status = RwSignal::new(Status::Idle);
     let permalink = RwSignal::new(None::<String>);
-    let comment = RwSignal::new(String::new());
     let rating = move || {
         reply
             .meta
@@ -42,52 +104,9 @@ pub fn Feedback(
             meta.rating = new_rating;
             reply.meta.set(Some(meta.clone()));
         }
-        let history: Vec<_> = turns.with_untracked(|turns| {
-            turns
-                .iter()
-                .take_while(|turn| turn.key != reply.key)
-                .map(Turn::saved)
-                .collect()
-        });
-        let conversation = conversation.get_untracked();
-        let stats = reply.stats.get_untracked();
-        let mut reports = vec![answer_report(
-            &conversation,
-            &history,
-            &reply.text.get_untracked(),
-            stats.as_ref(),
-            &meta,
-            comment,
-        )];
-        reports.extend(reply.earlier.get_untracked().iter().map(|earlier| {
-            answer_report(
-                &conversation,
-                &history,
-                &earlier.text,
-                earlier.stats.as_ref(),
-                &earlier.meta,
-                None,
-            )
-        }));
+        let reports = reports(reply, turns, &conversation.get_untracked(), &meta, comment);
         status.set(Status::Sending);
-        leptos::task::spawn_local(async move {
-            for (index, report) in reports.into_iter().flatten().enumerate() {
-                let body = serde_json::to_string(&report).expect("a report serialises");
-                match browser::post_json("/v1/feedback", &body).await {
-                    Ok(text) if index == 0 => permalink.set(
-                        serde_json::from_str::<Stored>(&text)
-                            .ok()
-                            .map(|stored| stored.permalink),
-                    ),
-                    Ok(_) => {}
-                    Err(error) => {
-                        status.set(Status::Failed(error.detail));
-                        return;
-                    }
-                }
-            }
-            status.set(Status::Saved);
-        });
+        leptos::task::spawn_local(post(reports, status, permalink));
     };
     let rate = move |chosen: Rating| {
         // A second click on the same thumb takes the verdict back.
@@ -135,23 +154,38 @@ pub fn Feedback(
                     Status::Idle | Status::Sending => String::new(),
                 }}
             </p>
-            <details class="feedback-comment" hidden=move || rating() == Rating::None>
-                <summary>{move || strings().add_comment}</summary>
-                <form on:submit=move |event| {
-                    event.prevent_default();
-                    send(None, Some(comment.get_untracked()));
-                }>
-                    <label class="visually-hidden" for=move || format!("comentario-{}", reply.key)>{move || strings().add_comment}</label>
-                    <textarea
-                        id=move || format!("comentario-{}", reply.key)
-                        rows="2"
-                        maxlength="2000"
-                        prop:value=move || comment.get()
-                        on:input=move |event| comment.set(event_target_value(&event))
-                    ></textarea>
-                    <button type="submit" class="secondary">{move || strings().send_comment}</button>
-                </form>
-            </details>
+            <CommentForm
+                key=reply.key
+                rated=Signal::derive(move || rating() != Rating::None)
+                on_send=Callback::new(move |comment| send(None, Some(comment)))
+            />
         </div>
+    }
+}
+
+/// A comment on a rated answer; `key` tells the answers' fields apart.
+#[component]
+fn CommentForm(key: usize, rated: Signal<bool>, on_send: Callback<String>) -> impl IntoView {
+    let strings = use_strings();
+    let comment = RwSignal::new(String::new());
+    let id = format!("comentario-{key}");
+    view! {
+        <details class="feedback-comment" hidden=move || !rated.get()>
+            <summary>{move || strings().add_comment}</summary>
+            <form on:submit=move |event| {
+                event.prevent_default();
+                on_send.run(comment.get_untracked());
+            }>
+                <label class="visually-hidden" for=id.clone()>{move || strings().add_comment}</label>
+                <textarea
+                    id=id
+                    rows="2"
+                    maxlength="2000"
+                    prop:value=move || comment.get()
+                    on:input=move |event| comment.set(event_target_value(&event))
+                ></textarea>
+                <button type="submit" class="secondary">{move || strings().send_comment}</button>
+            </form>
+        </details>
     }
 }

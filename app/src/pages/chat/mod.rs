@@ -2,23 +2,26 @@
 //! streams in token by token, rendered as Markdown in which nothing the model writes becomes
 //! markup. The conversation and settings are kept in the browser across reloads.
 
+mod answerer;
 pub(super) mod browser;
 mod feedback;
+mod session;
 
-use leptos::html::Textarea;
 use leptos::prelude::*;
 
 use super::use_strings;
 use crate::conversation::{
-    AnswerMeta, AnswerStats, BROWSER_DEVICE, Backend, ChatError, EarlierAnswer, Failure, Saved,
-    SavedTurn, Settings, Speaker, StreamEvent, request_body, worker_request,
+    AnswerMeta, AnswerStats, BROWSER_DEVICE, Backend, ChatError, EarlierAnswer, Failure, SavedTurn,
+    Settings, Speaker, StreamEvent,
 };
 use crate::i18n::Strings;
 use crate::markdown;
 use crate::space::{BrowserSettings, ChatDefaults, ChatExample};
 use feedback::Feedback;
-use wire::feedback::{AnswerBackend, Rating};
+use session::Session;
 use wire::limits;
+use wire::openai::ChatCompletionRequest;
+use wire::worker::WorkerRequest;
 
 /// One message on screen; every part is a signal so that the list never re-renders whole.
 #[derive(Clone, Copy)]
@@ -45,6 +48,53 @@ impl Turn {
             meta: self.meta.get(),
             earlier: self.earlier.get(),
         }
+    }
+}
+
+/// The page's two places to answer: the server's API and the browser worker.
+struct PagePlaces {
+    body: ChatCompletionRequest,
+    in_browser_request: WorkerRequest,
+    requantize: bool,
+    abort: browser::Abort,
+    /// The browser model's download: progress and when it began (for speed and time left).
+    download: RwSignal<Option<(browser::Progress, f64)>>,
+    /// The answer's place in the server's queue, which the browser does not have.
+    queued: RwSignal<Option<(u64, Option<f64>)>>,
+}
+
+impl answerer::Places for PagePlaces {
+    async fn server_is_healthy(&self) -> bool {
+        browser::server_problem().await.is_none()
+    }
+
+    async fn on_server(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
+        browser::stream_answer(&self.body, &self.abort, on_event).await
+    }
+
+    async fn in_browser(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
+        self.queued.set(None);
+        let download = self.download;
+        let on_progress = move |progress: browser::Progress| {
+            download.update(|download| {
+                let started = download.map_or_else(browser::now_ms, |(_, started)| started);
+                *download = Some((progress, started));
+            })
+        };
+        let result = browser::answer_in_browser(
+            self.in_browser_request.clone(),
+            self.requantize,
+            &self.abort,
+            on_progress,
+            on_event,
+        )
+        .await;
+        download.set(None);
+        result
+    }
+
+    fn stopped(&self) -> bool {
+        self.abort.aborted()
     }
 }
 
@@ -154,258 +204,14 @@ pub fn Chat(
 ) -> impl IntoView {
     let strings = use_strings();
     let team_settings = Settings::from(&defaults);
-    let settings = RwSignal::new(team_settings.clone());
-    let turns = RwSignal::new(Vec::<Turn>::new());
-    let next_key = StoredValue::new(0usize);
-    let draft = RwSignal::new(String::new());
-    let context_draft = RwSignal::new(String::new());
-    let busy = RwSignal::new(false);
-    let failure = RwSignal::new(None::<ChatError>);
-    let (failover, requantize) = (browser.failover, browser.requantize);
-    // The browser model's download: progress and when it began (for speed and time left).
-    let download = RwSignal::new(None::<(browser::Progress, f64)>);
-    let question_box = NodeRef::<Textarea>::new();
-    // Buttons stay disabled until the page is interactive: a click before hydration would be lost.
-    let interactive = RwSignal::new(false);
-    // The browser's AbortController cannot leave its thread; the server's stand-in can, and
-    // must, since a server render may end on another thread than it began.
-    #[cfg(feature = "hydrate")]
-    let controller = StoredValue::new_local(None::<browser::Abort>);
-    #[cfg(not(feature = "hydrate"))]
-    let controller = StoredValue::new(None::<browser::Abort>);
-
-    let conversation = RwSignal::new(String::new());
-    let push_turn = move |saved: SavedTurn| {
-        let key = next_key.get_value();
-        next_key.set_value(key + 1);
-        let turn = Turn {
-            key,
-            speaker: saved.speaker,
-            text: RwSignal::new(saved.text),
-            context: RwSignal::new(saved.context),
-            stats: RwSignal::new(saved.stats),
-            queued: RwSignal::new(None),
-            meta: RwSignal::new(saved.meta),
-            earlier: RwSignal::new(saved.earlier),
-        };
-        turns.update(|turns| turns.push(turn));
-        turn
-    };
-
+    let chat = Session::new(team_settings.clone(), &browser);
+    chat.restore_and_keep();
     // Why the server cannot answer, told as soon as the page is interactive.
     let server_notice = RwSignal::new(None::<browser::ServerProblem>);
     Effect::new(move || {
         leptos::task::spawn_local(async move { server_notice.set(browser::server_problem().await) })
     });
-    // Effects run only in the browser, after hydration: the server's HTML is an empty chat.
-    Effect::new(move || {
-        let mut conversation_id = String::new();
-        if let Some(saved) = browser::load_saved() {
-            settings.set(saved.settings.clamped());
-            conversation_id = saved.conversation;
-            for turn in saved.turns {
-                push_turn(turn);
-            }
-        }
-        conversation.set(if conversation_id.is_empty() {
-            browser::random_key()
-        } else {
-            conversation_id
-        });
-        interactive.set(true);
-    });
-    Effect::new(move || {
-        let saved = Saved {
-            turns: turns.get().iter().map(Turn::saved).collect(),
-            settings: settings.get(),
-            conversation: conversation.get(),
-        };
-        if interactive.get() {
-            browser::save(&saved);
-        }
-    });
-
-    // Answers the conversation as it stands, which ends with the visitor's turn; `turn_key`
-    // and `earlier` carry over the answers a regeneration replaces.
-    let answer = move |turn_key: String, earlier: Vec<EarlierAnswer>| {
-        let history: Vec<SavedTurn> = turns
-            .get_untracked()
-            .iter()
-            .map(|turn| turn.saved())
-            .collect();
-        if history
-            .last()
-            .is_none_or(|turn| turn.speaker != Speaker::Visitor)
-        {
-            return;
-        }
-        let current = settings.get_untracked().clamped();
-        let seed = browser::random_seed();
-        let (body, in_browser_request) = (
-            request_body(&history, &current, seed, None),
-            worker_request(&history, &current, seed),
-        );
-        let backend = if failover {
-            current.backend
-        } else {
-            Backend::Server
-        };
-        let reply = push_turn(SavedTurn {
-            earlier,
-            ..SavedTurn::new(Speaker::Model, String::new(), None)
-        });
-        let meta = AnswerMeta {
-            answer_key: browser::random_key(),
-            turn_key,
-            seed,
-            backend: AnswerBackend::Server,
-            settings: current.clone(),
-            rating: Rating::None,
-        };
-        failure.set(None);
-        busy.set(true);
-        let abort = browser::Abort::new();
-        controller.set_value(Some(abort.clone()));
-        let on_event = move |event| match event {
-            StreamEvent::Text(text) => {
-                reply.queued.set(None);
-                reply.text.update(|answer| answer.push_str(&text));
-            }
-            StreamEvent::Queued {
-                position,
-                estimated_wait_seconds,
-            } => reply.queued.set(Some((position, estimated_wait_seconds))),
-            StreamEvent::Finished(stats) => reply.stats.set(Some(stats)),
-            StreamEvent::Nothing => {}
-        };
-        leptos::task::spawn_local(async move {
-            let mut in_browser = match backend {
-                Backend::Browser => true,
-                Backend::Server => false,
-                // Back to the server as soon as it is healthy again.
-                Backend::Auto => browser::server_problem().await.is_some(),
-            };
-            let mut result = Ok(());
-            if !in_browser {
-                result = browser::stream_answer(&body, &abort, on_event).await;
-                // The same question, history included, goes to the browser when the server
-                // could not even begin to answer.
-                in_browser = backend == Backend::Auto
-                    && !abort.aborted()
-                    && reply.text.get_untracked().is_empty()
-                    && result
-                        .as_ref()
-                        .is_err_and(ChatError::server_could_not_serve);
-            }
-            if in_browser {
-                reply.queued.set(None);
-                let on_progress = move |progress: browser::Progress| {
-                    download.update(|download| {
-                        let started = download.map_or_else(browser::now_ms, |(_, started)| started);
-                        *download = Some((progress, started));
-                    })
-                };
-                result = browser::answer_in_browser(
-                    in_browser_request,
-                    requantize,
-                    &abort,
-                    on_progress,
-                    on_event,
-                )
-                .await;
-                download.set(None);
-            }
-            reply.queued.set(None);
-            if result.is_ok() && !reply.text.get_untracked().is_empty() {
-                let backend = if in_browser {
-                    AnswerBackend::Browser
-                } else {
-                    AnswerBackend::Server
-                };
-                reply.meta.set(Some(AnswerMeta { backend, ..meta }));
-            }
-            if let Err(error) = result {
-                // An answer that never began leaves no empty bubble behind.
-                if reply.text.get_untracked().is_empty() {
-                    turns.update(|turns| turns.retain(|turn| turn.key != reply.key));
-                }
-                failure.set(Some(error));
-            }
-            busy.set(false);
-        });
-    };
-    let send = move |question: String, context: Option<String>| {
-        let question = question.trim().to_owned();
-        if question.is_empty() || busy.get_untracked() {
-            return;
-        }
-        draft.set(String::new());
-        context_draft.set(String::new());
-        push_turn(SavedTurn::new(
-            Speaker::Visitor,
-            question,
-            context.filter(|context| !context.trim().is_empty()),
-        ));
-        answer(browser::random_key(), Vec::new());
-    };
-    let regenerate = move |_| {
-        if busy.get_untracked() {
-            return;
-        }
-        // The replaced answer stays with the question: the visitor preferred another one.
-        let (mut turn_key, mut earlier) = (browser::random_key(), Vec::new());
-        turns.update(|turns| {
-            if let Some(replaced) = turns.pop_if(|turn| turn.speaker == Speaker::Model) {
-                earlier = replaced.earlier.get_untracked();
-                if let Some(meta) = replaced.meta.get_untracked() {
-                    turn_key = meta.turn_key.clone();
-                    earlier.push(EarlierAnswer {
-                        text: replaced.text.get_untracked(),
-                        stats: replaced.stats.get_untracked(),
-                        meta,
-                    });
-                }
-            }
-        });
-        answer(turn_key, earlier);
-    };
-    let edit_last = move |_| {
-        if busy.get_untracked() {
-            return;
-        }
-        let mut last_question = None;
-        turns.update(|turns| {
-            while let Some(turn) = turns.pop() {
-                if turn.speaker == Speaker::Visitor {
-                    last_question = Some(turn);
-                    break;
-                }
-            }
-        });
-        if let Some(turn) = last_question {
-            draft.set(turn.text.get_untracked());
-            context_draft.set(turn.context.get_untracked().unwrap_or_default());
-            failure.set(None);
-            if let Some(question_box) = question_box.get_untracked() {
-                let _ = question_box.focus();
-            }
-        }
-    };
-    let stop = move |_| {
-        if let Some(abort) = controller.get_value() {
-            abort.abort();
-        }
-    };
-    let clear = move |_| {
-        turns.set(Vec::new());
-        conversation.set(browser::random_key());
-        failure.set(None);
-    };
-    let can_act = move || interactive.get() && !busy.get();
-    let has_question =
-        move || turns.with(|turns| turns.iter().any(|turn| turn.speaker == Speaker::Visitor));
-    let team_settings = StoredValue::new(team_settings);
-
+    let failover = chat.failover;
     view! {
         <section class="section chat" id="chat" aria-labelledby="chat-titulo">
             <h2 id="chat-titulo">{move || strings().chat}</h2>
@@ -413,135 +219,21 @@ pub fn Chat(
                 {move || server_notice.get().map(|problem| notice_text(strings(), &problem, failover))}
             </p>
             <ol class="turns" aria-live="polite" on:click=move |event| browser::copy_code_clicked(&event, strings().copied)>
-                <For each=move || turns.get() key=|turn| turn.key let:turn>
-                    <li class=if turn.speaker == Speaker::Visitor { "turn turn-visitor" } else { "turn turn-model" }>
-                        <span class="who">
-                            {move || if turn.speaker == Speaker::Visitor { strings().you } else { strings().model }}
-                        </span>
-                        {if turn.speaker == Speaker::Visitor {
-                            view! {
-                                <div class="bubble">
-                                    <p class="question">{move || turn.text.get()}</p>
-                                    {move || turn.context.get().map(|context| view! {
-                                        <p class="context"><span class="label">{strings().context}": "</span>{context}</p>
-                                    })}
-                                </div>
-                            }
-                            .into_any()
-                        } else {
-                            view! {
-                                <p class="queue-status" hidden=move || turn.queued.get().is_none()>
-                                    {move || turn.queued.get().map(|(position, wait)| queue_text(strings(), position, wait))}
-                                </p>
-                                <div
-                                    class="bubble markdown"
-                                    inner_html=move || markdown::to_safe_html(&turn.text.get(), strings().copy_code)
-                                ></div>
-                                {move || turn.stats.get().map(|stats| view! {
-                                    <p class="answer-stats">
-                                        <span>{stats_text(strings(), &stats)}</span>
-                                        <button type="button" class="link-button" on:click=move |_| browser::copy_text(&turn.text.get_untracked())>
-                                            {strings().copy_answer}
-                                        </button>
-                                    </p>
-                                })}
-                                <Feedback reply=turn turns conversation />
-                                <details class="earlier-answers" hidden=move || turn.earlier.with(Vec::is_empty)>
-                                    <summary>{move || format!("{} ({})", strings().earlier_answers, turn.earlier.with(Vec::len))}</summary>
-                                    <ol>
-                                        {move || turn.earlier.get().into_iter().map(|earlier| view! {
-                                            <li class="bubble markdown" inner_html=markdown::to_safe_html(&earlier.text, strings().copy_code)></li>
-                                        }).collect_view()}
-                                    </ol>
-                                </details>
-                            }
-                            .into_any()
-                        }}
-                    </li>
+                <For each=move || chat.turns.get() key=|turn| turn.key let:turn>
+                    <TurnItem turn chat />
                 </For>
             </ol>
-            <div class="model-download" hidden=move || download.get().is_none()>
-                {move || download.get().map(|(progress, started)| view! {
-                    <progress max=progress.total.to_string() value=progress.done.to_string()></progress>
-                    <p>{progress_text(strings(), &progress, started)}</p>
-                })}
-            </div>
+            <DownloadProgress download=chat.download />
             <div class="chat-error" role="alert">
-                {move || failure.get().map(|error| view! {
+                {move || chat.failure.get().map(|error| view! {
                     <p>{failure_text(strings(), error.failure)}</p>
                     <details><summary>{strings().error_detail}</summary><p>{error.detail}</p></details>
                 })}
             </div>
-            <div class="conversation-actions" hidden=move || !has_question()>
-                <button type="button" class="secondary regenerate" disabled=move || !can_act() on:click=regenerate>
-                    {move || strings().regenerate}
-                </button>
-                <button type="button" class="secondary edit-last" disabled=move || !can_act() on:click=edit_last>
-                    {move || strings().edit_last}
-                </button>
-                <button type="button" class="secondary clear" disabled=move || !can_act() on:click=clear>
-                    {move || strings().clear}
-                </button>
-            </div>
-            <div class="example-chips">
-                <span class="label">{move || strings().try_example}</span>
-                {examples
-                    .into_iter()
-                    .map(|example| {
-                        let ChatExample { pregunta, contexto } = example;
-                        let shown = pregunta.clone();
-                        view! {
-                            <button
-                                type="button"
-                                class="chip example-chip"
-                                disabled=move || !can_act()
-                                on:click=move |_| send(pregunta.clone(), contexto.clone())
-                            >
-                                {shown}
-                            </button>
-                        }
-                    })
-                    .collect_view()}
-            </div>
-            <form class="composer" on:submit=move |event| {
-                event.prevent_default();
-                send(draft.get_untracked(), Some(context_draft.get_untracked()));
-            }>
-                <label for="pregunta" class="visually-hidden">{move || strings().chat_label}</label>
-                <textarea
-                    id="pregunta"
-                    rows="2"
-                    node_ref=question_box
-                    placeholder=move || strings().chat_placeholder
-                    prop:value=move || draft.get()
-                    on:input=move |event| draft.set(event_target_value(&event))
-                    on:keydown=move |event| {
-                        if event.key() == "Enter" && !event.shift_key() {
-                            event.prevent_default();
-                            send(draft.get_untracked(), Some(context_draft.get_untracked()));
-                        }
-                    }
-                ></textarea>
-                <details class="context-field" prop:open=move || !context_draft.get().is_empty()>
-                    <summary>{move || strings().add_context}</summary>
-                    <label for="contexto" class="visually-hidden">{move || strings().context}</label>
-                    <textarea
-                        id="contexto"
-                        rows="3"
-                        prop:value=move || context_draft.get()
-                        on:input=move |event| context_draft.set(event_target_value(&event))
-                    ></textarea>
-                </details>
-                <div class="composer-buttons">
-                    <button type="submit" class="primary" disabled=move || !can_act()>
-                        {move || strings().send}
-                    </button>
-                    <button type="button" class="secondary stop" hidden=move || !busy.get() on:click=stop>
-                        {move || strings().stop}
-                    </button>
-                </div>
-            </form>
-            <SettingsPanel settings=settings team_settings=team_settings failover=failover />
+            <ConversationActions chat />
+            <ExampleChips examples chat />
+            <Composer chat />
+            <SettingsPanel settings=chat.settings team_settings=StoredValue::new(team_settings) failover />
             <noscript>
                 <p>{move || strings().chat_needs_js}</p>
             </noscript>
@@ -549,6 +241,179 @@ pub fn Chat(
     }
     // Erased: the page's view type would otherwise nest deeper than the compiler follows.
     .into_any()
+}
+
+/// One message: the visitor's question, or the model's answer with its stats, feedback and
+/// the answers a regeneration replaced.
+#[component]
+fn TurnItem(turn: Turn, chat: Session) -> impl IntoView {
+    let strings = use_strings();
+    let visitor = turn.speaker == Speaker::Visitor;
+    let body = if visitor {
+        view! {
+            <div class="bubble">
+                <p class="question">{move || turn.text.get()}</p>
+                {move || turn.context.get().map(|context| view! {
+                    <p class="context"><span class="label">{strings().context}": "</span>{context}</p>
+                })}
+            </div>
+        }
+        .into_any()
+    } else {
+        view! {
+            <p class="queue-status" hidden=move || turn.queued.get().is_none()>
+                {move || turn.queued.get().map(|(position, wait)| queue_text(strings(), position, wait))}
+            </p>
+            <div
+                class="bubble markdown"
+                inner_html=move || markdown::to_safe_html(&turn.text.get(), strings().copy_code)
+            ></div>
+            {move || turn.stats.get().map(|stats| view! {
+                <p class="answer-stats">
+                    <span>{stats_text(strings(), &stats)}</span>
+                    <button type="button" class="link-button" on:click=move |_| browser::copy_text(&turn.text.get_untracked())>
+                        {strings().copy_answer}
+                    </button>
+                </p>
+            })}
+            <Feedback reply=turn turns=chat.turns conversation=chat.conversation />
+            <EarlierAnswers earlier=turn.earlier />
+        }
+        .into_any()
+    };
+    view! {
+        <li class=if visitor { "turn turn-visitor" } else { "turn turn-model" }>
+            <span class="who">
+                {move || if visitor { strings().you } else { strings().model }}
+            </span>
+            {body}
+        </li>
+    }
+}
+
+#[component]
+fn EarlierAnswers(earlier: RwSignal<Vec<EarlierAnswer>>) -> impl IntoView {
+    let strings = use_strings();
+    view! {
+        <details class="earlier-answers" hidden=move || earlier.with(Vec::is_empty)>
+            <summary>{move || format!("{} ({})", strings().earlier_answers, earlier.with(Vec::len))}</summary>
+            <ol>
+                {move || earlier.get().into_iter().map(|earlier| view! {
+                    <li class="bubble markdown" inner_html=markdown::to_safe_html(&earlier.text, strings().copy_code)></li>
+                }).collect_view()}
+            </ol>
+        </details>
+    }
+}
+
+#[component]
+fn DownloadProgress(download: RwSignal<Option<(browser::Progress, f64)>>) -> impl IntoView {
+    let strings = use_strings();
+    view! {
+        <div class="model-download" hidden=move || download.get().is_none()>
+            {move || download.get().map(|(progress, started)| view! {
+                <progress max=progress.total.to_string() value=progress.done.to_string()></progress>
+                <p>{progress_text(strings(), &progress, started)}</p>
+            })}
+        </div>
+    }
+}
+
+#[component]
+fn ConversationActions(chat: Session) -> impl IntoView {
+    let strings = use_strings();
+    view! {
+        <div class="conversation-actions" hidden=move || !chat.has_question()>
+            <button type="button" class="secondary regenerate" disabled=move || !chat.can_act() on:click=move |_| chat.regenerate()>
+                {move || strings().regenerate}
+            </button>
+            <button type="button" class="secondary edit-last" disabled=move || !chat.can_act() on:click=move |_| chat.edit_last()>
+                {move || strings().edit_last}
+            </button>
+            <button type="button" class="secondary clear" disabled=move || !chat.can_act() on:click=move |_| chat.clear()>
+                {move || strings().clear}
+            </button>
+        </div>
+    }
+}
+
+#[component]
+fn ExampleChips(examples: Vec<ChatExample>, chat: Session) -> impl IntoView {
+    let strings = use_strings();
+    view! {
+        <div class="example-chips">
+            <span class="label">{move || strings().try_example}</span>
+            {examples
+                .into_iter()
+                .map(|example| {
+                    let ChatExample { pregunta, contexto } = example;
+                    let shown = pregunta.clone();
+                    view! {
+                        <button
+                            type="button"
+                            class="chip example-chip"
+                            disabled=move || !chat.can_act()
+                            on:click=move |_| chat.send(pregunta.clone(), contexto.clone())
+                        >
+                            {shown}
+                        </button>
+                    }
+                })
+                .collect_view()}
+        </div>
+    }
+}
+
+/// The question box, the optional context it refers to, send and stop.
+#[component]
+fn Composer(chat: Session) -> impl IntoView {
+    let strings = use_strings();
+    let Session {
+        draft,
+        context_draft,
+        ..
+    } = chat;
+    let send = move || chat.send(draft.get_untracked(), Some(context_draft.get_untracked()));
+    view! {
+        <form class="composer" on:submit=move |event| {
+            event.prevent_default();
+            send();
+        }>
+            <label for="pregunta" class="visually-hidden">{move || strings().chat_label}</label>
+            <textarea
+                id="pregunta"
+                rows="2"
+                node_ref=chat.question_box
+                placeholder=move || strings().chat_placeholder
+                prop:value=move || draft.get()
+                on:input=move |event| draft.set(event_target_value(&event))
+                on:keydown=move |event| {
+                    if event.key() == "Enter" && !event.shift_key() {
+                        event.prevent_default();
+                        send();
+                    }
+                }
+            ></textarea>
+            <details class="context-field" prop:open=move || !context_draft.get().is_empty()>
+                <summary>{move || strings().add_context}</summary>
+                <label for="contexto" class="visually-hidden">{move || strings().context}</label>
+                <textarea
+                    id="contexto"
+                    rows="3"
+                    prop:value=move || context_draft.get()
+                    on:input=move |event| context_draft.set(event_target_value(&event))
+                ></textarea>
+            </details>
+            <div class="composer-buttons">
+                <button type="submit" class="primary" disabled=move || !chat.can_act()>
+                    {move || strings().send}
+                </button>
+                <button type="button" class="secondary stop" hidden=move || !chat.busy.get() on:click=move |_| chat.stop()>
+                    {move || strings().stop}
+                </button>
+            </div>
+        </form>
+    }
 }
 
 /// An HTML number input's `min` and `max`: the bound the server checks.
