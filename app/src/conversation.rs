@@ -84,7 +84,7 @@ pub struct EarlierAnswer {
 /// Where answers are generated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Backend {
+pub enum BackendChoice {
     /// The server while it answers, the visitor's browser when it cannot.
     #[default]
     Auto,
@@ -100,7 +100,7 @@ pub struct Settings {
     pub top_p: f64,
     pub max_tokens: u32,
     #[serde(default)]
-    pub backend: Backend,
+    pub backend: BackendChoice,
 }
 
 impl From<&ChatDefaults> for Settings {
@@ -110,7 +110,7 @@ impl From<&ChatDefaults> for Settings {
             temperature: defaults.temperature,
             top_p: defaults.top_p,
             max_tokens: defaults.max_tokens,
-            backend: Backend::Auto,
+            backend: BackendChoice::Auto,
         }
     }
 }
@@ -433,7 +433,7 @@ mod tests {
             temperature: 0.2,
             top_p: 0.5,
             max_tokens: 64,
-            backend: Backend::Auto,
+            backend: BackendChoice::Auto,
         };
         let turns = [
             turn(
@@ -480,7 +480,7 @@ mod tests {
             temperature: 0.3,
             top_p: 0.8,
             max_tokens: 99,
-            backend: Backend::Auto,
+            backend: BackendChoice::Auto,
         };
         let meta = AnswerMeta {
             answer_key: "answer-1".into(),
@@ -547,7 +547,7 @@ mod tests {
             temperature: 0.0,
             top_p: 1.0,
             max_tokens: 24,
-            backend: Backend::Browser,
+            backend: BackendChoice::Browser,
         };
         let turns = [turn(Speaker::Visitor, "Hola", None)];
         let WorkerRequest::Generate { messages, params } = worker_request(&turns, &settings, 42)
@@ -649,7 +649,7 @@ mod tests {
             temperature: f64::NAN,
             top_p: 7.0,
             max_tokens: 0,
-            backend: Backend::Browser,
+            backend: BackendChoice::Browser,
         }
         .clamped();
         assert_eq!(

@@ -48,7 +48,7 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     let lang = RwSignal::new(initial_lang());
     provide_context(lang);
-    Effect::new(move || browser::show_lang(lang.get()));
+    Effect::new(move || document::show_lang(lang.get()));
 
     view! {
         <Router>
@@ -82,14 +82,14 @@ fn initial_lang() -> Lang {
     }
     #[cfg(not(feature = "ssr"))]
     {
-        browser::cookie()
+        document::cookie()
             .map(|cookie| Lang::from_cookie_header(&cookie))
             .unwrap_or_default()
     }
 }
 
 /// What only the browser does: the cookie and the document element.
-mod browser {
+mod document {
     use crate::i18n::Lang;
 
     #[cfg(feature = "hydrate")]

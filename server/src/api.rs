@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use engine::{ChatMessage, Completion, Flow, GenerateParams, Role};
 use futures_util::StreamExt;
 use serde::Serialize;
-use space::{Backend, ChatDefaults, Limits};
+use space::{ChatDefaults, Limits, ServerBackend};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use wire::health::{Health, LoadProgress};
 use wire::openai::{
@@ -60,7 +60,7 @@ impl Api {
         compare: Option<Arc<Inference>>,
         chat: ChatDefaults,
         limits: Limits,
-        backend: &Backend,
+        backend: &ServerBackend,
     ) -> Arc<Self> {
         let metrics = &inference.metrics;
         let scheduler = Scheduler::new(
@@ -69,8 +69,8 @@ impl Api {
             metrics.running.clone(),
         );
         let remote = match backend {
-            Backend::Local => None,
-            Backend::Remote(upstream) => Some(RemoteBackend::new(upstream)),
+            ServerBackend::Local => None,
+            ServerBackend::Remote(upstream) => Some(RemoteBackend::new(upstream)),
         };
         Arc::new(Self {
             inference,

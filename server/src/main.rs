@@ -166,7 +166,7 @@ impl Models {
             ResolvedModel::resolve(source, cache)
                 .map_err(|problem| Refusal::config(format!("{config}: key `{key}`: {problem}")))
         };
-        let elsewhere = cli.no_model || matches!(space.backend, space::Backend::Remote(_));
+        let elsewhere = cli.no_model || matches!(space.backend, space::ServerBackend::Remote(_));
         let server = match &cli.model {
             _ if elsewhere => None,
             // The command line's model keeps space.toml's other `[model]` settings but its template.
@@ -345,13 +345,13 @@ fn open_feedback(
 /// The upstream's model name, for `[server] backend = "remote"`.
 fn remote_model(space: &Space) -> Option<String> {
     match &space.backend {
-        space::Backend::Remote(upstream) => Some(
+        space::ServerBackend::Remote(upstream) => Some(
             upstream
                 .model
                 .clone()
                 .unwrap_or_else(|| upstream.url.clone()),
         ),
-        space::Backend::Local => None,
+        space::ServerBackend::Local => None,
     }
 }
 

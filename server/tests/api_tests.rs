@@ -34,7 +34,7 @@ fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
         None,
         ChatDefaults::default(),
         limits,
-        &space::Backend::Local,
+        &space::ServerBackend::Local,
     )
 }
 
@@ -156,7 +156,7 @@ fn the_compare_model_answers_when_asked_for_by_name() {
         Some(wait_until_ready(compare)),
         ChatDefaults::default(),
         roomy_limits(),
-        &space::Backend::Local,
+        &space::ServerBackend::Local,
     );
     let answered_by = |api: &Arc<Api>, model: &str| {
         let (status, body) = post(api, question(json!({"model": model, "max_tokens": 3})));
@@ -636,7 +636,7 @@ fn a_remote_backend_answers_through_this_server_and_a_client_who_leaves_stops_it
     let upstream = api(load_smollm2(), roomy_limits());
     let front = RUNTIME.block_on(async {
         let upstream_address = serve(Arc::clone(&upstream)).await;
-        let remote = space::Backend::Remote(space::Upstream { url: format!("http://{upstream_address}/v1"), model: None, token_env: None });
+        let remote = space::ServerBackend::Remote(space::Upstream { url: format!("http://{upstream_address}/v1"), model: None, token_env: None });
         let front = Api::new(Inference::new(), None, ChatDefaults::default(), roomy_limits(), &remote);
         let front_address = serve(Arc::clone(&front)).await;
         let http = reqwest::Client::new();

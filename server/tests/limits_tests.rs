@@ -2,7 +2,7 @@
 //! `wire::limits`: a value each of them accepts the others accept, and one step outside is
 //! refused by space.toml and the API and brought back inside by the chat page.
 
-use app::conversation::{Backend, Settings};
+use app::conversation::{BackendChoice, Settings};
 use server::validation::validate;
 use space::ChatDefaults;
 use wire::limits::{self, Bound};
@@ -100,7 +100,7 @@ fn chat_keeps(setting: &Setting, value: f64) -> f64 {
         temperature: limits::TEMPERATURE.default,
         top_p: limits::TOP_P.default,
         max_tokens: limits::MAX_TOKENS.default,
-        backend: Backend::Auto,
+        backend: BackendChoice::Auto,
     };
     (setting.in_chat)(&mut settings, value);
     (setting.from_chat)(&settings.clamped())

@@ -17,9 +17,9 @@ mod settings;
 pub use checks::{HUB_LICENSES, did_you_mean};
 #[cfg(feature = "load")]
 pub use load::{InvalidSpace, SpaceError, load, parse};
-#[cfg(feature = "load")]
-pub use settings::{Backend, Limits, ModelSettings, ModelSource, Upstream};
 pub use settings::{BrowserSettings, ChatDefaults};
+#[cfg(feature = "load")]
+pub use settings::{Limits, ModelSettings, ModelSource, ServerBackend, Upstream};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -53,7 +53,7 @@ pub struct Space {
     /// Server only: where answers are generated (`[server]`).
     #[cfg(feature = "load")]
     #[serde(default, rename = "server", skip_serializing)]
-    pub backend: Backend,
+    pub backend: ServerBackend,
     /// Server only: a base model that answers beside the team's on the judges' page.
     #[cfg(feature = "load")]
     #[serde(default, skip_serializing)]

@@ -349,7 +349,7 @@ impl TryFrom<ModelInToml> for ModelSettings {
 #[cfg(feature = "load")]
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(try_from = "ServerInToml")]
-pub enum Backend {
+pub enum ServerBackend {
     #[default]
     Local,
     Remote(Upstream),
@@ -378,7 +378,7 @@ struct ServerInToml {
 }
 
 #[cfg(feature = "load")]
-impl TryFrom<ServerInToml> for Backend {
+impl TryFrom<ServerInToml> for ServerBackend {
     type Error = String;
     fn try_from(server: ServerInToml) -> Result<Self, String> {
         match (server.backend.as_str(), server.url) {

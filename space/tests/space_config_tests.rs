@@ -352,7 +352,7 @@ fn the_model_is_one_of_catalog_hub_or_path() {
 fn a_remote_backend_needs_an_http_address() {
     let space = parse(&format!("{VALID}\n[server]\nbackend = \"remote\"\nurl = \"https://endpoint.example/v1/\"\ntoken_env = \"UPSTREAM_TOKEN\"\n"), "space.toml").unwrap();
     match space.backend {
-        space::Backend::Remote(upstream) => assert_eq!(
+        space::ServerBackend::Remote(upstream) => assert_eq!(
             (upstream.url.as_str(), upstream.token_env.as_deref()),
             ("https://endpoint.example/v1", Some("UPSTREAM_TOKEN"))
         ),

@@ -21,7 +21,7 @@ pub fn too_large(bytes: u64) -> Option<String> {
 }
 
 #[cfg(target_arch = "wasm32")]
-mod browser;
+mod scope;
 
 #[cfg(test)]
 mod tests {

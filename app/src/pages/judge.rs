@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use super::chat::{browser, number};
+use super::chat::{number, platform};
 use super::{Footer, TopBar, loaded, use_strings};
 use crate::conversation::{AnswerStats, SavedTurn, Settings, Speaker, StreamEvent, request_body};
 use crate::facts::{ModelFacts, ModelRole};
@@ -228,7 +228,7 @@ fn ExampleRunner(examples: Vec<ChatExample>, chat: ChatDefaults, compare: bool) 
                         StreamEvent::Queued { .. } | StreamEvent::Nothing => {}
                     };
                     if let Err(error) =
-                        browser::stream_answer(&body, &browser::Abort::new(), on_event).await
+                        platform::stream_answer(&body, &platform::Abort::new(), on_event).await
                     {
                         run.state.set(RunState::Failed(error.detail));
                     }

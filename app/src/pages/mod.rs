@@ -53,7 +53,7 @@ fn TopBar() -> impl IntoView {
     let switch = move |_| {
         let next = lang.get_untracked().other();
         lang.set(next);
-        crate::browser::remember(next);
+        crate::document::remember(next);
     };
     view! {
         <a class="skip-link" href="#contenido">{move || strings().skip_to_content}</a>

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use super::api_usage::{curl_command, use_origin};
-use super::chat::browser;
+use super::chat::platform;
 use super::{Footer, TopBar, loaded, use_strings};
 use crate::conversation::StreamEvent;
 use crate::markdown;
@@ -69,7 +69,7 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
                 }
             };
             if let Err(error) =
-                browser::stream_answer(&body, &browser::Abort::new(), on_event).await
+                platform::stream_answer(&body, &platform::Abort::new(), on_event).await
             {
                 again.set(Some(error.detail));
             }

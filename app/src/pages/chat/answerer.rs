@@ -3,14 +3,9 @@
 //! as soon as it is healthy. A plain async state machine over the two places an answer can be
 //! made, so that its transitions are tested without a browser.
 
-use crate::conversation::{Backend, ChatError, StreamEvent};
+use wire::feedback::AnswerBackend;
 
-/// Where an answer was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Place {
-    Server,
-    Browser,
-}
+use crate::conversation::{BackendChoice, ChatError, StreamEvent};
 
 /// The two places an answer can be made, and what the answerer asks before choosing.
 pub trait Places {
@@ -25,17 +20,17 @@ pub trait Places {
 /// Makes one answer, handing its events to `on_event`; says where it was made last and how
 /// that went.
 pub async fn answer(
-    backend: Backend,
+    backend: BackendChoice,
     places: &impl Places,
     mut on_event: impl FnMut(StreamEvent),
-) -> (Place, Result<(), ChatError>) {
+) -> (AnswerBackend, Result<(), ChatError>) {
     let mut place = match backend {
-        Backend::Browser => Place::Browser,
-        Backend::Server => Place::Server,
-        Backend::Auto if places.server_is_healthy().await => Place::Server,
-        Backend::Auto => Place::Browser,
+        BackendChoice::Browser => AnswerBackend::Browser,
+        BackendChoice::Server => AnswerBackend::Server,
+        BackendChoice::Auto if places.server_is_healthy().await => AnswerBackend::Server,
+        BackendChoice::Auto => AnswerBackend::Browser,
     };
-    if place == Place::Server {
+    if place == AnswerBackend::Server {
         let mut began = false;
         let result = places
             .on_server(&mut |event| {
@@ -45,7 +40,7 @@ pub async fn answer(
             .await;
         // The same question, history included, goes to the browser when the server could not
         // even begin to answer; an answer cut halfway stays the server's.
-        let fail_over = backend == Backend::Auto
+        let fail_over = backend == BackendChoice::Auto
             && !began
             && !places.stopped()
             && result
@@ -54,7 +49,7 @@ pub async fn answer(
         if !fail_over {
             return (place, result);
         }
-        place = Place::Browser;
+        place = AnswerBackend::Browser;
     }
     (place, places.in_browser(&mut on_event).await)
 }
@@ -129,7 +124,10 @@ mod tests {
         Err(ChatError::from_response(429, "{}"))
     }
 
-    fn texts(backend: Backend, places: &Scripted) -> (Place, Result<(), ChatError>, Vec<String>) {
+    fn texts(
+        backend: BackendChoice,
+        places: &Scripted,
+    ) -> (AnswerBackend, Result<(), ChatError>, Vec<String>) {
         let mut texts = Vec::new();
         let (place, result) = run(answer(backend, places, |event| {
             if let StreamEvent::Text(text) = event {
@@ -142,10 +140,10 @@ mod tests {
     #[test]
     fn a_healthy_server_answers() {
         let places = Scripted::new(true, vec![StreamEvent::Text("hola".into())], Ok(()));
-        let (place, result, texts) = texts(Backend::Auto, &places);
+        let (place, result, texts) = texts(BackendChoice::Auto, &places);
         assert_eq!(
             (place, result, texts),
-            (Place::Server, Ok(()), vec!["hola".to_owned()])
+            (AnswerBackend::Server, Ok(()), vec!["hola".to_owned()])
         );
         assert_eq!(*places.asked.borrow(), ["health", "server"]);
     }
@@ -153,8 +151,8 @@ mod tests {
     #[test]
     fn an_unhealthy_server_is_not_asked() {
         let places = Scripted::new(false, Vec::new(), Ok(()));
-        let (place, result, _) = texts(Backend::Auto, &places);
-        assert_eq!((place, result), (Place::Browser, Ok(())));
+        let (place, result, _) = texts(BackendChoice::Auto, &places);
+        assert_eq!((place, result), (AnswerBackend::Browser, Ok(())));
         assert_eq!(*places.asked.borrow(), ["health", "browser"]);
     }
 
@@ -168,8 +166,8 @@ mod tests {
             }],
             busy(),
         );
-        let (place, result, texts) = texts(Backend::Auto, &places);
-        assert_eq!((place, result), (Place::Browser, Ok(())));
+        let (place, result, texts) = texts(BackendChoice::Auto, &places);
+        assert_eq!((place, result), (AnswerBackend::Browser, Ok(())));
         assert_eq!(texts, ["desde el navegador"]);
         assert_eq!(*places.asked.borrow(), ["health", "server", "browser"]);
     }
@@ -178,34 +176,37 @@ mod tests {
     fn an_answer_cut_halfway_stays_the_servers() {
         let cut = Err(ChatError::connection("reset".into()));
         let places = Scripted::new(true, vec![StreamEvent::Text("Hola, ".into())], cut.clone());
-        let (place, result, _) = texts(Backend::Auto, &places);
-        assert_eq!((place, result), (Place::Server, cut));
+        let (place, result, _) = texts(BackendChoice::Auto, &places);
+        assert_eq!((place, result), (AnswerBackend::Server, cut));
     }
 
     #[test]
     fn no_failover_when_chosen_stopped_or_the_visitor_must_act() {
         // The visitor chose the server.
         let places = Scripted::new(true, Vec::new(), busy());
-        let (place, result, _) = texts(Backend::Server, &places);
+        let (place, result, _) = texts(BackendChoice::Server, &places);
         assert_eq!(
             (place, result.unwrap_err().failure),
-            (Place::Server, Failure::Busy)
+            (AnswerBackend::Server, Failure::Busy)
         );
         assert_eq!(*places.asked.borrow(), ["server"]);
         // The visitor pressed stop.
         let mut places = Scripted::new(true, Vec::new(), busy());
         places.stopped = true;
-        assert_eq!(texts(Backend::Auto, &places).0, Place::Server);
+        assert_eq!(texts(BackendChoice::Auto, &places).0, AnswerBackend::Server);
         // Too long for the model: the browser's is no larger.
         let too_long = Err(ChatError::from_response(422, "{}"));
         let places = Scripted::new(true, Vec::new(), too_long);
-        assert_eq!(texts(Backend::Auto, &places).0, Place::Server);
+        assert_eq!(texts(BackendChoice::Auto, &places).0, AnswerBackend::Server);
     }
 
     #[test]
     fn the_browser_backend_never_asks_the_server() {
         let places = Scripted::new(true, Vec::new(), Ok(()));
-        assert_eq!(texts(Backend::Browser, &places).0, Place::Browser);
+        assert_eq!(
+            texts(BackendChoice::Browser, &places).0,
+            AnswerBackend::Browser
+        );
         assert_eq!(*places.asked.borrow(), ["browser"]);
     }
 }

@@ -4,7 +4,7 @@
 
 use leptos::prelude::*;
 
-use super::{Turn, browser};
+use super::{Turn, platform};
 use crate::conversation::{AnswerMeta, answer_report};
 use crate::pages::use_strings;
 use wire::feedback::{AnswerReport, Rating, Stored};
@@ -64,7 +64,7 @@ async fn post(
 ) {
     for (index, report) in reports.into_iter().enumerate() {
         let body = serde_json::to_string(&report).expect("a report serialises");
-        match browser::post_json("/v1/feedback", &body).await {
+        match platform::post_json("/v1/feedback", &body).await {
             Ok(text) if index == 0 => permalink.set(
                 serde_json::from_str::<Stored>(&text)
                     .ok()

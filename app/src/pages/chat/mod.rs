@@ -3,16 +3,16 @@
 //! markup. The conversation and settings are kept in the browser across reloads.
 
 mod answerer;
-pub(super) mod browser;
 mod feedback;
+pub(super) mod platform;
 mod session;
 
 use leptos::prelude::*;
 
 use super::use_strings;
 use crate::conversation::{
-    AnswerMeta, AnswerStats, BROWSER_DEVICE, Backend, ChatError, EarlierAnswer, Failure, SavedTurn,
-    Settings, Speaker, StreamEvent,
+    AnswerMeta, AnswerStats, BROWSER_DEVICE, BackendChoice, ChatError, EarlierAnswer, Failure,
+    SavedTurn, Settings, Speaker, StreamEvent,
 };
 use crate::i18n::Strings;
 use crate::markdown;
@@ -56,32 +56,32 @@ struct PagePlaces {
     body: ChatCompletionRequest,
     in_browser_request: WorkerRequest,
     requantize: bool,
-    abort: browser::Abort,
+    abort: platform::Abort,
     /// The browser model's download: progress and when it began (for speed and time left).
-    download: RwSignal<Option<(browser::Progress, f64)>>,
+    download: RwSignal<Option<(platform::Progress, f64)>>,
     /// The answer's place in the server's queue, which the browser does not have.
     queued: RwSignal<Option<(u64, Option<f64>)>>,
 }
 
 impl answerer::Places for PagePlaces {
     async fn server_is_healthy(&self) -> bool {
-        browser::server_problem().await.is_none()
+        platform::server_problem().await.is_none()
     }
 
     async fn on_server(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
-        browser::stream_answer(&self.body, &self.abort, on_event).await
+        platform::stream_answer(&self.body, &self.abort, on_event).await
     }
 
     async fn in_browser(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
         self.queued.set(None);
         let download = self.download;
-        let on_progress = move |progress: browser::Progress| {
+        let on_progress = move |progress: platform::Progress| {
             download.update(|download| {
-                let started = download.map_or_else(browser::now_ms, |(_, started)| started);
+                let started = download.map_or_else(platform::now_ms, |(_, started)| started);
                 *download = Some((progress, started));
             })
         };
-        let result = browser::answer_in_browser(
+        let result = platform::answer_in_browser(
             self.in_browser_request.clone(),
             self.requantize,
             &self.abort,
@@ -100,7 +100,7 @@ impl answerer::Places for PagePlaces {
 
 /// Where the page is served from, once the browser can say.
 pub fn browser_origin() -> Option<String> {
-    browser::origin()
+    platform::origin()
 }
 
 fn failure_text(strings: &Strings, failure: Failure) -> &'static str {
@@ -137,7 +137,7 @@ fn stats_text(strings: &Strings, stats: &AnswerStats) -> String {
     )
 }
 
-fn notice_text(strings: &Strings, problem: &browser::ServerProblem, failover: bool) -> String {
+fn notice_text(strings: &Strings, problem: &platform::ServerProblem, failover: bool) -> String {
     let why = match problem.status.as_str() {
         "loading" => strings.server_loading.to_owned(),
         "disabled" => strings.server_disabled.to_owned(),
@@ -155,7 +155,7 @@ fn notice_text(strings: &Strings, problem: &browser::ServerProblem, failover: bo
 }
 
 /// The browser model's download, as the visitor reads it: MB of MB, speed, time left.
-fn progress_text(strings: &Strings, progress: &browser::Progress, started_ms: f64) -> String {
+fn progress_text(strings: &Strings, progress: &platform::Progress, started_ms: f64) -> String {
     let megabytes = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let (done, total) = (megabytes(progress.done), megabytes(progress.total));
     if progress.done >= progress.total {
@@ -171,7 +171,7 @@ fn progress_text(strings: &Strings, progress: &browser::Progress, started_ms: f6
         "{} {:.0} / {:.0} MB",
         strings.downloading_model, done, total
     );
-    let seconds = (browser::now_ms() - started_ms) / 1000.0;
+    let seconds = (platform::now_ms() - started_ms) / 1000.0;
     if seconds > 0.5 && done > 0.0 {
         let speed = done / seconds;
         text.push_str(&format!(
@@ -207,9 +207,11 @@ pub fn Chat(
     let chat = Session::new(team_settings.clone(), &browser);
     chat.restore_and_keep();
     // Why the server cannot answer, told as soon as the page is interactive.
-    let server_notice = RwSignal::new(None::<browser::ServerProblem>);
+    let server_notice = RwSignal::new(None::<platform::ServerProblem>);
     Effect::new(move || {
-        leptos::task::spawn_local(async move { server_notice.set(browser::server_problem().await) })
+        leptos::task::spawn_local(
+            async move { server_notice.set(platform::server_problem().await) },
+        )
     });
     let failover = chat.failover;
     view! {
@@ -218,7 +220,7 @@ pub fn Chat(
             <p class="server-notice" role="status" hidden=move || server_notice.with(Option::is_none)>
                 {move || server_notice.get().map(|problem| notice_text(strings(), &problem, failover))}
             </p>
-            <ol class="turns" aria-live="polite" on:click=move |event| browser::copy_code_clicked(&event, strings().copied)>
+            <ol class="turns" aria-live="polite" on:click=move |event| platform::copy_code_clicked(&event, strings().copied)>
                 <For each=move || chat.turns.get() key=|turn| turn.key let:turn>
                     <TurnItem turn chat />
                 </For>
@@ -271,7 +273,7 @@ fn TurnItem(turn: Turn, chat: Session) -> impl IntoView {
             {move || turn.stats.get().map(|stats| view! {
                 <p class="answer-stats">
                     <span>{stats_text(strings(), &stats)}</span>
-                    <button type="button" class="link-button" on:click=move |_| browser::copy_text(&turn.text.get_untracked())>
+                    <button type="button" class="link-button" on:click=move |_| platform::copy_text(&turn.text.get_untracked())>
                         {strings().copy_answer}
                     </button>
                 </p>
@@ -307,7 +309,7 @@ fn EarlierAnswers(earlier: RwSignal<Vec<EarlierAnswer>>) -> impl IntoView {
 }
 
 #[component]
-fn DownloadProgress(download: RwSignal<Option<(browser::Progress, f64)>>) -> impl IntoView {
+fn DownloadProgress(download: RwSignal<Option<(platform::Progress, f64)>>) -> impl IntoView {
     let strings = use_strings();
     view! {
         <div class="model-download" hidden=move || download.get().is_none()>
@@ -471,7 +473,7 @@ fn SettingsPanel(
                 {number_field("max-tokens", |strings| strings.max_tokens, input_range(&limits::MAX_TOKENS), "1", |s| f64::from(s.max_tokens), |s, v| s.max_tokens = v.round() as u32)}
             </div>
             {failover.then(|| {
-                let choice = move |backend: Backend, id: &'static str, label: fn(&Strings) -> &'static str| view! {
+                let choice = move |backend: BackendChoice, id: &'static str, label: fn(&Strings) -> &'static str| view! {
                     <label class="backend-choice" for=id>
                         <input
                             type="radio"
@@ -486,9 +488,9 @@ fn SettingsPanel(
                 view! {
                     <fieldset class="backend">
                         <legend>{move || strings().backend}</legend>
-                        {choice(Backend::Auto, "backend-auto", |strings| strings.backend_auto)}
-                        {choice(Backend::Server, "backend-server", |strings| strings.backend_server)}
-                        {choice(Backend::Browser, "backend-browser", |strings| strings.backend_browser)}
+                        {choice(BackendChoice::Auto, "backend-auto", |strings| strings.backend_auto)}
+                        {choice(BackendChoice::Server, "backend-server", |strings| strings.backend_server)}
+                        {choice(BackendChoice::Browser, "backend-browser", |strings| strings.backend_browser)}
                     </fieldset>
                 }
             })}

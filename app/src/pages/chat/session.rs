@@ -4,10 +4,10 @@
 use leptos::html::Textarea;
 use leptos::prelude::*;
 
-use super::answerer::{self, Place};
-use super::{PagePlaces, Turn, browser};
+use super::answerer;
+use super::{PagePlaces, Turn, platform};
 use crate::conversation::{
-    AnswerMeta, Backend, ChatError, EarlierAnswer, Saved, SavedTurn, Settings, Speaker,
+    AnswerMeta, BackendChoice, ChatError, EarlierAnswer, Saved, SavedTurn, Settings, Speaker,
     StreamEvent, request_body, worker_request,
 };
 use crate::space::BrowserSettings;
@@ -16,9 +16,9 @@ use wire::feedback::{AnswerBackend, Rating};
 /// The browser's AbortController cannot leave its thread; the server's stand-in can, and
 /// must, since a server render may end on another thread than it began.
 #[cfg(feature = "hydrate")]
-type Controller = StoredValue<Option<browser::Abort>, LocalStorage>;
+type Controller = StoredValue<Option<platform::Abort>, LocalStorage>;
 #[cfg(not(feature = "hydrate"))]
-type Controller = StoredValue<Option<browser::Abort>>;
+type Controller = StoredValue<Option<platform::Abort>>;
 
 #[derive(Clone, Copy)]
 pub(super) struct Session {
@@ -32,7 +32,7 @@ pub(super) struct Session {
     pub(super) failover: bool,
     requantize: bool,
     /// The browser model's download: progress and when it began (for speed and time left).
-    pub(super) download: RwSignal<Option<(browser::Progress, f64)>>,
+    pub(super) download: RwSignal<Option<(platform::Progress, f64)>>,
     pub(super) question_box: NodeRef<Textarea>,
     /// Buttons stay disabled until the page is interactive: a click before hydration would be
     /// lost.
@@ -70,7 +70,7 @@ impl Session {
     pub(super) fn restore_and_keep(self) {
         Effect::new(move || {
             let mut conversation_id = String::new();
-            if let Some(saved) = browser::load_saved() {
+            if let Some(saved) = platform::load_saved() {
                 self.settings.set(saved.settings.clamped());
                 conversation_id = saved.conversation;
                 for turn in saved.turns {
@@ -78,7 +78,7 @@ impl Session {
                 }
             }
             self.conversation.set(if conversation_id.is_empty() {
-                browser::random_key()
+                platform::random_key()
             } else {
                 conversation_id
             });
@@ -91,7 +91,7 @@ impl Session {
                 conversation: self.conversation.get(),
             };
             if self.interactive.get() {
-                browser::save(&saved);
+                platform::save(&saved);
             }
         });
     }
@@ -135,7 +135,7 @@ impl Session {
             question,
             context.filter(|context| !context.trim().is_empty()),
         ));
-        self.answer(browser::random_key(), Vec::new());
+        self.answer(platform::random_key(), Vec::new());
     }
 
     /// A new answer to the last question; the replaced one stays with it, as the visitor
@@ -144,7 +144,7 @@ impl Session {
         if self.busy.get_untracked() {
             return;
         }
-        let (mut turn_key, mut earlier) = (browser::random_key(), Vec::new());
+        let (mut turn_key, mut earlier) = (platform::random_key(), Vec::new());
         self.turns.update(|turns| {
             if let Some(replaced) = turns.pop_if(|turn| turn.speaker == Speaker::Model) {
                 earlier = replaced.earlier.get_untracked();
@@ -194,7 +194,7 @@ impl Session {
 
     pub(super) fn clear(self) {
         self.turns.set(Vec::new());
-        self.conversation.set(browser::random_key());
+        self.conversation.set(platform::random_key());
         self.failure.set(None);
     }
 
@@ -209,18 +209,18 @@ impl Session {
             return;
         }
         let current = self.settings.get_untracked().clamped();
-        let seed = browser::random_seed();
+        let seed = platform::random_seed();
         let backend = if self.failover {
             current.backend
         } else {
-            Backend::Server
+            BackendChoice::Server
         };
         let reply = self.push_turn(SavedTurn {
             earlier,
             ..SavedTurn::new(Speaker::Model, String::new(), None)
         });
         let meta = AnswerMeta {
-            answer_key: browser::random_key(),
+            answer_key: platform::random_key(),
             turn_key,
             seed,
             backend: AnswerBackend::Server,
@@ -229,7 +229,7 @@ impl Session {
         };
         self.failure.set(None);
         self.busy.set(true);
-        let abort = browser::Abort::new();
+        let abort = platform::Abort::new();
         self.controller.set_value(Some(abort.clone()));
         let places = PagePlaces {
             body: request_body(&history, &current, seed, None),
@@ -240,18 +240,20 @@ impl Session {
             queued: reply.queued,
         };
         leptos::task::spawn_local(async move {
-            let (place, result) = answerer::answer(backend, &places, reply.on_event()).await;
-            self.finish(reply, meta, place, result);
+            let (made_by, result) = answerer::answer(backend, &places, reply.on_event()).await;
+            self.finish(reply, meta, made_by, result);
         });
     }
 
-    fn finish(self, reply: Turn, meta: AnswerMeta, place: Place, result: Result<(), ChatError>) {
+    fn finish(
+        self,
+        reply: Turn,
+        meta: AnswerMeta,
+        backend: AnswerBackend,
+        result: Result<(), ChatError>,
+    ) {
         reply.queued.set(None);
         if result.is_ok() && !reply.text.get_untracked().is_empty() {
-            let backend = match place {
-                Place::Browser => AnswerBackend::Browser,
-                Place::Server => AnswerBackend::Server,
-            };
             reply.meta.set(Some(AnswerMeta { backend, ..meta }));
         }
         if let Err(error) = result {
