@@ -262,9 +262,7 @@ pub enum WorkerMessage {
     Failed(String),
 }
 
-/// The device name answers from the browser carry.
-pub const BROWSER_DEVICE: &str = "wasm";
-
+/// Reads one message of the browser worker's.
 pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
     let event: WorkerEvent =
         serde_json::from_str(json).map_err(|error| ChatError::other(error.to_string()))?;
@@ -285,7 +283,7 @@ pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
             WorkerMessage::Event(StreamEvent::Finished(AnswerStats {
                 tokens: completion.usage.completion_tokens as u64,
                 tokens_per_second: completion.timings.decode_tokens_per_second,
-                device: BROWSER_DEVICE.to_owned(),
+                device: wire::device::BROWSER.to_owned(),
             }))
         }
         WorkerEvent::Failed { message } => WorkerMessage::Failed(message),
@@ -329,7 +327,7 @@ pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
             tokens: usage.completion_tokens as u64,
             tokens_per_second: timings.decode_tokens_per_second,
             device: if timings.device.is_empty() {
-                "cpu".to_owned()
+                wire::device::CPU.to_owned()
             } else {
                 timings.device
             },

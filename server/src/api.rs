@@ -104,10 +104,10 @@ impl Api {
     /// The model's name and where it runs, for the answers.
     fn model_and_device(&self, prompt: &Prompt) -> (String, &'static str) {
         match prompt {
-            Prompt::Messages(_) => ("remote".into(), "remote"),
+            Prompt::Messages(_) => ("remote".into(), wire::device::REMOTE),
             Prompt::Ids(_, inference) => match inference.state() {
                 ModelState::Ready { name, device, .. } => (name, device),
-                _ => (String::new(), "cpu"),
+                _ => (String::new(), wire::device::CPU),
             },
         }
     }
@@ -200,7 +200,7 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
                 architecture: None,
                 quantization: None,
                 backend: "remote".into(),
-                device: "remote".into(),
+                device: wire::device::REMOTE.into(),
             },
             Err(message) => Health::Error { message },
         },

@@ -77,11 +77,8 @@ impl BrowserModel {
     }
 
     pub fn facts(&self) -> ModelFacts {
-        let mut facts = ModelFacts::named(
-            ModelRole::Browser,
-            self.name.clone(),
-            app::conversation::BROWSER_DEVICE,
-        );
+        let mut facts =
+            ModelFacts::named(ModelRole::Browser, self.name.clone(), wire::device::BROWSER);
         facts.sha256 = Some(self.file.sha256.clone());
         match &*self
             .fetched

@@ -64,7 +64,7 @@ impl ServerFacts for Facts {
         if let Some(upstream) = &self.remote_model {
             let answers = server.answers;
             let speed = server.decode_tokens_per_second;
-            server = ModelFacts::named(ModelRole::Server, upstream.clone(), "remote");
+            server = ModelFacts::named(ModelRole::Server, upstream.clone(), wire::device::REMOTE);
             server.backend = "remote".into();
             server.status = "remote".into();
             server.ready = true;

@@ -194,7 +194,11 @@ impl Inference {
             self_test(&mut model)?;
             Ok((
                 model,
-                if device.is_cuda() { "cuda" } else { "cpu" },
+                if device.is_cuda() {
+                    wire::device::CUDA
+                } else {
+                    wire::device::CPU
+                },
                 ModelFile { bytes, sha256 },
             ))
         })();
@@ -308,7 +312,7 @@ impl Inference {
             .speeds
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut facts = ModelFacts::named(role, String::new(), "cpu");
+        let mut facts = ModelFacts::named(role, String::new(), wire::device::CPU);
         facts.answers = answers;
         facts.decode_tokens_per_second = (answers > 0).then(|| speed_sum / answers as f64);
         match self.state() {

@@ -28,3 +28,15 @@ pub mod sse;
 pub mod worker;
 
 pub use chat::{ChatMessage, Role};
+
+/// Where an answer was generated, as `/health`, each answer's timings, the chat and the judges'
+/// page name it.
+pub mod device {
+    pub const CPU: &str = "cpu";
+    /// An NVIDIA GPU (a build with `--features cuda`).
+    pub const CUDA: &str = "cuda";
+    /// The visitor's browser (WebAssembly).
+    pub const BROWSER: &str = "wasm";
+    /// An OpenAI-compatible server behind this one (`[server] backend = "remote"`).
+    pub const REMOTE: &str = "remote";
+}

@@ -32,7 +32,7 @@ pub(super) fn curl_command(origin: &str, body: &ChatCompletionRequest) -> String
 }
 
 fn python_example(origin: &str, question: &str) -> String {
-    let question = serde_json::Value::from(question).to_string();
+    let question = serde_json::to_string(question).expect("a string serialises");
     format!(
         r#"from openai import OpenAI
 

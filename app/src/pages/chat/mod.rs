@@ -11,8 +11,8 @@ use leptos::prelude::*;
 
 use super::use_strings;
 use crate::conversation::{
-    AnswerMeta, AnswerStats, BROWSER_DEVICE, BackendChoice, ChatError, EarlierAnswer, Failure,
-    SavedTurn, Settings, Speaker, StreamEvent,
+    AnswerMeta, AnswerStats, BackendChoice, ChatError, EarlierAnswer, Failure, SavedTurn, Settings,
+    Speaker, StreamEvent,
 };
 use crate::i18n::Strings;
 use crate::markdown;
@@ -124,7 +124,7 @@ pub(super) fn number(strings: &Strings, value: f64) -> String {
 }
 
 fn stats_text(strings: &Strings, stats: &AnswerStats) -> String {
-    let place = if stats.device == BROWSER_DEVICE {
+    let place = if stats.device == wire::device::BROWSER {
         strings.in_browser
     } else {
         strings.on_server
