@@ -10,6 +10,7 @@
 
 mod dist;
 mod e2e;
+mod load_bench;
 mod process;
 mod site;
 mod toolchain;
@@ -81,6 +82,22 @@ enum Command {
         /// native engine on one thread, on the same model (default smollm2-135m).
         #[arg(long)]
         browser: bool,
+        /// Many visitors at once against a running OpenAI-compatible server: this project's
+        /// release server with `--model` (default qwen2.5-coder-0.5b), or the one at `--url`.
+        #[arg(long)]
+        serve: bool,
+        /// With `--serve`: another server's address, e.g. http://127.0.0.1:8080 (its API under
+        /// /v1), instead of starting this project's.
+        #[arg(long, requires = "serve")]
+        url: Option<String>,
+        /// With `--serve`: how many visitors ask at once, one JSON line each.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "1,2,4,8",
+            requires = "serve"
+        )]
+        concurrent: Vec<usize>,
     },
 }
 
@@ -126,6 +143,17 @@ fn dispatch(command: Command) -> Result<()> {
         } => dist::build(&out, prefetch, cuda).map(drop),
         Command::Bench {
             model,
+            serve: true,
+            url,
+            concurrent,
+            ..
+        } => load_bench::run(
+            url.as_deref(),
+            model.as_deref().unwrap_or("qwen2.5-coder-0.5b"),
+            &concurrent,
+        ),
+        Command::Bench {
+            model,
             browser: true,
             ..
         } => browser_bench(model.as_deref().unwrap_or("smollm2-135m")),
@@ -134,7 +162,7 @@ fn dispatch(command: Command) -> Result<()> {
             threads,
             requantize,
             prompt_tokens,
-            browser: false,
+            ..
         } => run(&mut bench_command(&NativeBench {
             model,
             threads,
