@@ -73,12 +73,12 @@ pub fn validate(
         None => defaults.max_tokens,
     };
     let sampling = SamplingParams {
-        temperature: limits::TEMPERATURE
-            .check(request.temperature.unwrap_or(defaults.temperature))?,
-        top_p: limits::TOP_P.check(request.top_p.unwrap_or(defaults.top_p))?,
+        temperature: request.temperature.unwrap_or(defaults.temperature),
+        top_p: request.top_p.unwrap_or(defaults.top_p),
         seed: request.seed.unwrap_or(SamplingParams::default().seed),
         ..SamplingParams::default()
     };
+    // The table's temperature and top_p bounds, and the engine's own for the rest.
     sampling.validate()?;
     Ok(ValidRequest {
         model: request.model,

@@ -11,8 +11,7 @@ use leptos::prelude::*;
 
 use super::use_strings;
 use crate::conversation::{
-    AnswerMeta, AnswerStats, BackendChoice, ChatError, EarlierAnswer, Failure, SavedTurn, Settings,
-    Speaker, StreamEvent,
+    AnswerMeta, AnswerStats, BackendChoice, EarlierAnswer, Failure, SavedTurn, Settings, Speaker,
 };
 use crate::i18n::Strings;
 use crate::markdown;
@@ -20,8 +19,6 @@ use crate::space::{BrowserSettings, ChatDefaults, ChatExample};
 use feedback::Feedback;
 use session::Session;
 use wire::limits;
-use wire::openai::ChatCompletionRequest;
-use wire::worker::WorkerRequest;
 
 /// One message on screen; every part is a signal so that the list never re-renders whole.
 #[derive(Clone, Copy)]
@@ -48,53 +45,6 @@ impl Turn {
             meta: self.meta.get(),
             earlier: self.earlier.get(),
         }
-    }
-}
-
-/// The page's two places to answer: the server's API and the browser worker.
-struct PagePlaces {
-    body: ChatCompletionRequest,
-    in_browser_request: WorkerRequest,
-    requantize: bool,
-    abort: platform::Abort,
-    /// The browser model's download: progress and when it began (for speed and time left).
-    download: RwSignal<Option<(platform::Progress, f64)>>,
-    /// The answer's place in the server's queue, which the browser does not have.
-    queued: RwSignal<Option<(u64, Option<f64>)>>,
-}
-
-impl answerer::Places for PagePlaces {
-    async fn server_is_healthy(&self) -> bool {
-        platform::server_problem().await.is_none()
-    }
-
-    async fn on_server(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
-        platform::stream_answer(&self.body, &self.abort, on_event).await
-    }
-
-    async fn in_browser(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
-        self.queued.set(None);
-        let download = self.download;
-        let on_progress = move |progress: platform::Progress| {
-            download.update(|download| {
-                let started = download.map_or_else(platform::now_ms, |(_, started)| started);
-                *download = Some((progress, started));
-            })
-        };
-        let result = platform::answer_in_browser(
-            self.in_browser_request.clone(),
-            self.requantize,
-            &self.abort,
-            on_progress,
-            on_event,
-        )
-        .await;
-        download.set(None);
-        result
-    }
-
-    fn stopped(&self) -> bool {
-        self.abort.aborted()
     }
 }
 

@@ -5,13 +5,15 @@ use leptos::html::Textarea;
 use leptos::prelude::*;
 
 use super::answerer;
-use super::{PagePlaces, Turn, platform};
+use super::{Turn, platform};
 use crate::conversation::{
     AnswerMeta, BackendChoice, ChatError, EarlierAnswer, Saved, SavedTurn, Settings, Speaker,
     StreamEvent, request_body, worker_request,
 };
 use crate::space::BrowserSettings;
 use wire::feedback::{AnswerBackend, Rating};
+use wire::openai::ChatCompletionRequest;
+use wire::worker::WorkerRequest;
 
 /// The browser's AbortController cannot leave its thread; the server's stand-in can, and
 /// must, since a server render may end on another thread than it began.
@@ -283,5 +285,52 @@ impl Turn {
             StreamEvent::Finished(stats) => self.stats.set(Some(stats)),
             StreamEvent::Nothing => {}
         }
+    }
+}
+
+/// The page's two places to answer: the server's API and the browser worker.
+struct PagePlaces {
+    body: ChatCompletionRequest,
+    in_browser_request: WorkerRequest,
+    requantize: bool,
+    abort: platform::Abort,
+    /// The browser model's download: progress and when it began (for speed and time left).
+    download: RwSignal<Option<(platform::Progress, f64)>>,
+    /// The answer's place in the server's queue, which the browser does not have.
+    queued: RwSignal<Option<(u64, Option<f64>)>>,
+}
+
+impl answerer::Places for PagePlaces {
+    async fn server_is_healthy(&self) -> bool {
+        platform::server_problem().await.is_none()
+    }
+
+    async fn on_server(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
+        platform::stream_answer(&self.body, &self.abort, on_event).await
+    }
+
+    async fn in_browser(&self, on_event: &mut dyn FnMut(StreamEvent)) -> Result<(), ChatError> {
+        self.queued.set(None);
+        let download = self.download;
+        let on_progress = move |progress: platform::Progress| {
+            download.update(|download| {
+                let started = download.map_or_else(platform::now_ms, |(_, started)| started);
+                *download = Some((progress, started));
+            })
+        };
+        let result = platform::answer_in_browser(
+            self.in_browser_request.clone(),
+            self.requantize,
+            &self.abort,
+            on_progress,
+            on_event,
+        )
+        .await;
+        download.set(None);
+        result
+    }
+
+    fn stopped(&self) -> bool {
+        self.abort.aborted()
     }
 }
