@@ -38,6 +38,9 @@ pub struct ModelFacts {
     pub device: String,
     /// Mean decoding speed of the answers given since the server started.
     pub decode_tokens_per_second: Option<f64>,
+    /// Tokens per second of every answer together while the model was busy: what a crowd
+    /// gets from the batch.
+    pub aggregate_tokens_per_second: Option<f64>,
     pub answers: u64,
 }
 
@@ -59,6 +62,7 @@ impl ModelFacts {
             backend: "candle".into(),
             device: device.into(),
             decode_tokens_per_second: None,
+            aggregate_tokens_per_second: None,
             answers: 0,
         }
     }

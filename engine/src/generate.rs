@@ -7,7 +7,8 @@ use std::sync::Arc;
 use web_time::Instant;
 
 use crate::error::{EngineError, Result};
-use crate::model::Model;
+use crate::model::{Model, Sequence, Step};
+use crate::prefix::PrefixCache;
 use crate::sampling::Sampler;
 use crate::template::ChatTemplate;
 use crate::tokenizer::{TextStream, Tokenizer};
@@ -94,20 +95,53 @@ impl Prompter {
     }
 }
 
-/// A model with everything needed to chat.
+/// Prompt tokens read in one step beside answers being decoded: every decoding answer waits
+/// for them, so they are few enough to keep its tokens flowing, and enough that a newcomer's
+/// prompt is not read one sliver at a time.
+pub const PROMPT_CHUNK_BESIDE_ANSWERS: usize = 64;
+/// Prompt tokens read in one step when nothing is being decoded: bounds the step's memory
+/// (activations grow with the rows) and lets a caller check for a stop between steps.
+pub const PROMPT_CHUNK_ALONE: usize = 512;
+
+/// A model with everything needed to chat, and the conversations it keeps for their next turn.
 pub struct ChatModel {
     pub info: ModelInfo,
     pub model: Model,
     pub prompter: Arc<Prompter>,
+    pub prefixes: PrefixCache,
 }
 
 impl ChatModel {
+    /// Keeps no conversations; see [`ChatModel::keep_prefixes`].
     pub fn new(info: ModelInfo, model: Model, prompter: Prompter) -> Self {
         Self {
             info,
             model,
             prompter: Arc::new(prompter),
+            prefixes: PrefixCache::new(0),
         }
+    }
+
+    /// Keeps finished answers' keys and values, up to `budget_bytes`, for the prompts that
+    /// start the same way.
+    pub fn keep_prefixes(&mut self, budget_bytes: usize) {
+        self.prefixes = PrefixCache::new(budget_bytes);
+    }
+
+    /// Reads `messages` (what every conversation starts with: the system prompt) before anyone
+    /// asks, and keeps them; returns how many tokens they are.
+    pub fn read_ahead(&mut self, messages: &[ChatMessage]) -> Result<usize> {
+        let prompt = self.prompter.template.render(messages, false)?;
+        let ids = self.prompter.tokenizer.encode(&prompt)?;
+        let params = GenerateParams {
+            sampling: crate::SamplingParams::greedy(),
+            max_tokens: 1,
+            ..GenerateParams::default()
+        };
+        let mut answer = self.start(&ids, &params)?;
+        while self.next(&mut answer)?.is_some() {}
+        self.finish(answer);
+        Ok(ids.len())
     }
 
     /// Answers the conversation, calling `on_delta` with each new piece of text.
@@ -127,18 +161,18 @@ impl ChatModel {
         params: &GenerateParams,
         on_delta: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<Completion> {
-        let mut generation = self.start(prompt_ids, params)?;
-        while let Some(piece) = generation.step()? {
+        let mut answer = self.start(prompt_ids, params)?;
+        while let Some(piece) = self.next(&mut answer)? {
             if !piece.is_empty() && on_delta(&piece) == Flow::Cancel {
-                return Ok(generation.completion(FinishReason::Cancelled));
+                break;
             }
         }
-        Ok(generation.completion(FinishReason::Cancelled))
+        Ok(self.finish(answer))
     }
 
-    /// Reads the prompt (prefill) and returns the generation, ready to decode token by token:
-    /// for callers that must do other work between tokens (a browser worker answering a stop).
-    pub fn start(&mut self, prompt_ids: &[u32], params: &GenerateParams) -> Result<Generation<'_>> {
+    /// An answer to `prompt_ids`, ready to be stepped ([`ChatModel::step`] or
+    /// [`ChatModel::next`]); it starts from the longest prefix kept of an earlier prompt.
+    pub fn start(&mut self, prompt_ids: &[u32], params: &GenerateParams) -> Result<Answer> {
         let context_length = self.prompter.context_length;
         if prompt_ids.is_empty() {
             return Err(EngineError::InvalidParameter {
@@ -153,11 +187,11 @@ impl ChatModel {
             });
         }
         let sampler = Sampler::new(params.sampling.clone())?;
-        let prefill_started = Instant::now();
-        let logits = self.model.forward(prompt_ids, 0)?;
-        let prefill = prefill_started.elapsed();
-        Ok(Generation {
-            prompt_tokens: prompt_ids.len(),
+        let start = self.prefixes.start(&mut self.model, prompt_ids)?;
+        Ok(Answer {
+            sequence: start.sequence,
+            prompt: prompt_ids.to_vec(),
+            reused_tokens: start.reused,
             max_tokens: params.max_tokens.min(context_length - prompt_ids.len()),
             ignore_eos: params.ignore_eos,
             sampler,
@@ -165,19 +199,115 @@ impl ChatModel {
             text_stream: TextStream::new(),
             generated: Vec::new(),
             text: String::new(),
-            logits: Some(logits),
             finish_reason: None,
-            prefill_seconds: prefill.as_secs_f64(),
-            decode_started: Instant::now(),
-            chat: self,
+            started: Instant::now(),
+            first_token: None,
         })
+    }
+
+    /// One step for the whole batch: one forward pass gives every decoding answer its next
+    /// token and reads a chunk of the prompts still being read (oldest first). Returns, for each
+    /// answer, the text it makes ready (often empty: a character or a possible stop string may
+    /// be incomplete), or `None` once it has ended.
+    pub fn step(&mut self, answers: &mut [&mut Answer]) -> Result<Vec<Option<String>>> {
+        let mut pieces: Vec<Option<String>> = vec![None; answers.len()];
+        for (piece, answer) in pieces.iter_mut().zip(answers.iter_mut()) {
+            if answer.finish_reason.is_none() && answer.generated.len() >= answer.max_tokens {
+                *piece = Some(answer.end(FinishReason::Length));
+            }
+        }
+        let decoding = answers
+            .iter()
+            .filter(|answer| answer.running() && !answer.reading_prompt())
+            .count();
+        let mut prompt_budget = if decoding > 0 {
+            PROMPT_CHUNK_BESIDE_ANSWERS
+        } else {
+            PROMPT_CHUNK_ALONE
+        };
+        let batch = self.model.max_batch();
+        let mut inputs: Vec<(usize, Vec<u32>, bool)> = Vec::new();
+        for (index, answer) in answers.iter().enumerate() {
+            if inputs.len() == batch || !answer.running() {
+                continue;
+            }
+            if answer.reading_prompt() {
+                if prompt_budget == 0 {
+                    continue;
+                }
+                let read = answer.sequence.tokens().len();
+                let chunk = &answer.prompt[read..(read + prompt_budget).min(answer.prompt.len())];
+                prompt_budget -= chunk.len();
+                inputs.push((
+                    index,
+                    chunk.to_vec(),
+                    read + chunk.len() == answer.prompt.len(),
+                ));
+            } else {
+                let last = *answer
+                    .generated
+                    .last()
+                    .expect("an answer past its prompt has a token");
+                inputs.push((index, vec![last], true));
+            }
+        }
+        if inputs.is_empty() {
+            return Ok(pieces);
+        }
+        let logits = {
+            let mut chosen: Vec<Option<&mut Answer>> = answers
+                .iter_mut()
+                .map(|answer| Some(&mut **answer))
+                .collect();
+            let mut steps = Vec::with_capacity(inputs.len());
+            for (index, tokens, logits) in &inputs {
+                let answer = chosen[*index].take().expect("an answer is chosen once");
+                steps.push(Step {
+                    sequence: &mut answer.sequence,
+                    tokens,
+                    logits: *logits,
+                });
+            }
+            self.model.forward(&mut steps)?
+        };
+        for ((index, _, _), logits) in inputs.iter().zip(logits) {
+            if let Some(logits) = logits {
+                pieces[*index] = Some(answers[*index].take_token(&self.prompter, &logits)?);
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// [`ChatModel::step`] for one answer: what its next step makes ready, `None` at its end.
+    pub fn next(&mut self, answer: &mut Answer) -> Result<Option<String>> {
+        loop {
+            if !answer.running() {
+                return Ok(None);
+            }
+            let [piece] = <[Option<String>; 1]>::try_from(self.step(&mut [&mut *answer])?)
+                .expect("one answer, one piece");
+            if piece.is_some() || !answer.running() {
+                return Ok(piece);
+            }
+        }
+    }
+
+    /// Ends the answer (as cancelled if it had not ended by itself) and keeps its sequence for
+    /// the prompts that will start the same way.
+    pub fn finish(&mut self, answer: Answer) -> Completion {
+        // Keeping is an optimisation: a copy that fails (out of memory) costs only the reuse.
+        let _ = self.prefixes.keep(&answer.sequence);
+        answer.completion(FinishReason::Cancelled)
     }
 }
 
-/// One answer being decoded: each [`Generation::step`] adds one token.
-pub struct Generation<'m> {
-    chat: &'m mut ChatModel,
-    prompt_tokens: usize,
+/// One answer being written: its sequence's keys and values, its sampler and what it has said.
+pub struct Answer {
+    sequence: Sequence,
+    prompt: Vec<u32>,
+    /// Prompt tokens found already computed (kept from an earlier turn or another
+    /// conversation that starts the same way).
+    reused_tokens: usize,
     max_tokens: usize,
     ignore_eos: bool,
     sampler: Sampler,
@@ -185,41 +315,38 @@ pub struct Generation<'m> {
     text_stream: TextStream,
     generated: Vec<u32>,
     text: String,
-    /// The next token's logits; `None` until the last token has been run, which waits for the
-    /// next step so that a caller who stops after a delta pays for no extra forward pass.
-    logits: Option<candle_core::Tensor>,
     finish_reason: Option<FinishReason>,
-    prefill_seconds: f64,
-    decode_started: Instant,
+    started: Instant,
+    /// When the first token was chosen.
+    first_token: Option<Instant>,
 }
 
-impl Generation<'_> {
-    /// Decodes one token. Returns the text it makes ready (often empty: a character or a
-    /// possible stop string may still be incomplete), or `None` once the answer has ended.
-    pub fn step(&mut self) -> Result<Option<String>> {
-        if self.finish_reason.is_some() {
-            return Ok(None);
-        }
-        if self.generated.len() >= self.max_tokens {
-            return Ok(Some(self.end(FinishReason::Length)));
-        }
-        let logits = match self.logits.take() {
-            Some(logits) => logits,
-            None => {
-                let last = *self
-                    .generated
-                    .last()
-                    .expect("logits are only consumed by a generated token");
-                self.chat
-                    .model
-                    .forward(&[last], self.prompt_tokens + self.generated.len() - 1)?
-            }
-        };
-        let token = self.sampler.next_token(&logits, &self.generated)?;
+impl Answer {
+    fn running(&self) -> bool {
+        self.finish_reason.is_none()
+    }
+
+    fn reading_prompt(&self) -> bool {
+        self.generated.is_empty()
+    }
+
+    /// Whether it has stopped, reached its length or the context's end.
+    pub fn ended(&self) -> bool {
+        !self.running()
+    }
+
+    /// Tokens chosen so far.
+    pub fn generated_tokens(&self) -> usize {
+        self.generated.len()
+    }
+
+    /// Chooses the next token from `logits` and returns the text it makes ready.
+    fn take_token(&mut self, prompter: &Prompter, logits: &candle_core::Tensor) -> Result<String> {
+        let token = self.sampler.next_token(logits, &self.generated)?;
+        self.first_token.get_or_insert_with(Instant::now);
         self.generated.push(token);
-        let prompter = &self.chat.prompter;
         if !self.ignore_eos && prompter.stop_ids.contains(&token) {
-            return Ok(Some(self.end(FinishReason::Stop)));
+            return Ok(self.end(FinishReason::Stop));
         }
         let piece = self.text_stream.push(&prompter.tokenizer, token)?;
         let (ready, hit_stop) = self.stops.push(&piece);
@@ -227,7 +354,7 @@ impl Generation<'_> {
         if hit_stop {
             self.finish_reason = Some(FinishReason::Stop);
         }
-        Ok(Some(ready))
+        Ok(ready)
     }
 
     /// Ends the answer; text held back as a possible stop string turned out not to be one.
@@ -239,19 +366,25 @@ impl Generation<'_> {
     }
 
     /// The answer so far; `unfinished` is its reason if it has not ended by itself.
-    pub fn completion(self, unfinished: FinishReason) -> Completion {
-        let decode_seconds = self.decode_started.elapsed().as_secs_f64();
+    fn completion(self, unfinished: FinishReason) -> Completion {
+        let first_token = self.first_token.unwrap_or_else(Instant::now);
+        let prefill_seconds = (first_token - self.started).as_secs_f64();
+        let decode_seconds = first_token.elapsed().as_secs_f64();
         let generated = self.generated.len();
         Completion {
             text: self.text,
             finish_reason: self.finish_reason.unwrap_or(unfinished),
             usage: Usage {
-                prompt_tokens: self.prompt_tokens,
+                prompt_tokens: self.prompt.len(),
                 completion_tokens: generated,
+                cached_tokens: self.reused_tokens,
             },
             timings: Timings {
-                prefill_ms: self.prefill_seconds * 1000.0,
-                prefill_tokens_per_second: rate(self.prompt_tokens, self.prefill_seconds),
+                prefill_ms: prefill_seconds * 1000.0,
+                prefill_tokens_per_second: rate(
+                    self.prompt.len() - self.reused_tokens,
+                    prefill_seconds,
+                ),
                 decode_tokens_per_second: rate(generated.saturating_sub(1), decode_seconds),
             },
         }

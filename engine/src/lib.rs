@@ -20,6 +20,7 @@ pub mod gguf;
 mod kernels;
 pub mod llama;
 pub mod model;
+pub mod prefix;
 pub mod sampling;
 pub mod template;
 pub mod tokenizer;
@@ -30,11 +31,12 @@ pub use candle_core::Device;
 pub use candle_core::quantized::GgmlDType;
 pub use error::{EngineError, Result};
 pub use generate::{
-    ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow, Prompter,
-    Timings, Usage,
+    Answer, ChatModel, Completion, FinishReason, Flow, GenerateParams, ModelInfo, Overflow,
+    Prompter, Timings, Usage,
 };
 pub use gguf::{Architecture, Gguf};
-pub use model::Model;
+pub use model::{Model, Sequence};
+pub use prefix::PrefixCache;
 pub use sampling::SamplingParams;
 pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;
@@ -52,6 +54,9 @@ pub struct LoadOptions {
     /// as Q8_0 at load when the model runs on the CPU: faster decoding for more memory and a
     /// slower start. Ignored on a GPU, whose kernels read every type.
     pub requantize: bool,
+    /// Memory for the keys and values of finished answers, reused by the prompts that start
+    /// the same way (a conversation's next turn, a shared system prompt); 0 keeps none.
+    pub kept_prefix_bytes: usize,
 }
 
 /// Loads a chat model from a GGUF stream; `file` names it in errors.
@@ -91,5 +96,7 @@ pub fn load_chat_model<R: Read + Seek>(
     let info = gguf.info();
     let model = Model::load(gguf, reader, device, options.requantize)?;
     let prompter = Prompter::new(tokenizer, template, eos_id, model.context_length);
-    Ok(ChatModel::new(info, model, prompter))
+    let mut chat = ChatModel::new(info, model, prompter);
+    chat.keep_prefixes(options.kept_prefix_bytes);
+    Ok(chat)
 }

@@ -87,7 +87,6 @@ struct Layer {
     ffn_norm: Tensor,
     gate_up: Projections,
     down: Linear,
-    cache: KvCache,
 }
 
 impl Llama {
@@ -126,7 +125,6 @@ impl Llama {
                 ffn_norm: weights.vector(&name("ffn_norm.weight"))?,
                 gate_up,
                 down: weights.single(&name("ffn_down.weight"))?,
-                cache: KvCache::default(),
             });
         }
         Ok(Self {
@@ -139,89 +137,197 @@ impl Llama {
         })
     }
 
-    /// Runs `tokens` placed at `position` and returns the next token's logits (a vector).
-    /// Everything the cache holds from `position` on is dropped first: position 0 starts a new
-    /// sequence, and a caller may keep a shared prefix by going back to where it ends.
-    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
+    /// An empty sequence: what it computes lives in its own [`LlamaCache`], so that any number of
+    /// sequences can run through these weights, together or one after another.
+    pub fn new_cache(&self) -> LlamaCache {
+        LlamaCache {
+            layers: (0..self.config.layers)
+                .map(|_| KvCache::default())
+                .collect(),
+        }
+    }
+
+    /// Runs every step's tokens after what its cache holds from `position` on is dropped
+    /// (position 0 starts a new sequence; a shorter one goes back to a shared prefix), and
+    /// returns, for each step that asks, the logits of the token after its last one.
+    ///
+    /// All the steps' tokens go through each weight matrix as the rows of one product: the
+    /// weights are read once per step for every sequence. On the CPU every row is computed
+    /// the same way whatever else is in the batch (the kernels' rows are independent and each
+    /// query's attention is its own sum), so a sequence gets the same bits alone, beside others,
+    /// in one prompt pass or in chunks.
+    pub fn forward(&self, steps: &mut [LlamaStep<'_>]) -> Result<Vec<Option<Tensor>>> {
         let config = &self.config;
-        let seq_len = tokens.len();
-        if seq_len == 0 {
-            bail!("nothing to run: no tokens were given");
+        let mut spans = Vec::with_capacity(steps.len());
+        let mut tokens = Vec::new();
+        for step in steps.iter() {
+            if step.tokens.is_empty() {
+                bail!("nothing to run: a step has no tokens");
+            }
+            if step.position + step.tokens.len() > config.context_length {
+                bail!(
+                    "{} tokens do not fit in the model's context of {}",
+                    step.position + step.tokens.len(),
+                    config.context_length
+                );
+            }
+            let (cos, sin) = rope_tables(config, step.position, step.tokens.len(), &self.device)?;
+            spans.push(Span {
+                start: tokens.len(),
+                len: step.tokens.len(),
+                position: step.position,
+                cos,
+                sin,
+                mask: if self.device.is_cpu() {
+                    None
+                } else {
+                    causal_mask(config, step.position, step.tokens.len(), &self.device)?
+                },
+            });
+            tokens.extend_from_slice(step.tokens);
         }
-        if position + seq_len > config.context_length {
-            bail!(
-                "{} tokens do not fit in the model's context of {}",
-                position + seq_len,
-                config.context_length
-            );
+        if tokens.is_empty() {
+            bail!("nothing to run: no steps were given");
         }
-        let mut x = self.embeddings.forward(tokens, &self.device)?;
-        let (cos, sin) = rope_tables(config, position, seq_len, &self.device)?;
-        let mask = causal_mask(config, position, seq_len, &self.device)?;
-        for layer in &mut self.layers {
-            x = layer.forward(config, &x, position, &cos, &sin, mask.as_ref())?;
+        let mut x = self.embeddings.forward(&tokens, &self.device)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let mut caches: Vec<&mut KvCache> = steps
+                .iter_mut()
+                .map(|step| &mut step.cache.layers[index])
+                .collect();
+            x = layer.forward(config, &x, &spans, &mut caches)?;
         }
-        let last = x.narrow(0, seq_len - 1, 1)?;
+        let wanted: Vec<usize> = steps
+            .iter()
+            .zip(&spans)
+            .filter(|(step, _)| step.logits)
+            .map(|(_, span)| span.start + span.len - 1)
+            .collect();
+        let mut logits = vec![None; steps.len()];
+        if wanted.is_empty() {
+            return Ok(logits);
+        }
+        let rows = Tensor::new(
+            wanted.iter().map(|&row| row as u32).collect::<Vec<_>>(),
+            &self.device,
+        )?;
+        let last = x.index_select(&rows, 0)?;
         let last = candle_nn::ops::rms_norm(&last, &self.output_norm, config.rms_norm_eps)?;
-        self.output.forward(&last)?.squeeze(0)
+        let scores = self.output.forward(&last)?;
+        let mut row = 0;
+        for (slot, step) in logits.iter_mut().zip(steps.iter()) {
+            if step.logits {
+                *slot = Some(scores.get(row)?);
+                row += 1;
+            }
+        }
+        Ok(logits)
+    }
+}
+
+/// Tokens of one sequence for [`Llama::forward`].
+pub struct LlamaStep<'a> {
+    pub tokens: &'a [u32],
+    /// Where the tokens go in the sequence: at most what `cache` holds.
+    pub position: usize,
+    pub cache: &'a mut LlamaCache,
+    /// Whether to compute the logits after the last token (a prompt read in chunks needs them
+    /// only after its last chunk).
+    pub logits: bool,
+}
+
+/// Where one step's tokens lie among the batch's rows, with their rotations.
+struct Span {
+    start: usize,
+    len: usize,
+    position: usize,
+    cos: Tensor,
+    sin: Tensor,
+    /// For the matrix-product attention (off the CPU).
+    mask: Option<Tensor>,
+}
+
+/// The keys and values one sequence has computed, layer by layer.
+pub struct LlamaCache {
+    layers: Vec<KvCache>,
+}
+
+impl LlamaCache {
+    /// Bytes held, including room allocated ahead.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(KvCache::bytes).sum()
+    }
+
+    /// A copy of the first `len` positions, with room for nothing more (what a kept prefix
+    /// needs) or for `len + ahead` (a prefix about to be continued).
+    pub fn copy_prefix(&self, len: usize, ahead: usize) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|layer| layer.copy_prefix(len, ahead))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
     }
 }
 
 impl Layer {
     fn forward(
-        &mut self,
+        &self,
         config: &Config,
         x: &Tensor,
-        position: usize,
-        cos: &Tensor,
-        sin: &Tensor,
-        mask: Option<&Tensor>,
+        spans: &[Span],
+        caches: &mut [&mut KvCache],
     ) -> Result<Tensor> {
-        let (seq_len, _) = x.dims2()?;
         let (heads, kv_heads, head_dim) = (config.heads, config.kv_heads, config.head_dim);
-        let rope = |x: Tensor| -> Result<Tensor> {
-            if config.rope_interleaved {
-                candle_nn::rotary_emb::rope_i(&x, cos, sin)
-            } else {
-                candle_nn::rotary_emb::rope(&x, cos, sin)
-            }
-        };
-        let by_head = |x: &Tensor, count: usize| {
-            x.reshape((1, seq_len, count, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-
+        let n_rep = heads / kv_heads;
         let normed = candle_nn::ops::rms_norm(x, &self.attention_norm, config.rms_norm_eps)?;
         let [q, k, v] = self
             .qkv
             .forward(&normed)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("q/k/v split".into()))?;
-        let q = rope(by_head(&q, heads)?)?;
-        let k = rope(by_head(&k, kv_heads)?)?.squeeze(0)?;
-        let v = by_head(&v, kv_heads)?.squeeze(0)?;
-        let (keys, values) = self.cache.append(&k, &v, position, config.context_length)?;
-
-        let n_rep = heads / kv_heads;
-        let q = (q * (1.0 / (head_dim as f64).sqrt()))?;
-        let attended = if seq_len == 1 && self.cache.on_cpu() {
-            decode_attention(&q.reshape((heads, 1, head_dim))?, &keys, &values, n_rep)?
-        } else {
-            // The n_rep query heads of one key head, one after the other, form one matrix of
-            // n_rep × seq_len rows: a single batched matmul per key head, no repeated keys.
-            let q = q.reshape((kv_heads, n_rep * seq_len, head_dim))?;
-            let scores = q.matmul(&keys.t()?)?;
-            let scores = match mask {
-                Some(mask) => scores.broadcast_add(mask)?,
-                None => scores,
+        let mut attended = Vec::with_capacity(spans.len());
+        for (span, cache) in spans.iter().zip(caches.iter_mut()) {
+            let rope = |x: Tensor| -> Result<Tensor> {
+                if config.rope_interleaved {
+                    candle_nn::rotary_emb::rope_i(&x, &span.cos, &span.sin)
+                } else {
+                    candle_nn::rotary_emb::rope(&x, &span.cos, &span.sin)
+                }
             };
-            candle_nn::ops::softmax_last_dim(&scores)?.matmul(&values)?
+            let by_head = |x: &Tensor, count: usize| {
+                x.narrow(0, span.start, span.len)?
+                    .reshape((1, span.len, count, head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = rope(by_head(&q, heads)?)?;
+            let k = rope(by_head(&k, kv_heads)?)?.squeeze(0)?;
+            let v = by_head(&v, kv_heads)?.squeeze(0)?;
+            let (keys, values) = cache.append(&k, &v, span.position, config.context_length)?;
+            let q = (q * (1.0 / (head_dim as f64).sqrt()))?.reshape((heads, span.len, head_dim))?;
+            attended.push(if cache.on_cpu() {
+                cpu_attention(&q, &keys, &values, n_rep, span.position)?
+            } else {
+                // The n_rep query heads of one key head, one after the other, form one matrix of
+                // n_rep × len rows: a single batched matmul per key head, no repeated keys.
+                let q = q.reshape((kv_heads, n_rep * span.len, head_dim))?;
+                let scores = q.matmul(&keys.t()?)?;
+                let scores = match &span.mask {
+                    Some(mask) => scores.broadcast_add(mask)?,
+                    None => scores,
+                };
+                candle_nn::ops::softmax_last_dim(&scores)?
+                    .matmul(&values)?
+                    .reshape((heads, span.len, head_dim))?
+                    .transpose(0, 1)?
+                    .reshape((span.len, heads * head_dim))?
+            });
+        }
+        let attended = match attended.len() {
+            1 => attended.pop().expect("one span"),
+            _ => Tensor::cat(&attended, 0)?,
         };
-        let attended = attended
-            .reshape((heads, seq_len, head_dim))?
-            .transpose(0, 1)?
-            .reshape((seq_len, heads * head_dim))?;
         let x = (x + self.attention_output.forward(&attended)?)?;
 
         let normed = candle_nn::ops::rms_norm(&x, &self.ffn_norm, config.rms_norm_eps)?;
@@ -234,7 +340,6 @@ impl Layer {
         x + self.down.forward(&hidden)?
     }
 }
-
 /// The token embedding table, kept quantised: as f32 it would be the largest thing in memory
 /// (Qwen2.5's 151,936 × 896 rows: 545 MB, against 93 MB in the file's Q5_0). Only the rows of
 /// the tokens being run are dequantised.
@@ -276,34 +381,46 @@ impl Embeddings {
     }
 }
 
-/// Attention of one new token on the CPU, written out rather than left to a matrix product:
-/// the products' kernels differ between x86 (fused multiply-add) and WebAssembly, and so would
-/// the browser's tokens from the server's. Here every sum runs in the same order everywhere
-/// (eight lanes, then [`crate::kernels::lanes::sum_lanes`]), and the heads are shared out over
-/// candle's thread pool. `q` is (heads, 1, head_dim), scaled; `keys` and `values` are
-/// (kv_heads, len, head_dim) views of the cache.
-fn decode_attention(q: &Tensor, keys: &Tensor, values: &Tensor, n_rep: usize) -> Result<Tensor> {
-    let (heads, _, head_dim) = q.dims3()?;
-    let (_, len, _) = keys.dims3()?;
+/// Attention on the CPU, written out rather than left to a matrix product: the products'
+/// kernels differ between x86 (fused multiply-add) and WebAssembly, and so would the browser's
+/// tokens from the server's; and their sums are blocked by the matrix's size, so a token's
+/// attention would change with how many came with it. Here each query (token t of the step,
+/// at `position + t`, seeing the cache up to itself) is its own sum, in the same order
+/// everywhere (eight lanes, then [`crate::kernels::lanes::sum_lanes`]), and the queries are
+/// shared out over candle's thread pool. `q` is (heads, len, head_dim), scaled; `keys` and
+/// `values` are (kv_heads, position + len, head_dim) views of the cache. Returns
+/// (len, heads × head_dim).
+fn cpu_attention(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    n_rep: usize,
+    position: usize,
+) -> Result<Tensor> {
+    let (heads, len, head_dim) = q.dims3()?;
     let queries: Vec<f32> = q.flatten_all()?.to_vec1()?;
     let (key_storage, key_layout) = keys.storage_and_layout();
     let (value_storage, value_layout) = values.storage_and_layout();
     let (Storage::Cpu(CpuStorage::F32(key_data)), Storage::Cpu(CpuStorage::F32(value_data))) =
         (&*key_storage, &*value_storage)
     else {
-        bail!("decode attention runs on f32 CPU tensors");
+        bail!("CPU attention runs on f32 CPU tensors");
     };
-    let mut output = vec![0f32; heads * head_dim];
+    let mut output = vec![0f32; len * heads * head_dim];
     let shared = crate::kernels::parallel::SharedOutput::new(&mut output);
-    candle_core::utils::barrier_pool().execute_chunked(heads, |range| {
-        let mut weights = vec![0f32; len];
-        for head in range {
+    candle_core::utils::barrier_pool().execute_chunked(heads * len, |range| {
+        let mut weights = vec![0f32; position + len];
+        let mut row = vec![0f32; head_dim];
+        for task in range {
+            let (head, t) = (task / len, task % len);
+            let visible = position + t + 1;
+            let weights = &mut weights[..visible];
             let group = head / n_rep;
-            let query = &queries[head * head_dim..(head + 1) * head_dim];
+            let query = &queries[task * head_dim..(task + 1) * head_dim];
             let key_start = key_layout.start_offset() + group * key_layout.stride()[0];
             let value_start = value_layout.start_offset() + group * value_layout.stride()[0];
-            for (t, weight) in weights.iter_mut().enumerate() {
-                let key = &key_data[key_start + t * head_dim..key_start + (t + 1) * head_dim];
+            for (s, weight) in weights.iter_mut().enumerate() {
+                let key = &key_data[key_start + s * head_dim..key_start + (s + 1) * head_dim];
                 *weight = crate::kernels::lanes::dot(query, key);
             }
             let largest = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -312,21 +429,21 @@ fn decode_attention(q: &Tensor, keys: &Tensor, values: &Tensor, n_rep: usize) ->
                 *weight = (*weight - largest).exp();
                 total += *weight;
             }
-            let mut row = vec![0f32; head_dim];
-            for (t, weight) in weights.iter().enumerate() {
+            row.fill(0.0);
+            for (s, weight) in weights.iter().enumerate() {
                 let value =
-                    &value_data[value_start + t * head_dim..value_start + (t + 1) * head_dim];
+                    &value_data[value_start + s * head_dim..value_start + (s + 1) * head_dim];
                 let weight = weight / total;
                 for (out, value) in row.iter_mut().zip(value) {
                     *out += weight * value;
                 }
             }
-            // SAFETY: each head's row is written by the one task that owns the head.
-            unsafe { shared.write_row(head * head_dim, &row) };
+            // SAFETY: each (token, head) row is written by the one task that owns it.
+            unsafe { shared.write_row((t * heads + head) * head_dim, &row) };
         }
     });
     drop((key_storage, value_storage));
-    Tensor::from_vec(output, (heads, 1, head_dim), q.device())
+    Tensor::from_vec(output, (len, heads * head_dim), q.device())
 }
 
 /// cos and sin of every rotation angle for the positions `position..position + seq_len`,
@@ -401,6 +518,29 @@ struct KvCache {
 impl KvCache {
     const FIRST_CAPACITY: usize = 256;
 
+    fn bytes(&self) -> usize {
+        [&self.keys, &self.values]
+            .into_iter()
+            .flatten()
+            .map(|tensor| tensor.elem_count() * tensor.dtype().size_in_bytes())
+            .sum()
+    }
+
+    fn copy_prefix(&self, len: usize, ahead: usize) -> Result<Self> {
+        let len = len.min(self.len);
+        let (Some(keys), Some(values)) = (&self.keys, &self.values) else {
+            return Ok(Self::default());
+        };
+        if len == 0 {
+            return Ok(Self::default());
+        }
+        Ok(Self {
+            keys: Some(grow(Some(keys.clone()), len, keys, len + ahead)?),
+            values: Some(grow(Some(values.clone()), len, values, len + ahead)?),
+            len,
+        })
+    }
+
     fn on_cpu(&self) -> bool {
         self.keys
             .as_ref()
@@ -445,18 +585,17 @@ impl KvCache {
     }
 }
 
-/// A buffer of `capacity` rows holding the first `kept` rows of `old`.
+/// A new buffer of `capacity` rows holding a copy of the first `kept` rows of `old` (never
+/// its storage: caches are written in place, so two must not share one).
 fn grow(old: Option<Tensor>, kept: usize, like: &Tensor, capacity: usize) -> Result<Tensor> {
     let (heads, _, head_dim) = like.dims3()?;
-    let fresh = Tensor::zeros(
-        (heads, capacity - kept, head_dim),
-        like.dtype(),
-        like.device(),
-    )?;
-    match old {
-        Some(old) if kept > 0 => Tensor::cat(&[&old.narrow(1, 0, kept)?, &fresh], 1),
-        _ => Ok(fresh),
+    let fresh = Tensor::zeros((heads, capacity, head_dim), like.dtype(), like.device())?;
+    if let Some(old) = old
+        && kept > 0
+    {
+        fresh.slice_set(&old.narrow(1, 0, kept)?.contiguous()?, 1, 0)?;
     }
+    Ok(fresh)
 }
 
 /// Linear maps that read the same input. When their weights share a quantisation their rows

@@ -9,7 +9,7 @@ use candle_transformers::models::{quantized_gemma3, quantized_phi, quantized_phi
 
 use crate::error::{EngineError, Result};
 use crate::gguf::{Architecture, Gguf};
-use crate::llama::{Config, Llama};
+use crate::llama::{Config, Llama, LlamaCache, LlamaStep};
 
 enum Weights {
     /// Llama, Mistral, SmolLM and Qwen2.
@@ -24,6 +24,60 @@ pub struct Model {
     /// Tokens the model can attend to (prompt and answer together).
     pub context_length: usize,
     pub device: Device,
+    /// For the models that keep their cache inside: the sequence whose keys and values it
+    /// holds, and how many tokens of it.
+    held: Option<(u64, usize)>,
+    sequences_made: u64,
+}
+
+/// What one sequence (an answer being written, or a conversation kept for its next turn) has
+/// computed: the tokens run so far and their keys and values.
+pub struct Sequence {
+    tokens: Vec<u32>,
+    memory: Memory,
+}
+
+enum Memory {
+    /// The llama family keeps each sequence's keys and values apart from the weights.
+    Own(LlamaCache),
+    /// candle-transformers' models keep one sequence's inside; this is its number.
+    InModel(u64),
+}
+
+impl Sequence {
+    /// The tokens whose keys and values it holds.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Bytes of keys and values it holds apart from the model.
+    pub fn bytes(&self) -> usize {
+        match &self.memory {
+            Memory::Own(cache) => cache.bytes(),
+            Memory::InModel(_) => 0,
+        }
+    }
+
+    /// A copy of the first `len` tokens' keys and values with room for `ahead` more, or `None`
+    /// when the model keeps them inside, where they cannot be copied.
+    pub fn copy_prefix(&self, len: usize, ahead: usize) -> Result<Option<Self>> {
+        let len = len.min(self.tokens.len());
+        match &self.memory {
+            Memory::Own(cache) => Ok(Some(Self {
+                tokens: self.tokens[..len].to_vec(),
+                memory: Memory::Own(cache.copy_prefix(len, ahead)?),
+            })),
+            Memory::InModel(_) => Ok(None),
+        }
+    }
+}
+
+/// Tokens to run for one sequence in [`Model::forward`].
+pub struct Step<'a> {
+    pub sequence: &'a mut Sequence,
+    pub tokens: &'a [u32],
+    /// Whether to return the logits of the token after the last one.
+    pub logits: bool,
 }
 
 impl Model {
@@ -81,21 +135,112 @@ impl Model {
             weights,
             context_length,
             device: device.clone(),
+            held: None,
+            sequences_made: 0,
         })
     }
 
-    /// Runs `tokens` placed at `position` in the sequence and returns the next-token logits.
-    /// Position 0 starts a new sequence (every model here then drops its KV cache).
-    pub fn forward(&mut self, tokens: &[u32], position: usize) -> Result<Tensor> {
-        let device = &self.device;
-        let input = || Tensor::new(tokens, device)?.unsqueeze(0);
-        let logits = match &mut self.weights {
-            Weights::Llama(model) => return Ok(model.forward(tokens, position)?),
-            Weights::Gemma(model) => model.forward(&input()?, position)?,
-            Weights::Phi3(model) => model.forward(&input()?, position)?,
-            Weights::Phi2(model) => model.forward(&input()?, position)?,
+    /// A sequence with nothing run yet.
+    pub fn new_sequence(&mut self) -> Sequence {
+        let memory = match &self.weights {
+            Weights::Llama(model) => Memory::Own(model.new_cache()),
+            _ => {
+                self.sequences_made += 1;
+                Memory::InModel(self.sequences_made)
+            }
         };
-        Ok(logits.squeeze(0)?)
+        Sequence {
+            tokens: Vec::new(),
+            memory,
+        }
+    }
+
+    /// How many sequences one [`Model::forward`] can run: any number for the llama family;
+    /// one for candle-transformers' models, which also cannot switch sequences midway (each
+    /// must be run to its end, or started again from its first token).
+    pub fn max_batch(&self) -> usize {
+        match &self.weights {
+            Weights::Llama(_) => usize::MAX,
+            _ => 1,
+        }
+    }
+
+    /// Runs each step's tokens after what its sequence holds, and returns the logits of the
+    /// next token for the steps that ask.
+    pub fn forward(&mut self, steps: &mut [Step<'_>]) -> Result<Vec<Option<Tensor>>> {
+        let logits = match &mut self.weights {
+            Weights::Llama(model) => {
+                let mut llama_steps = Vec::with_capacity(steps.len());
+                for step in steps.iter_mut() {
+                    let Memory::Own(cache) = &mut step.sequence.memory else {
+                        return Err(not_this_models("sequence"));
+                    };
+                    llama_steps.push(LlamaStep {
+                        tokens: step.tokens,
+                        position: step.sequence.tokens.len(),
+                        cache,
+                        logits: step.logits,
+                    });
+                }
+                model.forward(&mut llama_steps)?
+            }
+            weights => {
+                let [step] = steps else {
+                    return Err(EngineError::InvalidParameter {
+                        name: "steps",
+                        problem: format!(
+                            "this architecture runs one sequence at a time, not {}",
+                            steps.len()
+                        ),
+                    });
+                };
+                let Memory::InModel(id) = step.sequence.memory else {
+                    return Err(not_this_models("sequence"));
+                };
+                let position = step.sequence.tokens.len();
+                if position > 0 && self.held != Some((id, position)) {
+                    return Err(EngineError::InvalidParameter {
+                        name: "sequence",
+                        problem: "another sequence ran in this model since; it must start again from its first token".into(),
+                    });
+                }
+                let input = Tensor::new(step.tokens, &self.device)?.unsqueeze(0)?;
+                let logits = match weights {
+                    Weights::Gemma(model) => model.forward(&input, position)?,
+                    Weights::Phi3(model) => model.forward(&input, position)?,
+                    Weights::Phi2(model) => model.forward(&input, position)?,
+                    Weights::Llama(_) => unreachable!("matched above"),
+                };
+                self.held = Some((id, position + step.tokens.len()));
+                vec![step.logits.then(|| logits.squeeze(0)).transpose()?]
+            }
+        };
+        for step in steps.iter_mut() {
+            step.sequence.tokens.extend_from_slice(step.tokens);
+        }
+        Ok(logits)
+    }
+
+    /// Runs `tokens` after what `sequence` holds and returns the next token's logits.
+    pub fn forward_one(&mut self, sequence: &mut Sequence, tokens: &[u32]) -> Result<Tensor> {
+        let mut steps = [Step {
+            sequence,
+            tokens,
+            logits: true,
+        }];
+        Ok(self
+            .forward(&mut steps)?
+            .pop()
+            .flatten()
+            .expect("a step that asks for logits gets them"))
+    }
+}
+
+/// A sequence made by another kind of model given to this one.
+fn not_this_models(name: &'static str) -> EngineError {
+    EngineError::InvalidParameter {
+        name,
+        problem: "it was not made by this model".into(),
     }
 }
 

@@ -508,9 +508,18 @@ fn assert_forward_matches_reference(file: CachedFile) {
             .unwrap()
     };
     let tokenizer = Tokenizer::from_gguf(&read().0).unwrap();
+    let mut sequence = ours.new_sequence();
     let mut check = |tokens: &[u32], position: usize| {
         let expected = reference(tokens, position);
-        let got: Vec<f32> = ours.forward(tokens, position).unwrap().to_vec1().unwrap();
+        if position == 0 {
+            sequence = ours.new_sequence();
+        }
+        assert_eq!(sequence.tokens().len(), position);
+        let got: Vec<f32> = ours
+            .forward_one(&mut sequence, tokens)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let largest = |logits: &[f32]| {
             logits
                 .iter()
@@ -567,6 +576,7 @@ fn assert_forward_matches_reference(file: CachedFile) {
     let second = tokenizer.encode("Madrid es la capital de").unwrap();
     check(&second, 0);
     check(&second[..1], second.len());
+    drop(check);
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub enum ApiError {
     Upstream(String),
     #[error("{0}")]
     Engine(#[from] EngineError),
+    /// A forward step failed for every answer in it.
+    #[error("generation failed: {0}")]
+    GenerationFailed(String),
     #[error("{0}")]
     NotFound(String),
     /// The feedback database could not be opened at start-up (the reason says why).
@@ -82,7 +85,9 @@ impl ApiError {
                 | EngineError::InvalidParameter { .. }
                 | EngineError::Template(_),
             ) => StatusCode::BAD_REQUEST,
-            Self::Engine(_) | Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Engine(_) | Self::Storage(_) | Self::GenerationFailed(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::FeedbackUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ExportsDisabled => StatusCode::FORBIDDEN,

@@ -1,16 +1,19 @@
-//! The model the Space chats with: fetched and loaded once in the background, then used for
-//! one generation at a time on a blocking thread.
+//! The model the Space chats with: fetched and loaded once in the background, then run by a
+//! thread of its own that decodes every admitted answer together ([`crate::batches`]).
 
 use std::path::PathBuf;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, RwLock};
 
 use engine::cache::{CachedFile, ModelCache};
 use engine::{
-    ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, ModelInfo, Prompter,
+    ChatMessage, ChatModel, Completion, Device, Flow, GenerateParams, LoadOptions, ModelInfo,
+    Prompter,
 };
 
 use app::facts::{ModelFacts, ModelRole};
 
+use crate::batches::Job;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -114,7 +117,8 @@ impl ResolvedModel {
 
 pub struct Inference {
     state: RwLock<ModelState>,
-    model: Mutex<Option<ChatModel>>,
+    /// To the model's thread, once the model is loaded.
+    jobs: Mutex<Option<Sender<Job>>>,
     prompter: RwLock<Option<Arc<Prompter>>>,
     /// Sum of decoding speeds and their number, for the mean the judges' page shows.
     speeds: Mutex<(f64, u64)>,
@@ -128,7 +132,7 @@ impl Inference {
                 done: 0,
                 total: None,
             }),
-            model: Mutex::new(None),
+            jobs: Mutex::new(None),
             prompter: RwLock::new(None),
             speeds: Mutex::new((0.0, 0)),
             metrics: Metrics::default(),
@@ -155,13 +159,20 @@ impl Inference {
     }
 
     /// [`Inference::load`] on a thread of its own.
-    pub fn start_loading(self: &Arc<Self>, source: ResolvedModel, options: LoadOptions) {
+    pub fn start_loading(
+        self: &Arc<Self>,
+        source: ResolvedModel,
+        options: LoadOptions,
+        read_ahead: Vec<ChatMessage>,
+    ) {
         let inference = Arc::clone(self);
-        std::thread::spawn(move || inference.load(source, &options));
+        std::thread::spawn(move || inference.load(source, &options, &read_ahead));
     }
 
     /// Fetches the model (if it comes from the catalogue) and loads it; `/health` follows along.
-    pub fn load(&self, source: ResolvedModel, options: &LoadOptions) {
+    /// `read_ahead` are the messages every conversation starts with (the system prompt): they
+    /// are read before the first visitor comes, and kept, so no visitor waits for them.
+    pub fn load(&self, source: ResolvedModel, options: &LoadOptions, read_ahead: &[ChatMessage]) {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
         let loaded = (|| -> Result<(ChatModel, &'static str, ModelFile), String> {
@@ -192,6 +203,12 @@ impl Inference {
                 engine::load_chat_model(&mut reader, &path.display().to_string(), options, &device)
                     .map_err(|error| error.to_string())?;
             self_test(&mut model)?;
+            if !read_ahead.is_empty() {
+                let tokens = model
+                    .read_ahead(read_ahead)
+                    .map_err(|error| format!("the system prompt cannot be read: {error}"))?;
+                tracing::info!(tokens, "system prompt read ahead and kept");
+            }
             Ok((
                 model,
                 if device.is_cuda() {
@@ -210,10 +227,16 @@ impl Inference {
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) =
                     Some(Arc::clone(&model.prompter));
+                let (jobs, received) = std::sync::mpsc::channel();
+                let metrics = self.metrics.engine();
+                std::thread::Builder::new()
+                    .name("model".into())
+                    .spawn(move || crate::batches::run(model, received, &metrics))
+                    .expect("a thread can be started");
                 *self
-                    .model
+                    .jobs
                     .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(model);
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(jobs);
                 tracing::info!(model = %name, ?info, device, "model ready");
                 self.set_state(ModelState::Ready {
                     name,
@@ -250,28 +273,35 @@ impl Inference {
         }
     }
 
-    /// Continues `prompt_ids`, calling `on_delta` (on a blocking thread) with each piece of
-    /// text. The caller holds the request's turn (see [`crate::scheduler`]).
+    /// Continues `prompt_ids`, calling `on_delta` (on the model's thread) with each piece of
+    /// text. The caller holds the request's turn (see [`crate::scheduler`]): the answer joins
+    /// the batch being decoded at its next step.
     pub async fn generate(
         self: &Arc<Self>,
         prompt_ids: Vec<u32>,
         params: GenerateParams,
-        mut on_delta: impl FnMut(&str) -> Flow + Send + 'static,
+        on_delta: impl FnMut(&str) -> Flow + Send + 'static,
     ) -> Result<Completion, ApiError> {
-        let inference = Arc::clone(self);
-        let generation = tokio::task::spawn_blocking(move || {
-            let mut model = inference
-                .model
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let model = model
-                .as_mut()
-                .expect("a prompter exists only once the model is stored");
-            model.generate_from_ids(&prompt_ids, &params, &mut on_delta)
-        });
-        let completion = generation
-            .await
-            .map_err(|error| ApiError::LoadFailed(format!("generation crashed: {error}")))??;
+        let (done, completion) = tokio::sync::oneshot::channel();
+        let job = Job {
+            prompt_ids,
+            params,
+            on_delta: Box::new(on_delta),
+            done,
+        };
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .map(|jobs| jobs.send(job));
+        let stopped = || ApiError::GenerationFailed("the model's thread has stopped".into());
+        match sent {
+            Some(Ok(())) => {}
+            Some(Err(_)) => return Err(stopped()),
+            None => return Err(self.prompter().err().unwrap_or_else(stopped)),
+        }
+        let completion = completion.await.map_err(|_| stopped())??;
         self.record(&completion);
         Ok(completion)
     }
@@ -302,6 +332,12 @@ impl Inference {
         if completion.finish_reason == engine::FinishReason::Cancelled {
             metrics.cancelled.inc();
         }
+        if completion.usage.cached_tokens > 0 {
+            metrics.prefix_cache_hits.inc();
+            metrics
+                .reused_prompt_tokens
+                .inc_by(completion.usage.cached_tokens as u64);
+        }
     }
 }
 
@@ -315,6 +351,7 @@ impl Inference {
         let mut facts = ModelFacts::named(role, String::new(), wire::device::CPU);
         facts.answers = answers;
         facts.decode_tokens_per_second = (answers > 0).then(|| speed_sum / answers as f64);
+        facts.aggregate_tokens_per_second = self.metrics.aggregate_tokens_per_second();
         match self.state() {
             ModelState::Ready {
                 name,

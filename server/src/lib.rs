@@ -3,6 +3,7 @@
 //! `cargo xtask` (hydration wasm, styles) from the site folder.
 
 pub mod api;
+pub mod batches;
 pub mod browser_model;
 pub mod client;
 pub mod error;

@@ -150,6 +150,8 @@ struct Models {
     /// `None` when answers come from elsewhere (`--no-model`, a remote backend).
     server: Option<(ResolvedModel, LoadOptions)>,
     compare: Option<(ResolvedModel, LoadOptions)>,
+    /// What every conversation starts with (`[chat] system_prompt`), read before visitors come.
+    read_ahead: Vec<engine::ChatMessage>,
 }
 
 impl Models {
@@ -166,20 +168,24 @@ impl Models {
             ResolvedModel::resolve(source, cache)
                 .map_err(|problem| Refusal::config(format!("{config}: key `{key}`: {problem}")))
         };
+        let kept = space.limits.prefix_cache_mb << 20;
         let elsewhere = cli.no_model || matches!(space.backend, space::ServerBackend::Remote(_));
         let server = match &cli.model {
             _ if elsewhere => None,
             // The command line's model keeps space.toml's other `[model]` settings but its template.
-            Some(source) => Some((resolve(source, "model")?, load_options(&space.model, false))),
+            Some(source) => Some((
+                resolve(source, "model")?,
+                load_options(&space.model, false, kept),
+            )),
             None => Some((
                 resolve(&space.model.source, "model")?,
-                load_options(&space.model, true),
+                load_options(&space.model, true, kept),
             )),
         };
         let compare = match &space.compare {
             Some(settings) => Some((
                 resolve(&settings.source, "compare")?,
-                load_options(settings, true),
+                load_options(settings, true, kept),
             )),
             None => None,
         };
@@ -187,16 +193,27 @@ impl Models {
             browser: (space.browser.model.clone(), browser_file),
             server,
             compare,
+            read_ahead: space
+                .chat
+                .system_prompt
+                .iter()
+                .map(|prompt| engine::ChatMessage::new(engine::Role::System, prompt))
+                .collect(),
         })
     }
 }
 
 /// How `[model]` (or `[compare]`) asks its file to be loaded; the chat template only applies
-/// to the file it was written for.
-fn load_options(settings: &space::ModelSettings, with_template: bool) -> LoadOptions {
+/// to the file it was written for. `kept_prefix_bytes` is `[limits] prefix_cache_mb`.
+fn load_options(
+    settings: &space::ModelSettings,
+    with_template: bool,
+    kept_prefix_bytes: usize,
+) -> LoadOptions {
     LoadOptions {
         requantize: settings.requantize,
         chat_template: settings.chat_template.clone().filter(|_| with_template),
+        kept_prefix_bytes,
         ..LoadOptions::default()
     }
 }
@@ -279,6 +296,7 @@ fn load_in_background(
         browser: (browser_name, browser_file),
         server,
         compare,
+        read_ahead,
     } = models;
     let facts = Loading {
         inference: Inference::new(),
@@ -301,10 +319,10 @@ fn load_in_background(
         }
         browser_model.fetch(&cache);
         if let Some((model, options)) = server {
-            inference.load(model, &options);
+            inference.load(model, &options, &read_ahead);
         }
         if let (Some((model, options)), Some(compare_inference)) = (compare, compare_inference) {
-            compare_inference.load(model, &options);
+            compare_inference.load(model, &options, &read_ahead);
         }
     });
     facts

@@ -1,6 +1,8 @@
 //! Prometheus metrics for `/metrics`: what the Space is doing and how fast, for whoever runs it.
 
 use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,6 +25,22 @@ pub struct Metrics {
     pub running: Gauge,
     pub time_to_first_token: Histogram,
     pub decode_tokens_per_second: Histogram,
+    /// Answers whose prompt began with keys and values kept of an earlier one.
+    pub prefix_cache_hits: Counter,
+    pub reused_prompt_tokens: Counter,
+    engine: EngineMetrics,
+}
+
+/// What the model's thread records of its forward steps.
+#[derive(Clone)]
+pub struct EngineMetrics {
+    /// Answers in each forward step.
+    pub batch_size: Histogram,
+    /// Seconds spent in forward steps, and the tokens they chose (every answer together):
+    /// their ratio is the throughput of the whole batch.
+    pub engine_busy_seconds: Counter<f64, AtomicU64>,
+    pub engine_tokens: Counter,
+    pub prefix_cache_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -34,6 +52,13 @@ impl Default for Metrics {
         let (queued, running) = (Gauge::default(), Gauge::default());
         let time_to_first_token = Histogram::new(exponential_buckets(0.05, 2.0, 10));
         let decode_tokens_per_second = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        let (prefix_cache_hits, reused_prompt_tokens) = (Counter::default(), Counter::default());
+        let engine = EngineMetrics {
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
+            engine_busy_seconds: Counter::default(),
+            engine_tokens: Counter::default(),
+            prefix_cache_bytes: Gauge::default(),
+        };
         registry.register(
             "chat_requests",
             "Chat completion requests, by HTTP status",
@@ -74,8 +99,41 @@ impl Default for Metrics {
             "Decoding speed per generation",
             decode_tokens_per_second.clone(),
         );
+        registry.register(
+            "prefix_cache_hits",
+            "Answers whose prompt began with kept keys and values (an earlier turn, a shared system prompt)",
+            prefix_cache_hits.clone(),
+        );
+        registry.register(
+            "reused_prompt_tokens",
+            "Prompt tokens not read again thanks to the prefix cache",
+            reused_prompt_tokens.clone(),
+        );
+        registry.register(
+            "prefix_cache_bytes",
+            "Memory held by kept keys and values",
+            engine.prefix_cache_bytes.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Answers decoded together in each forward step",
+            engine.batch_size.clone(),
+        );
+        registry.register(
+            "engine_busy_seconds",
+            "Seconds the model spent in forward steps",
+            engine.engine_busy_seconds.clone(),
+        );
+        registry.register(
+            "engine_tokens",
+            "Tokens chosen by forward steps, every answer together",
+            engine.engine_tokens.clone(),
+        );
         Self {
             registry,
+            prefix_cache_hits,
+            reused_prompt_tokens,
+            engine,
             requests,
             prompt_tokens,
             generated_tokens,
@@ -89,6 +147,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Handles for the model's thread, which outlives nothing of this struct.
+    pub fn engine(&self) -> EngineMetrics {
+        self.engine.clone()
+    }
+
+    /// Tokens per second of the whole batch while the model was busy, once it has worked.
+    pub fn aggregate_tokens_per_second(&self) -> Option<f64> {
+        let seconds = self.engine.engine_busy_seconds.get();
+        (seconds > 0.0).then(|| self.engine.engine_tokens.get() as f64 / seconds)
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();

@@ -136,6 +136,7 @@ impl RemoteBackend {
             max_tokens: Some(params.max_tokens as u64),
             stop: (!params.stop.is_empty()).then(|| Stop::Many(params.stop.clone())),
             seed: Some(sampling.seed),
+            ignore_eos: params.ignore_eos,
             stream: true,
             stream_options: Some(StreamOptions {
                 include_usage: true,
@@ -187,9 +188,14 @@ impl Reading {
     }
 
     fn completion(self, started: Instant) -> Completion {
-        let (prompt_tokens, completion_tokens) = self.usage.map_or((0, self.deltas), |usage| {
-            (usage.prompt_tokens, usage.completion_tokens)
-        });
+        let (prompt_tokens, completion_tokens, cached_tokens) =
+            self.usage.map_or((0, self.deltas, 0), |usage| {
+                (
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.cached_tokens(),
+                )
+            });
         let prefill_seconds = self
             .first_token_at
             .map_or(0.0, |at| (at - started).as_secs_f64());
@@ -209,6 +215,7 @@ impl Reading {
             usage: Usage {
                 prompt_tokens,
                 completion_tokens,
+                cached_tokens,
             },
             timings: Timings {
                 prefill_ms: prefill_seconds * 1000.0,

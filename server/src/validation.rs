@@ -87,6 +87,7 @@ pub fn validate(
             sampling,
             max_tokens: max_tokens as usize,
             stop: request.stop.map(|stop| stop.into_vec()).unwrap_or_default(),
+            ignore_eos: request.ignore_eos,
             ..GenerateParams::default()
         },
         max_tokens_asked: request.max_tokens.is_some(),

@@ -48,6 +48,7 @@ fn load_smollm2() -> Arc<Inference> {
             file: engine::catalog::smollm2_135m(),
         },
         engine::LoadOptions::default(),
+        Vec::new(),
     );
     wait_until_ready(inference)
 }
@@ -150,6 +151,7 @@ fn the_compare_model_answers_when_asked_for_by_name() {
     compare.start_loading(
         server::inference::ResolvedModel::File(path),
         engine::LoadOptions::default(),
+        Vec::new(),
     );
     let both = Api::new(
         Arc::clone(&READY.inference),

@@ -58,6 +58,7 @@ impl Default for BrowserSettings {
 #[serde(try_from = "LimitsInToml")]
 pub struct Limits {
     pub max_concurrent: usize,
+    pub prefix_cache_mb: usize,
     pub max_queue: usize,
     pub max_input_tokens: usize,
     pub max_total_tokens: usize,
@@ -81,6 +82,8 @@ impl Default for Limits {
 struct LimitsInToml {
     #[serde(deserialize_with = "max_concurrent")]
     max_concurrent: u32,
+    #[serde(deserialize_with = "prefix_cache_mb")]
+    prefix_cache_mb: u32,
     #[serde(deserialize_with = "max_queue")]
     max_queue: u32,
     #[serde(deserialize_with = "max_input_tokens")]
@@ -100,6 +103,7 @@ impl Default for LimitsInToml {
     fn default() -> Self {
         Self {
             max_concurrent: limits::MAX_CONCURRENT.default,
+            prefix_cache_mb: limits::PREFIX_CACHE_MB.default,
             max_queue: limits::MAX_QUEUE.default,
             max_input_tokens: limits::MAX_INPUT_TOKENS.default,
             max_total_tokens: limits::MAX_TOTAL_TOKENS.default,
@@ -139,6 +143,7 @@ impl TryFrom<LimitsInToml> for Limits {
         let size = |value: u32| value as usize;
         Ok(Self {
             max_concurrent: size(limits.max_concurrent),
+            prefix_cache_mb: size(limits.prefix_cache_mb),
             max_queue: size(limits.max_queue),
             max_input_tokens: size(limits.max_input_tokens),
             max_total_tokens: size(limits.max_total_tokens),
@@ -180,6 +185,7 @@ bounded! {
 #[cfg(feature = "load")]
 bounded! {
     max_concurrent: u32(limits::MAX_CONCURRENT),
+    prefix_cache_mb: u32(limits::PREFIX_CACHE_MB),
     max_queue: u32(limits::MAX_QUEUE),
     max_input_tokens: u32(limits::MAX_INPUT_TOKENS),
     max_total_tokens: u32(limits::MAX_TOTAL_TOKENS),

@@ -123,6 +123,10 @@ pub enum FinishReason {
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// Prompt tokens found already computed (an earlier turn of the conversation, or the
+    /// system prompt it shares with others) and not read again.
+    #[serde(default)]
+    pub cached_tokens: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -26,6 +26,10 @@ pub struct ChatCompletionRequest {
     pub stop: Option<Stop>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Keep going past end-of-turn tokens until `max_tokens` (llama.cpp's and vLLM's extension:
+    /// benchmarks ask every server for answers of the same length).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_eos: bool,
     #[serde(default)]
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +88,23 @@ pub struct Usage {
     pub completion_tokens: usize,
     #[serde(default)]
     pub total_tokens: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// OpenAI's breakdown of the prompt's tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens whose keys and values were kept from an earlier request.
+    #[serde(default)]
+    pub cached_tokens: usize,
+}
+
+impl Usage {
+    pub fn cached_tokens(&self) -> usize {
+        self.prompt_tokens_details
+            .map_or(0, |details| details.cached_tokens)
+    }
 }
 
 impl From<generation::Usage> for Usage {
@@ -92,6 +113,9 @@ impl From<generation::Usage> for Usage {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             total_tokens: usage.prompt_tokens + usage.completion_tokens,
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: usage.cached_tokens,
+            }),
         }
     }
 }

@@ -124,6 +124,7 @@ mod tests {
                     usage: Usage {
                         prompt_tokens: 3,
                         completion_tokens: 7,
+                        cached_tokens: 2,
                     },
                     timings: Timings {
                         prefill_ms: 1.0,

@@ -1,12 +1,13 @@
 //! The worker's side of the messages: fetches (or finds in the Cache API) the model, loads it
-//! with `engine`, and decodes token by token, giving the event loop a turn between tokens so
-//! that a stop is heard.
+//! with `engine`, and decodes token by token (continuing from the keys and values kept of the
+//! conversation's earlier turns), giving the event loop a turn between tokens so that a stop
+//! is heard.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use engine::digest::{self, Digest, Sha256};
-use engine::{ChatModel, Device, FinishReason, LoadOptions};
+use engine::{ChatModel, Device, LoadOptions};
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
@@ -20,6 +21,10 @@ use crate::too_large;
 
 /// The Cache API bucket that keeps model files between visits.
 const CACHE_NAME: &str = "vitrina-models-v1";
+/// Keys and values kept for the conversation's next turn, beside the model in the tab's
+/// memory: a few thousand tokens of the small models a browser runs (Qwen2.5-0.5B: 24 KiB
+/// a token), so the fifth question is not read with the four before it.
+const KEPT_CONVERSATION_BYTES: usize = 128 << 20;
 
 thread_local! {
     static MODEL: Rc<RefCell<Option<ChatModel>>> = Rc::new(RefCell::new(None));
@@ -105,6 +110,7 @@ async fn load(url: &str, sha256: &str, bytes: u64, requantize: bool) -> Result<(
         url,
         &LoadOptions {
             requantize,
+            kept_prefix_bytes: KEPT_CONVERSATION_BYTES,
             ..LoadOptions::default()
         },
         &Device::Cpu,
@@ -210,19 +216,22 @@ async fn generate(
         .prompt_ids(messages, params)
         .map_err(|error| error.to_string())?;
     STOP.set(false);
-    let mut generation = model
+    let mut answer = model
         .start(&prompt_ids, params)
         .map_err(|error| error.to_string())?;
-    while let Some(piece) = generation.step().map_err(|error| error.to_string())? {
-        if !piece.is_empty() {
-            post(&WorkerEvent::Delta { text: piece });
+    loop {
+        match model.next(&mut answer) {
+            Ok(Some(piece)) if !piece.is_empty() => post(&WorkerEvent::Delta { text: piece }),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(error) => return Err(error.to_string()),
         }
         yield_to_messages().await;
         if STOP.get() {
-            return Ok(generation.completion(FinishReason::Cancelled));
+            break;
         }
     }
-    Ok(generation.completion(FinishReason::Cancelled))
+    Ok(model.finish(answer))
 }
 
 /// Lets queued messages (a stop) run. A message to itself, not `setTimeout`, which browsers

@@ -1,7 +1,7 @@
 //! `cargo xtask bench --serve`: many visitors at once against any OpenAI-compatible server —
 //! this project's (started here, release build, its defaults) or another at `--url`
 //! (llama.cpp's `llama-server -np 4`, say), with the same fixed Spanish questions, greedy,
-//! 128-token answers. One JSON line per concurrency, then one per turn of a five-turn
+//! 128-token answers (`ignore_eos`: every server writes the same number of tokens). One JSON line per concurrency, then one per turn of a five-turn
 //! conversation whose first question carries a long text.
 
 use std::io::Read;
@@ -131,6 +131,7 @@ fn stream_chat(base: &str, messages: &[ChatMessage], visitor: usize) -> Result<T
         temperature: Some(0.0),
         max_tokens: Some(ANSWER_TOKENS),
         seed: Some(1),
+        ignore_eos: true,
         stream: true,
         stream_options: Some(StreamOptions {
             include_usage: true,

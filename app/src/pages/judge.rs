@@ -121,6 +121,12 @@ fn FactsTable(facts: ModelFacts) -> impl IntoView {
         let strings = strings();
         let facts = facts.get_value();
         let unknown = || "—".to_owned();
+        let speed = |speed: Option<f64>| {
+            speed.map_or_else(
+                || strings.not_measured.to_owned(),
+                |speed| format!("{speed:.1} tok/s"),
+            )
+        };
         let values = [
             facts.name.clone(),
             facts.status.clone(),
@@ -144,10 +150,8 @@ fn FactsTable(facts: ModelFacts) -> impl IntoView {
             facts.sha256.clone().unwrap_or_else(unknown),
             facts.backend.clone(),
             facts.device.clone(),
-            facts.decode_tokens_per_second.map_or_else(
-                || strings.not_measured.to_owned(),
-                |speed| format!("{speed:.1} tok/s"),
-            ),
+            speed(facts.decode_tokens_per_second),
+            speed(facts.aggregate_tokens_per_second),
             facts.answers.to_string(),
         ];
         strings
