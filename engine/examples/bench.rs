@@ -1,12 +1,16 @@
-//! Prefill and decode speed of the engine on the catalog's real models, one JSON line each.
-//! Run through `cargo xtask bench`, which builds it for this CPU's SIMD.
+//! Prefill and decode speed of the engine on the catalog's real models, one JSON line each;
+//! with `--batch N`, also N answers decoded together (the server's continuous batching), whose
+//! line gives their aggregate decode speed. Run through `cargo xtask bench`, which builds it
+//! for this CPU's SIMD.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::time::Instant;
 
 use engine::cache::ModelCache;
-use engine::{Device, Flow, GenerateParams, LoadOptions, SamplingParams, catalog, load_chat_model};
+use engine::{
+    ChatModel, Device, Flow, GenerateParams, LoadOptions, SamplingParams, catalog, load_chat_model,
+};
 
 const DECODE_TOKENS: usize = 128;
 
@@ -14,21 +18,17 @@ fn main() {
     let mut models: Vec<String> = Vec::new();
     let mut requantize = false;
     let mut prompt_tokens = 512;
+    let mut batch = 1;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--model" => models.extend(arguments.next()),
             "--requantize" => requantize = true,
-            "--prompt-tokens" => match arguments.next().and_then(|n| n.parse().ok()) {
-                Some(n) if n > 0 => prompt_tokens = n,
-                _ => {
-                    eprintln!("bench: --prompt-tokens needs a number of tokens above 0");
-                    std::process::exit(2);
-                }
-            },
+            "--prompt-tokens" => prompt_tokens = positive(&mut arguments, "--prompt-tokens"),
+            "--batch" => batch = positive(&mut arguments, "--batch"),
             other => {
                 eprintln!(
-                    "bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize] [--prompt-tokens N]",
+                    "bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize] [--prompt-tokens N] [--batch N]",
                     catalog::NAMES.join("|")
                 );
                 std::process::exit(2);
@@ -42,9 +42,19 @@ fn main() {
             .collect();
     }
     for name in models {
-        if let Err(error) = bench(&name, requantize, prompt_tokens) {
+        if let Err(error) = bench(&name, requantize, prompt_tokens, batch) {
             eprintln!("bench: {name}: {error}");
             std::process::exit(1);
+        }
+    }
+}
+
+fn positive(arguments: &mut impl Iterator<Item = String>, flag: &str) -> usize {
+    match arguments.next().and_then(|n| n.parse().ok()) {
+        Some(n) if n > 0 => n,
+        _ => {
+            eprintln!("bench: {flag} needs a number above 0");
+            std::process::exit(2);
         }
     }
 }
@@ -53,6 +63,7 @@ fn bench(
     name: &str,
     requantize: bool,
     prompt_tokens: usize,
+    batch: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let file = catalog::by_name(name)
         .ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
@@ -110,7 +121,65 @@ fn bench(
             "peak_rss_mb": peak_rss_mb(),
         })
     );
+    if batch > 1 {
+        let decode_tok_s = batched_decode(&mut model, &once, batch, &params)?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": name,
+                "quant": model.info.quantization,
+                "requantized_to_q8_0": requantize,
+                "backend": "cpu",
+                "threads": threads,
+                "batch": batch,
+                "generated_tokens": batch * DECODE_TOKENS,
+                "aggregate_decode_tok_s": round(decode_tok_s),
+            })
+        );
+    }
     Ok(())
+}
+
+/// `batch` answers to short prompts (64 tokens, each from another place in the text), decoded
+/// together once every prompt is read: tokens per second of all of them.
+fn batched_decode(
+    model: &mut ChatModel,
+    text: &[u32],
+    batch: usize,
+    params: &GenerateParams,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let mut answers = (0..batch)
+        .map(|index| {
+            let prompt: Vec<u32> = text
+                .iter()
+                .copied()
+                .cycle()
+                .skip(index * 97)
+                .take(64)
+                .collect();
+            model.start(&prompt, params)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut decode_started = None;
+    loop {
+        let mut running: Vec<_> = answers
+            .iter_mut()
+            .filter(|answer| !answer.ended())
+            .collect();
+        if running.is_empty() {
+            break;
+        }
+        if decode_started.is_none() && running.iter().all(|answer| answer.generated_tokens() > 0) {
+            decode_started = Some((
+                Instant::now(),
+                running.iter().map(|a| a.generated_tokens()).sum::<usize>(),
+            ));
+        }
+        model.step(&mut running)?;
+    }
+    let (started, already) = decode_started.ok_or("the answers never started decoding")?;
+    let generated: usize = answers.iter().map(|answer| answer.generated_tokens()).sum();
+    Ok((generated - already) as f64 / started.elapsed().as_secs_f64())
 }
 
 fn round(value: f64) -> f64 {

@@ -154,7 +154,10 @@ fn an_answer_that_leaves_the_batch_leaves_the_others_unchanged() {
 fn a_kept_prefix_gives_the_cold_answer_and_an_edit_reuses_only_what_precedes_it() {
     let mut cold = smollm2(0);
     let mut warm = smollm2(64 << 20);
-    let system = ChatMessage::new(Role::System, "You are a helpful assistant who answers briefly.");
+    let system = ChatMessage::new(
+        Role::System,
+        "You are a helpful assistant who answers briefly.",
+    );
     let first = [system.clone(), user("What is the capital of France?")];
     let params = fixed(16);
 

@@ -78,6 +78,10 @@ enum Command {
         /// `-d 512` from 512 tokens).
         #[arg(long, default_value_t = 512)]
         prompt_tokens: usize,
+        /// Also decode this many answers together (as the server batches its visitors) and
+        /// print their aggregate decode speed.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         /// Measure the browser worker (wasm32 in headless Chromium, one thread) against the
         /// native engine on one thread, on the same model (default smollm2-135m).
         #[arg(long)]
@@ -162,12 +166,14 @@ fn dispatch(command: Command) -> Result<()> {
             threads,
             requantize,
             prompt_tokens,
+            batch,
             ..
         } => run(&mut bench_command(&NativeBench {
             model,
             threads,
             requantize,
             prompt_tokens,
+            batch,
         })),
     }
 }
@@ -224,6 +230,7 @@ struct NativeBench {
     threads: Option<usize>,
     requantize: bool,
     prompt_tokens: usize,
+    batch: usize,
 }
 
 fn bench_output(bench: &NativeBench) -> Result<String> {
@@ -261,6 +268,7 @@ fn bench_command(bench: &NativeBench) -> std::process::Command {
         command.arg("--requantize");
     }
     command.args(["--prompt-tokens", &bench.prompt_tokens.to_string()]);
+    command.args(["--batch", &bench.batch.to_string()]);
     command.env("RUSTFLAGS", "-C target-cpu=native");
     if let Some(threads) = bench.threads {
         command.env("RAYON_NUM_THREADS", threads.to_string());
@@ -283,6 +291,7 @@ fn browser_bench(model: &str) -> Result<()> {
             threads: Some(1),
             requantize,
             prompt_tokens: 512,
+            batch: 1,
         })?);
     }
     let parse = |lines: &str| -> Vec<serde_json::Value> {

@@ -7,7 +7,9 @@
 
 use std::arch::x86_64::*;
 
-use super::blocks::{ActivationBlock, BlockQ4_1, BlockQ5_0, BlockQ8_0, WeightBlock, block_start};
+use super::blocks::{
+    ActivationBlock, BlockQ4_1, BlockQ5_0, BlockQ8_0, ROW_GROUP, WeightBlock, block_start,
+};
 
 #[target_feature(enable = "avx2")]
 pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
@@ -24,27 +26,60 @@ pub fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
     group!(sums, rows::<BlockQ8_0, N>(weights, blocks))
 }
 
-/// Two input rows against the group: the same sums, in the same order, as two calls to
-/// [`dot_q8_0`], with each weight block loaded once.
+/// Several input rows (2 or 4: a prompt's rows, or the next tokens of a batch of answers)
+/// against the group: the same sums, in the same order, as one call to [`dot_q8_0`] per input,
+/// with each weight block loaded and made unsigned once for all of them. `sums[input]` gets
+/// the group's `rows` sums.
+///
+/// # Safety
+/// With `vnni`, the CPU has AVX-VNNI.
 #[target_feature(enable = "avx2")]
-pub fn dot_q8_0_pair(
+pub unsafe fn dot_q8_0_inputs(
     weights: &[u8],
-    inputs: [&[ActivationBlock]; 2],
-    first: &mut [f32],
-    second: &mut [f32],
+    inputs: &[&[ActivationBlock]],
+    sums: &mut [[f32; ROW_GROUP]],
+    rows: usize,
+    vnni: bool,
 ) {
-    macro_rules! pair {
-        ($rows:literal) => {{
-            let [a, b] = q8_0_pair_rows::<$rows>(weights, inputs);
-            first.copy_from_slice(&a);
-            second.copy_from_slice(&b);
+    macro_rules! pass {
+        ($rows:literal, $inputs:literal, $first:expr) => {{
+            let totals = if vnni {
+                // SAFETY: AVX-VNNI is present (the caller's promise).
+                unsafe { q8_0_input_rows_vnni::<$rows, $inputs>(weights, rows, $first, inputs) }
+            } else {
+                q8_0_input_rows::<$rows, $inputs>(weights, rows, $first, inputs)
+            };
+            place(totals, sums, $first)
         }};
     }
-    match first.len() {
-        4 => pair!(4),
-        3 => pair!(3),
-        2 => pair!(2),
-        _ => pair!(1),
+    // Sixteen accumulators would not fit AVX2's sixteen registers: four inputs take the group
+    // two rows at a time (its weights are still in L1 for the second pass).
+    match (inputs.len(), rows) {
+        (2, 4) => pass!(4, 2, 0),
+        (2, 3) => pass!(3, 2, 0),
+        (2, 2) => pass!(2, 2, 0),
+        (2, _) => pass!(1, 2, 0),
+        (4, _) => {
+            let mut first = 0;
+            while first + 2 <= rows {
+                pass!(2, 4, first);
+                first += 2;
+            }
+            if first < rows {
+                pass!(1, 4, first);
+            }
+        }
+        (count, _) => panic!("{count} inputs: the kernel takes 2 or 4"),
+    }
+}
+
+fn place<const ROWS: usize, const INPUTS: usize>(
+    totals: [[f32; ROWS]; INPUTS],
+    sums: &mut [[f32; ROW_GROUP]],
+    first_row: usize,
+) {
+    for (sums, totals) in sums.iter_mut().zip(totals) {
+        sums[first_row..first_row + ROWS].copy_from_slice(&totals);
     }
 }
 
@@ -229,36 +264,61 @@ fn rows<B: Kernel, const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]
     totals
 }
 
-#[target_feature(enable = "avx2")]
-fn q8_0_pair_rows<const ROWS: usize>(
-    weights: &[u8],
-    inputs: [&[ActivationBlock]; 2],
-) -> [[f32; ROWS]; 2] {
-    let blocks = inputs[0].len();
-    assert_eq!(inputs[1].len(), blocks);
-    assert_eq!(weights.len(), ROWS * blocks * size_of::<BlockQ8_0>());
-    let mut lanes = [[_mm256_setzero_ps(); ROWS]; 2];
-    for (index, activations) in inputs[0].iter().zip(inputs[1]).enumerate() {
-        let activations = [activations.0, activations.1];
-        let values = [load_values(activations[0]), load_values(activations[1])];
-        #[allow(clippy::needless_range_loop)] // `row` also places the block in the group.
-        for row in 0..ROWS {
-            // SAFETY: row < ROWS and index < blocks: inside the length asserted above.
-            let block: &BlockQ8_0 = unsafe { block_unchecked(weights, row, ROWS, index) };
-            let quants = load_q8_0(block);
-            let magnitudes = _mm256_sign_epi8(quants, quants);
-            let d = block.scale();
-            for input in 0..2 {
-                let sums = lane_sums(magnitudes, _mm256_sign_epi8(values[input], quants));
-                lanes[input][row] = accumulate(lanes[input][row], d * activations[input].d, sums);
+/// Defines a function computing rows `first_row..first_row + ROWS` of a group of `group_rows`
+/// against `INPUTS` inputs, with `$features` enabled and `$lane_sums` multiplying.
+macro_rules! q8_0_input_rows {
+    ($name:ident, $features:literal, $lane_sums:ident) => {
+        #[target_feature(enable = $features)]
+        fn $name<const ROWS: usize, const INPUTS: usize>(
+            weights: &[u8],
+            group_rows: usize,
+            first_row: usize,
+            inputs: &[&[ActivationBlock]],
+        ) -> [[f32; ROWS]; INPUTS] {
+            let blocks = inputs[0].len();
+            assert!(inputs.len() == INPUTS && inputs.iter().all(|input| input.len() == blocks));
+            assert!(first_row + ROWS <= group_rows);
+            assert_eq!(weights.len(), group_rows * blocks * size_of::<BlockQ8_0>());
+            let mut lanes = [[_mm256_setzero_ps(); ROWS]; INPUTS];
+            for index in 0..blocks {
+                let activations: [&ActivationBlock; INPUTS] = std::array::from_fn(|input| {
+                    // SAFETY: index < blocks, the length of every input (asserted above).
+                    unsafe { inputs[input].get_unchecked(index) }
+                });
+                let values = activations.map(|activations| load_values(activations));
+                #[allow(clippy::needless_range_loop)] // `row` also places the block in the group.
+                for row in 0..ROWS {
+                    // SAFETY: first_row + row < group_rows and index < blocks: inside the
+                    // length asserted above.
+                    let block: &BlockQ8_0 =
+                        unsafe { block_unchecked(weights, first_row + row, group_rows, index) };
+                    let quants = load_q8_0(block);
+                    let magnitudes = _mm256_sign_epi8(quants, quants);
+                    let d = block.scale();
+                    for input in 0..INPUTS {
+                        let sums = $lane_sums(magnitudes, _mm256_sign_epi8(values[input], quants));
+                        lanes[input][row] =
+                            accumulate(lanes[input][row], d * activations[input].d, sums);
+                    }
+                }
             }
+            let mut totals = [[0f32; ROWS]; INPUTS];
+            for input in 0..INPUTS {
+                for row in 0..ROWS {
+                    totals[input][row] = horizontal_sum(lanes[input][row]);
+                }
+            }
+            totals
         }
-    }
-    let mut totals = [[0f32; ROWS]; 2];
-    for input in 0..2 {
-        for row in 0..ROWS {
-            totals[input][row] = horizontal_sum(lanes[input][row]);
-        }
-    }
-    totals
+    };
+}
+
+q8_0_input_rows!(q8_0_input_rows, "avx2", lane_sums);
+q8_0_input_rows!(q8_0_input_rows_vnni, "avx2,avxvnni", lane_sums_vnni);
+
+/// [`lane_sums`] in one instruction (AVX-VNNI): the same exact integers, as the products of
+/// magnitudes up to 128 and activations up to 127 never saturate maddubs's 16-bit pairs.
+#[target_feature(enable = "avx2,avxvnni")]
+fn lane_sums_vnni(weights: __m256i, activations: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), weights, activations)
 }

@@ -138,39 +138,42 @@ impl QuantMatMul {
         let mut result = vec![0f32; input_rows * self.rows];
         let output = SharedOutput::new(&mut result);
         let dot = rows_function(self.kind);
-        let pair_dot = pair_function(self.kind);
+        let inputs_dot = inputs_function(self.kind);
+        let input_blocks: Vec<&[ActivationBlock]> =
+            activations.chunks_exact(blocks_per_row).collect();
         let groups = self.rows.div_ceil(ROW_GROUP);
         candle_core::utils::barrier_pool().execute_chunked(groups, |groups| {
-            let mut sums = [[0f32; ROW_GROUP]; 2];
+            let mut sums = [[0f32; ROW_GROUP]; MOST_INPUTS];
             for group in groups {
                 let rows = group * ROW_GROUP..((group + 1) * ROW_GROUP).min(self.rows);
                 let weights = &self.weights[rows.start * row_bytes..rows.end * row_bytes];
-                let [first_sums, second_sums] = &mut sums;
-                let (first_sums, second_sums) = (
-                    &mut first_sums[..rows.len()],
-                    &mut second_sums[..rows.len()],
-                );
-                // A group's weights stay in the cache while every input row meets them; a
-                // prompt's rows meet them two at a time where a kernel does pairs.
-                let mut inputs = activations.chunks_exact(blocks_per_row).enumerate();
-                while let Some((input, blocks)) = inputs.next() {
-                    if let Some(pair_dot) = pair_dot
-                        && let Some((_, second)) = inputs.clone().next()
-                    {
-                        inputs.next();
-                        pair_dot(weights, [blocks, second], first_sums, second_sums);
-                        // SAFETY: rows `rows` of input rows `input` and `input + 1` lie in
-                        // `result` (input + 1 < input_rows) and only this task writes them:
-                        // each group of rows is one task's.
-                        unsafe {
-                            output.write_row(input * self.rows + rows.start, first_sums);
-                            output.write_row((input + 1) * self.rows + rows.start, second_sums);
+                // A group's weights stay in the cache while every input row meets them; where a
+                // kernel takes several input rows (a prompt's, or a batch's next tokens) they
+                // meet them four or two at a time.
+                let mut first = 0;
+                while first < input_rows {
+                    let left = input_rows - first;
+                    let count = match inputs_dot {
+                        Some(_) if left >= 4 => 4,
+                        Some(_) if left >= 2 => 2,
+                        _ => 1,
+                    };
+                    let inputs = &input_blocks[first..first + count];
+                    match inputs_dot {
+                        Some(inputs_dot) if count > 1 => {
+                            inputs_dot(weights, inputs, &mut sums[..count], rows.len())
                         }
-                        continue;
+                        _ => dot(weights, inputs[0], &mut sums[0][..rows.len()]),
                     }
-                    dot(weights, blocks, first_sums);
-                    // SAFETY: as above, for input row `input` alone.
-                    unsafe { output.write_row(input * self.rows + rows.start, first_sums) };
+                    for (input, sums) in (first..first + count).zip(&sums) {
+                        // SAFETY: rows `rows` of input row `input` lie in `result` (input <
+                        // input_rows) and only this task writes them: each group of rows is one
+                        // task's.
+                        unsafe {
+                            output.write_row(input * self.rows + rows.start, &sums[..rows.len()])
+                        };
+                    }
+                    first += count;
                 }
             }
         });
@@ -232,17 +235,27 @@ fn portable_rows(kind: Kind) -> RowsDot {
     }
 }
 
-/// Like [`RowsDot`] for two input rows at once (the first sums, then the second).
-type PairDot = fn(&[u8], [&[ActivationBlock]; 2], &mut [f32], &mut [f32]);
+/// Like [`RowsDot`] for 2 or 4 input rows at once: `sums[input]` gets the group's sums.
+type InputsDot = fn(&[u8], &[&[ActivationBlock]], &mut [[f32; ROW_GROUP]], usize);
 
-/// Where a kernel takes two input rows per pass over the weights: Q8_0 with AVX2, the server's
-/// usual type, whose prompts are otherwise bound by the loads of weights and activations.
-fn pair_function(kind: Kind) -> Option<PairDot> {
+/// The most input rows a kernel takes at once.
+const MOST_INPUTS: usize = 4;
+
+/// Where a kernel takes several input rows per pass over the weights: Q8_0 with AVX2, the
+/// server's usual type, whose prompts and batches are otherwise bound by the loads of weights
+/// and activations.
+fn inputs_function(kind: Kind) -> Option<InputsDot> {
     #[cfg(target_arch = "x86_64")]
     if kind == Kind::Q8_0 && std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just above).
-        return Some(|weights, inputs, first, second| unsafe {
-            avx2::dot_q8_0_pair(weights, inputs, first, second)
+        if std::is_x86_feature_detected!("avxvnni") {
+            // SAFETY: AVX2 and AVX-VNNI are present (checked just above).
+            return Some(|weights, inputs, sums, rows| unsafe {
+                avx2::dot_q8_0_inputs(weights, inputs, sums, rows, true)
+            });
+        }
+        // SAFETY: AVX2 is present (checked just above); AVX-VNNI is not asked for.
+        return Some(|weights, inputs, sums, rows| unsafe {
+            avx2::dot_q8_0_inputs(weights, inputs, sums, rows, false)
         });
     }
     let _ = kind;

@@ -61,15 +61,16 @@ fn products_are_those_of_the_dequantised_weights() {
     }
 }
 
-/// A prompt's rows (several at once, in pairs where a kernel does pairs) get the very bits
-/// each row gets alone, as when decoding.
+/// A prompt's rows (several at once, four or two at a time where a kernel takes several) get
+/// the very bits each row gets alone, as when decoding.
 #[test]
 fn rows_of_a_prompt_get_the_bits_of_one_row_alone() {
     for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
-        let (weights, inputs) = matrices(dtype, 7, 256, 5);
+        // Seven: a group of four, a pair and one alone.
+        let (weights, inputs) = matrices(dtype, 7, 256, 7);
         let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
         let together = matmul.forward(&inputs).unwrap();
-        for row in 0..5 {
+        for row in 0..7 {
             let alone = matmul.forward(&inputs.narrow(0, row, 1).unwrap()).unwrap();
             let bits = |tensor: &Tensor| -> Vec<u32> {
                 let values: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
@@ -128,6 +129,56 @@ fn avx2_and_portable_agree_to_the_bit() {
                 fast.to_bits(),
                 slow.to_bits(),
                 "{dtype:?}: {fast} against {slow}"
+            );
+        }
+    }
+}
+
+/// The kernels that take several input rows give each row the one-row kernel's bits, with
+/// AVX-VNNI and without (a machine with it would otherwise never run the other).
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn several_inputs_get_the_bits_of_one_row_with_and_without_vnni() {
+    if !std::is_x86_feature_detected!("avx2") {
+        return;
+    }
+    let columns = 512;
+    let (weights, inputs) = matrices(GgmlDType::Q8_0, ROW_GROUP, columns, 4);
+    let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+    let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+    let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+    let rows: Vec<&[ActivationBlock]> = blocks.chunks_exact(columns / BLOCK).collect();
+    let alone: Vec<[f32; ROW_GROUP]> = rows
+        .iter()
+        .map(|row| {
+            let mut sums = [0f32; ROW_GROUP];
+            rows_function(Kind::Q8_0)(&matmul.weights, row, &mut sums);
+            sums
+        })
+        .collect();
+    let bits = |sums: &[[f32; ROW_GROUP]]| -> Vec<u32> {
+        sums.iter().flatten().map(|sum| sum.to_bits()).collect()
+    };
+    for vnni in [false, true] {
+        if vnni && !std::is_x86_feature_detected!("avxvnni") {
+            continue;
+        }
+        for count in [2, 4] {
+            let mut sums = [[0f32; ROW_GROUP]; 4];
+            // SAFETY: AVX2 is present (checked above), and AVX-VNNI where asked for.
+            unsafe {
+                super::avx2::dot_q8_0_inputs(
+                    &matmul.weights,
+                    &rows[..count],
+                    &mut sums[..count],
+                    ROW_GROUP,
+                    vnni,
+                )
+            };
+            assert_eq!(
+                bits(&sums[..count]),
+                bits(&alone[..count]),
+                "vnni {vnni}, {count} inputs"
             );
         }
     }
