@@ -336,8 +336,11 @@ mod read {
         }
     }
 
+    /// A corpus read, and the version of its file it was read from.
+    type ReadCorpus = (PathBuf, Option<SystemTime>, Arc<Corpus>);
+
     /// Corpora already read, by path, kept while the file does not change.
-    static CACHE: Mutex<Vec<(PathBuf, Option<SystemTime>, Arc<Corpus>)>> = Mutex::new(Vec::new());
+    static CACHE: Mutex<Vec<ReadCorpus>> = Mutex::new(Vec::new());
 
     /// The corpus at `path`, read once per version of the file.
     pub fn load_cached(path: &Path) -> Result<Arc<Corpus>, CorpusError> {

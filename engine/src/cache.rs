@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use crate::digest::{self, Digest, Sha256};
 
@@ -93,8 +94,14 @@ impl ModelCache {
     /// The verified file's path, fetching it first if needed.
     pub fn get(&self, file: &CachedFile, progress: Progress) -> Result<PathBuf, CacheError> {
         let destination = self.dir.join(&file.file_name);
+        // A file kept earlier is hashed again (once per process and version of the file): a
+        // disk error or a hand edit must not be served under the pinned sha256 it no longer has.
+        // One that changed is downloaded anew, as if it had never been kept.
         if destination.exists() {
-            return Ok(destination);
+            if self.still_pinned(&destination, &file.sha256)? {
+                return Ok(destination);
+            }
+            std::fs::remove_file(&destination)?;
         }
         std::fs::create_dir_all(&self.dir)?;
         self.remove_abandoned_downloads();
@@ -113,6 +120,25 @@ impl ModelCache {
             file: file.file_name.clone(),
             failures: failures.join("\n"),
         })
+    }
+
+    /// Whether the kept file at `path` still has the `sha256` it was kept under.
+    fn still_pinned(&self, path: &Path, sha256: &str) -> Result<bool, CacheError> {
+        static CHECKED: Mutex<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>> =
+            Mutex::new(Vec::new());
+        let metadata = std::fs::metadata(path)?;
+        let version = (path.to_owned(), metadata.len(), metadata.modified().ok());
+        let mut checked = CHECKED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if checked.contains(&version) {
+            return Ok(true);
+        }
+        let pinned = file_sha256(path)? == sha256;
+        if pinned {
+            checked.push(version);
+        }
+        Ok(pinned)
     }
 
     /// Downloads cut short by a killed process leave their temporary files behind; one that
@@ -460,6 +486,23 @@ mod tests {
         let path = cache.get(&file, &mut |done, _| reported = done).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"pesos de prueba");
         assert_eq!(reported, 15);
+    }
+
+    #[test]
+    fn a_kept_file_that_changed_is_fetched_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, cache) = source_and_cache(dir.path(), b"pesos de prueba");
+        let file = CachedFile {
+            file_name: "modelo.gguf".into(),
+            sha256: sha256_of(b"pesos de prueba"),
+            sources: vec![Source::LocalPath(source)],
+        };
+        let path = cache.get(&file, &mut |_, _| {}).unwrap();
+        std::fs::write(&path, b"pesos de prueba, rotos").unwrap();
+        let mut fetched = 0;
+        let again = cache.get(&file, &mut |done, _| fetched = done).unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), b"pesos de prueba");
+        assert_eq!(fetched, 15, "the source was read again");
     }
 
     #[test]

@@ -32,7 +32,13 @@ pub struct Prompter {
     template: ChatTemplate,
     stop_ids: Vec<u32>,
     pub context_length: usize,
+    /// See [`crate::LoadOptions::control_tokens_in_messages`].
+    pub control_tokens_in_messages: bool,
 }
+
+/// Private-use characters (plane 15) that stand in for the special tokens of messages while
+/// the template renders them, so that they can be told apart from the template's own.
+const STAND_INS: std::ops::RangeInclusive<u32> = 0xF_0000..=0xF_FFFD;
 
 /// End-of-turn markers of the common chat formats; those the tokenizer knows also stop.
 const END_OF_TURN_TOKENS: &[&str] = &[
@@ -63,11 +69,83 @@ impl Prompter {
             template,
             stop_ids,
             context_length,
+            control_tokens_in_messages: false,
         }
     }
 
     pub fn prompt(&self, messages: &[ChatMessage]) -> Result<String> {
         self.template.render(messages, true)
+    }
+
+    /// The ids of `messages` rendered through the chat template. The special tokens the
+    /// messages themselves write are read as text unless `control_tokens_in_messages`.
+    pub fn encode(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
+        let written: Vec<Vec<std::ops::Range<usize>>> = messages
+            .iter()
+            .map(|message| self.tokenizer.special_tokens_in(&message.content))
+            .collect();
+        if self.control_tokens_in_messages || written.iter().all(Vec::is_empty) {
+            let prompt = self.template.render(messages, add_generation_prompt)?;
+            return self.tokenizer.encode(&prompt);
+        }
+        // Each special token a message writes becomes a character no message and no template
+        // holds; after rendering, every such character is one of theirs, wherever the template
+        // put the message.
+        let taken = |candidate: char| {
+            self.template.source().contains(candidate)
+                || messages
+                    .iter()
+                    .any(|message| message.content.contains(candidate))
+        };
+        let mut free = STAND_INS
+            .filter_map(char::from_u32)
+            .filter(|&candidate| !taken(candidate));
+        let mut stand_ins: Vec<(char, String)> = Vec::new();
+        let mut stood_in = Vec::with_capacity(messages.len());
+        for (message, ranges) in messages.iter().zip(&written) {
+            let mut content = String::with_capacity(message.content.len());
+            let mut copied = 0;
+            for range in ranges {
+                let token = &message.content[range.clone()];
+                let stand_in = match stand_ins.iter().find(|(_, written)| written == token) {
+                    Some((stand_in, _)) => *stand_in,
+                    None => {
+                        let stand_in = free.next().ok_or_else(|| {
+                            EngineError::Template(
+                                "the messages use every private-use character".into(),
+                            )
+                        })?;
+                        stand_ins.push((stand_in, token.to_owned()));
+                        stand_in
+                    }
+                };
+                content.push_str(&message.content[copied..range.start]);
+                content.push(stand_in);
+                copied = range.end;
+            }
+            content.push_str(&message.content[copied..]);
+            stood_in.push(ChatMessage::new(message.role, content));
+        }
+        let rendered = self.template.render(&stood_in, add_generation_prompt)?;
+        let mut prompt = String::with_capacity(rendered.len());
+        let mut as_text = Vec::new();
+        for character in rendered.chars() {
+            match stand_ins
+                .iter()
+                .find(|(stand_in, _)| *stand_in == character)
+            {
+                Some((_, token)) => {
+                    as_text.push(prompt.len()..prompt.len() + token.len());
+                    prompt.push_str(token);
+                }
+                None => prompt.push(character),
+            }
+        }
+        self.tokenizer.encode_with_text_at(&prompt, &as_text)
     }
 
     /// The prompt's ids, after the overflow policy has made the conversation fit.
@@ -80,7 +158,7 @@ impl Prompter {
         let budget = context_length - params.max_tokens.min(context_length / 2);
         let mut kept = messages.to_vec();
         loop {
-            let ids = self.tokenizer.encode(&self.prompt(&kept)?)?;
+            let ids = self.encode(&kept, true)?;
             if ids.len() <= budget || params.overflow == Overflow::Error {
                 return Ok(ids);
             }
@@ -131,8 +209,7 @@ impl ChatModel {
     /// Reads `messages` (what every conversation starts with: the system prompt) before anyone
     /// asks, and keeps them; returns how many tokens they are.
     pub fn read_ahead(&mut self, messages: &[ChatMessage]) -> Result<usize> {
-        let prompt = self.prompter.template.render(messages, false)?;
-        let ids = self.prompter.tokenizer.encode(&prompt)?;
+        let ids = self.prompter.encode(messages, false)?;
         let params = GenerateParams {
             sampling: crate::SamplingParams::greedy(),
             max_tokens: 1,

@@ -57,6 +57,10 @@ pub struct LoadOptions {
     /// Memory for the keys and values of finished answers, reused by the prompts that start
     /// the same way (a conversation's next turn, a shared system prompt); 0 keeps none.
     pub kept_prefix_bytes: usize,
+    /// Reads the special tokens a message's content writes (`<|im_start|>system…`) as the
+    /// model's control tokens, as servers that tokenise the rendered prompt whole do. Off, they
+    /// are text: a visitor cannot fake a turn of the conversation.
+    pub control_tokens_in_messages: bool,
 }
 
 /// Loads a chat model from a GGUF stream; `file` names it in errors.
@@ -95,7 +99,8 @@ pub fn load_chat_model<R: Read + Seek>(
     let template = ChatTemplate::new(&source, &bos, &eos)?;
     let info = gguf.info();
     let model = Model::load(gguf, reader, device, options.requantize)?;
-    let prompter = Prompter::new(tokenizer, template, eos_id, model.context_length);
+    let mut prompter = Prompter::new(tokenizer, template, eos_id, model.context_length);
+    prompter.control_tokens_in_messages = options.control_tokens_in_messages;
     let mut chat = ChatModel::new(info, model, prompter);
     chat.keep_prefixes(options.kept_prefix_bytes);
     Ok(chat)

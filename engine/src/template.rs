@@ -15,9 +15,15 @@ pub const GEMMA: &str = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}
 
 pub struct ChatTemplate {
     environment: Environment<'static>,
+    source: String,
     bos_token: String,
     eos_token: String,
 }
+
+/// Template instructions one rendering may run. The longest conversation the API takes
+/// (256 messages) costs the catalogue's templates under 40,000; a template that loops for
+/// ever (a GGUF or space.toml can hold any template) fails instead of holding a core.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
 
 impl ChatTemplate {
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self> {
@@ -25,6 +31,7 @@ impl ChatTemplate {
         // Templates are written for Python's Jinja: str methods, `loop.last`, trimmed blocks.
         environment
             .set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        environment.set_fuel(Some(TEMPLATE_FUEL));
         environment.set_trim_blocks(true);
         environment.set_lstrip_blocks(true);
         environment.add_function(
@@ -39,9 +46,15 @@ impl ChatTemplate {
             .map_err(|error| EngineError::Template(format!("it does not parse: {error}")))?;
         Ok(Self {
             environment,
+            source: source.to_owned(),
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
         })
+    }
+
+    /// The template's Jinja text.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
@@ -56,7 +69,12 @@ impl ChatTemplate {
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
             })
-            .map_err(|error| EngineError::Template(error.to_string()))
+            .map_err(|error| match error.kind() {
+                ErrorKind::OutOfFuel => EngineError::Template(format!(
+                    "the chat template ran more than {TEMPLATE_FUEL} instructions without finishing; check its loops"
+                )),
+                _ => EngineError::Template(error.to_string()),
+            })
     }
 }
 
@@ -146,6 +164,36 @@ mod tests {
             ChatTemplate::new("{{ raise_exception('solo user/assistant') }}", "", "").unwrap();
         let error = template.render(&[], true).unwrap_err().to_string();
         assert!(error.contains("solo user/assistant"), "{error}");
+    }
+
+    #[test]
+    fn a_template_that_never_ends_runs_out_of_fuel() {
+        let endless =
+            "{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}";
+        let template = ChatTemplate::new(endless, "", "").unwrap();
+        let error = template.render(&[], true).unwrap_err().to_string();
+        assert!(error.contains("instructions without finishing"), "{error}");
+        // The longest conversation the API takes renders well within the fuel.
+        let conversation: Vec<ChatMessage> = (0..256)
+            .map(|turn| {
+                ChatMessage::new(
+                    if turn % 2 == 0 {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    },
+                    "¿Qué tal?",
+                )
+            })
+            .collect();
+        for source in [CHATML, GEMMA] {
+            assert!(
+                ChatTemplate::new(source, "<bos>", "<eos>")
+                    .unwrap()
+                    .render(&conversation, true)
+                    .is_ok()
+            );
+        }
     }
 
     #[test]

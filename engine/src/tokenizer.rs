@@ -1,5 +1,9 @@
 //! Text ↔ token ids, and turning a stream of ids back into text that is always valid UTF-8.
 
+use std::collections::HashMap;
+use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::{Value, json};
 
 use crate::error::{EngineError, Result};
@@ -167,6 +171,45 @@ fn tokenizer_json(
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    specials: SpecialTokens,
+}
+
+/// The tokens that steer the model (`<|im_start|>`, `<end_of_turn>`…), found in text, and the
+/// ids each becomes when read as plain text.
+struct SpecialTokens {
+    /// Leftmost-longest, as the tokenizer itself splits them out.
+    finder: Option<AhoCorasick>,
+    as_text: HashMap<u32, Vec<u32>>,
+}
+
+impl SpecialTokens {
+    fn of(inner: &tokenizers::Tokenizer) -> Result<Self> {
+        let mut specials: Vec<(u32, String)> = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| token.special && !token.content.is_empty())
+            .map(|(id, token)| (id, token.content))
+            .collect();
+        specials.sort_unstable();
+        let mut plain = inner.clone();
+        plain.set_encode_special_tokens(true);
+        let mut as_text = HashMap::with_capacity(specials.len());
+        for (id, content) in &specials {
+            let encoding = plain
+                .encode(content.as_str(), false)
+                .map_err(|error| EngineError::Tokenizer(error.to_string()))?;
+            as_text.insert(*id, encoding.get_ids().to_vec());
+        }
+        let finder = (!specials.is_empty())
+            .then(|| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(specials.iter().map(|(_, content)| content))
+            })
+            .transpose()
+            .map_err(|error| EngineError::Tokenizer(format!("special tokens: {error}")))?;
+        Ok(Self { finder, as_text })
+    }
 }
 
 impl Tokenizer {
@@ -175,7 +218,36 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|error| {
             EngineError::Tokenizer(format!("the tokenizer.json cannot be read: {error}"))
         })?;
-        Ok(Self { inner })
+        let specials = SpecialTokens::of(&inner)?;
+        Ok(Self { inner, specials })
+    }
+
+    /// Where `text` writes special tokens, as byte ranges, in order.
+    pub fn special_tokens_in(&self, text: &str) -> Vec<Range<usize>> {
+        self.specials
+            .finder
+            .as_ref()
+            .map_or_else(Vec::new, |finder| {
+                finder.find_iter(text).map(|found| found.range()).collect()
+            })
+    }
+
+    /// [`Tokenizer::encode`], except that the special tokens written at the byte ranges
+    /// `as_text` (from [`Tokenizer::special_tokens_in`], shifted) become the tokens of their
+    /// characters: what a visitor types can never be a turn of the conversation.
+    pub fn encode_with_text_at(&self, text: &str, as_text: &[Range<usize>]) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|error| EngineError::Tokenizer(error.to_string()))?;
+        let mut ids = Vec::with_capacity(encoding.len());
+        for (&id, &(start, end)) in encoding.get_ids().iter().zip(encoding.get_offsets()) {
+            match self.specials.as_text.get(&id) {
+                Some(plain) if as_text.contains(&(start..end)) => ids.extend_from_slice(plain),
+                _ => ids.push(id),
+            }
+        }
+        Ok(ids)
     }
 
     /// From the GGUF's own vocabulary (`tokenizer.ggml.*`): byte-level BPE (`gpt2`: Qwen,

@@ -4,12 +4,11 @@
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, State};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,17 +17,20 @@ use engine::{ChatMessage, Completion, Flow, GenerateParams, Role};
 use futures_util::StreamExt;
 use serde::Serialize;
 use space::{ChatDefaults, Limits, ServerBackend};
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
 use wire::health::{Health, LoadProgress};
 use wire::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, DONE, Delta, ModelList,
     QueueStatus, StreamTimings,
 };
 
+use crate::client::Visitor;
 use crate::error::ApiError;
 use crate::inference::{Inference, ModelState};
 use crate::remote::RemoteBackend;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, Ticket};
 use crate::validation::{self, ValidRequest};
 /// The `model` that asks for `[compare]`'s base model.
 pub const COMPARE_MODEL: &str = "compare";
@@ -42,6 +44,8 @@ pub struct Api {
     /// `[compare]`'s base model, asked for with `"model": "compare"`.
     compare: Option<Arc<Inference>>,
     scheduler: Arc<Scheduler>,
+    /// Requests being parsed or tokenised at once: one per core, however many arrive.
+    reading: Semaphore,
     chat: ChatDefaults,
     limits: Limits,
 }
@@ -77,24 +81,36 @@ impl Api {
             remote,
             compare,
             scheduler,
+            reading: Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
             chat,
             limits,
         })
     }
 
+    /// Generates the answer once its turn has come; `place` is held until the work ends.
     async fn generate(
         &self,
         prompt: Prompt,
         params: GenerateParams,
+        place: Ticket,
+        cancel: CancellationToken,
         on_delta: impl FnMut(&str) -> Flow + Send + 'static,
     ) -> Result<Completion, ApiError> {
         match (prompt, &self.remote) {
             (Prompt::Messages(messages), Some(remote)) => {
-                let completion = remote.generate(&messages, &params, on_delta).await?;
+                let completion = remote.generate(&messages, &params, &cancel, on_delta).await;
+                drop(place);
+                let completion = completion?;
                 self.inference.record(&completion);
                 Ok(completion)
             }
-            (Prompt::Ids(ids, inference), _) => inference.generate(ids, params, on_delta).await,
+            (Prompt::Ids(ids, inference), _) => {
+                inference
+                    .generate(ids, params, place, cancel, on_delta)
+                    .await
+            }
             (Prompt::Messages(_), None) => {
                 unreachable!("messages are kept only for a remote backend")
             }
@@ -127,24 +143,21 @@ impl Api {
 }
 
 pub fn routes(api: Arc<Api>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/metrics", get(metrics))
-        .with_state(api)
+    let inference = Arc::clone(&api.inference);
+    crate::error::count_refusals(
+        Router::new()
+            .route("/health", get(health))
+            .route("/v1/models", get(models))
+            .route("/v1/chat/completions", post(chat_completions))
+            .route("/metrics", get(metrics))
+            .with_state(api),
+        inference,
+    )
 }
 
-/// The address the per-client limits count against (see [`crate::client`]).
-struct ClientAddress(IpAddr);
-
-impl FromRequestParts<Arc<Api>> for ClientAddress {
-    type Rejection = Infallible;
-    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, Infallible> {
-        Ok(Self(crate::client::client_address(
-            parts,
-            &api.limits.trusted_proxies,
-        )))
+impl crate::client::TrustsProxies for Api {
+    fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.limits.trusted_proxies
     }
 }
 
@@ -155,7 +168,7 @@ impl Api {
         &self,
         request: ChatCompletionRequest,
     ) -> Result<(Prompt, GenerateParams), ApiError> {
-        let mut request = validation::validate(request, &self.chat)?;
+        let mut request = validation::validate(request, &self.chat, &self.limits)?;
         if let Some(system_prompt) = &self.chat.system_prompt
             && !request
                 .messages
@@ -177,6 +190,25 @@ impl Api {
         Ok((Prompt::Ids(prompt_ids, inference), request.params))
     }
 
+    /// The request in a body: read off the async threads, one per core at most, as a
+    /// megabytes-long body takes milliseconds.
+    async fn parse(&self, body: Bytes) -> Result<ChatCompletionRequest, ApiError> {
+        let _core = self.reading.acquire().await.map_err(|_| closed_pool())?;
+        let parsed =
+            tokio::task::spawn_blocking(move || Json::<ChatCompletionRequest>::from_bytes(&body))
+                .await
+                .map_err(|error| {
+                    ApiError::GenerationFailed(format!("reading the request crashed: {error}"))
+                })?;
+        let Json(request) = parsed.map_err(|rejection| match rejection.status() {
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
+                ApiError::InvalidRequest(rejection.body_text())
+            }
+            status => ApiError::Rejected(status, rejection.body_text()),
+        })?;
+        Ok(request)
+    }
+
     async fn prompt_ids(
         &self,
         inference: &Inference,
@@ -184,7 +216,9 @@ impl Api {
     ) -> Result<Vec<u32>, ApiError> {
         let prompter = inference.prompter()?;
         let (messages, params) = (request.messages.clone(), request.params.clone());
-        // A long conversation takes milliseconds to tokenise: not on the async threads.
+        // A long conversation takes milliseconds to tokenise: not on the async threads, and
+        // never on more threads than there are cores, whatever the crowd.
+        let _core = self.reading.acquire().await.map_err(|_| closed_pool())?;
         tokio::task::spawn_blocking(move || prompter.prompt_ids(&messages, &params))
             .await
             .map_err(|error| ApiError::LoadFailed(format!("tokenising crashed: {error}")))?
@@ -251,8 +285,8 @@ async fn metrics(State(api): State<Arc<Api>>) -> impl IntoResponse {
 
 async fn chat_completions(
     State(api): State<Arc<Api>>,
-    ClientAddress(client): ClientAddress,
-    request: Result<Json<ChatCompletionRequest>, JsonRejection>,
+    Visitor(client): Visitor,
+    request: Result<Bytes, BytesRejection>,
 ) -> Response {
     let response = match answer(&api, client, request).await {
         Ok(response) => response,
@@ -265,15 +299,6 @@ async fn chat_completions(
         .get_or_create(&crate::metrics::StatusLabel { status })
         .inc();
     response
-}
-
-/// Set when the handler's future is dropped: the client went away.
-struct GoneOnDrop(Arc<AtomicBool>);
-
-impl Drop for GoneOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// What every chunk of one answer shares.
@@ -326,17 +351,18 @@ fn event_data(payload: &impl Serialize) -> String {
 async fn answer(
     api: &Arc<Api>,
     client: IpAddr,
-    request: Result<Json<ChatCompletionRequest>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = request.map_err(|rejection| match rejection.status() {
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
-            ApiError::InvalidRequest(rejection.body_text())
-        }
-        status => ApiError::Rejected(status, rejection.body_text()),
-    })?;
+    let body =
+        body.map_err(|rejection| ApiError::Rejected(rejection.status(), rejection.body_text()))?;
+    // The visitor's limits and the line first: a request that may not run costs neither
+    // parsing nor tokenising, and one refused for what it holds still counts against its
+    // visitor.
+    let ticket = api.scheduler.admit(client)?;
+    validation::check_body_size(body.len(), &api.limits)?;
+    let request = api.parse(body).await?;
     let stream = request.stream;
     let (prompt, params) = api.prepare(request).await?;
-    let ticket = api.scheduler.admit(client)?;
     let (model, device) = api.model_and_device(&prompt);
     let answer = Answer {
         id: format!("chatcmpl-{}", unix_time_millis()),
@@ -356,31 +382,56 @@ async fn answer(
     }
 }
 
+/// Waits for the request's turn and generates its answer, unless `cancel` comes first: a
+/// visitor who leaves while waiting gives the place back at once, and one who leaves while
+/// answered stops the model at its next step (see [`crate::batches`]).
+async fn run_answer(
+    api: Arc<Api>,
+    mut ticket: Ticket,
+    prompt: Prompt,
+    params: GenerateParams,
+    cancel: CancellationToken,
+    on_wait: impl FnMut(usize, Option<f64>),
+    on_delta: impl FnMut(&str) -> Flow + Send + 'static,
+) -> Option<Result<Completion, ApiError>> {
+    tokio::select! {
+        () = ticket.wait_for_turn(on_wait) => {}
+        () = cancel.cancelled() => return None,
+    }
+    Some(api.generate(prompt, params, ticket, cancel, on_delta).await)
+}
+
 async fn whole_answer(
-    api: &Api,
-    mut ticket: crate::scheduler::Ticket,
+    api: &Arc<Api>,
+    ticket: Ticket,
     prompt: Prompt,
     params: GenerateParams,
     answer: &Answer,
 ) -> Result<Response, ApiError> {
-    ticket.wait_for_turn(|_, _| {}).await;
-    let gone = Arc::new(AtomicBool::new(false));
-    let _gone_on_drop = GoneOnDrop(Arc::clone(&gone));
-    let on_delta = move |_: &str| {
-        if gone.load(Ordering::Relaxed) {
-            Flow::Cancel
-        } else {
-            Flow::Continue
-        }
-    };
-    let completion = api.generate(prompt, params, on_delta).await?;
+    let cancel = CancellationToken::new();
+    // The handler is dropped when its client hangs up; the answer runs on a task of its own
+    // so that it still ends as a cancelled answer (and is counted as one).
+    let _cancel_on_hang_up = cancel.clone().drop_guard();
+    let running = tokio::spawn(run_answer(
+        Arc::clone(api),
+        ticket,
+        prompt,
+        params,
+        cancel,
+        |_, _| {},
+        |_: &str| Flow::Continue,
+    ));
+    let completion = running
+        .await
+        .map_err(|error| ApiError::GenerationFailed(format!("the answer's task failed: {error}")))?
+        .ok_or_else(|| ApiError::GenerationFailed("the answer was cancelled".into()))??;
     let body = ChatCompletion::new(&answer.id, unix_time_seconds(), &answer.model, &completion);
     Ok(Json(body).into_response())
 }
 
 fn stream_answer(
     api: Arc<Api>,
-    mut ticket: crate::scheduler::Ticket,
+    ticket: Ticket,
     prompt: Prompt,
     params: GenerateParams,
     answer: Answer,
@@ -391,27 +442,43 @@ fn stream_answer(
         content: Some(String::new()),
     })));
     tokio::spawn(async move {
-        let on_wait = |position: usize, estimated_wait_seconds: Option<f64>| {
-            let _ = sender.send(answer.waiting(position, estimated_wait_seconds));
+        let cancel = CancellationToken::new();
+        let waits = sender.clone();
+        let waiting = answer.clone();
+        let on_wait = move |position: usize, estimated_wait_seconds: Option<f64>| {
+            let _ = waits.send(waiting.waiting(position, estimated_wait_seconds));
         };
-        tokio::select! {
-            () = ticket.wait_for_turn(on_wait) => {}
-            // Gone while waiting: dropping the ticket gives its place to the next in line.
-            () = sender.closed() => return,
-        }
         let deltas = sender.clone();
         let texts = answer.clone();
-        // A closed channel means the client left: stop generating at the next token.
         let on_delta = move |text: &str| match deltas.send(texts.text(text)) {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Cancel,
         };
-        let last = match api.generate(prompt, params, on_delta).await {
-            Ok(completion) => answer.last(&completion),
-            Err(error) => event_data(&error.body()),
+        let running = run_answer(
+            api,
+            ticket,
+            prompt,
+            params,
+            cancel.clone(),
+            on_wait,
+            on_delta,
+        );
+        tokio::pin!(running);
+        let ended = tokio::select! {
+            ended = &mut running => ended,
+            // The visitor left: the answer ends at the model's next step, held-back stop text
+            // or half-read prompt alike.
+            () = sender.closed() => {
+                cancel.cancel();
+                running.await
+            }
+        };
+        let last = match ended {
+            Some(Ok(completion)) => answer.last(&completion),
+            Some(Err(error)) => event_data(&error.body()),
+            None => return,
         };
         let _ = sender.send(last);
-        drop(ticket);
     });
     let events = UnboundedReceiverStream::new(receiver)
         .map(|data| Ok::<_, Infallible>(Event::default().data(data)))
@@ -419,6 +486,10 @@ fn stream_answer(
             Ok(Event::default().data(DONE))
         }));
     Sse::new(events).into_response()
+}
+
+fn closed_pool() -> ApiError {
+    ApiError::GenerationFailed("the server is shutting down".into())
 }
 
 fn unix_time_millis() -> u128 {

@@ -6,10 +6,12 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use engine::{Answer, ChatModel, Completion, Flow, GenerateParams};
+use engine::{Answer, ChatModel, Completion, FinishReason, Flow, GenerateParams, Timings, Usage};
 
 use crate::error::ApiError;
 use crate::metrics::EngineMetrics;
+use crate::scheduler::Ticket;
+use tokio_util::sync::CancellationToken;
 
 /// An answer to generate, as the API hands it over.
 pub struct Job {
@@ -17,13 +19,24 @@ pub struct Job {
     pub params: GenerateParams,
     /// Called on the model's thread with each piece of text; [`Flow::Cancel`] ends the answer.
     pub on_delta: Box<dyn FnMut(&str) -> Flow + Send>,
+    /// Set when the visitor has gone: looked at before the prompt is read and before every
+    /// step, so that neither a prompt nor an answer runs on for nobody.
+    pub cancel: CancellationToken,
+    /// The request's place in the line: it is given back when the work ends, not when the
+    /// visitor leaves, so that the places bound the work really being done.
+    pub place: Ticket,
     pub done: tokio::sync::oneshot::Sender<Result<Completion, ApiError>>,
+}
+
+impl Job {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
 }
 
 struct Running {
     answer: Answer,
-    on_delta: Box<dyn FnMut(&str) -> Flow + Send>,
-    done: tokio::sync::oneshot::Sender<Result<Completion, ApiError>>,
+    job: Job,
     /// Its visitor left (or it ended): it leaves the batch after this step.
     leaving: bool,
 }
@@ -53,11 +66,14 @@ pub fn run(mut chat: ChatModel, jobs: Receiver<Job>, metrics: &EngineMetrics) {
 }
 
 fn join(chat: &mut ChatModel, job: Job, running: &mut Vec<Running>) {
+    if job.cancelled() {
+        let _ = job.done.send(Ok(never_begun(job.prompt_ids.len())));
+        return;
+    }
     match chat.start(&job.prompt_ids, &job.params) {
         Ok(answer) => running.push(Running {
             answer,
-            on_delta: job.on_delta,
-            done: job.done,
+            job,
             leaving: false,
         }),
         Err(error) => {
@@ -66,8 +82,28 @@ fn join(chat: &mut ChatModel, job: Job, running: &mut Vec<Running>) {
     }
 }
 
+/// The answer of a visitor who left before its prompt was read.
+fn never_begun(prompt_tokens: usize) -> Completion {
+    Completion {
+        text: String::new(),
+        finish_reason: FinishReason::Cancelled,
+        usage: Usage {
+            prompt_tokens,
+            ..Usage::default()
+        },
+        timings: Timings::default(),
+    }
+}
+
 /// One forward step for the batch; the answers that end leave it.
 fn step(chat: &mut ChatModel, running: &mut Vec<Running>, metrics: &EngineMetrics) {
+    for member in running.iter_mut() {
+        member.leaving |= member.job.cancelled();
+    }
+    leave(chat, running);
+    if running.is_empty() {
+        return;
+    }
     let started = Instant::now();
     let generated_before: usize = running.iter().map(|r| r.answer.generated_tokens()).sum();
     let mut answers: Vec<&mut Answer> = running.iter_mut().map(|r| &mut r.answer).collect();
@@ -83,6 +119,7 @@ fn step(chat: &mut ChatModel, running: &mut Vec<Running>, metrics: &EngineMetric
             tracing::error!(%reason, answers = running.len(), "a forward step failed");
             for gone in running.drain(..) {
                 let _ = gone
+                    .job
                     .done
                     .send(Err(ApiError::GenerationFailed(reason.clone())));
             }
@@ -100,11 +137,16 @@ fn step(chat: &mut ChatModel, running: &mut Vec<Running>, metrics: &EngineMetric
     for (member, piece) in running.iter_mut().zip(pieces) {
         if let Some(text) = piece
             && !text.is_empty()
-            && (member.on_delta)(&text) == Flow::Cancel
+            && (member.job.on_delta)(&text) == Flow::Cancel
         {
             member.leaving = true;
         }
     }
+    leave(chat, running);
+}
+
+/// The answers that ended or whose visitors left leave the batch (and give back their places).
+fn leave(chat: &mut ChatModel, running: &mut Vec<Running>) {
     let mut index = 0;
     while index < running.len() {
         let member = &running[index];
@@ -112,7 +154,7 @@ fn step(chat: &mut ChatModel, running: &mut Vec<Running>, metrics: &EngineMetric
             // In order: prompts are read oldest first.
             let member = running.remove(index);
             let completion = chat.finish(member.answer);
-            let _ = member.done.send(Ok(completion));
+            let _ = member.job.done.send(Ok(completion));
         } else {
             index += 1;
         }

@@ -41,9 +41,17 @@ pub enum ApiError {
         limit: usize,
         retry_after_seconds: u64,
     },
-    /// The remote backend (`[server] backend = "remote"`) failed or could not be reached.
-    #[error("the model server behind this Space failed: {0}")]
-    Upstream(String),
+    /// The remote backend (`[server] backend = "remote"`) failed or could not be reached. The
+    /// visitor gets the request id only: the upstream's address and its words go to the log.
+    #[error(
+        "the model server behind this Space failed (request {request_id}; the Space's log has the detail); try again in a moment"
+    )]
+    Upstream { request_id: String },
+    /// The remote backend took longer than `[server] remote_*_timeout_s` allow.
+    #[error(
+        "the model server behind this Space did not answer in time (request {request_id}); try again in a moment"
+    )]
+    UpstreamTimeout { request_id: String },
     #[error("{0}")]
     Engine(#[from] EngineError),
     /// A forward step failed for every answer in it.
@@ -77,9 +85,9 @@ impl ApiError {
             Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Self::Invalid(error) if error.is_too_long() => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Invalid(error) => error.status(),
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Engine(
                 EngineError::ContextOverflow { .. }
                 | EngineError::InvalidParameter { .. }
@@ -106,6 +114,30 @@ impl ApiError {
         }
     }
 
+    /// Why the request was refused, for `/metrics`: the limit's name where a limit refused it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(error) if error.is_too_long() => "max_input_tokens",
+            Self::InvalidRequest(_) | Self::Invalid(_) => "invalid_request",
+            Self::Rejected(StatusCode::PAYLOAD_TOO_LARGE, _) => "body_too_large",
+            Self::Rejected(..) => "unreadable_request",
+            Self::Loading(_) => "loading",
+            Self::LoadFailed(_) => "load_failed",
+            Self::NoServerModel => "no_server_model",
+            Self::Overloaded { .. } => "max_queue",
+            Self::ClientBusy { .. } => "max_concurrent_per_client",
+            Self::ClientRateLimited { .. } => "requests_per_minute_per_client",
+            Self::Upstream { .. } => "upstream_failed",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::Engine(_) if self.status().is_client_error() => "invalid_request",
+            Self::Engine(_) | Self::GenerationFailed(_) => "generation_failed",
+            Self::NotFound(_) => "not_found",
+            Self::FeedbackUnavailable(_) | Self::Storage(_) => "storage",
+            Self::ExportsDisabled => "exports_disabled",
+            Self::Unauthorized => "unauthorized",
+        }
+    }
+
     /// The OpenAI-style JSON body.
     pub fn body(&self) -> wire::openai::ErrorBody {
         wire::openai::ErrorBody::new(self.to_string(), self.kind())
@@ -115,6 +147,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), axum::Json(self.body())).into_response();
+        response.extensions_mut().insert(Refusal(self.reason()));
         let unauthorized = matches!(self, Self::Unauthorized);
         let retry_after_seconds = match self {
             Self::Overloaded {
@@ -140,4 +173,29 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Left on every response an [`ApiError`] wrote, so that one layer counts refusals for every
+/// route (see [`count_refusals`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Refusal(pub &'static str);
+
+/// Counts the refusals among `router`'s responses in `metrics`, by reason.
+pub fn count_refusals<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    metrics: std::sync::Arc<crate::inference::Inference>,
+) -> axum::Router<S> {
+    router.layer(axum::middleware::map_response(move |response: Response| {
+        let metrics = std::sync::Arc::clone(&metrics);
+        async move {
+            if let Some(Refusal(reason)) = response.extensions().get::<Refusal>() {
+                metrics
+                    .metrics
+                    .refusals
+                    .get_or_create(&crate::metrics::ReasonLabel { reason })
+                    .inc();
+            }
+            response
+        }
+    }))
 }

@@ -160,23 +160,25 @@ impl FeedbackStore {
     }
 }
 
-const SELECT_ANSWER: &str = "SELECT id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at FROM answers";
+/// Everything but `answer_key`, which is never read back: it is what lets the visitor who
+/// made the answer change its rating, so it leaves the database only to be compared.
+const SELECT_ANSWER: &str = "SELECT id, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at FROM answers";
 
 fn read_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
     Ok(StoredAnswer {
         id: row.get(0)?,
-        created_at: row.get(11)?,
+        created_at: row.get(10)?,
         report: AnswerReport {
-            answer_key: row.get(1)?,
-            conversation: row.get(2)?,
-            turn_key: row.get(3)?,
-            messages: json_column(row, 4)?,
-            pregunta: row.get(5)?,
-            entrada: row.get(6)?,
-            respuesta: row.get(7)?,
-            rating: Rating::from_i64(row.get(8)?),
-            comment: row.get(9)?,
-            provenance: json_column(row, 10)?,
+            answer_key: String::new(),
+            conversation: row.get(1)?,
+            turn_key: row.get(2)?,
+            messages: json_column(row, 3)?,
+            pregunta: row.get(4)?,
+            entrada: row.get(5)?,
+            respuesta: row.get(6)?,
+            rating: Rating::from_i64(row.get(7)?),
+            comment: row.get(8)?,
+            provenance: json_column(row, 9)?,
         },
     })
 }

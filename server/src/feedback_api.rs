@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use wire::feedback::{AnswerBackend, AnswerReport, Stored, permalink};
 
+use crate::client::{PerMinute, Visitor};
 use crate::error::ApiError;
 use crate::facts::Facts;
 use wire::feedback::StoredAnswer;
@@ -29,16 +30,30 @@ pub struct FeedbackApi {
     pub admin_token: Option<String>,
     /// The corpus's `idioma` for exported rows: the project's first language.
     pub idioma: String,
+    /// `[limits] trusted_proxies`, to tell visitors apart as the chat does.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[limits] requests_per_minute_per_client`, counted apart from the chat's.
+    pub per_minute: PerMinute,
+}
+
+impl crate::client::TrustsProxies for FeedbackApi {
+    fn trusted_proxies(&self) -> &[ipnet::IpNet] {
+        &self.trusted_proxies
+    }
 }
 
 pub fn routes(api: Arc<FeedbackApi>) -> Router {
-    Router::new()
-        .route("/v1/feedback", post(save))
-        .route("/v1/feedback/{id}", get(read))
-        .route("/v1/export/corpus.jsonl", get(export_corpus))
-        .route("/v1/export/dpo.jsonl", get(export_dpo))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(api)
+    let inference = Arc::clone(&api.facts.inference);
+    crate::error::count_refusals(
+        Router::new()
+            .route("/v1/feedback", post(save))
+            .route("/v1/feedback/{id}", get(read))
+            .route("/v1/export/corpus.jsonl", get(export_corpus))
+            .route("/v1/export/dpo.jsonl", get(export_dpo))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(api),
+        inference,
+    )
 }
 
 impl FeedbackApi {
@@ -124,8 +139,10 @@ fn validate(report: &AnswerReport) -> Result<(), ApiError> {
 
 async fn save(
     State(api): State<Arc<FeedbackApi>>,
+    Visitor(visitor): Visitor,
     report: Result<Json<AnswerReport>, JsonRejection>,
 ) -> Result<Json<Stored>, ApiError> {
+    api.per_minute.admit(visitor)?;
     let Json(mut report) = report
         .map_err(|rejection| ApiError::Rejected(rejection.status(), rejection.body_text()))?;
     validate(&report)?;
@@ -150,8 +167,10 @@ async fn save(
 
 async fn read(
     State(api): State<Arc<FeedbackApi>>,
+    Visitor(visitor): Visitor,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    api.per_minute.admit(visitor)?;
     let lookup = id.clone();
     let answer = api.with_store(move |store| store.get(&lookup)).await?;
     match answer {
@@ -189,8 +208,10 @@ fn jsonl(file_name: &str, body: String) -> Response {
 
 async fn export_corpus(
     State(api): State<Arc<FeedbackApi>>,
+    Visitor(visitor): Visitor,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    api.per_minute.admit(visitor)?;
     let answers = stored_answers(&api, &headers).await?;
     Ok(jsonl(
         "corpus.jsonl",
@@ -200,8 +221,10 @@ async fn export_corpus(
 
 async fn export_dpo(
     State(api): State<Arc<FeedbackApi>>,
+    Visitor(visitor): Visitor,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    api.per_minute.admit(visitor)?;
     let answers = stored_answers(&api, &headers).await?;
     Ok(jsonl("dpo.jsonl", crate::feedback::dpo_jsonl(&answers)))
 }

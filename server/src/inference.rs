@@ -16,6 +16,8 @@ use app::facts::{ModelFacts, ModelRole};
 use crate::batches::Job;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::scheduler::Ticket;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug)]
 pub enum ModelState {
@@ -276,17 +278,24 @@ impl Inference {
     /// Continues `prompt_ids`, calling `on_delta` (on the model's thread) with each piece of
     /// text. The caller holds the request's turn (see [`crate::scheduler`]): the answer joins
     /// the batch being decoded at its next step.
+    /// `cancel` (or dropping the returned future) stops the answer at the model's next step,
+    /// its prompt half-read or not; `place` is given back when the model lets go of it.
     pub async fn generate(
         self: &Arc<Self>,
         prompt_ids: Vec<u32>,
         params: GenerateParams,
+        place: Ticket,
+        cancel: CancellationToken,
         on_delta: impl FnMut(&str) -> Flow + Send + 'static,
     ) -> Result<Completion, ApiError> {
         let (done, completion) = tokio::sync::oneshot::channel();
+        let _cancel_on_drop = cancel.clone().drop_guard();
         let job = Job {
             prompt_ids,
             params,
             on_delta: Box::new(on_delta),
+            cancel,
+            place,
             done,
         };
         let sent = self
@@ -294,11 +303,11 @@ impl Inference {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .as_ref()
-            .map(|jobs| jobs.send(job));
+            .map(|jobs| jobs.send(job).is_ok());
         let stopped = || ApiError::GenerationFailed("the model's thread has stopped".into());
         match sent {
-            Some(Ok(())) => {}
-            Some(Err(_)) => return Err(stopped()),
+            Some(true) => {}
+            Some(false) => return Err(stopped()),
             None => return Err(self.prompter().err().unwrap_or_else(stopped)),
         }
         let completion = completion.await.map_err(|_| stopped())??;

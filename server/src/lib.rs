@@ -51,6 +51,8 @@ pub fn router(
         facts: Arc::clone(&facts),
         admin_token,
         idioma: space.project.languages[0].as_str().to_owned(),
+        trusted_proxies: space.limits.trusted_proxies.clone(),
+        per_minute: client::PerMinute::new(space.limits.requests_per_minute_per_client),
     });
     let browser_model = Arc::clone(&facts.browser_model);
     let space = Arc::new(space);

@@ -214,6 +214,7 @@ fn load_options(
         requantize: settings.requantize,
         chat_template: settings.chat_template.clone().filter(|_| with_template),
         kept_prefix_bytes,
+        control_tokens_in_messages: settings.control_tokens_in_messages,
         ..LoadOptions::default()
     }
 }

@@ -14,9 +14,17 @@ pub struct StatusLabel {
     pub status: u16,
 }
 
+/// Why a request was refused, in words `ApiError::reason` gives.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<StatusLabel, Counter>,
+    /// Every request refused (chat, feedback, exports…), by reason.
+    pub refusals: Family<ReasonLabel, Counter>,
     pub prompt_tokens: Counter,
     pub generated_tokens: Counter,
     /// Generations stopped because their client went away.
@@ -47,6 +55,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("vitrina");
         let requests = Family::<StatusLabel, Counter>::default();
+        let refusals = Family::<ReasonLabel, Counter>::default();
         let (prompt_tokens, generated_tokens, cancelled) =
             (Counter::default(), Counter::default(), Counter::default());
         let (queued, running) = (Gauge::default(), Gauge::default());
@@ -63,6 +72,11 @@ impl Default for Metrics {
             "chat_requests",
             "Chat completion requests, by HTTP status",
             requests.clone(),
+        );
+        registry.register(
+            "refused_requests",
+            "Requests refused, by reason (a limit's name, invalid, unauthorized…)",
+            refusals.clone(),
         );
         registry.register(
             "prompt_tokens",
@@ -135,6 +149,7 @@ impl Default for Metrics {
             reused_prompt_tokens,
             engine,
             requests,
+            refusals,
             prompt_tokens,
             generated_tokens,
             cancelled,

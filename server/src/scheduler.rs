@@ -5,17 +5,15 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus_client::metrics::gauge::Gauge;
 use space::Limits;
 use tokio::sync::watch;
 
+use crate::client::{RecentRequests, VISITORS_KEPT};
 use crate::error::ApiError;
 
-const RATE_WINDOW: Duration = Duration::from_secs(60);
-/// Past this many clients, those with nothing in flight and no recent request are forgotten.
-const CLIENTS_KEPT: usize = 10_000;
 /// How quickly the wait estimate follows the latest answers.
 const SMOOTHING: f64 = 0.3;
 
@@ -50,7 +48,7 @@ struct Line {
 #[derive(Default)]
 struct ClientUse {
     in_flight: usize,
-    recent: VecDeque<Instant>,
+    recent: RecentRequests,
 }
 
 struct Waiter {
@@ -89,26 +87,15 @@ impl Scheduler {
         let limits = &self.limits;
         let mut line = self.line();
         let now = Instant::now();
-        if line.clients.len() > CLIENTS_KEPT {
-            line.clients.retain(|_, used| {
-                used.in_flight > 0
-                    || used
-                        .recent
-                        .back()
-                        .is_some_and(|last| now - *last < RATE_WINDOW)
-            });
+        if line.clients.len() > VISITORS_KEPT {
+            line.clients
+                .retain(|_, used| used.in_flight > 0 || !used.recent.is_idle(now));
         }
         let used = line.clients.entry(client).or_default();
-        while used
+        if let Some(retry_after_seconds) = used
             .recent
-            .front()
-            .is_some_and(|first| now - *first >= RATE_WINDOW)
+            .retry_after(limits.requests_per_minute_per_client, now)
         {
-            used.recent.pop_front();
-        }
-        if used.recent.len() >= limits.requests_per_minute_per_client {
-            let oldest = used.recent.front().copied().unwrap_or(now);
-            let retry_after_seconds = (RATE_WINDOW.saturating_sub(now - oldest)).as_secs().max(1);
             return Err(ApiError::ClientRateLimited {
                 limit: limits.requests_per_minute_per_client,
                 retry_after_seconds,
@@ -132,7 +119,7 @@ impl Scheduler {
         }
 
         let used = line.clients.entry(client).or_default();
-        used.recent.push_back(now);
+        used.recent.record(now);
         used.in_flight += 1;
         line.next_id += 1;
         let id = line.next_id;
@@ -247,6 +234,7 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn scheduler(
         max_concurrent: usize,

@@ -8,9 +8,12 @@ use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use server::api::Api;
-use server::inference::{Inference, ModelState};
+use server::inference::Inference;
 use space::{ChatDefaults, Limits};
 use tower::ServiceExt;
+
+mod common;
+use common::{api, load_smollm2, model_cache, roomy_limits, serve, wait_until_ready};
 
 /// One runtime for every test (see project_page_tests.rs).
 static RUNTIME: LazyLock<tokio::runtime::Runtime> =
@@ -18,64 +21,6 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> =
 
 /// SmolLM2, loaded once for the tests that share it.
 static READY: LazyLock<Arc<Api>> = LazyLock::new(|| api(load_smollm2(), roomy_limits()));
-
-/// The defaults, with room for every request these tests send from one address.
-fn roomy_limits() -> Limits {
-    Limits {
-        max_concurrent_per_client: 64,
-        requests_per_minute_per_client: 10_000,
-        ..Limits::default()
-    }
-}
-
-fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
-    Api::new(
-        inference,
-        None,
-        ChatDefaults::default(),
-        limits,
-        &space::ServerBackend::Local,
-    )
-}
-
-/// A server-side SmolLM2 of its own, ready to answer.
-fn load_smollm2() -> Arc<Inference> {
-    let inference = Inference::new();
-    inference.start_loading(
-        server::inference::ResolvedModel::Cached {
-            name: "smollm2-135m".into(),
-            cache: model_cache(),
-            file: engine::catalog::smollm2_135m(),
-        },
-        engine::LoadOptions::default(),
-        Vec::new(),
-    );
-    wait_until_ready(inference)
-}
-
-fn model_cache() -> engine::cache::ModelCache {
-    match std::env::var_os("VITRINA_MODEL_CACHE") {
-        Some(dir) => engine::cache::ModelCache::new(dir),
-        None => {
-            engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache"))
-        }
-    }
-}
-
-fn wait_until_ready(inference: Arc<Inference>) -> Arc<Inference> {
-    let started = Instant::now();
-    loop {
-        match inference.state() {
-            ModelState::Ready { .. } => return inference,
-            ModelState::Failed(error) => panic!("model failed to load: {error}"),
-            ModelState::Disabled => unreachable!("nothing disables this server"),
-            ModelState::Loading { .. } if started.elapsed() > Duration::from_secs(600) => {
-                panic!("model still loading after 10 minutes")
-            }
-            ModelState::Loading { .. } => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
 
 fn call(api: &Arc<Api>, request: Request<Body>) -> (StatusCode, String) {
     RUNTIME.block_on(async {
@@ -368,8 +313,15 @@ fn counter(api: &Arc<Api>, name: &str) -> u64 {
 
 #[test]
 fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
-    // Its own model: the other tests' tokens must not count here.
-    let api = api(load_smollm2(), roomy_limits());
+    // Its own model: the other tests' tokens must not count here. One place, so that the second
+    // request waits instead of joining the first one's batch.
+    let api = api(
+        load_smollm2(),
+        Limits {
+            max_concurrent: 1,
+            ..roomy_limits()
+        },
+    );
     let inference = Arc::clone(&api.inference);
     let story = json!({"messages": [{"role": "user", "content": "Tell me a very long story about a dragon."}], "temperature": 0, "max_tokens": 200, "stream": true});
     let (received, (queued_status, queued_answer)) = RUNTIME.block_on(async {
@@ -406,7 +358,12 @@ fn a_client_that_leaves_stops_its_generation_and_the_next_request_runs() {
             .body(Body::from(question(json!({}))))
             .unwrap();
         let queued = tokio::spawn(server::api::routes(Arc::clone(&api)).oneshot(next));
+        let waiting_since = Instant::now();
         while inference.metrics.queued.get() == 0 {
+            assert!(
+                waiting_since.elapsed() < Duration::from_secs(60),
+                "the second request never queued"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // …and starts once the first client has gone.
@@ -451,10 +408,20 @@ fn token_limits_from_space_toml_are_enforced_with_their_names() {
         ..roomy_limits()
     };
     let small = api(Arc::clone(&READY.inference), limits);
-    let long = json!({"messages": [{"role": "user", "content": "Describe the history of Spain. ".repeat(20)}], "max_tokens": 8});
-    let (status, body) = post(&small, long.to_string());
+    let long = |times| {
+        json!({"messages": [{"role": "user", "content": "Describe the history of Spain. ".repeat(times)}], "max_tokens": 8}).to_string()
+    };
+    // 434 bytes, within the 8 bytes a token allowed before tokenising; 80 tokens.
+    let (status, body) = post(&small, long(14));
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.contains("limits.max_input_tokens is 64"), "{body}");
+    // 620 bytes: refused before tokenising.
+    let (status, body) = post(&small, long(20));
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("the messages are 620 bytes long; this Space takes at most 512 (8 bytes for each of limits.max_input_tokens = 64"),
+        "{body}"
+    );
 
     let (status, body) = post(&small, question(json!({"max_tokens": 90})));
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -616,29 +583,13 @@ fn sixteen_clients_at_once_eight_refused_the_rest_served_in_order() {
     });
 }
 
-/// Serves `api` on a loopback port, as `main` does; returns its address.
-async fn serve(api: Arc<Api>) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let app = server::api::routes(api);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    address
-}
-
 #[test]
 fn a_remote_backend_answers_through_this_server_and_a_client_who_leaves_stops_it() {
     // B: a Vitrina with SmolLM2. A: a Vitrina whose backend is B's API.
     let upstream = api(load_smollm2(), roomy_limits());
     let front = RUNTIME.block_on(async {
         let upstream_address = serve(Arc::clone(&upstream)).await;
-        let remote = space::ServerBackend::Remote(space::Upstream { url: format!("http://{upstream_address}/v1"), model: None, token_env: None });
+        let remote = space::ServerBackend::Remote(space::Upstream { url: format!("http://{upstream_address}/v1"), model: None, token_env: None, timeouts: space::UpstreamTimeouts::default() });
         let front = Api::new(Inference::new(), None, ChatDefaults::default(), roomy_limits(), &remote);
         let front_address = serve(Arc::clone(&front)).await;
         let http = reqwest::Client::new();

@@ -74,6 +74,8 @@ async fn serve(facts: Arc<Facts>, admin_token: Option<&str>) -> String {
         facts,
         admin_token: admin_token.map(Into::into),
         idioma: "es".into(),
+        trusted_proxies: space::Limits::default().trusted_proxies,
+        per_minute: server::client::PerMinute::new(10_000),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

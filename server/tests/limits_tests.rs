@@ -91,7 +91,7 @@ fn api_accepts(setting: &Setting, value: f64) -> bool {
         ..ChatCompletionRequest::default()
     };
     (setting.in_request)(&mut request, value);
-    validate(request, &ChatDefaults::default()).is_ok()
+    validate(request, &ChatDefaults::default(), &space::Limits::default()).is_ok()
 }
 
 fn chat_keeps(setting: &Setting, value: f64) -> f64 {

@@ -19,7 +19,7 @@ pub use checks::{HUB_LICENSES, did_you_mean};
 pub use load::{InvalidSpace, SpaceError, load, parse};
 pub use settings::{BrowserSettings, ChatDefaults};
 #[cfg(feature = "load")]
-pub use settings::{Limits, ModelSettings, ModelSource, ServerBackend, Upstream};
+pub use settings::{Limits, ModelSettings, ModelSource, ServerBackend, Upstream, UpstreamTimeouts};
 
 use serde::{Deserialize, Deserializer, Serialize};
 

@@ -191,6 +191,9 @@ bounded! {
     max_total_tokens: u32(limits::MAX_TOTAL_TOKENS),
     max_concurrent_per_client: u32(limits::MAX_CONCURRENT_PER_CLIENT),
     requests_per_minute_per_client: u32(limits::REQUESTS_PER_MINUTE_PER_CLIENT),
+    connect_timeout_s: u32(limits::REMOTE_CONNECT_TIMEOUT_S),
+    read_timeout_s: u32(limits::REMOTE_READ_TIMEOUT_S),
+    timeout_s: u32(limits::REMOTE_TIMEOUT_S),
 }
 
 /// A number space.toml may hold for a key of `wire::limits`, checked against its bound.
@@ -245,6 +248,10 @@ pub struct ModelSettings {
     /// On the CPU, rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 at load (candle has no fast kernel
     /// for those three): faster answers for more memory and a few seconds more at start.
     pub requantize: bool,
+    /// `special_tokens_in_messages = "control"`: the special tokens a message writes steer the
+    /// model (for a team whose demo sends them on purpose); by default (`"text"`) they are read
+    /// as text, so a visitor cannot fake a turn of the conversation.
+    pub control_tokens_in_messages: bool,
 }
 
 #[cfg(feature = "load")]
@@ -270,6 +277,7 @@ impl Default for ModelSettings {
             source: ModelSource::Catalog("qwen2.5-coder-0.5b".into()),
             chat_template: None,
             requantize: true,
+            control_tokens_in_messages: false,
         }
     }
 }
@@ -283,6 +291,7 @@ struct ModelInToml {
     path: Option<String>,
     chat_template: Option<String>,
     requantize: Option<bool>,
+    special_tokens_in_messages: Option<String>,
 }
 
 #[cfg(feature = "load")]
@@ -341,10 +350,20 @@ impl TryFrom<ModelInToml> for ModelSettings {
                 );
             }
         };
+        let control_tokens_in_messages = match model.special_tokens_in_messages.as_deref() {
+            None | Some("text") => false,
+            Some("control") => true,
+            Some(other) => {
+                return Err(format!(
+                    "special_tokens_in_messages is {other:?}; allowed: \"text\" (the default: what visitors write is text) or \"control\" (special tokens in messages steer the model)"
+                ));
+            }
+        };
         Ok(Self {
             source,
             chat_template: model.chat_template,
             requantize: model.requantize.unwrap_or(true),
+            control_tokens_in_messages,
         })
     }
 }
@@ -371,6 +390,38 @@ pub struct Upstream {
     /// The environment variable that holds the upstream's bearer token (never the token itself:
     /// space.toml is public).
     pub token_env: Option<String>,
+    pub timeouts: UpstreamTimeouts,
+}
+
+/// How long the remote backend may take before its visitor gets 504 and its place back.
+#[cfg(feature = "load")]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UpstreamTimeouts {
+    pub connect: std::time::Duration,
+    /// The longest silence between two pieces of an answer.
+    pub read: std::time::Duration,
+    pub whole: std::time::Duration,
+}
+
+#[cfg(feature = "load")]
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self::new(None, None, None)
+    }
+}
+
+#[cfg(feature = "load")]
+impl UpstreamTimeouts {
+    fn new(connect_s: Option<u32>, read_s: Option<u32>, whole_s: Option<u32>) -> Self {
+        let seconds = |value: Option<u32>, bound: Bound<u32>| {
+            std::time::Duration::from_secs(value.unwrap_or(bound.default).into())
+        };
+        Self {
+            connect: seconds(connect_s, limits::REMOTE_CONNECT_TIMEOUT_S),
+            read: seconds(read_s, limits::REMOTE_READ_TIMEOUT_S),
+            whole: seconds(whole_s, limits::REMOTE_TIMEOUT_S),
+        }
+    }
 }
 
 #[cfg(feature = "load")]
@@ -381,12 +432,50 @@ struct ServerInToml {
     url: Option<String>,
     model: Option<String>,
     token_env: Option<String>,
+    #[serde(default, deserialize_with = "some_connect_timeout_s")]
+    connect_timeout_s: Option<u32>,
+    #[serde(default, deserialize_with = "some_read_timeout_s")]
+    read_timeout_s: Option<u32>,
+    #[serde(default, deserialize_with = "some_timeout_s")]
+    timeout_s: Option<u32>,
+}
+
+#[cfg(feature = "load")]
+fn some_connect_timeout_s<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    connect_timeout_s(deserializer).map(Some)
+}
+
+#[cfg(feature = "load")]
+fn some_read_timeout_s<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    read_timeout_s(deserializer).map(Some)
+}
+
+#[cfg(feature = "load")]
+fn some_timeout_s<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    timeout_s(deserializer).map(Some)
 }
 
 #[cfg(feature = "load")]
 impl TryFrom<ServerInToml> for ServerBackend {
     type Error = String;
     fn try_from(server: ServerInToml) -> Result<Self, String> {
+        let timeouts = [
+            server.connect_timeout_s,
+            server.read_timeout_s,
+            server.timeout_s,
+        ];
+        if server.backend == "local" && timeouts.iter().any(Option::is_some) {
+            return Err("backend is \"local\" but a timeout is set; allowed: connect_timeout_s, read_timeout_s and timeout_s only with backend = \"remote\"".into());
+        }
+        let timeouts = UpstreamTimeouts::new(
+            server.connect_timeout_s,
+            server.read_timeout_s,
+            server.timeout_s,
+        );
         match (server.backend.as_str(), server.url) {
             ("local", None) => Ok(Self::Local),
             ("local", Some(_)) => Err("backend is \"local\" but url is set; allowed: url only with backend = \"remote\"".into()),
@@ -395,7 +484,7 @@ impl TryFrom<ServerInToml> for ServerBackend {
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(format!("url {url:?}: allowed: an http(s) address"));
                 }
-                Ok(Self::Remote(Upstream { url: url.trim_end_matches('/').to_owned(), model: server.model, token_env: server.token_env }))
+                Ok(Self::Remote(Upstream { url: url.trim_end_matches('/').to_owned(), model: server.model, token_env: server.token_env, timeouts }))
             }
             ("remote", None) => Err("backend is \"remote\" but url is missing; add url = \"https://…/v1\" (an OpenAI-compatible API)".into()),
             (other, _) => Err(format!("backend is {other:?}; allowed: \"local\" (this server's model) or \"remote\" (an OpenAI-compatible API at url)")),

@@ -84,7 +84,9 @@ impl From<&ChatMessage> for WireMessage {
 /// One answer as the chat reports it when the visitor rates it or asks for its permalink.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnswerReport {
-    /// The browser's own id for this answer: sending it again updates the same row.
+    /// The browser's own id for this answer: sending it again updates the same row. A secret
+    /// of the visitor who made the answer: stored answers are served without it (empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub answer_key: String,
     pub conversation: String,
     /// Shared by every alternative answer to one question.

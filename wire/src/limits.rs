@@ -123,6 +123,27 @@ pub const MAX_TOKENS: Bound<u32> = Bound {
 /// The most messages one request may carry (a conversation longer than this is a script).
 pub const MAX_MESSAGES: usize = 256;
 
+/// The most `stop` strings one request may send, and the longest of them in characters:
+/// OpenAI's own bounds. Each is looked for after every token.
+pub const MAX_STOP_STRINGS: usize = 4;
+pub const MAX_STOP_CHARS: usize = 64;
+
+/// A conversation's bytes (every message's content) may be at most this many times
+/// `[limits] max_input_tokens`, checked before anything is tokenised: Spanish and English text
+/// averages 3–5 bytes a token in the catalogue's tokenizers, so what this refuses would almost
+/// always have been refused after tokenising, which a 2 MB body should not be made to cost.
+pub const MESSAGE_BYTES_PER_INPUT_TOKEN: usize = 8;
+
+/// The largest request body read for `max_input_tokens`: the messages' bytes written as JSON
+/// may triple (`\u00e1` for `á`), and 64 KiB hold the rest of the request. Anything larger is
+/// refused before it is parsed.
+pub fn max_body_bytes(max_input_tokens: usize) -> usize {
+    max_input_tokens
+        .saturating_mul(MESSAGE_BYTES_PER_INPUT_TOKEN)
+        .saturating_mul(3)
+        .saturating_add(64 * 1024)
+}
+
 /// `[limits] max_concurrent`: answers generated at once, decoded together in one batch.
 pub const MAX_CONCURRENT: Bound<u32> = Bound {
     name: "max_concurrent",
@@ -181,6 +202,31 @@ pub const REQUESTS_PER_MINUTE_PER_CLIENT: Bound<u32> = Bound {
     default: 30,
 };
 
+/// `[server] connect_timeout_s` (remote backend): seconds to reach the upstream.
+pub const REMOTE_CONNECT_TIMEOUT_S: Bound<u32> = Bound {
+    name: "connect_timeout_s",
+    min: 1,
+    max: 300,
+    default: 10,
+};
+
+/// `[server] read_timeout_s` (remote backend): the longest silence while it answers; an
+/// upstream that stalls longer frees its visitor's place.
+pub const REMOTE_READ_TIMEOUT_S: Bound<u32> = Bound {
+    name: "read_timeout_s",
+    min: 1,
+    max: 3600,
+    default: 60,
+};
+
+/// `[server] timeout_s` (remote backend): one answer from start to end.
+pub const REMOTE_TIMEOUT_S: Bound<u32> = Bound {
+    name: "timeout_s",
+    min: 1,
+    max: 86_400,
+    default: 600,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +245,9 @@ mod tests {
             MAX_TOTAL_TOKENS,
             MAX_CONCURRENT_PER_CLIENT,
             REQUESTS_PER_MINUTE_PER_CLIENT,
+            REMOTE_CONNECT_TIMEOUT_S,
+            REMOTE_READ_TIMEOUT_S,
+            REMOTE_TIMEOUT_S,
         ] {
             assert!(bound.contains(bound.default.into()), "{}", bound.name);
         }

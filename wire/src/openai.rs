@@ -34,6 +34,10 @@ pub struct ChatCompletionRequest {
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// Every other field the client sent: the server answers each one it does not honour with
+    /// an error naming it rather than quietly ignoring it (`n: 2` must not get one choice).
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// OpenAI takes one stop text or a list of them.

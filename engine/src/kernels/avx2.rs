@@ -288,9 +288,9 @@ macro_rules! q8_0_input_rows {
                 let values = activations.map(|activations| load_values(activations));
                 #[allow(clippy::needless_range_loop)] // `row` also places the block in the group.
                 for row in 0..ROWS {
-                    // SAFETY: first_row + row < group_rows and index < blocks: inside the
-                    // length asserted above.
                     let block: &BlockQ8_0 =
+                        // SAFETY: first_row + row < group_rows and index < blocks: inside the
+                        // length asserted above.
                         unsafe { block_unchecked(weights, first_row + row, group_rows, index) };
                     let quants = load_q8_0(block);
                     let magnitudes = _mm256_sign_epi8(quants, quants);

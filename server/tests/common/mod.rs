@@ -1,0 +1,84 @@
+//! What the API's test files share: a real SmolLM2 behind the API, served on loopback.
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use server::api::Api;
+use server::inference::{Inference, ModelState};
+use space::{ChatDefaults, Limits};
+
+/// The defaults, with room for every request these tests send from one address.
+pub fn roomy_limits() -> Limits {
+    Limits {
+        max_concurrent_per_client: 64,
+        requests_per_minute_per_client: 10_000,
+        ..Limits::default()
+    }
+}
+
+pub fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
+    Api::new(
+        inference,
+        None,
+        ChatDefaults::default(),
+        limits,
+        &space::ServerBackend::Local,
+    )
+}
+
+/// A server-side SmolLM2 of its own, ready to answer.
+pub fn load_smollm2() -> Arc<Inference> {
+    let inference = Inference::new();
+    inference.start_loading(
+        server::inference::ResolvedModel::Cached {
+            name: "smollm2-135m".into(),
+            cache: model_cache(),
+            file: engine::catalog::smollm2_135m(),
+        },
+        engine::LoadOptions::default(),
+        Vec::new(),
+    );
+    wait_until_ready(inference)
+}
+
+pub fn model_cache() -> engine::cache::ModelCache {
+    match std::env::var_os("VITRINA_MODEL_CACHE") {
+        Some(dir) => engine::cache::ModelCache::new(dir),
+        None => {
+            engine::cache::ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache"))
+        }
+    }
+}
+
+pub fn wait_until_ready(inference: Arc<Inference>) -> Arc<Inference> {
+    let started = Instant::now();
+    loop {
+        match inference.state() {
+            ModelState::Ready { .. } => return inference,
+            ModelState::Failed(error) => panic!("model failed to load: {error}"),
+            ModelState::Disabled => unreachable!("nothing disables this server"),
+            ModelState::Loading { .. } if started.elapsed() > Duration::from_secs(600) => {
+                panic!("model still loading after 10 minutes")
+            }
+            ModelState::Loading { .. } => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// Serves `api` on a loopback port, as `main` does; returns its address.
+pub async fn serve(api: Arc<Api>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = server::api::routes(api);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    address
+}
