@@ -24,6 +24,10 @@ pub struct AnswerStats {
     pub tokens_per_second: f64,
     /// Where it ran, as the server names it (`cpu`, `cuda`…).
     pub device: String,
+    /// The server's receipt for it (none for an answer made in the browser), sent back with
+    /// feedback on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 /// One message as the browser keeps it.
@@ -140,10 +144,7 @@ pub const STORAGE_KEY: &str = "vitrina-chat-v1";
 
 /// What the model reads for a visitor's turn: the question, then the text it refers to.
 pub fn message_content(turn: &SavedTurn) -> String {
-    match &turn.context {
-        Some(context) if !context.trim().is_empty() => format!("{}\n\n{}", turn.text, context),
-        _ => turn.text.clone(),
-    }
+    wire::feedback::question_content(&turn.text, turn.context.as_deref())
 }
 
 /// The conversation in OpenAI's wire form, the settings' system prompt first.
@@ -236,6 +237,7 @@ pub fn answer_report(
         respuesta: text.to_owned(),
         rating: meta.rating,
         comment,
+        receipt: stats.and_then(|stats| stats.receipt.clone()),
         provenance: Provenance {
             backend: meta.backend,
             device: stats.map(|stats| stats.device.clone()).unwrap_or_default(),
@@ -284,6 +286,7 @@ pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
                 tokens: completion.usage.completion_tokens as u64,
                 tokens_per_second: completion.timings.decode_tokens_per_second,
                 device: wire::device::BROWSER.to_owned(),
+                receipt: None,
             }))
         }
         WorkerEvent::Failed { message } => WorkerMessage::Failed(message),
@@ -331,6 +334,7 @@ pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
             } else {
                 timings.device
             },
+            receipt: chunk.receipt,
         }));
     }
     Ok(StreamEvent::Nothing)
@@ -497,6 +501,7 @@ mod tests {
             tokens: 3,
             tokens_per_second: 9.0,
             device: "wasm".into(),
+            receipt: None,
         };
         let report = answer_report(
             "conv-1",
@@ -589,7 +594,8 @@ mod tests {
             Ok(WorkerMessage::Event(StreamEvent::Finished(AnswerStats {
                 tokens: 7,
                 tokens_per_second: 9.5,
-                device: "wasm".into()
+                device: "wasm".into(),
+                receipt: None,
             })))
         );
         assert_eq!(
@@ -610,13 +616,14 @@ mod tests {
                 estimated_wait_seconds: Some(12.0)
             })
         );
-        let last = r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"completion_tokens":9},"timings":{"decode_tokens_per_second":31.5,"device":"cpu"}}"#;
+        let last = r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"completion_tokens":9},"timings":{"decode_tokens_per_second":31.5,"device":"cpu"},"receipt":"ab12"}"#;
         assert_eq!(
             parse_event(last),
             Ok(StreamEvent::Finished(AnswerStats {
                 tokens: 9,
                 tokens_per_second: 31.5,
-                device: "cpu".into()
+                device: "cpu".into(),
+                receipt: Some("ab12".into()),
             }))
         );
         assert_eq!(

@@ -135,6 +135,12 @@ fn readme_documents_every_space_toml_key() {
         "backend",
         "url",
         "token_env",
+        "connect_timeout_s",
+        "read_timeout_s",
+        "timeout_s",
+        "special_tokens_in_messages",
+        "prefix_cache_mb",
+        "dpo_pairs_per_question",
         "dataset",
         "file",
     ];

@@ -20,6 +20,7 @@ use space::{ChatDefaults, Limits, ServerBackend};
 use tokio::sync::Semaphore;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+use wire::feedback::{AnswerClaim, WireMessage};
 use wire::health::{Health, LoadProgress};
 use wire::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, DONE, Delta, ModelList,
@@ -29,6 +30,7 @@ use wire::openai::{
 use crate::client::Visitor;
 use crate::error::ApiError;
 use crate::inference::{Inference, ModelState};
+use crate::receipts::Receipts;
 use crate::remote::RemoteBackend;
 use crate::scheduler::{Scheduler, Ticket};
 use crate::validation::{self, ValidRequest};
@@ -46,6 +48,8 @@ pub struct Api {
     scheduler: Arc<Scheduler>,
     /// Requests being parsed or tokenised at once: one per core, however many arrive.
     reading: Semaphore,
+    /// Signs every answer, so that feedback can name only answers this Space gave.
+    pub receipts: Arc<Receipts>,
     chat: ChatDefaults,
     limits: Limits,
 }
@@ -65,6 +69,7 @@ impl Api {
         chat: ChatDefaults,
         limits: Limits,
         backend: &ServerBackend,
+        receipts: Arc<Receipts>,
     ) -> Arc<Self> {
         let metrics = &inference.metrics;
         let scheduler = Scheduler::new(
@@ -84,6 +89,7 @@ impl Api {
             reading: Semaphore::new(
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             ),
+            receipts,
             chat,
             limits,
         })
@@ -117,13 +123,16 @@ impl Api {
         }
     }
 
-    /// The model's name and where it runs, for the answers.
-    fn model_and_device(&self, prompt: &Prompt) -> (String, &'static str) {
+    /// The model's name, where it runs and its file's sha256 (empty for a remote backend),
+    /// for the answers.
+    fn model_and_device(&self, prompt: &Prompt) -> (String, &'static str, String) {
         match prompt {
-            Prompt::Messages(_) => ("remote".into(), wire::device::REMOTE),
+            Prompt::Messages(_) => ("remote".into(), wire::device::REMOTE, String::new()),
             Prompt::Ids(_, inference) => match inference.state() {
-                ModelState::Ready { name, device, .. } => (name, device),
-                _ => (String::new(), wire::device::CPU),
+                ModelState::Ready {
+                    name, device, file, ..
+                } => (name, device, file.sha256),
+                _ => (String::new(), wire::device::CPU, String::new()),
             },
         }
     }
@@ -167,8 +176,10 @@ impl Api {
     async fn prepare(
         &self,
         request: ChatCompletionRequest,
-    ) -> Result<(Prompt, GenerateParams), ApiError> {
+    ) -> Result<(Prompt, GenerateParams, Vec<WireMessage>), ApiError> {
         let mut request = validation::validate(request, &self.chat, &self.limits)?;
+        // What the client sent is what its feedback will quote: the receipt covers that.
+        let asked = request.messages.iter().map(WireMessage::from).collect();
         if let Some(system_prompt) = &self.chat.system_prompt
             && !request
                 .messages
@@ -182,12 +193,12 @@ impl Api {
         let compare = self.compare_model(request.model.as_deref())?;
         // A remote backend counts tokens itself: its own limits apply.
         if self.remote.is_some() && compare.is_none() {
-            return Ok((Prompt::Messages(request.messages), request.params));
+            return Ok((Prompt::Messages(request.messages), request.params, asked));
         }
         let inference = compare.unwrap_or_else(|| Arc::clone(&self.inference));
         let prompt_ids = self.prompt_ids(&inference, &request).await?;
         validation::fit_length(prompt_ids.len(), &mut request, &self.limits)?;
-        Ok((Prompt::Ids(prompt_ids, inference), request.params))
+        Ok((Prompt::Ids(prompt_ids, inference), request.params, asked))
     }
 
     /// The request in a body: read off the async threads, one per core at most, as a
@@ -307,6 +318,42 @@ struct Answer {
     id: String,
     model: String,
     device: &'static str,
+    claim: Arc<Claim>,
+}
+
+/// What an answer's receipt vouches for, but the answer's text.
+struct Claim {
+    messages: Vec<WireMessage>,
+    sha256: String,
+    temperature: f64,
+    top_p: f64,
+    max_tokens: u32,
+    seed: u64,
+}
+
+impl Claim {
+    fn new(messages: Vec<WireMessage>, sha256: String, params: &GenerateParams) -> Self {
+        Self {
+            messages,
+            sha256,
+            temperature: params.sampling.temperature,
+            top_p: params.sampling.top_p,
+            max_tokens: u32::try_from(params.max_tokens).unwrap_or(u32::MAX),
+            seed: params.sampling.seed,
+        }
+    }
+
+    fn receipt(&self, receipts: &Receipts, answer: &str) -> String {
+        receipts.sign(&AnswerClaim {
+            messages: &self.messages,
+            answer,
+            sha256: &self.sha256,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_tokens: self.max_tokens,
+            seed: self.seed,
+        })
+    }
 }
 
 impl Answer {
@@ -331,8 +378,9 @@ impl Answer {
         event_data(&chunk)
     }
 
-    fn last(&self, completion: &Completion) -> String {
+    fn last(&self, completion: &Completion, receipts: &Receipts) -> String {
         let mut chunk = self.chunk(Delta::default());
+        chunk.receipt = Some(self.claim.receipt(receipts, &completion.text));
         chunk.choices[0].finish_reason = Some(completion.finish_reason.into());
         chunk.usage = Some(completion.usage.into());
         chunk.timings = Some(StreamTimings {
@@ -362,12 +410,13 @@ async fn answer(
     validation::check_body_size(body.len(), &api.limits)?;
     let request = api.parse(body).await?;
     let stream = request.stream;
-    let (prompt, params) = api.prepare(request).await?;
-    let (model, device) = api.model_and_device(&prompt);
+    let (prompt, params, asked) = api.prepare(request).await?;
+    let (model, device, sha256) = api.model_and_device(&prompt);
     let answer = Answer {
         id: format!("chatcmpl-{}", unix_time_millis()),
         model,
         device,
+        claim: Arc::new(Claim::new(asked, sha256, &params)),
     };
     if stream {
         Ok(stream_answer(
@@ -425,7 +474,8 @@ async fn whole_answer(
         .await
         .map_err(|error| ApiError::GenerationFailed(format!("the answer's task failed: {error}")))?
         .ok_or_else(|| ApiError::GenerationFailed("the answer was cancelled".into()))??;
-    let body = ChatCompletion::new(&answer.id, unix_time_seconds(), &answer.model, &completion);
+    let mut body = ChatCompletion::new(&answer.id, unix_time_seconds(), &answer.model, &completion);
+    body.receipt = Some(answer.claim.receipt(&api.receipts, &completion.text));
     Ok(Json(body).into_response())
 }
 
@@ -454,6 +504,7 @@ fn stream_answer(
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Cancel,
         };
+        let receipts = Arc::clone(&api.receipts);
         let running = run_answer(
             api,
             ticket,
@@ -474,7 +525,7 @@ fn stream_answer(
             }
         };
         let last = match ended {
-            Some(Ok(completion)) => answer.last(&completion),
+            Some(Ok(completion)) => answer.last(&completion, &receipts),
             Some(Err(error)) => event_data(&error.body()),
             None => return,
         };

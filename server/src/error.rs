@@ -59,6 +59,17 @@ pub enum ApiError {
     GenerationFailed(String),
     #[error("{0}")]
     NotFound(String),
+    #[error(
+        "`receipt` is missing: feedback on a server answer must carry the receipt its last chunk (or its body) gave"
+    )]
+    NoReceipt,
+    #[error(
+        "this answer's receipt does not match it: the answer, its conversation or its settings differ from what this Space's model gave (or the model has changed since); it was not stored"
+    )]
+    ForgedAnswer,
+    /// A stored answer's receipt sent again under another key.
+    #[error("{0}")]
+    AlreadyStored(String),
     /// The feedback database could not be opened at start-up (the reason says why).
     #[error("feedback is not being stored on this server: {0}")]
     FeedbackUnavailable(String),
@@ -97,6 +108,9 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NoReceipt => StatusCode::BAD_REQUEST,
+            Self::ForgedAnswer => StatusCode::FORBIDDEN,
+            Self::AlreadyStored(_) => StatusCode::CONFLICT,
             Self::FeedbackUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ExportsDisabled => StatusCode::FORBIDDEN,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -132,6 +146,9 @@ impl ApiError {
             Self::Engine(_) if self.status().is_client_error() => "invalid_request",
             Self::Engine(_) | Self::GenerationFailed(_) => "generation_failed",
             Self::NotFound(_) => "not_found",
+            Self::NoReceipt => "no_receipt",
+            Self::ForgedAnswer => "forged_answer",
+            Self::AlreadyStored(_) => "replayed_receipt",
             Self::FeedbackUnavailable(_) | Self::Storage(_) => "storage",
             Self::ExportsDisabled => "exports_disabled",
             Self::Unauthorized => "unauthorized",

@@ -20,6 +20,8 @@ pub struct Facts {
     pub remote_model: Option<String>,
     /// The feedback database, or why it could not be opened.
     pub store: Result<Arc<FeedbackStore>, String>,
+    /// The key that signs answers and checks the feedback on them.
+    pub receipts: Arc<crate::receipts::Receipts>,
     pub cards: Arc<FetchedCards>,
 }
 

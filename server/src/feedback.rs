@@ -28,6 +28,11 @@ pub enum StoreError {
     },
     #[error("the feedback database failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The receipt of an answer already stored, sent again under another `answer_key`.
+    #[error(
+        "this answer is already stored (permalink {0}); only the visitor who made it can change its rating"
+    )]
+    AlreadyStored(String),
 }
 
 pub struct FeedbackStore {
@@ -65,6 +70,18 @@ CREATE TABLE IF NOT EXISTS answers (
 CREATE INDEX IF NOT EXISTS answers_by_turn ON answers (turn_key);
 ";
 
+/// Databases made before receipts get their column; one answer is stored once.
+fn add_receipts(connection: &Connection) -> rusqlite::Result<()> {
+    let has_receipts = connection
+        .prepare("SELECT 1 FROM pragma_table_info('answers') WHERE name = 'receipt'")?
+        .exists([])?;
+    if !has_receipts {
+        connection.execute_batch("ALTER TABLE answers ADD COLUMN receipt TEXT;")?;
+    }
+    connection
+        .execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS answers_by_receipt ON answers (receipt);")
+}
+
 impl FeedbackStore {
     /// Opens (or creates) `feedback.sqlite` in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -80,6 +97,7 @@ impl FeedbackStore {
             connection.pragma_update(None, "synchronous", "FULL")?;
             connection.busy_timeout(std::time::Duration::from_secs(5))?;
             connection.execute_batch(SCHEMA)?;
+            add_receipts(&connection)?;
             Ok(connection)
         };
         let connection = open(&path).map_err(|source| StoreError::Open {
@@ -121,10 +139,22 @@ impl FeedbackStore {
             )?;
             return Ok(id);
         }
+        if let Some(receipt) = &report.receipt {
+            let stored: Option<String> = connection
+                .query_row(
+                    "SELECT id FROM answers WHERE receipt = ?1",
+                    [receipt],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(id) = stored {
+                return Err(StoreError::AlreadyStored(wire::feedback::permalink(&id)));
+            }
+        }
         let id = new_id();
         connection.execute(
-            "INSERT INTO answers (id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+            "INSERT INTO answers (id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at, updated_at, receipt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
             params![
                 id,
                 report.answer_key,
@@ -138,6 +168,7 @@ impl FeedbackStore {
                 report.comment,
                 serde_json::to_string(&report.provenance).expect("provenance serialises"),
                 now,
+                report.receipt,
             ],
         )?;
         Ok(id)
@@ -179,6 +210,8 @@ fn read_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
             rating: Rating::from_i64(row.get(7)?),
             comment: row.get(8)?,
             provenance: json_column(row, 9)?,
+            // Kept to refuse it a second time, never served.
+            receipt: None,
         },
     })
 }
@@ -217,21 +250,20 @@ pub struct CorpusRow<'a> {
     pub idioma: &'a str,
 }
 
-/// Liked answers as corpus rows, one JSON object a line, in the order they were given.
-pub fn corpus_jsonl(answers: &[StoredAnswer], idioma: &str) -> String {
+/// Liked answers as corpus rows, one JSON line each, in the order they were given.
+pub fn corpus_lines(answers: Vec<StoredAnswer>, idioma: String) -> impl Iterator<Item = String> {
     answers
-        .iter()
+        .into_iter()
         .filter(|answer| answer.report.rating == Rating::Up)
-        .map(|answer| {
+        .map(move |answer| {
             let row = CorpusRow {
                 pregunta: &answer.report.pregunta,
                 entrada: answer.report.entrada.as_deref().unwrap_or_default(),
                 respuesta: &answer.report.respuesta,
-                idioma,
+                idioma: &idioma,
             };
             serde_json::to_string(&row).expect("a corpus row serialises") + "\n"
         })
-        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -242,44 +274,50 @@ struct PreferencePair<'a> {
 }
 
 /// Preference pairs: for every question, each liked answer against each alternative that was
-/// disliked or not liked (the visitor asked for another one). The prompt is the question as the
-/// model read it.
-pub fn dpo_jsonl(answers: &[StoredAnswer]) -> String {
-    let mut lines = String::new();
-    let mut turns: Vec<&str> = answers
-        .iter()
-        .map(|answer| answer.report.turn_key.as_str())
-        .collect();
-    // First appearance order, so that the export is stable.
-    let mut seen = std::collections::HashSet::new();
-    turns.retain(|turn| seen.insert(*turn));
-    for turn in turns {
-        let alternatives: Vec<&StoredAnswer> = answers
-            .iter()
-            .filter(|answer| answer.report.turn_key == turn)
-            .collect();
-        let prompt = alternatives[0]
-            .report
+/// disliked or not liked (the visitor asked for another one), at most `per_question` of them,
+/// one JSON line each, made as they are sent. The prompt is the question as the model read it.
+/// Questions come in the order they were first answered, so that the export is stable.
+pub fn dpo_lines(answers: Vec<StoredAnswer>, per_question: usize) -> impl Iterator<Item = String> {
+    let mut questions: Vec<Vec<usize>> = Vec::new();
+    let mut by_turn: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, answer) in answers.iter().enumerate() {
+        let question = *by_turn
+            .entry(answer.report.turn_key.as_str())
+            .or_insert_with(|| {
+                questions.push(Vec::new());
+                questions.len() - 1
+            });
+        questions[question].push(index);
+    }
+    let answers = std::sync::Arc::new(answers);
+    questions.into_iter().flat_map(move |question| {
+        let of = |index: &usize| &answers[*index].report;
+        let prompt = of(&question[0])
             .messages
             .last()
             .map_or("", |message| message.content.as_str());
-        for chosen in alternatives
+        let chosen = question
             .iter()
-            .filter(|answer| answer.report.rating == Rating::Up)
-        {
-            for rejected in alternatives
-                .iter()
-                .filter(|answer| answer.report.rating != Rating::Up)
-            {
+            .map(of)
+            .filter(|answer| answer.rating == Rating::Up);
+        let pairs: Vec<String> = chosen
+            .flat_map(|chosen| {
+                question
+                    .iter()
+                    .map(of)
+                    .filter(|answer| answer.rating != Rating::Up)
+                    .map(move |rejected| (chosen, rejected))
+            })
+            .take(per_question)
+            .map(|(chosen, rejected)| {
                 let pair = PreferencePair {
                     prompt,
-                    chosen: &chosen.report.respuesta,
-                    rejected: &rejected.report.respuesta,
+                    chosen: &chosen.respuesta,
+                    rejected: &rejected.respuesta,
                 };
-                lines.push_str(&serde_json::to_string(&pair).expect("a pair serialises"));
-                lines.push('\n');
-            }
-        }
-    }
-    lines
+                serde_json::to_string(&pair).expect("a pair serialises") + "\n"
+            })
+            .collect();
+        pairs
+    })
 }

@@ -2,9 +2,11 @@
 //! /v1/feedback/<id>` reads it back, and the admin exports `GET /v1/export/corpus.jsonl` and
 //! `GET /v1/export/dpo.jsonl` turn the store into training data, behind `VITRINA_ADMIN_TOKEN`.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use app::facts::ModelRole;
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -12,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
-use wire::feedback::{AnswerBackend, AnswerReport, Stored, permalink};
+use wire::feedback::{
+    AnswerBackend, AnswerClaim, AnswerReport, Stored, permalink, question_content,
+};
 
 use crate::client::{PerMinute, Visitor};
 use crate::error::ApiError;
@@ -34,6 +38,8 @@ pub struct FeedbackApi {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `[limits] requests_per_minute_per_client`, counted apart from the chat's.
     pub per_minute: PerMinute,
+    /// `[feedback] dpo_pairs_per_question`.
+    pub dpo_pairs_per_question: usize,
 }
 
 impl crate::client::TrustsProxies for FeedbackApi {
@@ -70,7 +76,10 @@ impl FeedbackApi {
         tokio::task::spawn_blocking(move || work(&store))
             .await
             .map_err(|error| ApiError::Storage(error.to_string()))?
-            .map_err(|error| ApiError::Storage(error.to_string()))
+            .map_err(|error| match error {
+                StoreError::AlreadyStored(_) => ApiError::AlreadyStored(error.to_string()),
+                error => ApiError::Storage(error.to_string()),
+            })
     }
 
     /// The exports are for the team only.
@@ -114,12 +123,18 @@ fn validate(report: &AnswerReport) -> Result<(), ApiError> {
     if report.pregunta.trim().is_empty() || report.respuesta.trim().is_empty() {
         return invalid("`pregunta` and `respuesta` must not be empty".into());
     }
-    if report
+    let Some(question) = report
         .messages
         .last()
-        .is_none_or(|message| message.role != "user")
-    {
+        .filter(|message| message.role == "user")
+    else {
         return invalid("`messages` must end with the visitor's question (role \"user\")".into());
+    };
+    // The corpus keeps `pregunta` and `entrada`: they must be the question the model read.
+    if question.content != question_content(&report.pregunta, report.entrada.as_deref()) {
+        return invalid(
+            "`pregunta` and `entrada` are not the last message of `messages` (the question, then the context after a blank line)".into(),
+        );
     }
     if report
         .comment
@@ -152,6 +167,25 @@ async fn save(
         AnswerBackend::Server => ModelRole::Server,
         AnswerBackend::Browser => ModelRole::Browser,
     };
+    // A server answer is stored only with the receipt the server gave it, for this very
+    // answer to this conversation; one made in the browser is stored as the browser's.
+    if role == ModelRole::Server {
+        let sha256 = api
+            .facts
+            .model(ModelRole::Server)
+            .and_then(|model| model.sha256)
+            .unwrap_or_default();
+        let receipt = report.receipt.as_deref().ok_or(ApiError::NoReceipt)?;
+        if !api
+            .facts
+            .receipts
+            .verify(&AnswerClaim::of_report(&report, &sha256), receipt)
+        {
+            return Err(ApiError::ForgedAnswer);
+        }
+    } else {
+        report.receipt = None;
+    }
     if let Some(model) = api.facts.model(role) {
         let provenance = &mut report.provenance;
         provenance.model = model.name;
@@ -190,9 +224,12 @@ async fn stored_answers(
     api.with_store(FeedbackStore::all).await
 }
 
-fn jsonl(file_name: &str, body: String) -> Response {
+/// An export streamed line by line: however many answers are stored, no copy of the whole
+/// file is made.
+fn jsonl(file_name: &str, lines: impl Iterator<Item = String> + Send + 'static) -> Response {
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
         .expect("a plain file name");
+    let body = Body::from_stream(futures_util::stream::iter(lines.map(Ok::<_, Infallible>)));
     (
         [
             (
@@ -215,7 +252,7 @@ async fn export_corpus(
     let answers = stored_answers(&api, &headers).await?;
     Ok(jsonl(
         "corpus.jsonl",
-        crate::feedback::corpus_jsonl(&answers, &api.idioma),
+        crate::feedback::corpus_lines(answers, api.idioma.clone()),
     ))
 }
 
@@ -226,5 +263,8 @@ async fn export_dpo(
 ) -> Result<Response, ApiError> {
     api.per_minute.admit(visitor)?;
     let answers = stored_answers(&api, &headers).await?;
-    Ok(jsonl("dpo.jsonl", crate::feedback::dpo_jsonl(&answers)))
+    Ok(jsonl(
+        "dpo.jsonl",
+        crate::feedback::dpo_lines(answers, api.dpo_pairs_per_question),
+    ))
 }

@@ -13,6 +13,7 @@ pub mod feedback_api;
 pub mod hub_cards;
 pub mod inference;
 pub mod metrics;
+pub mod receipts;
 pub mod remote;
 pub mod scheduler;
 pub mod validation;
@@ -46,6 +47,7 @@ pub fn router(
         space.chat.clone(),
         space.limits.clone(),
         &space.backend,
+        Arc::clone(&facts.receipts),
     );
     let feedback = Arc::new(feedback_api::FeedbackApi {
         facts: Arc::clone(&facts),
@@ -53,6 +55,7 @@ pub fn router(
         idioma: space.project.languages[0].as_str().to_owned(),
         trusted_proxies: space.limits.trusted_proxies.clone(),
         per_minute: client::PerMinute::new(space.limits.requests_per_minute_per_client),
+        dpo_pairs_per_question: space.feedback.dpo_pairs_per_question as usize,
     });
     let browser_model = Arc::clone(&facts.browser_model);
     let space = Arc::new(space);

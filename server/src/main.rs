@@ -1,7 +1,7 @@
 //! `vitrina`: serves one team's demo Space.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -110,12 +110,17 @@ async fn serve(cli: Cli) -> Result<(), Refusal> {
             ))
         })?;
     let loading = load_in_background(models, cards_to_fetch(&space), cache);
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(server::feedback::default_data_dir);
     let facts = Arc::new(Facts {
         inference: loading.inference,
         compare: loading.compare,
         browser_model: loading.browser_model,
         cards: loading.cards,
-        store: open_feedback(cli.data_dir),
+        receipts: Arc::new(server::receipts::Receipts::open(&data_dir)),
+        store: open_feedback(&data_dir),
         remote_model: remote_model(&space),
     });
     read_corpus_ahead(&space);
@@ -345,11 +350,8 @@ fn read_corpus_ahead(space: &Space) {
 
 /// The feedback database, or why there is none: the demo goes on without it, and only 👍/👎
 /// and the exports say they are unavailable.
-fn open_feedback(
-    data_dir: Option<PathBuf>,
-) -> Result<Arc<server::feedback::FeedbackStore>, String> {
-    let data_dir = data_dir.unwrap_or_else(server::feedback::default_data_dir);
-    match server::feedback::FeedbackStore::open(&data_dir) {
+fn open_feedback(data_dir: &Path) -> Result<Arc<server::feedback::FeedbackStore>, String> {
+    match server::feedback::FeedbackStore::open(data_dir) {
         Ok(store) => {
             tracing::info!(database = %store.path().display(), "feedback is stored here");
             Ok(Arc::new(store))

@@ -104,6 +104,7 @@ fn the_compare_model_answers_when_asked_for_by_name() {
         ChatDefaults::default(),
         roomy_limits(),
         &space::ServerBackend::Local,
+        Arc::new(server::receipts::Receipts::ephemeral()),
     );
     let answered_by = |api: &Arc<Api>, model: &str| {
         let (status, body) = post(api, question(json!({"model": model, "max_tokens": 3})));
@@ -590,7 +591,7 @@ fn a_remote_backend_answers_through_this_server_and_a_client_who_leaves_stops_it
     let front = RUNTIME.block_on(async {
         let upstream_address = serve(Arc::clone(&upstream)).await;
         let remote = space::ServerBackend::Remote(space::Upstream { url: format!("http://{upstream_address}/v1"), model: None, token_env: None, timeouts: space::UpstreamTimeouts::default() });
-        let front = Api::new(Inference::new(), None, ChatDefaults::default(), roomy_limits(), &remote);
+        let front = Api::new(Inference::new(), None, ChatDefaults::default(), roomy_limits(), &remote, Arc::new(server::receipts::Receipts::ephemeral()));
         let front_address = serve(Arc::clone(&front)).await;
         let http = reqwest::Client::new();
 

@@ -2,13 +2,28 @@
 //! visitors at once lose nothing, and the exports give exactly the expected lines to the team
 //! only.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
+
+use server::receipts::Receipts;
 
 use server::facts::Facts;
 use server::feedback::FeedbackStore;
 use server::feedback_api::FeedbackApi;
-use wire::feedback::{AnswerBackend, AnswerReport, Provenance, Rating, Stored, WireMessage};
+use wire::feedback::{
+    AnswerBackend, AnswerClaim, AnswerReport, Provenance, Rating, Stored, WireMessage,
+};
+
+/// The key of the tests' in-process servers.
+static RECEIPTS: LazyLock<Arc<Receipts>> = LazyLock::new(|| Arc::new(Receipts::ephemeral()));
+
+/// Gives `report` the receipt a server with `receipts` (and no model file) would have given.
+fn signed(mut report: AnswerReport, receipts: &Receipts) -> AnswerReport {
+    report.receipt = None;
+    let receipt = receipts.sign(&AnswerClaim::of_report(&report, ""));
+    report.receipt = Some(receipt);
+    report
+}
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -20,11 +35,8 @@ fn report(
     answer: &str,
     rating: Rating,
 ) -> AnswerReport {
-    let content = match entrada {
-        Some(entrada) => format!("{question}\n\n{entrada}"),
-        None => question.to_owned(),
-    };
-    AnswerReport {
+    let content = wire::feedback::question_content(question, entrada);
+    let report = AnswerReport {
         answer_key: answer_key.into(),
         conversation: "conversation-1".into(),
         turn_key: turn_key.into(),
@@ -51,7 +63,9 @@ fn report(
             seed: 7,
             ..Provenance::default()
         },
-    }
+        receipt: None,
+    };
+    signed(report, &RECEIPTS)
 }
 
 fn facts(store: FeedbackStore) -> Arc<Facts> {
@@ -64,6 +78,7 @@ fn facts(store: FeedbackStore) -> Arc<Facts> {
         ),
         remote_model: None,
         store: Ok(Arc::new(store)),
+        receipts: Arc::clone(&RECEIPTS),
         cards: Default::default(),
     })
 }
@@ -76,6 +91,7 @@ async fn serve(facts: Arc<Facts>, admin_token: Option<&str>) -> String {
         idioma: "es".into(),
         trusted_proxies: space::Limits::default().trusted_proxies,
         per_minute: server::client::PerMinute::new(10_000),
+        dpo_pairs_per_question: 3,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -384,13 +400,17 @@ fn acknowledged_feedback_survives_kill_9() {
         }
         let mut acknowledged = Vec::new();
         for number in 0..20 {
-            let answer = report(
-                &format!("answer-{number:04}"),
-                "turn-kill",
-                "¿Sigue ahí?",
-                None,
-                &format!("Sí, {number}"),
-                Rating::Up,
+            // Signed with the key the server keeps in its data folder.
+            let answer = signed(
+                report(
+                    &format!("answer-{number:04}"),
+                    "turn-kill",
+                    "¿Sigue ahí?",
+                    None,
+                    &format!("Sí, {number}"),
+                    Rating::Up,
+                ),
+                &Receipts::open(dir.path()),
             );
             let response = client
                 .post(format!("{base}/v1/feedback"))
@@ -413,4 +433,57 @@ fn acknowledged_feedback_survives_kill_9() {
             .unwrap_or_else(|| panic!("acknowledged answer {id} was lost"));
         assert_eq!(answer.report.rating, Rating::Up);
     }
+}
+
+#[tokio::test]
+async fn a_question_answered_many_times_gives_at_most_its_share_of_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    // dpo_pairs_per_question is 3 in these tests.
+    let base = serve(facts(FeedbackStore::open(dir.path()).unwrap()), Some(TOKEN)).await;
+    let client = reqwest::Client::new();
+    let ratings = [
+        Rating::Up,
+        Rating::Down,
+        Rating::None,
+        Rating::Up,
+        Rating::Down,
+    ];
+    for (number, rating) in ratings.into_iter().enumerate() {
+        let answer = report(
+            &format!("answer-m{number}"),
+            "turn-many",
+            "¿Otra vez?",
+            None,
+            &format!("Intento {number}"),
+            rating,
+        );
+        let response = client
+            .post(format!("{base}/v1/feedback"))
+            .json(&answer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let dpo = client
+        .get(format!("{base}/v1/export/dpo.jsonl"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        dpo,
+        concat!(
+            r#"{"prompt":"¿Otra vez?","chosen":"Intento 0","rejected":"Intento 1"}"#,
+            "\n",
+            r#"{"prompt":"¿Otra vez?","chosen":"Intento 0","rejected":"Intento 2"}"#,
+            "\n",
+            r#"{"prompt":"¿Otra vez?","chosen":"Intento 0","rejected":"Intento 4"}"#,
+            "\n",
+        ),
+        "2 liked × 3 others would be 6 pairs"
+    );
 }

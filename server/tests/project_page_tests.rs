@@ -33,6 +33,7 @@ async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCod
         browser_model,
         remote_model: None,
         store: Err("not stored in this test".into()),
+        receipts: std::sync::Arc::new(server::receipts::Receipts::ephemeral()),
         cards: Default::default(),
     };
     let router = server::router(space, options, std::sync::Arc::new(facts), None);

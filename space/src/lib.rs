@@ -19,7 +19,9 @@ pub use checks::{HUB_LICENSES, did_you_mean};
 pub use load::{InvalidSpace, SpaceError, load, parse};
 pub use settings::{BrowserSettings, ChatDefaults};
 #[cfg(feature = "load")]
-pub use settings::{Limits, ModelSettings, ModelSource, ServerBackend, Upstream, UpstreamTimeouts};
+pub use settings::{
+    FeedbackSettings, Limits, ModelSettings, ModelSource, ServerBackend, Upstream, UpstreamTimeouts,
+};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -58,6 +60,10 @@ pub struct Space {
     #[cfg(feature = "load")]
     #[serde(default, skip_serializing)]
     pub compare: Option<ModelSettings>,
+    /// Server only: what the feedback exports make of ratings.
+    #[cfg(feature = "load")]
+    #[serde(default, skip_serializing)]
+    pub feedback: FeedbackSettings,
     /// Server only: the model card and dataset card the judges' page checks.
     #[cfg(feature = "load")]
     #[serde(default, skip_serializing)]

@@ -29,6 +29,24 @@ impl Default for ChatDefaults {
     }
 }
 
+/// What the feedback exports make of visitors' ratings.
+#[cfg(feature = "load")]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedbackSettings {
+    #[serde(deserialize_with = "dpo_pairs_per_question")]
+    pub dpo_pairs_per_question: u32,
+}
+
+#[cfg(feature = "load")]
+impl Default for FeedbackSettings {
+    fn default() -> Self {
+        Self {
+            dpo_pairs_per_question: limits::DPO_PAIRS_PER_QUESTION.default,
+        }
+    }
+}
+
 /// The browser's own model, for when the server cannot answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +209,7 @@ bounded! {
     max_total_tokens: u32(limits::MAX_TOTAL_TOKENS),
     max_concurrent_per_client: u32(limits::MAX_CONCURRENT_PER_CLIENT),
     requests_per_minute_per_client: u32(limits::REQUESTS_PER_MINUTE_PER_CLIENT),
+    dpo_pairs_per_question: u32(limits::DPO_PAIRS_PER_QUESTION),
     connect_timeout_s: u32(limits::REMOTE_CONNECT_TIMEOUT_S),
     read_timeout_s: u32(limits::REMOTE_READ_TIMEOUT_S),
     timeout_s: u32(limits::REMOTE_TIMEOUT_S),

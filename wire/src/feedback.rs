@@ -102,6 +102,54 @@ pub struct AnswerReport {
     #[serde(default)]
     pub comment: Option<String>,
     pub provenance: Provenance,
+    /// The server's receipt for a server-made answer (the last chunk's `receipt`): without a
+    /// valid one, feedback on a server answer is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+}
+
+/// What a receipt vouches for: this answer, to this conversation (as the client sent it),
+/// with these settings, by the model file of this sha256 (empty for a remote backend). The
+/// server signs it as it answers and checks it when feedback comes, so no one can store as
+/// the model's an answer it did not give, nor move a real answer to another question.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AnswerClaim<'a> {
+    pub messages: &'a [WireMessage],
+    pub answer: &'a str,
+    pub sha256: &'a str,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_tokens: u32,
+    pub seed: u64,
+}
+
+impl<'a> AnswerClaim<'a> {
+    /// What `report` claims of a server answer made with the model file `sha256`.
+    pub fn of_report(report: &'a AnswerReport, sha256: &'a str) -> Self {
+        let provenance = &report.provenance;
+        Self {
+            messages: &report.messages,
+            answer: &report.respuesta,
+            sha256,
+            temperature: provenance.temperature,
+            top_p: provenance.top_p,
+            max_tokens: provenance.max_tokens,
+            seed: provenance.seed,
+        }
+    }
+
+    /// The bytes signed: the claim as JSON, its fields in this order.
+    pub fn bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a claim serialises")
+    }
+}
+
+/// A question as the model reads it: the visitor's text, then the context they pasted.
+pub fn question_content(question: &str, context: Option<&str>) -> String {
+    match context {
+        Some(context) if !context.trim().is_empty() => format!("{question}\n\n{context}"),
+        _ => question.to_owned(),
+    }
 }
 
 /// What `POST /v1/feedback` answers: the stored answer's id and its permalink.

@@ -202,6 +202,16 @@ pub const REQUESTS_PER_MINUTE_PER_CLIENT: Bound<u32> = Bound {
     default: 30,
 };
 
+/// `[feedback] dpo_pairs_per_question`: preference pairs the DPO export makes of one
+/// question's answers (each liked one against each other), so that a question answered hundreds
+/// of times does not fill the export.
+pub const DPO_PAIRS_PER_QUESTION: Bound<u32> = Bound {
+    name: "dpo_pairs_per_question",
+    min: 1,
+    max: 10_000,
+    default: 16,
+};
+
 /// `[server] connect_timeout_s` (remote backend): seconds to reach the upstream.
 pub const REMOTE_CONNECT_TIMEOUT_S: Bound<u32> = Bound {
     name: "connect_timeout_s",
@@ -245,6 +255,7 @@ mod tests {
             MAX_TOTAL_TOKENS,
             MAX_CONCURRENT_PER_CLIENT,
             REQUESTS_PER_MINUTE_PER_CLIENT,
+            DPO_PAIRS_PER_QUESTION,
             REMOTE_CONNECT_TIMEOUT_S,
             REMOTE_READ_TIMEOUT_S,
             REMOTE_TIMEOUT_S,

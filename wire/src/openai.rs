@@ -133,6 +133,10 @@ pub struct ChatCompletion {
     pub model: String,
     pub choices: Vec<Choice>,
     pub usage: Usage,
+    /// Vitrina's: the server's signature of the answer, which feedback on it must carry
+    /// (see `wire::feedback::AnswerClaim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,6 +159,7 @@ impl ChatCompletion {
                 finish_reason: Some(completion.finish_reason.into()),
             }],
             usage: completion.usage.into(),
+            receipt: None,
         }
     }
 }
@@ -176,6 +181,9 @@ pub struct ChatCompletionChunk {
     /// Vitrina's, on the last chunk: how fast it went and where it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timings: Option<StreamTimings>,
+    /// Vitrina's, on the last chunk: see [`ChatCompletion::receipt`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

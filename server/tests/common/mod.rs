@@ -25,6 +25,7 @@ pub fn api(inference: Arc<Inference>, limits: Limits) -> Arc<Api> {
         ChatDefaults::default(),
         limits,
         &space::ServerBackend::Local,
+        Arc::new(server::receipts::Receipts::ephemeral()),
     )
 }
 
