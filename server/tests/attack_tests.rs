@@ -604,3 +604,53 @@ fn feedback_is_stored_only_for_answers_this_space_gave_and_only_their_visitor_ed
         }
     });
 }
+
+#[test]
+fn a_kept_model_file_that_was_altered_is_fetched_anew_before_it_answers() {
+    let _alone = alone();
+    // A cache of its own holding a copy of SmolLM2 with one byte changed in its weights; the
+    // file's one source is the intact copy the other tests use.
+    let intact = common::model_cache()
+        .get(&engine::catalog::smollm2_135m(), &mut |_, _| {})
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = engine::catalog::smollm2_135m();
+    file.sources = vec![engine::cache::Source::LocalPath(intact.clone())];
+    let kept = dir.path().join(&file.file_name);
+    let mut bytes = std::fs::read(&intact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&kept, &bytes).unwrap();
+    drop(bytes);
+
+    let inference = Inference::new();
+    inference.start_loading(
+        server::inference::ResolvedModel::Cached {
+            name: "smollm2-135m".into(),
+            cache: engine::cache::ModelCache::new(dir.path()),
+            file: file.clone(),
+        },
+        engine::LoadOptions::default(),
+        Vec::new(),
+    );
+    let inference = common::wait_until_ready(inference);
+    assert_eq!(
+        engine::cache::file_sha256(&kept).unwrap(),
+        file.sha256,
+        "the altered copy was replaced by the pinned file"
+    );
+    let facts = inference.facts(app::facts::ModelRole::Server);
+    assert_eq!(facts.sha256.as_deref(), Some(file.sha256.as_str()));
+    let api = api(inference, roomy_limits());
+    RUNTIME.block_on(async {
+        let address = serve(api).await;
+        let (status, body) = post(
+            &reqwest::Client::new(),
+            address,
+            "198.51.100.10",
+            question(json!({})).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    });
+}
