@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use app::facts::ModelRole;
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -215,13 +215,38 @@ async fn read(
     }
 }
 
-/// Every stored answer, for an export the caller is entitled to.
+/// What an export takes in.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ExportOptions {
+    /// Answers made in visitors' browsers too: by another model than the Space's, and vouched
+    /// for by no receipt (the browser says what it made), so left out unless asked for.
+    include_browser: bool,
+}
+
+/// The stored answers an export is made of, for a caller entitled to it.
 async fn stored_answers(
     api: &FeedbackApi,
     headers: &HeaderMap,
+    options: &ExportOptions,
 ) -> Result<Vec<StoredAnswer>, ApiError> {
     api.authorise(headers)?;
-    api.with_store(FeedbackStore::all).await
+    let mut answers = api.with_store(FeedbackStore::all).await?;
+    if !options.include_browser {
+        answers.retain(|answer| answer.report.provenance.backend == AnswerBackend::Server);
+    }
+    Ok(answers)
+}
+
+fn export_options(
+    options: Result<Query<ExportOptions>, QueryRejection>,
+) -> Result<ExportOptions, ApiError> {
+    options.map(|Query(options)| options).map_err(|rejection| {
+        ApiError::InvalidRequest(format!(
+            "{}; the exports take only `include_browser=true`",
+            rejection.body_text()
+        ))
+    })
 }
 
 /// An export streamed line by line: however many answers are stored, no copy of the whole
@@ -247,9 +272,10 @@ async fn export_corpus(
     State(api): State<Arc<FeedbackApi>>,
     Visitor(visitor): Visitor,
     headers: HeaderMap,
+    options: Result<Query<ExportOptions>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     api.per_minute.admit(visitor)?;
-    let answers = stored_answers(&api, &headers).await?;
+    let answers = stored_answers(&api, &headers, &export_options(options)?).await?;
     Ok(jsonl(
         "corpus.jsonl",
         crate::feedback::corpus_lines(answers, api.idioma.clone()),
@@ -260,9 +286,10 @@ async fn export_dpo(
     State(api): State<Arc<FeedbackApi>>,
     Visitor(visitor): Visitor,
     headers: HeaderMap,
+    options: Result<Query<ExportOptions>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     api.per_minute.admit(visitor)?;
-    let answers = stored_answers(&api, &headers).await?;
+    let answers = stored_answers(&api, &headers, &export_options(options)?).await?;
     Ok(jsonl(
         "dpo.jsonl",
         crate::feedback::dpo_lines(answers, api.dpo_pairs_per_question),

@@ -487,3 +487,62 @@ async fn a_question_answered_many_times_gives_at_most_its_share_of_pairs() {
         "2 liked × 3 others would be 6 pairs"
     );
 }
+
+#[tokio::test]
+async fn browser_answers_are_stored_as_such_and_exported_only_when_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = serve(facts(FeedbackStore::open(dir.path()).unwrap()), Some(TOKEN)).await;
+    let client = reqwest::Client::new();
+    let mut in_browser = report(
+        "answer-w1",
+        "turn-wasm",
+        "¿Y sin servidor?",
+        None,
+        "Respondo en tu navegador.",
+        Rating::Up,
+    );
+    in_browser.provenance.backend = AnswerBackend::Browser;
+    // A receipt is the server's word: on a browser answer it is not kept.
+    let response = client
+        .post(format!("{base}/v1/feedback"))
+        .json(&in_browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.json::<Stored>().await.unwrap().id;
+    let stored: serde_json::Value = client
+        .get(format!("{base}/v1/feedback/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["provenance"]["backend"], "browser");
+    assert_eq!(stored["provenance"]["model"], "smollm2-135m");
+    assert!(stored.get("receipt").is_none(), "{stored}");
+    let corpus = |query: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let response = client
+                .get(format!("{base}/v1/export/corpus.jsonl{query}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(corpus("").await, (200, String::new()));
+    assert_eq!(
+        corpus("?include_browser=true").await,
+        (
+            200,
+            r#"{"pregunta":"¿Y sin servidor?","entrada":"","respuesta":"Respondo en tu navegador.","idioma":"es"}"#.to_owned() + "\n"
+        )
+    );
+    let (status, body) = corpus("?everything=1").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("include_browser"), "{body}");
+}
