@@ -5,30 +5,16 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::sync::Mutex;
 
-use engine::cache::ModelCache;
 use engine::{
     Answer, ChatMessage, ChatModel, GenerateParams, LoadOptions, Role, SamplingParams, catalog,
     load_chat_model,
 };
 
-/// Tests load the same file: one download at a time.
-static FETCHING: Mutex<()> = Mutex::new(());
+mod common;
 
 fn smollm2(kept_prefix_bytes: usize) -> ChatModel {
-    let path = {
-        let _guard = FETCHING
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let cache = match std::env::var_os("VITRINA_MODEL_CACHE") {
-            Some(dir) => ModelCache::new(dir),
-            None => ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache")),
-        };
-        cache
-            .get(&catalog::smollm2_135m(), &mut |_, _| {})
-            .unwrap_or_else(|error| panic!("{error}"))
-    };
+    let path = common::fetch(&catalog::smollm2_135m());
     let options = LoadOptions {
         // Q4_1 rewritten as Q8_0: the server's path, with the two-row prompt kernel.
         requantize: true,

@@ -3,30 +3,15 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
-use std::sync::Mutex;
 
-use engine::cache::{CachedFile, ModelCache};
+use engine::cache::CachedFile;
 use engine::{
     ChatMessage, Device, Flow, GenerateParams, GgmlDType, Gguf, LoadOptions, Role, SamplingParams,
     Tokenizer, catalog, load_chat_model,
 };
 
-/// Tests fetch the same files: one at a time, so two tests never download the same model.
-static FETCHING: Mutex<()> = Mutex::new(());
-
-fn fetch(file: &CachedFile) -> PathBuf {
-    let _guard = FETCHING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let cache = match std::env::var_os("VITRINA_MODEL_CACHE") {
-        Some(dir) => ModelCache::new(dir),
-        None => ModelCache::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../model-cache")),
-    };
-    cache
-        .get(file, &mut |_, _| {})
-        .unwrap_or_else(|error| panic!("{error}"))
-}
+mod common;
+use common::fetch;
 
 fn capital_question() -> [ChatMessage; 1] {
     [ChatMessage::new(

@@ -248,7 +248,7 @@ fn chat_and_limits_are_optional_and_checked() {
             space.limits.max_queue,
             space.chat.max_tokens
         ),
-        (1, 8, 512)
+        (4, 8, 512)
     );
 
     let message = error_for(&format!(
