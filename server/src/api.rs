@@ -125,7 +125,7 @@ impl Api {
 
     /// The model's name, where it runs and its file's sha256 (empty for a remote backend),
     /// for the answers.
-    fn model_and_device(&self, prompt: &Prompt) -> (String, &'static str, String) {
+    fn answering_model(&self, prompt: &Prompt) -> (String, &'static str, String) {
         match prompt {
             Prompt::Messages(_) => ("remote".into(), wire::device::REMOTE, String::new()),
             Prompt::Ids(_, inference) => match inference.state() {
@@ -321,38 +321,21 @@ struct Answer {
     claim: Arc<Claim>,
 }
 
-/// What an answer's receipt vouches for, but the answer's text.
+/// What an answer's receipt vouches for, but the answer's text (see [`AnswerClaim`]).
 struct Claim {
     messages: Vec<WireMessage>,
     sha256: String,
-    temperature: f64,
-    top_p: f64,
-    max_tokens: u32,
-    seed: u64,
+    params: GenerateParams,
 }
 
 impl Claim {
-    fn new(messages: Vec<WireMessage>, sha256: String, params: &GenerateParams) -> Self {
-        Self {
-            messages,
-            sha256,
-            temperature: params.sampling.temperature,
-            top_p: params.sampling.top_p,
-            max_tokens: u32::try_from(params.max_tokens).unwrap_or(u32::MAX),
-            seed: params.sampling.seed,
-        }
-    }
-
     fn receipt(&self, receipts: &Receipts, answer: &str) -> String {
-        receipts.sign(&AnswerClaim {
-            messages: &self.messages,
+        receipts.sign(&AnswerClaim::of_answer(
+            &self.messages,
             answer,
-            sha256: &self.sha256,
-            temperature: self.temperature,
-            top_p: self.top_p,
-            max_tokens: self.max_tokens,
-            seed: self.seed,
-        })
+            &self.sha256,
+            &self.params,
+        ))
     }
 }
 
@@ -411,12 +394,16 @@ async fn answer(
     let request = api.parse(body).await?;
     let stream = request.stream;
     let (prompt, params, asked) = api.prepare(request).await?;
-    let (model, device, sha256) = api.model_and_device(&prompt);
+    let (model, device, sha256) = api.answering_model(&prompt);
     let answer = Answer {
         id: format!("chatcmpl-{}", unix_time_millis()),
         model,
         device,
-        claim: Arc::new(Claim::new(asked, sha256, &params)),
+        claim: Arc::new(Claim {
+            messages: asked,
+            sha256,
+            params: params.clone(),
+        }),
     };
     if stream {
         Ok(stream_answer(

@@ -289,7 +289,6 @@ pub fn dpo_lines(answers: Vec<StoredAnswer>, per_question: usize) -> impl Iterat
             });
         questions[question].push(index);
     }
-    let answers = std::sync::Arc::new(answers);
     questions.into_iter().flat_map(move |question| {
         let of = |index: &usize| &answers[*index].report;
         let prompt = of(&question[0])

@@ -34,7 +34,9 @@ impl Receipts {
 
     /// A key of this process only (tests, and a Space without a writable data folder).
     pub fn ephemeral() -> Self {
-        Self { key: random_key() }
+        Self {
+            key: random_bytes(),
+        }
     }
 
     fn read_or_make(data_dir: &Path) -> std::io::Result<Self> {
@@ -49,7 +51,7 @@ impl Receipts {
             )));
         }
         std::fs::create_dir_all(data_dir)?;
-        let key = random_key();
+        let key: [u8; KEY_BYTES] = random_bytes();
         // Written aside and renamed: a crash never leaves half a key, and two processes
         // starting at once agree on the one that lands.
         let mut file = tempfile::NamedTempFile::new_in(data_dir)?;
@@ -92,10 +94,6 @@ impl Receipts {
         let (nonce, mac) = bytes.split_at(NONCE_BYTES);
         self.mac(nonce, claim).verify_slice(mac).is_ok()
     }
-}
-
-fn random_key() -> [u8; KEY_BYTES] {
-    random_bytes()
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatMessage, Role};
+use crate::generation::GenerateParams;
 use crate::openai::ChatCompletionRequest;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +125,24 @@ pub struct AnswerClaim<'a> {
 }
 
 impl<'a> AnswerClaim<'a> {
+    /// What the server vouches for as it answers `messages` with `answer`.
+    pub fn of_answer(
+        messages: &'a [WireMessage],
+        answer: &'a str,
+        sha256: &'a str,
+        params: &GenerateParams,
+    ) -> Self {
+        Self {
+            messages,
+            answer,
+            sha256,
+            temperature: params.sampling.temperature,
+            top_p: params.sampling.top_p,
+            max_tokens: u32::try_from(params.max_tokens).unwrap_or(u32::MAX),
+            seed: params.sampling.seed,
+        }
+    }
+
     /// What `report` claims of a server answer made with the model file `sha256`.
     pub fn of_report(report: &'a AnswerReport, sha256: &'a str) -> Self {
         let provenance = &report.provenance;
