@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use wire::feedback::{AnswerBackend, AnswerReport, Provenance, Rating, WireMessage};
-use wire::generation::{GenerateParams, SamplingParams};
+use wire::generation::GenerateParams;
 use wire::limits;
 use wire::openai::{ChatCompletionRequest, ErrorBody, StreamData};
 use wire::worker::{WorkerEvent, WorkerRequest};
@@ -187,16 +187,12 @@ pub fn request_body(
 pub fn worker_request(turns: &[SavedTurn], settings: &Settings, seed: u64) -> WorkerRequest {
     WorkerRequest::Generate {
         messages: messages(turns, settings),
-        params: GenerateParams {
-            sampling: SamplingParams {
-                temperature: settings.temperature,
-                top_p: settings.top_p,
-                seed,
-                ..SamplingParams::default()
-            },
-            max_tokens: settings.max_tokens as usize,
-            ..GenerateParams::default()
-        },
+        params: GenerateParams::chat(
+            settings.temperature,
+            settings.top_p,
+            settings.max_tokens,
+            seed,
+        ),
     }
 }
 
@@ -567,7 +563,7 @@ mod tests {
             (24, 0.0, 42)
         );
         // What the server's API does with the same request.
-        let defaults = SamplingParams::default();
+        let defaults = wire::generation::SamplingParams::default();
         assert_eq!(
             (params.sampling.repetition_penalty, params.sampling.top_k),
             (defaults.repetition_penalty, defaults.top_k)

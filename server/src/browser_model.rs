@@ -1,10 +1,11 @@
 //! The model that visitors' browsers run when the server cannot answer: fetched into the model
 //! cache like the server's own, described at `GET /models` and served from the cache at
 //! `GET /models/<file>` with Range requests, its sha256 as ETag and year-long caching, so that
-//! each browser downloads it once.
+//! each browser downloads it once. The server keeps a copy of its own to make a browser's
+//! answer again before it vouches for it ([`BrowserModel::remake`]).
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use app::facts::{ModelFacts, ModelRole};
 use axum::Router;
@@ -14,15 +15,29 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use engine::cache::{CachedFile, ModelCache};
+use engine::{ChatMessage, ChatModel, Flow, GenerateParams, LoadOptions};
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use wire::health::{BrowserModelFile, Health};
 
+use crate::error::ApiError;
+
 pub struct BrowserModel {
     name: String,
     file: CachedFile,
+    /// `[browser] requantize`: how the browsers load it, and so how the server's copy must.
+    requantize: bool,
     fetched: RwLock<Fetched>,
+    /// The server's own copy, loaded the first time a browser's answer is made again.
+    remaker: Mutex<Option<ChatModel>>,
+    /// Answers being made again or waiting for it: each takes a core for up to `max_tokens`
+    /// steps, so a few at most; more are told to try again.
+    remaking: Arc<Semaphore>,
 }
+
+/// How many browser answers may be made again or wait to be at once.
+const REMAKES_AT_ONCE: usize = 4;
 
 enum Fetched {
     Pending,
@@ -35,12 +50,97 @@ enum Fetched {
 }
 
 impl BrowserModel {
-    pub fn new(name: String, file: CachedFile) -> Arc<Self> {
+    pub fn new(name: String, file: CachedFile, requantize: bool) -> Arc<Self> {
         Arc::new(Self {
             name,
             file,
+            requantize,
             fetched: RwLock::new(Fetched::Pending),
+            remaker: Mutex::new(None),
+            remaking: Arc::new(Semaphore::new(REMAKES_AT_ONCE)),
         })
+    }
+
+    /// The sha256 of the file the browsers run.
+    pub fn sha256(&self) -> &str {
+        &self.file.sha256
+    }
+
+    /// Makes again, with the server's copy of this model, the answer a visitor's browser says
+    /// it made: the same conversation and settings give the same tokens (the kernels add in one
+    /// order everywhere). Holds when the browser's answer is what the copy writes, or the start
+    /// of it (the visitor stopped it early).
+    pub async fn remake(
+        self: &Arc<Self>,
+        messages: Vec<ChatMessage>,
+        params: GenerateParams,
+        answer: String,
+    ) -> Result<(), ApiError> {
+        let place = Arc::clone(&self.remaking)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::RemakesBusy)?;
+        let model = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _place = place;
+            model.remake_now(&messages, &params, &answer)
+        })
+        .await
+        .map_err(|error| ApiError::GenerationFailed(error.to_string()))?
+    }
+
+    fn remake_now(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        answer: &str,
+    ) -> Result<(), ApiError> {
+        let path = match &*self
+            .fetched
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            Fetched::Ready { path, .. } => path.clone(),
+            Fetched::Pending => return Err(ApiError::Loading(self.name.clone())),
+            Fetched::Failed(error) => return Err(ApiError::LoadFailed(error.clone())),
+        };
+        let mut remaker = self
+            .remaker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let model = match &mut *remaker {
+            Some(model) => model,
+            empty => {
+                let file = std::fs::File::open(&path).map_err(|error| {
+                    ApiError::LoadFailed(format!("{}: {error}", path.display()))
+                })?;
+                let options = LoadOptions {
+                    requantize: self.requantize,
+                    ..LoadOptions::default()
+                };
+                let loaded = engine::load_chat_model(
+                    &mut std::io::BufReader::new(file),
+                    &self.file.file_name,
+                    &options,
+                    &engine::Device::Cpu,
+                )
+                .map_err(|error| ApiError::LoadFailed(error.to_string()))?;
+                empty.insert(loaded)
+            }
+        };
+        let mut made = String::new();
+        model.generate(messages, params, &mut |piece| {
+            made.push_str(piece);
+            if made.len() >= answer.len() || !answer.starts_with(made.as_str()) {
+                Flow::Cancel
+            } else {
+                Flow::Continue
+            }
+        })?;
+        if made.starts_with(answer) {
+            Ok(())
+        } else {
+            Err(ApiError::NotRemade(self.name.clone()))
+        }
     }
 
     /// Brings the file into `cache` (downloading it on the first start).

@@ -67,6 +67,14 @@ pub enum ApiError {
         "this answer's receipt does not match it: the answer, its conversation or its settings differ from what this Space's model gave (or the model has changed since); it was not stored"
     )]
     ForgedAnswer,
+    #[error(
+        "this answer was not made by the browser model: the server's copy of {0}, given the same conversation and settings, writes something else; it was not stored"
+    )]
+    NotRemade(String),
+    #[error(
+        "the server is already checking other answers made in visitors' browsers; try again in a few seconds"
+    )]
+    RemakesBusy,
     /// A stored answer's receipt sent again under another key.
     #[error("{0}")]
     AlreadyStored(String),
@@ -109,7 +117,8 @@ impl ApiError {
             }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NoReceipt => StatusCode::BAD_REQUEST,
-            Self::ForgedAnswer => StatusCode::FORBIDDEN,
+            Self::ForgedAnswer | Self::NotRemade(_) => StatusCode::FORBIDDEN,
+            Self::RemakesBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::AlreadyStored(_) => StatusCode::CONFLICT,
             Self::FeedbackUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ExportsDisabled => StatusCode::FORBIDDEN,
@@ -148,6 +157,8 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::NoReceipt => "no_receipt",
             Self::ForgedAnswer => "forged_answer",
+            Self::NotRemade(_) => "not_remade",
+            Self::RemakesBusy => "remakes_busy",
             Self::AlreadyStored(_) => "replayed_receipt",
             Self::FeedbackUnavailable(_) | Self::Storage(_) => "storage",
             Self::ExportsDisabled => "exports_disabled",
@@ -175,7 +186,7 @@ impl IntoResponse for ApiError {
                 retry_after_seconds,
                 ..
             } => Some(retry_after_seconds),
-            Self::Loading(_) | Self::ClientBusy { .. } => Some(5),
+            Self::Loading(_) | Self::ClientBusy { .. } | Self::RemakesBusy => Some(5),
             _ => None,
         };
         if unauthorized {

@@ -174,6 +174,15 @@ impl FeedbackStore {
         Ok(id)
     }
 
+    /// Whether an answer under `answer_key`, or with `receipt`, is stored.
+    pub fn knows(&self, answer_key: &str, receipt: &str) -> Result<bool, StoreError> {
+        Ok(self.connection().query_row(
+            "SELECT EXISTS (SELECT 1 FROM answers WHERE answer_key = ?1 OR receipt = ?2)",
+            [answer_key, receipt],
+            |row| row.get(0),
+        )?)
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<StoredAnswer>, StoreError> {
         let connection = self.connection();
         let mut statement = connection.prepare(&format!("{SELECT_ANSWER} WHERE id = ?1"))?;

@@ -123,6 +123,16 @@ fn validate(report: &AnswerReport) -> Result<(), ApiError> {
     if report.pregunta.trim().is_empty() || report.respuesta.trim().is_empty() {
         return invalid("`pregunta` and `respuesta` must not be empty".into());
     }
+    if let Some(message) = report
+        .messages
+        .iter()
+        .find(|message| wire::chat::Role::named(&message.role).is_none())
+    {
+        return invalid(format!(
+            "`messages` has the role {:?}; allowed: system, user, assistant",
+            message.role
+        ));
+    }
     let Some(question) = report
         .messages
         .last()
@@ -167,24 +177,47 @@ async fn save(
         AnswerBackend::Server => ModelRole::Server,
         AnswerBackend::Browser => ModelRole::Browser,
     };
-    // A server answer is stored only with the receipt the server gave it, for this very
-    // answer to this conversation; one made in the browser is stored as the browser's.
-    if role == ModelRole::Server {
-        let sha256 = api
-            .facts
-            .model(ModelRole::Server)
-            .and_then(|model| model.sha256)
-            .unwrap_or_default();
-        let receipt = report.receipt.as_deref().ok_or(ApiError::NoReceipt)?;
-        if !api
-            .facts
-            .receipts
-            .verify(&AnswerClaim::of_report(&report, &sha256), receipt)
-        {
-            return Err(ApiError::ForgedAnswer);
+    match report.provenance.backend {
+        // A server answer is stored only with the receipt the server gave it, for this very
+        // answer to this conversation.
+        AnswerBackend::Server => {
+            let sha256 = api
+                .facts
+                .model(ModelRole::Server)
+                .and_then(|model| model.sha256)
+                .unwrap_or_default();
+            let receipt = report.receipt.as_deref().ok_or(ApiError::NoReceipt)?;
+            if !api
+                .facts
+                .receipts
+                .verify(&AnswerClaim::of_report(&report, &sha256), receipt)
+            {
+                return Err(ApiError::ForgedAnswer);
+            }
         }
-    } else {
-        report.receipt = None;
+        // The browser's word is not taken: the server makes its answer again first, unless
+        // it is one stored already (an edit, or the same answer sent twice).
+        AnswerBackend::Browser => {
+            let browser_model = &api.facts.browser_model;
+            let receipt = api
+                .facts
+                .receipts
+                .sign_remade(&AnswerClaim::of_report(&report, browser_model.sha256()));
+            let (answer_key, known_receipt) = (report.answer_key.clone(), receipt.clone());
+            let stored = api
+                .with_store(move |store| store.knows(&answer_key, &known_receipt))
+                .await?;
+            if !stored {
+                browser_model
+                    .remake(
+                        report.chat_messages(),
+                        report.chat_params(),
+                        report.respuesta.clone(),
+                    )
+                    .await?;
+            }
+            report.receipt = Some(receipt);
+        }
     }
     if let Some(model) = api.facts.model(role) {
         let provenance = &mut report.provenance;
@@ -219,8 +252,8 @@ async fn read(
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct ExportOptions {
-    /// Answers made in visitors' browsers too: by another model than the Space's, and vouched
-    /// for by no receipt (the browser says what it made), so left out unless asked for.
+    /// Answers made in visitors' browsers too: by another model than the Space's (the server
+    /// made each again before storing it), so left out unless asked for.
     include_browser: bool,
 }
 

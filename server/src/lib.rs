@@ -69,20 +69,43 @@ pub fn router(
         let provide_space = provide_space.clone();
         move |request: Request<Body>| handle_server_fns_with_context(provide_space.clone(), request)
     };
-    Router::new()
+    let pages = Router::new()
         .route("/api/{*fn_name}", post(server_fns))
         .leptos_routes_with_context(&options, routes, provide_space, {
             let options = options.clone();
             move || shell(options.clone())
         })
         .fallback(file_and_error_handler(shell))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&feedback),
+            limit_stored_answer_reads,
+        ))
         .layer(CompressionLayer::new())
-        .with_state(options)
+        .with_state(options);
+    error::count_refusals(pages, Arc::clone(&feedback.facts.inference))
         // After the compression layer: a compressor would hold back streamed tokens.
         .merge(api::routes(api))
         .merge(feedback_api::routes(feedback))
         // Uncompressed too: a quantised model does not shrink, and Range needs the raw bytes.
         .merge(browser_model::routes(browser_model))
+}
+
+/// Permalink pages and the server functions (which read stored answers for them) count
+/// against the visitor's per-minute limit of the feedback routes, like `GET /v1/feedback/<id>`.
+async fn limit_stored_answer_reads(
+    axum::extract::State(feedback): axum::extract::State<Arc<feedback_api::FeedbackApi>>,
+    client::Visitor(visitor): client::Visitor,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    let reads_the_store =
+        path.starts_with(&wire::feedback::permalink("")) || path.starts_with("/api/");
+    if reads_the_store && let Err(refusal) = feedback.per_minute.admit(visitor) {
+        return refusal.into_response();
+    }
+    next.run(request).await
 }
 
 /// Leptos settings for a site folder laid out by `cargo xtask` (`pkg/` holds the wasm).

@@ -150,8 +150,9 @@ fn warn_without_bundle(site_root: &str) {
 
 /// Every model the Space uses, resolved from space.toml and the command line.
 struct Models {
-    /// The catalogue name and file of the model visitors' browsers run.
-    browser: (String, CachedFile),
+    /// The catalogue name and file of the model visitors' browsers run, and whether they
+    /// requantise it (`[browser] requantize`).
+    browser: (String, CachedFile, bool),
     /// `None` when answers come from elsewhere (`--no-model`, a remote backend).
     server: Option<(ResolvedModel, LoadOptions)>,
     compare: Option<(ResolvedModel, LoadOptions)>,
@@ -195,7 +196,11 @@ impl Models {
             None => None,
         };
         Ok(Self {
-            browser: (space.browser.model.clone(), browser_file),
+            browser: (
+                space.browser.model.clone(),
+                browser_file,
+                space.browser.requantize,
+            ),
             server,
             compare,
             read_ahead: space
@@ -226,7 +231,7 @@ fn load_options(
 
 /// `--prefetch`: every model into the cache, with progress on the terminal.
 fn prefetch(cache: &ModelCache, models: &Models) -> Result<(), Refusal> {
-    let (browser_name, browser_file) = &models.browser;
+    let (browser_name, browser_file, _) = &models.browser;
     let mut files = vec![(format!("browser model {browser_name}"), browser_file)];
     for (model, _) in models.server.iter().chain(&models.compare) {
         if let ResolvedModel::Cached { name, file, .. } = model {
@@ -299,7 +304,7 @@ fn load_in_background(
     cache: ModelCache,
 ) -> Loading {
     let Models {
-        browser: (browser_name, browser_file),
+        browser: (browser_name, browser_file, browser_requantize),
         server,
         compare,
         read_ahead,
@@ -307,7 +312,7 @@ fn load_in_background(
     let facts = Loading {
         inference: Inference::new(),
         compare: compare.as_ref().map(|_| Inference::new()),
-        browser_model: BrowserModel::new(browser_name, browser_file),
+        browser_model: BrowserModel::new(browser_name, browser_file, browser_requantize),
         cards: Arc::new(FetchedCards::default()),
     };
     if server.is_none() {

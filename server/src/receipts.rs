@@ -1,5 +1,7 @@
 //! Receipts: the server's HMAC-SHA256 over what an answer claims ([`AnswerClaim`]), given with
-//! every answer its model makes and checked when feedback on that answer arrives. The key is
+//! every answer its model makes and checked when feedback on that answer arrives (an answer
+//! made in a visitor's browser gets one when the server has made it again, see
+//! [`crate::browser_model::BrowserModel::remake`]). The key is
 //! this Space's own, made once and kept in the data folder beside the feedback database, so
 //! receipts outlive restarts; a Space that cannot write there signs with a key of this run.
 
@@ -83,6 +85,19 @@ impl Receipts {
         format!("{}{}", hex::encode(nonce), hex::encode(mac))
     }
 
+    /// The receipt of an answer the server made again rather than saw made (one from a
+    /// visitor's browser): the same claim always gets the same receipt, so that the same
+    /// answer sent twice under two keys is stored once.
+    pub fn sign_remade(&self, claim: &AnswerClaim<'_>) -> String {
+        let mut nonce = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        nonce.update(b"remade");
+        nonce.update(&claim.bytes());
+        let nonce = nonce.finalize().into_bytes();
+        let nonce = &nonce[..NONCE_BYTES];
+        let mac = self.mac(nonce, claim).finalize().into_bytes();
+        format!("{}{}", hex::encode(nonce), hex::encode(mac))
+    }
+
     /// Whether `receipt` is one of this Space's for `claim` (compared in constant time).
     pub fn verify(&self, claim: &AnswerClaim<'_>, receipt: &str) -> bool {
         let Some(bytes) = hex::decode(receipt)
@@ -143,5 +158,13 @@ mod tests {
             "another Space's key"
         );
         assert!(!Receipts::open(dir.path()).verify(&claim, "zz"));
+        let remade = Receipts::open(dir.path()).sign_remade(&claim);
+        assert_eq!(
+            Receipts::open(dir.path()).sign_remade(&claim),
+            remade,
+            "one per claim"
+        );
+        assert!(Receipts::open(dir.path()).verify(&claim, &remade));
+        assert_ne!(Receipts::open(dir.path()).sign_remade(&changed), remade);
     }
 }

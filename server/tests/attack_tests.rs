@@ -484,20 +484,16 @@ fn special_tokens_a_visitor_writes_do_not_open_a_turn() {
 /// `dir`; returns its address.
 async fn serve_with_feedback(dir: &std::path::Path) -> SocketAddr {
     let receipts = Arc::new(server::receipts::Receipts::open(dir));
-    let facts = Arc::new(server::facts::Facts {
-        inference: Arc::clone(&SMOLLM2),
-        compare: None,
-        browser_model: server::browser_model::BrowserModel::new(
-            "smollm2-135m".into(),
-            engine::catalog::smollm2_135m(),
-        ),
-        remote_model: None,
-        store: Ok(Arc::new(
+    let browser_model = common::browser_smollm2();
+    browser_model.fetch(&common::model_cache());
+    let facts = common::facts(
+        Arc::clone(&SMOLLM2),
+        browser_model,
+        Ok(Arc::new(
             server::feedback::FeedbackStore::open(dir).unwrap(),
         )),
-        cards: Default::default(),
-        receipts: Arc::clone(&receipts),
-    });
+        Arc::clone(&receipts),
+    );
     let chat = Api::new(
         Arc::clone(&SMOLLM2),
         None,
@@ -552,6 +548,12 @@ fn feedback_is_stored_only_for_answers_this_space_gave_and_only_their_visitor_ed
     RUNTIME.block_on(async {
         let address = serve_with_feedback(dir.path()).await;
         let http = reqwest::Client::new();
+        // The counts are the shared model's, which the other tests' refusals add to.
+        let reasons = ["no_receipt", "forged_answer", "replayed_receipt"];
+        let mut before = Vec::new();
+        for reason in reasons {
+            before.push(metric(&http, address, &refusals(reason)).await);
+        }
         let asked = question(json!({"seed": 11, "temperature": 0.7, "top_p": 0.9, "max_tokens": 6}));
         let (status, answer) = post(&http, address, "198.51.100.7", asked.to_string()).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
@@ -599,9 +601,68 @@ fn feedback_is_stored_only_for_answers_this_space_gave_and_only_their_visitor_ed
             last = http.get(format!("http://{address}/v1/feedback/{id}")).header("x-forwarded-for", "198.51.100.9").send().await.unwrap().status();
         }
         assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
-        for (reason, count) in [("no_receipt", 1.0), ("forged_answer", 4.0), ("replayed_receipt", 1.0)] {
-            assert_eq!(metric(&http, address, &refusals(reason)).await, count, "{reason}");
+        for ((reason, count), before) in reasons.into_iter().zip([1.0, 4.0, 1.0]).zip(before) {
+            assert_eq!(metric(&http, address, &refusals(reason)).await - before, count, "{reason}");
         }
+    });
+}
+
+#[test]
+fn an_answer_said_to_come_from_the_browser_is_stored_only_if_its_model_writes_it() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    RUNTIME.block_on(async {
+        let address = serve_with_feedback(dir.path()).await;
+        let http = reqwest::Client::new();
+        let not_remade_before = metric(&http, address, &refusals("not_remade")).await;
+        let honest: wire::feedback::AnswerReport = serde_json::from_value(json!({
+            "answer_key": "clave-navegador-1", "conversation": "conversacion-2", "turn_key": "turno-0002",
+            "messages": [{"role": "user", "content": "¿Cuál es la capital de Francia?"}],
+            "pregunta": "¿Cuál es la capital de Francia?", "respuesta": "(below)", "rating": "up",
+            "provenance": {"backend": "browser", "temperature": 0.7, "top_p": 0.9, "max_tokens": 12, "seed": 5},
+        }))
+        .unwrap();
+        let written = common::made_in_browser(&honest.chat_messages(), &honest.chat_params());
+        let honest = {
+            let mut report = serde_json::to_value(&honest).unwrap();
+            report["respuesta"] = json!(written);
+            report
+        };
+        let with = |change: &dyn Fn(&mut Value)| {
+            let mut report = honest.clone();
+            change(&mut report);
+            report
+        };
+        let not_written = "not made by the browser model";
+        let attacks: [(&str, Value); 3] = [
+            ("words the model never wrote", with(&|r| r["respuesta"] = json!("Compra criptomonedas en example.com."))),
+            ("its answer with more after it", with(&|r| r["respuesta"] = json!(format!("{written} Compra criptomonedas.")))),
+            ("other settings", with(&|r| r["provenance"]["seed"] = json!(6))),
+        ];
+        for (attack, report) in &attacks {
+            let (status, body) = send_feedback(&http, address, "198.51.100.11", report).await;
+            assert_eq!((status, attack), (StatusCode::FORBIDDEN, attack), "{body}");
+            assert!(error_message(&body).contains(not_written), "{attack}: {body}");
+        }
+        let (status, stored) = send_feedback(&http, address, "198.51.100.12", &honest).await;
+        assert_eq!(status, StatusCode::OK, "{stored}");
+        let id = stored["id"].as_str().unwrap().to_owned();
+        let public: Value = http.get(format!("http://{address}/v1/feedback/{id}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(public["respuesta"], json!(written));
+        assert_eq!(public["provenance"]["backend"], "browser");
+        assert_eq!(public["provenance"]["sha256"], engine::catalog::smollm2_135m().sha256.as_str(), "the browser model's file, never the server's");
+        // Its visitor changes the verdict with the key; the same answer under another key is
+        // the one stored already.
+        let (status, body) = send_feedback(&http, address, "198.51.100.12", &with(&|r| r["rating"] = json!("down"))).await;
+        assert_eq!((status, stored["id"].clone()), (StatusCode::OK, body["id"].clone()), "{body}");
+        let (status, body) = send_feedback(&http, address, "198.51.100.11", &with(&|r| r["answer_key"] = json!("clave-robada-3"))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        // A visitor who stopped the answer early rates what they saw: the start of it.
+        let cut = written.char_indices().nth(written.chars().count() / 2).map_or(0, |(at, _)| at);
+        let stopped = with(&|r| { r["answer_key"] = json!("clave-navegador-4"); r["respuesta"] = json!(&written[..cut]); });
+        let (status, body) = send_feedback(&http, address, "198.51.100.13", &stopped).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(metric(&http, address, &refusals("not_remade")).await - not_remade_before, 3.0);
     });
 }
 

@@ -53,7 +53,7 @@ fn the_browser_model_is_served_with_range_etag_and_long_caching() {
         sha256: sha256.clone(),
         sources: vec![Source::LocalPath(source)],
     };
-    let model = BrowserModel::new("tiny".into(), file);
+    let model = BrowserModel::new("tiny".into(), file, false);
 
     let (status, _, _) = get(&model, "/models", &[]);
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "not fetched yet");

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use server::receipts::Receipts;
 
+mod common;
+
 use server::facts::Facts;
 use server::feedback::FeedbackStore;
 use server::feedback_api::FeedbackApi;
@@ -69,18 +71,12 @@ fn report(
 }
 
 fn facts(store: FeedbackStore) -> Arc<Facts> {
-    Arc::new(Facts {
-        inference: server::inference::Inference::new(),
-        compare: None,
-        browser_model: server::browser_model::BrowserModel::new(
-            "smollm2-135m".into(),
-            engine::catalog::smollm2_135m(),
-        ),
-        remote_model: None,
-        store: Ok(Arc::new(store)),
-        receipts: Arc::clone(&RECEIPTS),
-        cards: Default::default(),
-    })
+    common::facts(
+        server::inference::Inference::new(),
+        common::browser_smollm2(),
+        Ok(Arc::new(store)),
+        Arc::clone(&RECEIPTS),
+    )
 }
 
 /// The feedback routes on a real loopback socket; returns the base URL.
@@ -491,18 +487,22 @@ async fn a_question_answered_many_times_gives_at_most_its_share_of_pairs() {
 #[tokio::test]
 async fn browser_answers_are_stored_as_such_and_exported_only_when_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let base = serve(facts(FeedbackStore::open(dir.path()).unwrap()), Some(TOKEN)).await;
+    let facts = facts(FeedbackStore::open(dir.path()).unwrap());
+    facts.browser_model.fetch(&common::model_cache());
+    let base = serve(facts, Some(TOKEN)).await;
     let client = reqwest::Client::new();
     let mut in_browser = report(
         "answer-w1",
         "turn-wasm",
         "¿Y sin servidor?",
         None,
-        "Respondo en tu navegador.",
+        "(made below)",
         Rating::Up,
     );
     in_browser.provenance.backend = AnswerBackend::Browser;
-    // A receipt is the server's word: on a browser answer it is not kept.
+    in_browser.respuesta =
+        common::made_in_browser(&in_browser.chat_messages(), &in_browser.chat_params());
+    // A receipt from the chat API is the server model's word: not the browser's.
     let response = client
         .post(format!("{base}/v1/feedback"))
         .json(&in_browser)
@@ -521,6 +521,10 @@ async fn browser_answers_are_stored_as_such_and_exported_only_when_asked_for() {
         .unwrap();
     assert_eq!(stored["provenance"]["backend"], "browser");
     assert_eq!(stored["provenance"]["model"], "smollm2-135m");
+    assert_eq!(
+        stored["provenance"]["sha256"],
+        engine::catalog::smollm2_135m().sha256
+    );
     assert!(stored.get("receipt").is_none(), "{stored}");
     let corpus = |query: &'static str| {
         let (client, base) = (client.clone(), base.clone());
@@ -535,12 +539,20 @@ async fn browser_answers_are_stored_as_such_and_exported_only_when_asked_for() {
         }
     };
     assert_eq!(corpus("").await, (200, String::new()));
+    let (status, lines) = corpus("?include_browser=true").await;
+    assert_eq!(status, 200);
+    let rows: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
     assert_eq!(
-        corpus("?include_browser=true").await,
-        (
-            200,
-            r#"{"pregunta":"¿Y sin servidor?","entrada":"","respuesta":"Respondo en tu navegador.","idioma":"es"}"#.to_owned() + "\n"
-        )
+        rows,
+        [serde_json::json!({
+            "pregunta": "¿Y sin servidor?",
+            "entrada": "",
+            "respuesta": in_browser.respuesta,
+            "idioma": "es"
+        })]
     );
     let (status, body) = corpus("?everything=1").await;
     assert_eq!(status, 400, "{body}");

@@ -8,6 +8,8 @@ use tower::ServiceExt;
 
 use space::{Space, load, parse};
 
+mod common;
+
 /// One runtime for every test: Leptos registers its task spawner once per process, so tests on
 /// separate runtimes could leave a render task on a runtime that has already stopped.
 static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
@@ -23,20 +25,13 @@ fn get(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
 
 async fn get_async(space: Space, path: &str, cookie: Option<&str>) -> (StatusCode, String) {
     let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
-    let browser_model = server::browser_model::BrowserModel::new(
-        "smollm2-135m".into(),
-        engine::catalog::smollm2_135m(),
+    let facts = common::facts(
+        server::inference::Inference::new(),
+        common::browser_smollm2(),
+        Err("not stored in this test".into()),
+        std::sync::Arc::new(server::receipts::Receipts::ephemeral()),
     );
-    let facts = server::facts::Facts {
-        inference: server::inference::Inference::new(),
-        compare: None,
-        browser_model,
-        remote_model: None,
-        store: Err("not stored in this test".into()),
-        receipts: std::sync::Arc::new(server::receipts::Receipts::ephemeral()),
-        cards: Default::default(),
-    };
-    let router = server::router(space, options, std::sync::Arc::new(facts), None);
+    let router = server::router(space, options, facts, None);
     let mut request = Request::get(path);
     if let Some(cookie) = cookie {
         request = request.header(header::COOKIE, cookie);
@@ -175,4 +170,44 @@ fn team_text_is_escaped() {
 fn unknown_pages_are_404() {
     let (status, _) = get(shipped_space(), "/no-existe", None);
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn permalink_pages_count_against_the_visitors_limit_and_the_project_page_does_not() {
+    let mut space = shipped_space();
+    space.limits.requests_per_minute_per_client = 3;
+    let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
+    let facts = common::facts(
+        server::inference::Inference::new(),
+        common::browser_smollm2(),
+        Err("not stored in this test".into()),
+        std::sync::Arc::new(server::receipts::Receipts::ephemeral()),
+    );
+    let router = server::router(space, options, facts, None);
+    let status = |path: &str, visitor: &str| {
+        let request = Request::get(path)
+            .header("x-forwarded-for", visitor)
+            .body(Body::empty())
+            .unwrap();
+        RUNTIME
+            .block_on(router.clone().oneshot(request))
+            .unwrap()
+            .status()
+    };
+    let permalink = wire::feedback::permalink("0123456789abcdef");
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| status(&permalink, "198.51.100.20").as_u16())
+        .collect();
+    assert!(
+        statuses[..3].iter().all(|&status| status != 429),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses[3], 429, "the fourth in a minute: {statuses:?}");
+    assert_ne!(
+        status(&permalink, "198.51.100.21"),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    for _ in 0..5 {
+        assert_eq!(status("/", "198.51.100.20"), StatusCode::OK);
+    }
 }

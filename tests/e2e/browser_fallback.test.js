@@ -67,6 +67,14 @@ async function ask(page, question, index) {
   return page.textContent(`.turn-model >> nth=${index} >> .answer-stats`);
 }
 
+/// Rates the last answer 👍 and returns what the page says of it: the server stores a browser
+/// answer only once its own copy of the browser model has written it again.
+async function rateLast(page) {
+  await page.click('.turn-model:last-of-type button.rate-up');
+  await page.waitForFunction(() => /Gracias|No se pudo/.test(document.querySelector('.turn-model:last-of-type .feedback-status')?.textContent ?? ''), null, { timeout: 120_000 });
+  return page.textContent('.turn-model:last-of-type .feedback-status');
+}
+
 const generateRequests = (page) => page.evaluate(() => window.__toWorker.map((m) => JSON.parse(m)).filter((m) => m.type === 'generate'));
 const savedTurns = (page) => page.evaluate(() => JSON.parse(localStorage.getItem('vitrina-chat-v1')).turns);
 
@@ -79,6 +87,7 @@ test('with no model on the server, the browser downloads it once with progress a
   await progressSeen;
   assert.match(where, /tu navegador \(WASM\)/);
   assert.ok((await first.page.textContent('.turn-model .bubble')).trim().length > 0);
+  assert.match(await rateLast(first.page), /Gracias/, 'the server made the browser answer again');
   assert.deepEqual(first.modelDownloads, [200], 'one download of the model file');
   assert.deepEqual(first.errors, []);
 
@@ -132,6 +141,13 @@ test('at temperature 0 the browser gives the same tokens as the server', async (
   });
   const onServer = (await response.json()).choices[0].message.content;
   assert.equal(inBrowser, onServer);
+  assert.match(await rateLast(page), /Gracias/);
+
+  // Sampled, the browser's answer is still the one the server's copy of its model writes.
+  await page.click('button.clear');
+  await settings(page, { temperature: 0.8, maxTokens: 16 });
+  assert.match(await ask(page, 'Tell me a very short story.', 0), /tu navegador/);
+  assert.match(await rateLast(page), /Gracias/);
   assert.deepEqual(errors, []);
   await context.close();
 });

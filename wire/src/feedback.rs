@@ -193,19 +193,35 @@ pub fn permalink(id: &str) -> String {
     format!("/respuesta/{id}")
 }
 
-/// The request that generates `report`'s answer again through the OpenAI-compatible API.
-/// Messages stored with a role the API does not take are left out.
-pub fn reproduction_request(report: &AnswerReport) -> ChatCompletionRequest {
-    let provenance = &report.provenance;
-    ChatCompletionRequest {
-        messages: report
-            .messages
+impl AnswerReport {
+    /// The conversation the model read. Messages stored with a role no chat has are left out.
+    pub fn chat_messages(&self) -> Vec<ChatMessage> {
+        self.messages
             .iter()
             .filter_map(|message| {
                 Role::named(&message.role)
                     .map(|role| ChatMessage::new(role, message.content.clone()))
             })
-            .collect(),
+            .collect()
+    }
+
+    /// The settings the chat page answered with.
+    pub fn chat_params(&self) -> GenerateParams {
+        let provenance = &self.provenance;
+        GenerateParams::chat(
+            provenance.temperature,
+            provenance.top_p,
+            provenance.max_tokens,
+            provenance.seed,
+        )
+    }
+}
+
+/// The request that generates `report`'s answer again through the OpenAI-compatible API.
+pub fn reproduction_request(report: &AnswerReport) -> ChatCompletionRequest {
+    let provenance = &report.provenance;
+    ChatCompletionRequest {
+        messages: report.chat_messages(),
         temperature: Some(provenance.temperature),
         top_p: Some(provenance.top_p),
         max_tokens: Some(provenance.max_tokens.into()),

@@ -83,6 +83,24 @@ pub struct GenerateParams {
     pub overflow: Overflow,
 }
 
+impl GenerateParams {
+    /// What the chat page asks for with its settings: the sampling settings it does not show
+    /// are the engine's defaults. The browser worker answers with these, and the server makes
+    /// a browser answer again with the same to vouch for it.
+    pub fn chat(temperature: f64, top_p: f64, max_tokens: u32, seed: u64) -> Self {
+        Self {
+            sampling: SamplingParams {
+                temperature,
+                top_p,
+                seed,
+                ..SamplingParams::default()
+            },
+            max_tokens: max_tokens as usize,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for GenerateParams {
     fn default() -> Self {
         Self {

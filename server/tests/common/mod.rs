@@ -83,3 +83,57 @@ pub async fn serve(api: Arc<Api>) -> std::net::SocketAddr {
     });
     address
 }
+
+/// SmolLM2 as the model visitors' browsers run, as `[browser]`'s defaults give it; not fetched.
+pub fn browser_smollm2() -> Arc<server::browser_model::BrowserModel> {
+    server::browser_model::BrowserModel::new(
+        "smollm2-135m".into(),
+        engine::catalog::smollm2_135m(),
+        space::BrowserSettings::default().requantize,
+    )
+}
+
+/// A Space's facts: `inference` answers, `browser_model` is the browsers' and `store` keeps
+/// the feedback, signed with `receipts`.
+pub fn facts(
+    inference: Arc<Inference>,
+    browser_model: Arc<server::browser_model::BrowserModel>,
+    store: Result<Arc<server::feedback::FeedbackStore>, String>,
+    receipts: Arc<server::receipts::Receipts>,
+) -> Arc<server::facts::Facts> {
+    Arc::new(server::facts::Facts {
+        inference,
+        compare: None,
+        browser_model,
+        remote_model: None,
+        store,
+        receipts,
+        cards: Default::default(),
+    })
+}
+
+/// What the browser worker writes for `messages` with the chat's settings: the same engine
+/// on the same SmolLM2 file, loaded as the worker loads it (the end-to-end suite checks the
+/// browser's tokens are these).
+pub fn made_in_browser(
+    messages: &[engine::ChatMessage],
+    params: &engine::GenerateParams,
+) -> String {
+    let path = model_cache()
+        .get(&engine::catalog::smollm2_135m(), &mut |_, _| {})
+        .unwrap();
+    let mut model = engine::load_chat_model(
+        &mut std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        "smollm2",
+        &engine::LoadOptions {
+            requantize: space::BrowserSettings::default().requantize,
+            ..engine::LoadOptions::default()
+        },
+        &engine::Device::Cpu,
+    )
+    .unwrap();
+    model
+        .generate(messages, params, &mut |_| engine::Flow::Continue)
+        .unwrap()
+        .text
+}
