@@ -309,19 +309,7 @@ impl Layer {
             attended.push(if cache.on_cpu() {
                 cpu_attention(&q, &keys, &values, n_rep, span.position)?
             } else {
-                // The n_rep query heads of one key head, one after the other, form one matrix of
-                // n_rep × len rows: a single batched matmul per key head, no repeated keys.
-                let q = q.reshape((kv_heads, n_rep * span.len, head_dim))?;
-                let scores = q.matmul(&keys.t()?)?;
-                let scores = match &span.mask {
-                    Some(mask) => scores.broadcast_add(mask)?,
-                    None => scores,
-                };
-                candle_nn::ops::softmax_last_dim(&scores)?
-                    .matmul(&values)?
-                    .reshape((heads, span.len, head_dim))?
-                    .transpose(0, 1)?
-                    .reshape((span.len, heads * head_dim))?
+                matrix_attention(&q, &keys, &values, n_rep, span.mask.as_ref())?
             });
         }
         let attended = match attended.len() {
@@ -336,7 +324,7 @@ impl Layer {
             .forward(&normed)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("gate/up split".into()))?;
-        let hidden = (gate.silu()? * up)?;
+        let hidden = gated(&gate, &up)?;
         x + self.down.forward(&hidden)?
     }
 }
@@ -426,7 +414,7 @@ fn cpu_attention(
             let largest = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut total = 0f32;
             for weight in weights.iter_mut() {
-                *weight = (*weight - largest).exp();
+                *weight = libm::expf(*weight - largest);
                 total += *weight;
             }
             row.fill(0.0);
@@ -446,8 +434,34 @@ fn cpu_attention(
     Tensor::from_vec(output, (len, heads * head_dim), q.device())
 }
 
+/// Attention as matrix products (on a GPU): the n_rep query heads of one key head, one after
+/// the other, form one matrix of n_rep × len rows, so each key head is one batched matmul and no
+/// key is repeated. Same arguments as [`cpu_attention`], with `mask` from [`causal_mask`].
+fn matrix_attention(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    n_rep: usize,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (heads, len, head_dim) = q.dims3()?;
+    let q = q.reshape((heads / n_rep, n_rep * len, head_dim))?;
+    let scores = q.matmul(&keys.t()?)?;
+    let scores = match mask {
+        Some(mask) => scores.broadcast_add(mask)?,
+        None => scores,
+    };
+    candle_nn::ops::softmax_last_dim(&scores)?
+        .matmul(values)?
+        .reshape((heads, len, head_dim))?
+        .transpose(0, 1)?
+        .reshape((len, heads * head_dim))
+}
+
 /// cos and sin of every rotation angle for the positions `position..position + seq_len`,
-/// computed in f32 exactly as the reference implementations do.
+/// computed in f32 as the reference implementations do, with [`libm`]'s functions: the
+/// platforms' own (glibc natively, another libm in WebAssembly) differ in the last bit now and
+/// then, and the browser's answers would drift from the server's.
 fn rope_tables(
     config: &Config,
     position: usize,
@@ -456,11 +470,7 @@ fn rope_tables(
 ) -> Result<(Tensor, Tensor)> {
     let half = config.head_dim / 2;
     let inverse_frequencies: Vec<f32> = (0..half)
-        .map(|i| {
-            1.0 / config
-                .rope_base
-                .powf((2 * i) as f32 / config.head_dim as f32)
-        })
+        .map(|i| 1.0 / libm::powf(config.rope_base, (2 * i) as f32 / config.head_dim as f32))
         .collect();
     let angles: Vec<f32> = (position..position + seq_len)
         .flat_map(|p| {
@@ -469,8 +479,34 @@ fn rope_tables(
                 .map(move |frequency| p as f32 * frequency)
         })
         .collect();
-    let angles = Tensor::from_vec(angles, (seq_len, half), device)?;
-    Ok((angles.cos()?, angles.sin()?))
+    let table = |function: fn(f32) -> f32| {
+        Tensor::from_vec(
+            angles
+                .iter()
+                .map(|&angle| function(angle))
+                .collect::<Vec<f32>>(),
+            (seq_len, half),
+            device,
+        )
+    };
+    Ok((table(libm::cosf)?, table(libm::sinf)?))
+}
+
+/// silu(gate) × up. On the CPU with [`libm::expf`], for the reason [`rope_tables`] gives: candle's
+/// `silu` calls the platform's `exp`.
+fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if !gate.device().is_cpu() {
+        return gate.silu()? * up;
+    }
+    let shape = gate.shape().clone();
+    let gates: Vec<f32> = gate.flatten_all()?.to_vec1()?;
+    let ups: Vec<f32> = up.flatten_all()?.to_vec1()?;
+    let hidden: Vec<f32> = gates
+        .iter()
+        .zip(&ups)
+        .map(|(&g, &u)| g / (1.0 + libm::expf(-g)) * u)
+        .collect();
+    Tensor::from_vec(hidden, shape, gate.device())
 }
 
 /// −∞ where a prompt token would see a later one, as rows of the grouped score matrix
@@ -770,5 +806,72 @@ impl<R: Read + Seek> Weights<'_, R> {
             matmuls: vec![(self.matmul(stacked)?, bias)],
             widths,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GPU's attention is the CPU's, computed as matrix products: checked here on the CPU,
+    /// with a cache that holds more than it shows (as the KV cache's views do) and a prompt that
+    /// continues an earlier one, so the mask and the grouped rows are exercised.
+    #[test]
+    fn matrix_attention_equals_the_cpus() {
+        let config = Config {
+            layers: 1,
+            heads: 6,
+            kv_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-5,
+            rope_base: 10_000.0,
+            rope_interleaved: false,
+            context_length: 64,
+        };
+        let (position, len, capacity) = (5, 4, 16);
+        let values = |count: usize, seed: usize| -> Vec<f32> {
+            (0..count)
+                .map(|i| (((i * 7919 + seed * 104_729) % 997) as f32 / 997.0) - 0.5)
+                .collect()
+        };
+        let (heads, kv_heads, head_dim) = (config.heads, config.kv_heads, config.head_dim);
+        let q = Tensor::from_vec(
+            values(heads * len * head_dim, 1),
+            (heads, len, head_dim),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let cache = |seed| {
+            Tensor::from_vec(
+                values(kv_heads * capacity * head_dim, seed),
+                (kv_heads, capacity, head_dim),
+                &Device::Cpu,
+            )
+            .unwrap()
+            .narrow(1, 0, position + len)
+            .unwrap()
+        };
+        let (keys, values) = (cache(2), cache(3));
+        let n_rep = heads / kv_heads;
+        let on_cpu: Vec<f32> = cpu_attention(&q, &keys, &values, n_rep, position)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mask = causal_mask(&config, position, len, &Device::Cpu).unwrap();
+        let as_matrices: Vec<f32> = matrix_attention(&q, &keys, &values, n_rep, mask.as_ref())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(on_cpu.len(), as_matrices.len());
+        for (index, (a, b)) in on_cpu.iter().zip(&as_matrices).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-5,
+                "value {index}: {a} on the CPU, {b} as matrices"
+            );
+        }
     }
 }
