@@ -130,8 +130,8 @@ impl Api {
             Prompt::Messages(_) => ("remote".into(), wire::device::REMOTE, String::new()),
             Prompt::Ids(_, inference) => match inference.state() {
                 ModelState::Ready {
-                    name, device, file, ..
-                } => (name, device, file.sha256),
+                    name, place, file, ..
+                } => (name, place.device, file.sha256),
                 _ => (String::new(), wire::device::CPU, String::new()),
             },
         }
@@ -246,6 +246,7 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
                 quantization: None,
                 backend: "remote".into(),
                 device: wire::device::REMOTE.into(),
+                gpu: None,
             },
             Err(message) => Health::Error { message },
         },
@@ -254,13 +255,14 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
                 progress: Some(LoadProgress { done, total }),
             },
             ModelState::Ready {
-                name, info, device, ..
+                name, info, place, ..
             } => Health::Ok {
                 model: name,
                 architecture: Some(info.architecture),
                 quantization: Some(info.quantization),
                 backend: "candle".into(),
-                device: device.into(),
+                device: place.device.into(),
+                gpu: place.gpu,
             },
             ModelState::Failed(message) => Health::Error { message },
             ModelState::Disabled => Health::Disabled {

@@ -25,17 +25,33 @@ pub enum ModelState {
         done: u64,
         total: Option<u64>,
     },
-    /// `device` is where generation runs (`cpu`, or `cuda` in a build with `--features cuda`
-    /// on a machine with an NVIDIA GPU), as `/health` and each answer's timings name it.
     Ready {
         name: String,
         info: ModelInfo,
-        device: &'static str,
+        place: Where,
         file: ModelFile,
     },
     Failed(String),
     /// Started with `--no-model`: visitors' browsers answer.
     Disabled,
+}
+
+/// Where generation runs, as `/health` and each answer's timings name it.
+#[derive(Clone, Debug)]
+pub struct Where {
+    /// `cpu`, or `cuda` in a build with `--features cuda` on a machine with a GPU it runs on.
+    pub device: &'static str,
+    /// The GPU's name (`Tesla T4`).
+    pub gpu: Option<String>,
+}
+
+impl Where {
+    fn cpu() -> Self {
+        Self {
+            device: wire::device::CPU,
+            gpu: None,
+        }
+    }
 }
 
 /// The loaded file: its size and sha256 (the pin for a cached file, computed for a path).
@@ -177,7 +193,7 @@ impl Inference {
     pub fn load(&self, source: ResolvedModel, options: &LoadOptions, read_ahead: &[ChatMessage]) {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
-        let loaded = (|| -> Result<(ChatModel, &'static str, ModelFile), String> {
+        let loaded = (|| -> Result<(ChatModel, Where, ModelFile), String> {
             let (path, sha256) = match &source {
                 ResolvedModel::Cached { cache, file, .. } => {
                     let path = cache
@@ -196,33 +212,39 @@ impl Inference {
             let bytes = std::fs::metadata(&path)
                 .map_err(|error| format!("cannot read {}: {error}", path.display()))?
                 .len();
-            let opened = std::fs::File::open(&path)
-                .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-            let mut reader = std::io::BufReader::new(opened);
-            // A build without CUDA, or a machine without a GPU, gets the CPU.
-            let device = Device::cuda_if_available(0).unwrap_or(Device::Cpu);
-            let mut model =
-                engine::load_chat_model(&mut reader, &path.display().to_string(), options, &device)
-                    .map_err(|error| error.to_string())?;
-            self_test(&mut model)?;
+            let chosen = engine::device::choose();
+            if let Some(reason) = &chosen.cpu_because {
+                tracing::warn!(%reason, "this build has CUDA but runs on the CPU");
+            }
+            let (mut model, place) = match (
+                &chosen.gpu,
+                load_and_test(&path, options, &chosen.device),
+            ) {
+                (None, loaded) => (loaded?, Where::cpu()),
+                (Some(gpu), Ok(model)) => (
+                    model,
+                    Where {
+                        device: wire::device::CUDA,
+                        gpu: Some(gpu.clone()),
+                    },
+                ),
+                // A model the GPU cannot run (a kernel missing for this GPU, memory) is still
+                // served, more slowly: a Space never shows a runtime error for it.
+                (Some(gpu), Err(error)) => {
+                    tracing::warn!(%gpu, %error, "the model failed on the GPU; loading it on the CPU");
+                    (load_and_test(&path, options, &Device::Cpu)?, Where::cpu())
+                }
+            };
             if !read_ahead.is_empty() {
                 let tokens = model
                     .read_ahead(read_ahead)
                     .map_err(|error| format!("the system prompt cannot be read: {error}"))?;
                 tracing::info!(tokens, "system prompt read ahead and kept");
             }
-            Ok((
-                model,
-                if device.is_cuda() {
-                    wire::device::CUDA
-                } else {
-                    wire::device::CPU
-                },
-                ModelFile { bytes, sha256 },
-            ))
+            Ok((model, place, ModelFile { bytes, sha256 }))
         })();
         match loaded {
-            Ok((model, device, file)) => {
+            Ok((model, place, file)) => {
                 let info = model.info.clone();
                 *self
                     .prompter
@@ -239,11 +261,11 @@ impl Inference {
                     .jobs
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(jobs);
-                tracing::info!(model = %name, ?info, device, "model ready");
+                tracing::info!(model = %name, ?info, device = place.device, gpu = ?place.gpu, "model ready");
                 self.set_state(ModelState::Ready {
                     name,
                     info,
-                    device,
+                    place,
                     file,
                 });
             }
@@ -365,13 +387,13 @@ impl Inference {
             ModelState::Ready {
                 name,
                 info,
-                device,
+                place,
                 file,
             } => {
                 facts.name = name;
                 facts.status = "ready".into();
                 facts.ready = true;
-                facts.device = device.into();
+                facts.device = place.device.into();
                 facts.file_bytes = Some(file.bytes);
                 facts.sha256 = Some(file.sha256);
                 fill_from_info(&mut facts, info);
@@ -401,6 +423,21 @@ pub fn fill_from_info(facts: &mut ModelFacts, info: ModelInfo) {
 /// A few greedy tokens before the model is declared ready: a file that loads but cannot
 /// generate (broken weights, a template that fails) is reported at start-up, in `/health`,
 /// not to the first visitor.
+fn load_and_test(
+    path: &std::path::Path,
+    options: &LoadOptions,
+    device: &Device,
+) -> Result<ChatModel, String> {
+    let opened = std::fs::File::open(path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    let mut reader = std::io::BufReader::new(opened);
+    let mut model =
+        engine::load_chat_model(&mut reader, &path.display().to_string(), options, device)
+            .map_err(|error| error.to_string())?;
+    self_test(&mut model)?;
+    Ok(model)
+}
+
 fn self_test(model: &mut ChatModel) -> Result<(), String> {
     let messages = [engine::ChatMessage::new(engine::Role::User, "Hola")];
     let params = GenerateParams {

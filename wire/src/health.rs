@@ -17,6 +17,9 @@ pub enum Health {
         backend: String,
         /// `cpu`, `cuda`, `remote`.
         device: String,
+        /// The GPU's name when `device` is `cuda` (`Tesla T4`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gpu: Option<String>,
     },
     Loading {
         #[serde(default, skip_serializing_if = "Option::is_none")]
