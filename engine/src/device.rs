@@ -43,10 +43,11 @@ pub fn choose() -> Chosen {
 /// GPU 0 with its name, `None` in a build without CUDA, or why it cannot be used.
 #[cfg(feature = "cuda")]
 pub fn cuda() -> Result<Option<(Device, String)>, String> {
-    let device = Device::new_cuda(0).map_err(|error| format!("no CUDA device found ({error})"))?;
+    let device = Device::new_cuda(0)
+        .map_err(|error| format!("no CUDA device found ({})", without_backtrace(error)))?;
     let name = device
         .as_cuda_device()
-        .map_err(|error| error.to_string())
+        .map_err(without_backtrace)
         .and_then(|gpu| {
             gpu.cuda_stream()
                 .context()
@@ -54,8 +55,23 @@ pub fn cuda() -> Result<Option<(Device, String)>, String> {
                 .map_err(|error| error.to_string())
         })
         .map_err(|error| format!("the GPU does not say its name ({error})"))?;
-    check(&device).map_err(|error| format!("{name} failed a quantized product ({error})"))?;
+    check(&device).map_err(|error| {
+        format!(
+            "{name} failed a quantized product ({})",
+            without_backtrace(error)
+        )
+    })?;
     Ok(Some((device, name)))
+}
+
+/// candle's error without the backtrace it captures when `RUST_BACKTRACE` is set: these
+/// reasons go into one log line and `/health`, where a backtrace says nothing to a team.
+#[cfg(feature = "cuda")]
+fn without_backtrace(error: candle_core::Error) -> String {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        error => error.to_string(),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]

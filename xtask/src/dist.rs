@@ -35,6 +35,7 @@ pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
     ]);
     if cuda {
         server.args(["--features", "cuda"]);
+        crate::cuda::ensure()?.configure(&mut server);
     }
     crate::step("server (release)", || run(&mut server))?;
 

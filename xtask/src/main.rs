@@ -3,11 +3,12 @@
 //! - `cargo xtask run`: installs what is missing, builds the browser bundle and the server,
 //!   and serves the demo on http://127.0.0.1:7860.
 //! - `cargo xtask test`: installs what is missing, builds everything and runs every test
-//!   (unit, integration, wasm builds, end-to-end in headless Chromium).
+//!   (unit, integration, wasm builds, end-to-end in headless Chromium, the CUDA build).
 //!
 //! Every install step checks first and is skipped when the tool is already there, so a second
 //! run starts building within seconds.
 
+mod cuda;
 mod dist;
 mod e2e;
 mod load_bench;
@@ -34,7 +35,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Install what is missing: wasm32 target, wasm-bindgen-cli, wasm-opt, Chromium, test deps.
-    Setup,
+    Setup {
+        /// Also CUDA 13.0's compiler and libraries (PyPI wheels, about 1 GB, into the tools
+        /// cache) and the driver link stub, for `dist --cuda` without a system CUDA.
+        #[arg(long)]
+        cuda: bool,
+    },
     /// Build the browser bundle (target/site) and the release server.
     Build,
     /// Build, then serve the demo (default http://127.0.0.1:7860).
@@ -57,10 +63,16 @@ enum Command {
         /// Download the models into OUT/model-cache now, so a cold start downloads nothing.
         #[arg(long)]
         prefetch: bool,
-        /// Build the server with candle's CUDA kernels (needs the CUDA toolkit; set
-        /// CUDA_COMPUTE_CAP, e.g. 75 for a T4).
+        /// Build the server with candle's CUDA kernels for compute 7.5 (a T4, and every later
+        /// GPU through PTX), with the CUDA toolkit `setup --cuda` installs.
         #[arg(long)]
         cuda: bool,
+    },
+    /// The device check for a GPU machine: `--prepare DIR` builds it here (no GPU needed) into
+    /// DIR, whose `run.sh` checks and measures the engine on the GPU it runs on.
+    GpuCheck {
+        #[arg(long)]
+        prepare: PathBuf,
     },
     /// Measure the engine's prefill and decode speed; prints one JSON line per model.
     Bench {
@@ -118,7 +130,14 @@ fn main() {
 
 fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Setup => toolchain::ensure(Needs::everything()).map(drop),
+        Command::Setup { cuda } => {
+            toolchain::ensure(Needs::everything())?;
+            if cuda {
+                cuda::ensure()?;
+            }
+            Ok(())
+        }
+        Command::GpuCheck { prepare } => cuda::prepare(&prepare),
         Command::Build => {
             let tools = toolchain::ensure(Needs::to_serve())?;
             site::build(&tools)?;
@@ -198,6 +217,14 @@ fn test() -> Result<()> {
         run(cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("VITRINA_MODEL_CACHE", &models))
+    })?;
+    // The T4 build, compiled and linked on every run, before the end-to-end tests build the CPU
+    // server again (see cuda::build); and the device check a GPU machine runs, which here must
+    // say that there is no GPU.
+    let gpu_check = Path::new("target/gpu-check");
+    cuda::prepare(gpu_check)?;
+    step("device check without a GPU", || {
+        cuda::check_refuses_without_gpu(gpu_check)
     })?;
     step(
         "end-to-end tests (headless Chromium, openai client)",
