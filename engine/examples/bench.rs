@@ -1,21 +1,29 @@
-//! Prefill and decode speed of the engine on the catalog's real models, one JSON line each;
-//! with `--batch N`, also N answers decoded together (the server's continuous batching), whose
-//! line gives their aggregate decode speed. Run through `cargo xtask bench`, which builds it
-//! for this CPU's SIMD.
+//! Prefill and decode speed of the engine on the catalog's real models, or with `--shape` on
+//! random-weight files with the shapes and tensor types of the models teams publish (see
+//! `shapes/`), one JSON line each; with `--batch N`, also N answers decoded together (the
+//! server's continuous batching), whose line gives their aggregate decode speed. Run through
+//! `cargo xtask bench`, which builds it for this CPU's SIMD.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::time::Instant;
 
+use candle_core::quantized::gguf_file;
 use engine::cache::ModelCache;
 use engine::{
     ChatModel, Device, Flow, GenerateParams, LoadOptions, SamplingParams, catalog, load_chat_model,
 };
 
+// Shared with the GPU check, which also writes Q8_0 files and made-up vocabularies.
+#[allow(dead_code)]
+#[path = "shapes/mod.rs"]
+mod shapes;
+
 const DECODE_TOKENS: usize = 128;
 
 fn main() {
     let mut models: Vec<String> = Vec::new();
+    let mut shape_names: Vec<String> = Vec::new();
     let mut requantize = false;
     let mut prompt_tokens = 512;
     let mut batch = 1;
@@ -23,29 +31,93 @@ fn main() {
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--model" => models.extend(arguments.next()),
+            "--shape" => shape_names.extend(
+                arguments
+                    .next()
+                    .iter()
+                    .flat_map(|names| names.split(','))
+                    .map(str::to_owned),
+            ),
             "--requantize" => requantize = true,
             "--prompt-tokens" => prompt_tokens = positive(&mut arguments, "--prompt-tokens"),
             "--batch" => batch = positive(&mut arguments, "--batch"),
             other => {
                 eprintln!(
-                    "bench: unknown argument {other:?}; usage: bench [--model {}] [--requantize] [--prompt-tokens N] [--batch N]",
-                    catalog::NAMES.join("|")
+                    "bench: unknown argument {other:?}; usage: bench [--model {}] [--shape {}[,…]] [--requantize] [--prompt-tokens N] [--batch N]",
+                    catalog::NAMES.join("|"),
+                    shapes::names().join("|")
                 );
                 std::process::exit(2);
             }
         }
     }
-    if models.is_empty() {
+    if models.is_empty() && shape_names.is_empty() {
         models = catalog::NAMES
             .iter()
             .map(|name| (*name).to_owned())
             .collect();
     }
-    for name in models {
-        if let Err(error) = bench(&name, requantize, prompt_tokens, batch) {
+    let sources = models
+        .iter()
+        .map(|name| (name, Source::catalogue(name)))
+        .chain(shape_names.iter().map(|name| (name, Source::shape(name))));
+    for (name, source) in sources {
+        if let Err(error) =
+            source.and_then(|source| bench(&source, requantize, prompt_tokens, batch))
+        {
             eprintln!("bench: {name}: {error}");
             std::process::exit(1);
         }
+    }
+}
+
+/// A model file to measure, and what its JSON lines call it.
+struct Source {
+    name: String,
+    path: std::path::PathBuf,
+    /// For a shape: the model it has the shape of.
+    shape_of: Option<&'static str>,
+}
+
+impl Source {
+    fn catalogue(name: &str) -> Result<Self, shapes::Failure> {
+        let file = catalog::by_name(name)
+            .ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
+        eprintln!("bench: {name} from the model cache (fetched on the first run)");
+        Ok(Self {
+            name: name.to_owned(),
+            path: ModelCache::from_env().get(&file, &mut |_, _| {})?,
+            shape_of: None,
+        })
+    }
+
+    /// The shape's file in the model cache's `shapes/`, written on the first run with the
+    /// tokenizer and template of its catalogue model.
+    fn shape(name: &str) -> Result<Self, shapes::Failure> {
+        let shape = shapes::by_name(name)
+            .ok_or_else(|| format!("unknown shape; known: {}", shapes::names().join(", ")))?;
+        let mix = shapes::Mix::Q4KM;
+        let cache = ModelCache::from_env();
+        let dir = cache.dir().join("shapes");
+        std::fs::create_dir_all(&dir)?;
+        // The writer's version in the name: a file from an older recipe is never measured.
+        let path = dir.join(format!("{name}-{}-random-v1.gguf", mix.label()));
+        if !path.exists() {
+            eprintln!(
+                "bench: writing {} (random weights, {} shape)",
+                path.display(),
+                shape.of
+            );
+        }
+        let tokenizer = catalog::by_name(shape.tokenizer_of).ok_or("no such catalogue model")?;
+        let tokenizer = cache.get(&tokenizer, &mut |_, _| {})?;
+        let content = gguf_file::Content::read(&mut BufReader::new(File::open(tokenizer)?))?;
+        shapes::write_random(&path, shape, mix, &shapes::Vocabulary::Of(&content))?;
+        Ok(Self {
+            name: name.to_owned(),
+            path,
+            shape_of: Some(shape.of),
+        })
     }
 }
 
@@ -60,21 +132,17 @@ fn positive(arguments: &mut impl Iterator<Item = String>, flag: &str) -> usize {
 }
 
 fn bench(
-    name: &str,
+    source: &Source,
     requantize: bool,
     prompt_tokens: usize,
     batch: usize,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let file = catalog::by_name(name)
-        .ok_or_else(|| format!("unknown model; known: {}", catalog::NAMES.join(", ")))?;
-    eprintln!("bench: {name} from the model cache (fetched on the first run)");
-    let path = ModelCache::from_env().get(&file, &mut |_, _| {})?;
-
+) -> Result<(), shapes::Failure> {
+    let name = source.name.as_str();
     let started = Instant::now();
-    let mut reader = BufReader::new(File::open(&path)?);
+    let mut reader = BufReader::new(File::open(&source.path)?);
     let mut model = load_chat_model(
         &mut reader,
-        &file.file_name,
+        &source.path.display().to_string(),
         &LoadOptions {
             requantize,
             ..LoadOptions::default()
@@ -108,6 +176,7 @@ fn bench(
         "{}",
         serde_json::json!({
             "model": name,
+            "shape_of": source.shape_of,
             "arch": model.info.architecture,
             "quant": model.info.quantization,
             "requantized_to_q8_0": requantize,
@@ -127,6 +196,7 @@ fn bench(
             "{}",
             serde_json::json!({
                 "model": name,
+                "shape_of": source.shape_of,
                 "quant": model.info.quantization,
                 "requantized_to_q8_0": requantize,
                 "backend": "cpu",
@@ -147,7 +217,7 @@ fn batched_decode(
     text: &[u32],
     batch: usize,
     params: &GenerateParams,
-) -> Result<f64, Box<dyn std::error::Error>> {
+) -> Result<f64, shapes::Failure> {
     let mut answers = (0..batch)
         .map(|index| {
             let prompt: Vec<u32> = text

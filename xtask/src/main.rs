@@ -79,6 +79,11 @@ enum Command {
         /// A catalog model (smollm2-135m, qwen2.5-coder-0.5b); all of them when left out.
         #[arg(long)]
         model: Option<String>,
+        /// Random-weight files with the shape and Q4_K_M tensor types of published models
+        /// instead (qwen-0.5b, llama-1b, qwen-1.5b, mistral-7b), written into the model cache on
+        /// the first run; `model` in the JSON lines names the shape.
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["model", "browser", "serve"])]
+        shape: Vec<String>,
         /// CPU threads for inference; all cores when left out.
         #[arg(long)]
         threads: Option<usize>,
@@ -182,6 +187,7 @@ fn dispatch(command: Command) -> Result<()> {
         } => browser_bench(model.as_deref().unwrap_or("smollm2-135m")),
         Command::Bench {
             model,
+            shape,
             threads,
             requantize,
             prompt_tokens,
@@ -189,6 +195,7 @@ fn dispatch(command: Command) -> Result<()> {
             ..
         } => run(&mut bench_command(&NativeBench {
             model,
+            shape,
             threads,
             requantize,
             prompt_tokens,
@@ -254,6 +261,7 @@ fn test() -> Result<()> {
 /// own, so the portable builds keep their cache.
 struct NativeBench {
     model: Option<String>,
+    shape: Vec<String>,
     threads: Option<usize>,
     requantize: bool,
     prompt_tokens: usize,
@@ -291,6 +299,9 @@ fn bench_command(bench: &NativeBench) -> std::process::Command {
             .iter()
             .flat_map(|name| ["--model", name.as_str()]),
     );
+    if !bench.shape.is_empty() {
+        command.args(["--shape", &bench.shape.join(",")]);
+    }
     if bench.requantize {
         command.arg("--requantize");
     }
@@ -315,6 +326,7 @@ fn browser_bench(model: &str) -> Result<()> {
     for requantize in [false, true] {
         native_lines.push_str(&bench_output(&NativeBench {
             model: Some(model.to_owned()),
+            shape: Vec::new(),
             threads: Some(1),
             requantize,
             prompt_tokens: 512,

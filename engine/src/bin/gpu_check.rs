@@ -3,21 +3,17 @@
 //!
 //! It writes its models into `--dir`: the tiny fixed-answer models of each architecture the
 //! tests load (see `tiny_model.rs`), and random-weight files with the real shapes of
-//! Qwen2.5-0.5B and Qwen2.5-1.5B in a Q4_K_M-like mix and in Q8_0 (speed does not depend on the
-//! weights' values). Then it prints one JSON line per result: the GPU; for each tiny model,
+//! Qwen2.5-0.5B, Llama-3.2-1B and Qwen2.5-1.5B in llama.cpp's Q4_K_M mix and in Q8_0 (see
+//! `shapes/`; speed does not depend on the weights' values). Then it prints one JSON line per result: the GPU; for each tiny model,
 //! whether CUDA's greedy answer is the CPU's; for each shape, prefill (512 tokens) and decode
 //! (128 tokens) speed through the server's own generation code, the GPU memory it took, and the
 //! fraction of the GPU's memory bandwidth decode reaches (weight bytes read per token × tokens
 //! per second ÷ peak bandwidth). Exit status 2: no GPU; 1: a check failed.
 
-use std::borrow::Cow;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Tensor;
-use candle_core::quantized::gguf_file::{self, Value};
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use engine::{
     ChatMessage, Device, Flow, GenerateParams, LoadOptions, Role, SamplingParams, load_chat_model,
 };
@@ -28,78 +24,16 @@ use serde_json::json;
 #[path = "../../examples/tiny_model.rs"]
 mod tiny_model;
 
+#[path = "../../examples/shapes/mod.rs"]
+mod shapes;
+
+use shapes::{Failure, Mix, Vocabulary};
+
 const PROMPT_TOKENS: usize = 512;
 const DECODE_TOKENS: usize = 128;
 
-/// A real model's shape (from its GGUF metadata), filled with random weights.
-struct Shape {
-    name: &'static str,
-    layers: usize,
-    dim: usize,
-    heads: usize,
-    kv_heads: usize,
-    ffn: usize,
-    vocab: usize,
-}
-
-const SHAPES: [Shape; 2] = [
-    Shape {
-        name: "qwen2.5-0.5b",
-        layers: 24,
-        dim: 896,
-        heads: 14,
-        kv_heads: 2,
-        ffn: 4864,
-        vocab: 151_936,
-    },
-    Shape {
-        name: "qwen2.5-1.5b",
-        layers: 28,
-        dim: 1536,
-        heads: 12,
-        kv_heads: 2,
-        ffn: 8960,
-        vocab: 151_936,
-    },
-];
-
-/// How the weights are quantised.
-#[derive(Clone, Copy)]
-enum Mix {
-    /// llama.cpp's Q4_K_M: Q4_K, with Q6_K for attn_v, ffn_down and the (tied) embeddings;
-    /// where a row is not a whole number of 256-value blocks, Q5_0 and Q8_0 instead, as
-    /// llama.cpp falls back.
-    Q4KM,
-    Q8_0,
-}
-
-impl Mix {
-    fn label(self) -> &'static str {
-        match self {
-            Mix::Q4KM => "Q4_K_M",
-            Mix::Q8_0 => "Q8_0",
-        }
-    }
-
-    fn dtype(self, tensor: &str, columns: usize) -> GgmlDType {
-        match self {
-            Mix::Q8_0 => GgmlDType::Q8_0,
-            Mix::Q4KM => {
-                let wide = tensor.contains("attn_v")
-                    || tensor.contains("ffn_down")
-                    || tensor == "token_embd.weight";
-                match (wide, columns % 256 == 0) {
-                    (true, true) => GgmlDType::Q6K,
-                    (true, false) => GgmlDType::Q8_0,
-                    (false, true) => GgmlDType::Q4K,
-                    (false, false) => GgmlDType::Q5_0,
-                }
-            }
-        }
-    }
-}
-
-type Failure = Box<dyn std::error::Error>;
+/// The shapes measured: the 0.5B and 1.5B sizes most teams publish, and a 1B Llama.
+const MEASURED_SHAPES: [&str; 3] = ["qwen-0.5b", "llama-1b", "qwen-1.5b"];
 
 fn main() {
     let mut dir = None;
@@ -196,10 +130,13 @@ fn run(dir: &Path, device: &Device, name: &str) -> Result<bool, Failure> {
         );
     }
 
-    for shape in &SHAPES {
+    for shape in MEASURED_SHAPES
+        .iter()
+        .filter_map(|name| shapes::by_name(name))
+    {
         for mix in [Mix::Q4KM, Mix::Q8_0] {
             let path = dir.join(format!("{}-random-{}.gguf", shape.name, mix.label()));
-            let weight_bytes = write_random(&path, shape, mix)?;
+            let weight_bytes = shapes::write_random(&path, shape, mix, &Vocabulary::MadeUp)?;
             if matches!(mix, Mix::Q8_0) {
                 // Informative, not a pass or fail: random weights leave near-ties that
                 // another order of summation may break the other way.
@@ -336,135 +273,6 @@ fn measure(
         decode_tok_s: completion.timings.decode_tokens_per_second,
         gpu_memory_bytes: free_before.saturating_sub(free_after),
     })
-}
-
-/// Writes `shape` with random weights in `mix` (unless the file is there from an earlier run)
-/// and returns the bytes of weights one decoded token reads: every matrix, and the embedding
-/// table whole, since it is also the (tied) output matrix.
-fn write_random(path: &Path, shape: &Shape, mix: Mix) -> Result<u64, Failure> {
-    let head_dim = shape.dim / shape.heads;
-    let kv_dim = shape.kv_heads * head_dim;
-    let mut tensors: Vec<(String, QTensor)> = Vec::new();
-    let mut seed = 1u64;
-    let mut matrix =
-        |name: String, rows: usize, columns: usize| -> Result<(String, QTensor), Failure> {
-            seed += 1;
-            let dtype = mix.dtype(&name, columns);
-            Ok((name, random_matrix(rows, columns, dtype, seed)?))
-        };
-    let vector = |name: String, length: usize, value: f32| -> Result<(String, QTensor), Failure> {
-        let values = Tensor::full(value, length, &Device::Cpu)?;
-        Ok((name, QTensor::quantize(&values, GgmlDType::F32)?))
-    };
-    tensors.push(matrix("token_embd.weight".into(), shape.vocab, shape.dim)?);
-    tensors.push(vector("output_norm.weight".into(), shape.dim, 1.0)?);
-    for layer in 0..shape.layers {
-        let name = |part: &str| format!("blk.{layer}.{part}");
-        tensors.push(vector(name("attn_norm.weight"), shape.dim, 1.0)?);
-        tensors.push(vector(name("ffn_norm.weight"), shape.dim, 1.0)?);
-        tensors.push(matrix(name("attn_q.weight"), shape.dim, shape.dim)?);
-        tensors.push(matrix(name("attn_k.weight"), kv_dim, shape.dim)?);
-        tensors.push(matrix(name("attn_v.weight"), kv_dim, shape.dim)?);
-        tensors.push(vector(name("attn_q.bias"), shape.dim, 0.0)?);
-        tensors.push(vector(name("attn_k.bias"), kv_dim, 0.0)?);
-        tensors.push(vector(name("attn_v.bias"), kv_dim, 0.0)?);
-        tensors.push(matrix(name("attn_output.weight"), shape.dim, shape.dim)?);
-        tensors.push(matrix(name("ffn_gate.weight"), shape.ffn, shape.dim)?);
-        tensors.push(matrix(name("ffn_up.weight"), shape.ffn, shape.dim)?);
-        tensors.push(matrix(name("ffn_down.weight"), shape.dim, shape.ffn)?);
-    }
-    let weight_bytes: u64 = tensors
-        .iter()
-        .map(|(_, tensor)| tensor.storage_size_in_bytes() as u64)
-        .sum();
-    if path.exists() {
-        return Ok(weight_bytes);
-    }
-    let mut tokens: Vec<String> = vec!["<|im_start|>".into(), "<|im_end|>".into()];
-    tokens.extend((tokens.len()..shape.vocab).map(|id| format!("t{id}")));
-    let string = |text: &str| Value::String(text.to_owned());
-    let key = |name: &str| format!("qwen2.{name}");
-    let metadata: Vec<(String, Value)> = vec![
-        ("general.architecture".into(), string("qwen2")),
-        (
-            "general.name".into(),
-            string(&format!("{} (random weights)", shape.name)),
-        ),
-        (key("context_length"), Value::U32(32_768)),
-        (key("embedding_length"), Value::U32(shape.dim as u32)),
-        (key("feed_forward_length"), Value::U32(shape.ffn as u32)),
-        (key("block_count"), Value::U32(shape.layers as u32)),
-        (key("attention.head_count"), Value::U32(shape.heads as u32)),
-        (
-            key("attention.head_count_kv"),
-            Value::U32(shape.kv_heads as u32),
-        ),
-        (key("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
-        (key("rope.freq_base"), Value::F32(1_000_000.0)),
-        ("tokenizer.ggml.model".into(), string("gpt2")),
-        ("tokenizer.ggml.pre".into(), string("default")),
-        (
-            "tokenizer.ggml.tokens".into(),
-            Value::Array(tokens.iter().map(|token| string(token)).collect()),
-        ),
-        (
-            "tokenizer.ggml.token_type".into(),
-            Value::Array(
-                (0..tokens.len())
-                    .map(|id| Value::I32(if id < 2 { 3 } else { 1 }))
-                    .collect(),
-            ),
-        ),
-        ("tokenizer.ggml.merges".into(), Value::Array(Vec::new())),
-        ("tokenizer.ggml.eos_token_id".into(), Value::U32(1)),
-    ];
-    let metadata: Vec<(&str, &Value)> = metadata
-        .iter()
-        .map(|(key, value)| (key.as_str(), value))
-        .collect();
-    let tensors: Vec<(&str, &QTensor)> = tensors
-        .iter()
-        .map(|(name, tensor)| (name.as_str(), tensor))
-        .collect();
-    let partial = path.with_extension("part");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
-    gguf_file::write(&mut file, &metadata, &tensors)?;
-    drop(file);
-    std::fs::rename(&partial, path)?;
-    Ok(weight_bytes)
-}
-
-/// A `rows × columns` matrix of `dtype` whose rows repeat 32 quantised random rows: real
-/// blocks (finite scales), made in a moment even for a 150k-row embedding table.
-fn random_matrix(
-    rows: usize,
-    columns: usize,
-    dtype: GgmlDType,
-    seed: u64,
-) -> Result<QTensor, Failure> {
-    let tile_rows = rows.min(32);
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let values: Vec<f32> = (0..tile_rows * columns)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
-        })
-        .collect();
-    let tile = QTensor::quantize(
-        &Tensor::from_vec(values, (tile_rows, columns), &Device::Cpu)?,
-        dtype,
-    )?;
-    let tile_bytes = tile.data()?;
-    let row_bytes = tile_bytes.len() / tile_rows;
-    let mut bytes = Vec::with_capacity(rows * row_bytes);
-    while bytes.len() < rows * row_bytes {
-        let wanted = (rows * row_bytes - bytes.len()).min(tile_bytes.len());
-        bytes.extend_from_slice(&tile_bytes[..wanted]);
-    }
-    let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, dtype)?;
-    Ok(QTensor::new(storage, (rows, columns))?)
 }
 
 /// Bytes per second the GPU's memory can deliver: twice (double data rate) its memory clock
