@@ -135,7 +135,7 @@ impl Mix {
         if let Mix::Q8_0 = self {
             return GgmlDType::Q8_0;
         }
-        match (more_bits, columns % 256 == 0) {
+        match (more_bits, columns.is_multiple_of(256)) {
             (true, true) => GgmlDType::Q6K,
             (true, false) => GgmlDType::Q8_0,
             (false, true) => GgmlDType::Q4K,
