@@ -215,39 +215,32 @@ fn cargo_registry_sources() -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// The server and the device check, compiled and linked for compute 7.5, in the workspace's
-/// own target directory: cargo keeps a crate built with other features beside the one built
-/// without, so only candle, cudarc, the engine and the server are compiled again (on a fresh
-/// clone, as in CI, that saves compiling the whole tree a second time). The CUDA `vitrina`
-/// replaces `target/debug/vitrina` until the next plain build puts the CPU one back, which is
-/// why `cargo xtask test` builds it before the end-to-end tests.
+/// The server and the device check, compiled and linked for compute 7.5 in one cargo run, in
+/// the workspace's own target directory. One run, because each package alone resolves its
+/// dependencies' features otherwise (the engine without the server's leptos asks less of serde,
+/// syn, rand…): built one after the other, the check compiled some 90 crates a second time.
+/// The workspace's target, because cargo keeps a crate built with other features beside the
+/// one built without: on a fresh clone, as in CI, only what CUDA changes is compiled again.
+/// The CUDA `vitrina` replaces `target/debug/vitrina` until the next plain build puts the CPU
+/// one back, which is why `cargo xtask test` builds it before the end-to-end tests.
 pub fn build(toolkit: &Toolkit) -> Result<()> {
-    let configure = |command: &mut Command| toolkit.configure(command);
     crate::step("server and device check with CUDA (compute 7.5)", || {
-        let mut server = cargo();
-        server.args([
+        let mut both = cargo();
+        both.args([
             "build",
             "-p",
             "server",
             "--bin",
             crate::SERVER_BINARY,
-            "--features",
-            "cuda",
-        ]);
-        configure(&mut server);
-        run(&mut server)?;
-        let mut check = cargo();
-        check.args([
-            "build",
             "-p",
             "engine",
             "--bin",
             GPU_CHECK,
             "--features",
-            "cuda",
+            "server/cuda,engine/cuda",
         ]);
-        configure(&mut check);
-        run(&mut check)
+        toolkit.configure(&mut both);
+        run(&mut both)
     })
 }
 

@@ -24,6 +24,8 @@ use serde_json::json;
 #[path = "../../examples/tiny_model.rs"]
 mod tiny_model;
 
+// Shared with the bench, which also names the shapes and borrows catalogue vocabularies.
+#[allow(dead_code)]
 #[path = "../../examples/shapes/mod.rs"]
 mod shapes;
 
