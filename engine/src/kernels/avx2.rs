@@ -8,8 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::blocks::{
-    ActivationBlock, ActivationSuperBlock, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K, BlockQ8_0,
-    ROW_GROUP, WeightBlock, block_start,
+    ActivationBlock, BlockQ4_1, BlockQ5_0, BlockQ8_0, ROW_GROUP, WeightBlock, block_start,
 };
 
 #[target_feature(enable = "avx2")]
@@ -25,16 +24,6 @@ pub fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
 #[target_feature(enable = "avx2")]
 pub fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
     group!(sums, rows::<BlockQ8_0, N>(weights, blocks))
-}
-
-#[target_feature(enable = "avx2")]
-pub fn dot_q4_k(weights: &[u8], blocks: &[ActivationSuperBlock], sums: &mut [f32]) {
-    group!(sums, super_rows::<BlockQ4K, N>(weights, blocks))
-}
-
-#[target_feature(enable = "avx2")]
-pub fn dot_q6_k(weights: &[u8], blocks: &[ActivationSuperBlock], sums: &mut [f32]) {
-    group!(sums, super_rows::<BlockQ6K, N>(weights, blocks))
 }
 
 /// Several input rows (2 or 4: a prompt's rows, or the next tokens of a batch of answers)
@@ -332,147 +321,4 @@ q8_0_input_rows!(q8_0_input_rows_vnni, "avx2,avxvnni", lane_sums_vnni);
 #[target_feature(enable = "avx2,avxvnni")]
 fn lane_sums_vnni(weights: __m256i, activations: __m256i) -> __m256i {
     _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), weights, activations)
-}
-
-/// What a K-quant kernel does with a super-block; [`super_rows`] runs the loop both share.
-trait SuperKernel: WeightBlock {
-    /// The super-block's products with the activations in eight integer lanes (lane `l` of
-    /// each 32 values holds values 4l..4l + 4, times their scale), and what is taken off apart
-    /// (Q4_K's minimums, Q6_K's offset of 32), as [`portable`](super::portable) computes them.
-    ///
-    /// # Safety
-    /// The CPU has AVX2.
-    unsafe fn integers(&self, activations: &ActivationSuperBlock) -> (__m256i, f32);
-}
-
-/// 32 activations from `first` on.
-#[target_feature(enable = "avx2")]
-fn load_activations(activations: &ActivationSuperBlock, first: usize) -> __m256i {
-    let values = &activations.qs[first..first + 32];
-    // SAFETY: the slice holds the 32 bytes read; loadu takes any alignment.
-    unsafe { _mm256_loadu_si256(values.as_ptr().cast()) }
-}
-
-#[target_feature(enable = "avx2")]
-fn load_32(bytes: &[u8]) -> __m256i {
-    let bytes = &bytes[..32];
-    // SAFETY: the slice holds the 32 bytes read; loadu takes any alignment.
-    unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-}
-
-/// Unsigned `weights` times signed `activations`, pairs summed in 16 bits (no overflow: the
-/// weights are below 64), then pairs of pairs times `scales` in 32 bits.
-#[target_feature(enable = "avx2")]
-fn scaled_lane_sums(weights: __m256i, activations: __m256i, scales: __m256i) -> __m256i {
-    _mm256_madd_epi16(_mm256_maddubs_epi16(weights, activations), scales)
-}
-
-impl SuperKernel for BlockQ4K {
-    #[target_feature(enable = "avx2")]
-    unsafe fn integers(&self, activations: &ActivationSuperBlock) -> (__m256i, f32) {
-        let (scales, minimums) = self.scales_and_minimums();
-        let low_nibbles = _mm256_set1_epi8(0x0f);
-        let mut lanes = _mm256_setzero_si256();
-        for pair in 0..4 {
-            let bytes = load_32(&self.qs[32 * pair..]);
-            let low = _mm256_and_si256(bytes, low_nibbles);
-            let high = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low_nibbles);
-            let (first, second) = (2 * pair, 2 * pair + 1);
-            lanes = _mm256_add_epi32(
-                lanes,
-                scaled_lane_sums(
-                    low,
-                    load_activations(activations, 32 * first),
-                    _mm256_set1_epi16(scales[first] as i16),
-                ),
-            );
-            lanes = _mm256_add_epi32(
-                lanes,
-                scaled_lane_sums(
-                    high,
-                    load_activations(activations, 32 * second),
-                    _mm256_set1_epi16(scales[second] as i16),
-                ),
-            );
-        }
-        let minimum: i32 = (0..8)
-            .map(|j| minimums[j] as i32 * (activations.sums[2 * j] + activations.sums[2 * j + 1]))
-            .sum();
-        (lanes, self.dmin() * activations.d * minimum as f32)
-    }
-}
-
-impl SuperKernel for BlockQ6K {
-    #[target_feature(enable = "avx2")]
-    unsafe fn integers(&self, activations: &ActivationSuperBlock) -> (__m256i, f32) {
-        let low_nibbles = _mm256_set1_epi8(0x0f);
-        let low_pair = _mm256_set1_epi8(3);
-        let mut lanes = _mm256_setzero_si256();
-        for half in 0..2 {
-            let first_low = load_32(&self.ql[64 * half..]);
-            let second_low = load_32(&self.ql[64 * half + 32..]);
-            let pairs = load_32(&self.qh[32 * half..]);
-            // Each byte's pair is masked to below 4 before moving up: a 16-bit shift then
-            // moves no bit into the next byte.
-            let with_pair = |nibbles: __m256i, pair: __m256i| {
-                _mm256_or_si256(
-                    _mm256_and_si256(nibbles, low_nibbles),
-                    _mm256_slli_epi16(_mm256_and_si256(pair, low_pair), 4),
-                )
-            };
-            let quants = [
-                with_pair(first_low, pairs),
-                with_pair(second_low, _mm256_srli_epi16(pairs, 2)),
-                with_pair(_mm256_srli_epi16(first_low, 4), _mm256_srli_epi16(pairs, 4)),
-                with_pair(
-                    _mm256_srli_epi16(second_low, 4),
-                    _mm256_srli_epi16(pairs, 6),
-                ),
-            ];
-            for (k, quants) in quants.into_iter().enumerate() {
-                let j = 4 * half + k;
-                // 16-bit lanes 0–7 hold values 0–15 of the 32, whose scale is part 2j's.
-                let scales = _mm256_set_m128i(
-                    _mm_set1_epi16(self.scales[2 * j + 1] as i16),
-                    _mm_set1_epi16(self.scales[2 * j] as i16),
-                );
-                lanes = _mm256_add_epi32(
-                    lanes,
-                    scaled_lane_sums(quants, load_activations(activations, 32 * j), scales),
-                );
-            }
-        }
-        let offset: i32 = self
-            .scales
-            .iter()
-            .zip(activations.sums)
-            .map(|(&scale, sum)| 32 * scale as i32 * sum)
-            .sum();
-        (lanes, self.d() * activations.d * offset as f32)
-    }
-}
-
-#[target_feature(enable = "avx2")]
-fn super_rows<B: SuperKernel, const ROWS: usize>(
-    weights: &[u8],
-    blocks: &[ActivationSuperBlock],
-) -> [f32; ROWS] {
-    assert_eq!(weights.len(), ROWS * blocks.len() * size_of::<B>());
-    let mut lanes = [_mm256_setzero_ps(); ROWS];
-    let mut offsets = [0f32; ROWS];
-    for (index, activations) in blocks.iter().enumerate() {
-        for row in 0..ROWS {
-            // SAFETY: row < ROWS and index < blocks.len(): inside the length asserted above.
-            let block: &B = unsafe { block_unchecked(weights, row, ROWS, index) };
-            // SAFETY: this function runs with AVX2 enabled.
-            let (integers, offset) = unsafe { block.integers(activations) };
-            lanes[row] = accumulate(lanes[row], block.scale() * activations.d, integers);
-            offsets[row] += offset;
-        }
-    }
-    let mut totals = [0f32; ROWS];
-    for row in 0..ROWS {
-        totals[row] = horizontal_sum(lanes[row]) - offsets[row];
-    }
-    totals
 }

@@ -1,13 +1,7 @@
 //! Matrix products for the quantisations of the models this project runs on the CPU: Q4_1
 //! (SmolLM2-135M's file), Q5_0 (most of Qwen2.5-0.5B's "Q4_K_M" file: its 896-wide rows
-//! cannot hold 256-value K-quant blocks, so llama.cpp stores them as Q5_0), Q8_0 (output
-//! matrices, and what the server rewrites Q4_1/Q5_0 as), and Q4_K and Q6_K (nearly every
-//! matrix of the 1–7B Q4_K_M files teams publish).
-//!
-//! The K-quants meet activations quantised 256 at a time (one scale per super-block, as
-//! llama.cpp's Q8_K): a super-block's eight sub-blocks then add up in integers, each times its
-//! 6- or 8-bit scale, and meet floating point once — per 32 values it was twice as slow as
-//! candle's kernel.
+//! cannot hold 256-value K-quant blocks, so llama.cpp stores them as Q5_0) and Q8_0 (output
+//! matrices, and what the server rewrites Q4_1/Q5_0 as).
 //!
 //! candle takes a scalar loop for the first two and one weight row at a time for Q8_0. Here each
 //! weight block meets the activations quantised to 8 bits, 32 at a time, with AVX2 where the CPU
@@ -59,9 +53,8 @@ mod portable;
 mod simd128;
 
 use blocks::{
-    ActivationBlock, ActivationSuperBlock, BLOCK, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ6K,
-    BlockQ8_0, ROW_GROUP, SUPER_BLOCK, WeightBlock, interleave, quantize, quantize_super,
-    row_blocks,
+    ActivationBlock, BLOCK, BlockQ4_1, BlockQ5_0, BlockQ8_0, ROW_GROUP, WeightBlock, interleave,
+    quantize, row_blocks,
 };
 use parallel::SharedOutput;
 
@@ -70,8 +63,6 @@ enum Kind {
     Q4_1,
     Q5_0,
     Q8_0,
-    Q4K,
-    Q6K,
 }
 
 impl Kind {
@@ -80,26 +71,11 @@ impl Kind {
             Kind::Q4_1 => size_of::<BlockQ4_1>(),
             Kind::Q5_0 => size_of::<BlockQ5_0>(),
             Kind::Q8_0 => size_of::<BlockQ8_0>(),
-            Kind::Q4K => size_of::<BlockQ4K>(),
-            Kind::Q6K => size_of::<BlockQ6K>(),
         }
-    }
-
-    /// Values per weight block: 32, or a K-quant's 256 (eight activation blocks).
-    fn block_values(self) -> usize {
-        match self {
-            Kind::Q4_1 | Kind::Q5_0 | Kind::Q8_0 => BLOCK,
-            Kind::Q4K | Kind::Q6K => SUPER_BLOCK,
-        }
-    }
-
-    fn row_bytes(self, columns: usize) -> usize {
-        columns / self.block_values() * self.block_bytes()
     }
 }
 
-/// A weight matrix (rows × columns, row-major, as in the GGUF) in Q4_1, Q5_0, Q8_0, Q4_K or
-/// Q6_K.
+/// A weight matrix (rows × columns, row-major, as in the GGUF) in Q4_1, Q5_0 or Q8_0.
 pub struct QuantMatMul {
     kind: Kind,
     weights: Vec<u8>,
@@ -115,23 +91,26 @@ impl QuantMatMul {
             GgmlDType::Q4_1 => Kind::Q4_1,
             GgmlDType::Q5_0 => Kind::Q5_0,
             GgmlDType::Q8_0 => Kind::Q8_0,
-            GgmlDType::Q4K => Kind::Q4K,
-            GgmlDType::Q6K => Kind::Q6K,
             _ => return Ok(None),
         };
         let (rows, columns) = tensor.shape().dims2()?;
-        if columns % kind.block_values() != 0 {
+        if columns % BLOCK != 0 {
             return Ok(None);
         }
         let weights = tensor.data()?.into_owned();
-        if weights.len() != rows * kind.row_bytes(columns) {
+        if weights.len() != rows * columns / BLOCK * kind.block_bytes() {
             bail!(
                 "{kind:?} weights of {rows}×{columns} take {} bytes, not {}",
-                rows * kind.row_bytes(columns),
+                rows * columns / BLOCK * kind.block_bytes(),
                 weights.len()
             );
         }
-        let weights = interleave(&weights, rows, kind.row_bytes(columns), kind.block_bytes());
+        let weights = interleave(
+            &weights,
+            rows,
+            columns / BLOCK * kind.block_bytes(),
+            kind.block_bytes(),
+        );
         Ok(Some(Self {
             kind,
             weights,
@@ -151,43 +130,17 @@ impl QuantMatMul {
             );
         }
         let inputs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let mut result = vec![0f32; inputs.len() / self.columns * self.rows];
-        match super_rows_function(self.kind) {
-            Some(dot) => {
-                let activations: Vec<ActivationSuperBlock> = inputs
-                    .chunks_exact(SUPER_BLOCK)
-                    .map(quantize_super)
-                    .collect();
-                self.products(&activations, dot, None, &mut result);
-            }
-            None => {
-                let activations: Vec<ActivationBlock> =
-                    inputs.chunks_exact(BLOCK).map(quantize).collect();
-                let dot = rows_function(self.kind);
-                self.products(&activations, dot, inputs_function(self.kind), &mut result);
-            }
-        }
-        *shape.last_mut().expect("checked above") = self.rows;
-        Tensor::from_vec(result, shape, x.device())
-    }
-}
+        let input_rows = inputs.len() / self.columns;
+        let activations: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let blocks_per_row = self.columns / BLOCK;
+        let row_bytes = blocks_per_row * self.kind.block_bytes();
 
-impl QuantMatMul {
-    /// Every input row (`activations`, a row's worth after another) against every weight row
-    /// into `result`, the groups of rows shared out between the threads.
-    fn products<A: Sync>(
-        &self,
-        activations: &[A],
-        dot: RowsDot<A>,
-        inputs_dot: Option<InputsDot<A>>,
-        result: &mut [f32],
-    ) {
-        let input_rows = result.len() / self.rows;
-        let row_bytes = self.kind.row_bytes(self.columns);
-        let output = SharedOutput::new(result);
-        let input_blocks: Vec<&[A]> = activations
-            .chunks_exact(activations.len() / input_rows.max(1))
-            .collect();
+        let mut result = vec![0f32; input_rows * self.rows];
+        let output = SharedOutput::new(&mut result);
+        let dot = rows_function(self.kind);
+        let inputs_dot = inputs_function(self.kind);
+        let input_blocks: Vec<&[ActivationBlock]> =
+            activations.chunks_exact(blocks_per_row).collect();
         let groups = self.rows.div_ceil(ROW_GROUP);
         candle_core::utils::barrier_pool().execute_chunked(groups, |groups| {
             let mut sums = [[0f32; ROW_GROUP]; MOST_INPUTS];
@@ -224,12 +177,14 @@ impl QuantMatMul {
                 }
             }
         });
+        *shape.last_mut().expect("checked above") = self.rows;
+        Tensor::from_vec(result, shape, x.device())
     }
 }
 
 /// `weights` holds a group of `sums.len()` (1 to [`ROW_GROUP`]) interleaved rows; `sums` gets
-/// their products with `blocks` (32-value activation blocks, or a K-quant's 256-value ones).
-type RowsDot<A = ActivationBlock> = fn(&[u8], &[A], &mut [f32]);
+/// their products with `blocks`.
+type RowsDot = fn(&[u8], &[ActivationBlock], &mut [f32]);
 
 fn rows_function(kind: Kind) -> RowsDot {
     #[cfg(target_arch = "x86_64")]
@@ -247,7 +202,6 @@ fn rows_function(kind: Kind) -> RowsDot {
                 // SAFETY: AVX2 is present (checked just above).
                 unsafe { avx2::dot_q8_0(weights, blocks, sums) }
             },
-            Kind::Q4K | Kind::Q6K => unreachable!("{kind:?} takes 256-value activation blocks"),
         };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -255,7 +209,6 @@ fn rows_function(kind: Kind) -> RowsDot {
         Kind::Q4_1 => simd128::dot_q4_1,
         Kind::Q5_0 => simd128::dot_q5_0,
         Kind::Q8_0 => simd128::dot_q8_0,
-        Kind::Q4K | Kind::Q6K => unreachable!("{kind:?} takes 256-value activation blocks"),
     };
     #[allow(unreachable_code)]
     portable_rows(kind)
@@ -265,66 +218,25 @@ fn rows_function(kind: Kind) -> RowsDot {
 fn portable_rows(kind: Kind) -> RowsDot {
     match kind {
         Kind::Q4_1 => |weights, blocks, sums| {
-            each_row::<BlockQ4_1, _>(weights, blocks, sums, |row, blocks| {
+            each_row::<BlockQ4_1>(weights, blocks, sums, |row, blocks| {
                 portable::dot_q4_1(row, blocks)
             })
         },
         Kind::Q5_0 => |weights, blocks, sums| {
-            each_row::<BlockQ5_0, _>(weights, blocks, sums, |row, blocks| {
+            each_row::<BlockQ5_0>(weights, blocks, sums, |row, blocks| {
                 portable::dot_q5_0(row, blocks)
             })
         },
         Kind::Q8_0 => |weights, blocks, sums| {
-            each_row::<BlockQ8_0, _>(weights, blocks, sums, |row, blocks| {
+            each_row::<BlockQ8_0>(weights, blocks, sums, |row, blocks| {
                 portable::dot_q8_0(row, blocks)
             })
         },
-        Kind::Q4K | Kind::Q6K => unreachable!("{kind:?} takes 256-value activation blocks"),
-    }
-}
-
-/// The K-quants' kernels, which take 256-value activation blocks; `None` for the others.
-fn super_rows_function(kind: Kind) -> Option<RowsDot<ActivationSuperBlock>> {
-    if !matches!(kind, Kind::Q4K | Kind::Q6K) {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        return Some(if kind == Kind::Q4K {
-            |weights, blocks, sums| {
-                // SAFETY: AVX2 is present (checked just above).
-                unsafe { avx2::dot_q4_k(weights, blocks, sums) }
-            }
-        } else {
-            |weights, blocks, sums| {
-                // SAFETY: AVX2 is present (checked just above).
-                unsafe { avx2::dot_q6_k(weights, blocks, sums) }
-            }
-        });
-    }
-    // No simd128 K-quant kernels yet: the browser takes the portable ones (the same bits).
-    Some(portable_super_rows(kind))
-}
-
-/// The portable K-quant kernels, row after row: the reference the others match bit for bit.
-fn portable_super_rows(kind: Kind) -> RowsDot<ActivationSuperBlock> {
-    if kind == Kind::Q4K {
-        |weights, blocks, sums| {
-            each_row::<BlockQ4K, _>(weights, blocks, sums, |row, blocks| {
-                portable::dot_q4_k(row, blocks)
-            })
-        }
-    } else {
-        |weights, blocks, sums| {
-            each_row::<BlockQ6K, _>(weights, blocks, sums, |row, blocks| {
-                portable::dot_q6_k(row, blocks)
-            })
-        }
     }
 }
 
 /// Like [`RowsDot`] for 2 or 4 input rows at once: `sums[input]` gets the group's sums.
-type InputsDot<A = ActivationBlock> = fn(&[u8], &[&[A]], &mut [[f32; ROW_GROUP]], usize);
+type InputsDot = fn(&[u8], &[&[ActivationBlock]], &mut [[f32; ROW_GROUP]], usize);
 
 /// The most input rows a kernel takes at once.
 const MOST_INPUTS: usize = 4;
@@ -357,11 +269,11 @@ type RowBlocks<'a, B> = std::iter::Map<
 >;
 
 /// A group of rows through a one-row kernel.
-fn each_row<B: WeightBlock, A>(
+fn each_row<B: WeightBlock>(
     weights: &[u8],
-    blocks: &[A],
+    blocks: &[ActivationBlock],
     sums: &mut [f32],
-    dot: impl for<'a> Fn(RowBlocks<'a, B>, &[A]) -> f32,
+    dot: impl for<'a> Fn(RowBlocks<'a, B>, &[ActivationBlock]) -> f32,
 ) {
     let rows = sums.len();
     for (row, sum) in sums.iter_mut().enumerate() {

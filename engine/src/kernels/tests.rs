@@ -3,15 +3,6 @@ use super::*;
 use crate::kernels::lanes::f16_to_f32;
 use candle_core::Device;
 
-/// Every type with kernels of its own.
-const KERNEL_TYPES: [GgmlDType; 5] = [
-    GgmlDType::Q4_1,
-    GgmlDType::Q5_0,
-    GgmlDType::Q8_0,
-    GgmlDType::Q4K,
-    GgmlDType::Q6K,
-];
-
 /// Weights and inputs with every nibble, every fifth bit and both signs.
 fn matrices(dtype: GgmlDType, rows: usize, columns: usize, input_rows: usize) -> (QTensor, Tensor) {
     let weights: Vec<f32> = (0..rows * columns)
@@ -30,7 +21,7 @@ fn matrices(dtype: GgmlDType, rows: usize, columns: usize, input_rows: usize) ->
 /// (decoding) and several (a prompt).
 #[test]
 fn products_are_those_of_the_dequantised_weights() {
-    for dtype in KERNEL_TYPES {
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
         for input_rows in [1, 5] {
             let (weights, inputs) = matrices(dtype, 70, 256, input_rows);
             let dequantised = weights.dequantize(&Device::Cpu).unwrap();
@@ -74,7 +65,7 @@ fn products_are_those_of_the_dequantised_weights() {
 /// the very bits each row gets alone, as when decoding.
 #[test]
 fn rows_of_a_prompt_get_the_bits_of_one_row_alone() {
-    for dtype in KERNEL_TYPES {
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
         // Seven: a group of four, a pair and one alone.
         let (weights, inputs) = matrices(dtype, 7, 256, 7);
         let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
@@ -117,33 +108,21 @@ fn avx2_and_portable_agree_to_the_bit() {
     if !std::is_x86_feature_detected!("avx2") {
         return;
     }
-    for dtype in KERNEL_TYPES {
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
         let rows = 7;
         let (weights, inputs) = matrices(dtype, rows, 512, 1);
         let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
         let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+        let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let block_bytes = matmul.kind.block_bytes();
         let (first, rest) = matmul
             .weights
-            .split_at(ROW_GROUP * matmul.kind.row_bytes(512));
+            .split_at(ROW_GROUP * 512 / BLOCK * block_bytes);
         let mut fast = vec![0f32; rows];
         let mut slow = vec![0f32; rows];
         for (group, range) in [(first, 0..ROW_GROUP), (rest, ROW_GROUP..rows)] {
-            match super_rows_function(matmul.kind) {
-                Some(dot) => {
-                    let blocks: Vec<ActivationSuperBlock> = inputs
-                        .chunks_exact(SUPER_BLOCK)
-                        .map(quantize_super)
-                        .collect();
-                    dot(group, &blocks, &mut fast[range.clone()]);
-                    portable_super_rows(matmul.kind)(group, &blocks, &mut slow[range]);
-                }
-                None => {
-                    let blocks: Vec<ActivationBlock> =
-                        inputs.chunks_exact(BLOCK).map(quantize).collect();
-                    rows_function(matmul.kind)(group, &blocks, &mut fast[range.clone()]);
-                    portable_rows(matmul.kind)(group, &blocks, &mut slow[range]);
-                }
-            }
+            rows_function(matmul.kind)(group, &blocks, &mut fast[range.clone()]);
+            portable_rows(matmul.kind)(group, &blocks, &mut slow[range]);
         }
         for (fast, slow) in fast.iter().zip(&slow) {
             assert_eq!(
