@@ -77,6 +77,8 @@ struct Source {
     path: std::path::PathBuf,
     /// For a shape: the model it has the shape of.
     shape_of: Option<&'static str>,
+    /// A shape's vocabulary size where its tokens are made up: prompts are then token ids.
+    made_up_vocabulary: Option<usize>,
 }
 
 impl Source {
@@ -88,6 +90,7 @@ impl Source {
             name: name.to_owned(),
             path: ModelCache::from_env().get(&file, &mut |_, _| {})?,
             shape_of: None,
+            made_up_vocabulary: None,
         })
     }
 
@@ -109,14 +112,23 @@ impl Source {
                 shape.of
             );
         }
-        let tokenizer = catalog::by_name(shape.tokenizer_of).ok_or("no such catalogue model")?;
-        let tokenizer = cache.get(&tokenizer, &mut |_, _| {})?;
-        let content = gguf_file::Content::read(&mut BufReader::new(File::open(tokenizer)?))?;
-        shapes::write_random(&path, shape, mix, &shapes::Vocabulary::Of(&content))?;
+        match shape.tokenizer_of {
+            Some(catalogue) => {
+                let tokenizer = catalog::by_name(catalogue).ok_or("no such catalogue model")?;
+                let tokenizer = cache.get(&tokenizer, &mut |_, _| {})?;
+                let content =
+                    gguf_file::Content::read(&mut BufReader::new(File::open(tokenizer)?))?;
+                shapes::write_random(&path, shape, mix, &shapes::Vocabulary::Of(&content))?;
+            }
+            None => {
+                shapes::write_random(&path, shape, mix, &shapes::Vocabulary::MadeUp)?;
+            }
+        }
         Ok(Self {
             name: name.to_owned(),
             path,
             shape_of: Some(shape.of),
+            made_up_vocabulary: shape.tokenizer_of.is_none().then_some(shape.vocab),
         })
     }
 }
@@ -151,8 +163,15 @@ fn bench(
     )?;
     let load_seconds = started.elapsed().as_secs_f64();
 
-    let text = include_str!("../tests/data/texto_es.txt");
-    let once = model.prompter.tokenizer.encode(text)?;
+    let once = match source.made_up_vocabulary {
+        Some(vocabulary) => (0..1024)
+            .map(|i| ((i * 7919 + 11) % vocabulary) as u32)
+            .collect(),
+        None => model
+            .prompter
+            .tokenizer
+            .encode(include_str!("../tests/data/texto_es.txt"))?,
+    };
     let prompt_ids: Vec<u32> = once.iter().copied().cycle().take(prompt_tokens).collect();
     if prompt_tokens + DECODE_TOKENS > model.prompter.context_length {
         return Err(format!(

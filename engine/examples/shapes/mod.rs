@@ -38,8 +38,10 @@ pub struct Shape {
     pub qkv_bias: bool,
     pub rope_base: f32,
     /// The catalogue model whose tokenizer and chat template the bench gives it: Qwen's own
-    /// for the Qwen shapes; SmolLM2's (49k tokens, padded) for the others.
-    pub tokenizer_of: &'static str,
+    /// for the Qwen shapes, SmolLM2's (49k tokens, padded) for Llama's 128k. `None` where no
+    /// catalogue vocabulary fits (Mistral's 32,768 tokens): made-up tokens, and the bench's
+    /// prompts are token ids.
+    pub tokenizer_of: Option<&'static str>,
 }
 
 pub const SHAPES: [Shape; 4] = [
@@ -56,7 +58,7 @@ pub const SHAPES: [Shape; 4] = [
         tied: false,
         qkv_bias: true,
         rope_base: 1_000_000.0,
-        tokenizer_of: "qwen2.5-coder-0.5b",
+        tokenizer_of: Some("qwen2.5-coder-0.5b"),
     },
     Shape {
         name: "llama-1b",
@@ -71,7 +73,7 @@ pub const SHAPES: [Shape; 4] = [
         tied: true,
         qkv_bias: false,
         rope_base: 500_000.0,
-        tokenizer_of: "smollm2-135m",
+        tokenizer_of: Some("smollm2-135m"),
     },
     Shape {
         name: "qwen-1.5b",
@@ -86,7 +88,7 @@ pub const SHAPES: [Shape; 4] = [
         tied: false,
         qkv_bias: true,
         rope_base: 1_000_000.0,
-        tokenizer_of: "qwen2.5-coder-0.5b",
+        tokenizer_of: Some("qwen2.5-coder-0.5b"),
     },
     Shape {
         name: "mistral-7b",
@@ -101,7 +103,7 @@ pub const SHAPES: [Shape; 4] = [
         tied: false,
         qkv_bias: false,
         rope_base: 1_000_000.0,
-        tokenizer_of: "smollm2-135m",
+        tokenizer_of: None,
     },
 ];
 
