@@ -105,24 +105,28 @@ impl Source {
         std::fs::create_dir_all(&dir)?;
         // The writer's version in the name: a file from an older recipe is never measured.
         let path = dir.join(format!("{name}-{}-random-v1.gguf", mix.label()));
+        // Written once: the catalogue model is only read (and hashed) for its vocabulary then.
         if !path.exists() {
             eprintln!(
                 "bench: writing {} (random weights, {} shape)",
                 path.display(),
                 shape.of
             );
-        }
-        match shape.tokenizer_of {
-            Some(catalogue) => {
-                let tokenizer = catalog::by_name(catalogue).ok_or("no such catalogue model")?;
-                let tokenizer = cache.get(&tokenizer, &mut |_, _| {})?;
-                let content =
-                    gguf_file::Content::read(&mut BufReader::new(File::open(tokenizer)?))?;
-                shapes::write_random(&path, shape, mix, &shapes::Vocabulary::Of(&content))?;
-            }
-            None => {
-                shapes::write_random(&path, shape, mix, &shapes::Vocabulary::MadeUp)?;
-            }
+            let content = match shape.tokenizer_of {
+                Some(catalogue) => {
+                    let file = catalog::by_name(catalogue).ok_or("no such catalogue model")?;
+                    let file = cache.get(&file, &mut |_, _| {})?;
+                    Some(gguf_file::Content::read(&mut BufReader::new(File::open(
+                        file,
+                    )?))?)
+                }
+                None => None,
+            };
+            let vocabulary = match &content {
+                Some(content) => shapes::Vocabulary::Of(content),
+                None => shapes::Vocabulary::MadeUp,
+            };
+            shapes::write_random(&path, shape, mix, &vocabulary)?;
         }
         Ok(Self {
             name: name.to_owned(),
@@ -164,9 +168,7 @@ fn bench(
     let load_seconds = started.elapsed().as_secs_f64();
 
     let once = match source.made_up_vocabulary {
-        Some(vocabulary) => (0..1024)
-            .map(|i| ((i * 7919 + 11) % vocabulary) as u32)
-            .collect(),
+        Some(vocabulary) => shapes::prompt_ids(1024, vocabulary),
         None => model
             .prompter
             .tokenizer

@@ -131,7 +131,7 @@ impl Api {
             Prompt::Ids(_, inference) => match inference.state() {
                 ModelState::Ready {
                     name, place, file, ..
-                } => (name, place.device, file.sha256),
+                } => (name, place.device(), file.sha256),
                 _ => (String::new(), wire::device::CPU, String::new()),
             },
         }
@@ -261,7 +261,7 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
                 architecture: Some(info.architecture),
                 quantization: Some(info.quantization),
                 backend: "candle".into(),
-                device: place.device.into(),
+                device: place.device().into(),
                 gpu: place.gpu,
             },
             ModelState::Failed(message) => Health::Error { message },

@@ -36,20 +36,24 @@ pub enum ModelState {
     Disabled,
 }
 
-/// Where generation runs, as `/health` and each answer's timings name it.
+/// Where generation runs, as `/health` and each answer's timings name it: a GPU (by its name,
+/// `Tesla T4`) in a build with `--features cuda` on a machine with one it runs on, else the CPU.
 #[derive(Clone, Debug)]
 pub struct Where {
-    /// `cpu`, or `cuda` in a build with `--features cuda` on a machine with a GPU it runs on.
-    pub device: &'static str,
-    /// The GPU's name (`Tesla T4`).
     pub gpu: Option<String>,
 }
 
 impl Where {
     fn cpu() -> Self {
-        Self {
-            device: wire::device::CPU,
-            gpu: None,
+        Self { gpu: None }
+    }
+
+    /// `cpu` or `cuda`.
+    pub fn device(&self) -> &'static str {
+        if self.gpu.is_some() {
+            wire::device::CUDA
+        } else {
+            wire::device::CPU
         }
     }
 }
@@ -224,7 +228,6 @@ impl Inference {
                 (Some(gpu), Ok(model)) => (
                     model,
                     Where {
-                        device: wire::device::CUDA,
                         gpu: Some(gpu.clone()),
                     },
                 ),
@@ -261,7 +264,7 @@ impl Inference {
                     .jobs
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(jobs);
-                tracing::info!(model = %name, ?info, device = place.device, gpu = ?place.gpu, "model ready");
+                tracing::info!(model = %name, ?info, device = place.device(), gpu = ?place.gpu, "model ready");
                 self.set_state(ModelState::Ready {
                     name,
                     info,
@@ -393,7 +396,7 @@ impl Inference {
                 facts.name = name;
                 facts.status = "ready".into();
                 facts.ready = true;
-                facts.device = place.device.into();
+                facts.device = place.device().into();
                 facts.file_bytes = Some(file.bytes);
                 facts.sha256 = Some(file.sha256);
                 fill_from_info(&mut facts, info);

@@ -250,9 +250,8 @@ const GPU_CHECK: &str = "gpu_check";
 const PREPARED_LIMIT_BYTES: u64 = 60 << 20;
 
 /// `cargo xtask gpu-check --prepare DIR`: the check's binary, compressed, and `run.sh`.
-pub fn prepare(out: &Path) -> Result<()> {
-    let toolkit = ensure()?;
-    build(&toolkit)?;
+pub fn prepare(toolkit: &Toolkit, out: &Path) -> Result<()> {
+    build(toolkit)?;
     std::fs::create_dir_all(out)?;
     let binary = Path::new("target/debug").join(GPU_CHECK);
     let stripped = out.join(GPU_CHECK);
@@ -302,7 +301,7 @@ fn set_executable(path: &Path) -> Result<()> {
 /// Runs the prepared check here, where no GPU is: it must end with a clear "no CUDA" and a
 /// non-zero status, never a loader error or a panic: through `run.sh` (which finds no driver),
 /// and the binary itself against the driver stub (whose CUDA finds no device).
-pub fn check_refuses_without_gpu(prepared: &Path) -> Result<()> {
+pub fn check_refuses_without_gpu(toolkit: &Toolkit, prepared: &Path) -> Result<()> {
     let work = prepared.join("work");
     let through_script = Command::new(prepared.join("run.sh"))
         .env("GPU_CHECK_WORK", &work)
@@ -316,7 +315,6 @@ pub fn check_refuses_without_gpu(prepared: &Path) -> Result<()> {
         return Ok(());
     }
     refused_clearly("run.sh", &through_script, 2)?;
-    let toolkit = ensure()?;
     let lib = toolkit.root.join("lib");
     let against_stub = Command::new(work.join(GPU_CHECK))
         .arg("--dir")

@@ -142,7 +142,7 @@ fn dispatch(command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::GpuCheck { prepare } => cuda::prepare(&prepare),
+        Command::GpuCheck { prepare } => cuda::prepare(&cuda::ensure()?, &prepare),
         Command::Build => {
             let tools = toolchain::ensure(Needs::to_serve())?;
             site::build(&tools)?;
@@ -229,9 +229,10 @@ fn test() -> Result<()> {
     // server again (see cuda::build); and the device check a GPU machine runs, which here must
     // say that there is no GPU.
     let gpu_check = Path::new("target/gpu-check");
-    cuda::prepare(gpu_check)?;
+    let toolkit = cuda::ensure()?;
+    cuda::prepare(&toolkit, gpu_check)?;
     step("device check without a GPU", || {
-        cuda::check_refuses_without_gpu(gpu_check)
+        cuda::check_refuses_without_gpu(&toolkit, gpu_check)
     })?;
     step(
         "end-to-end tests (headless Chromium, openai client)",

@@ -240,6 +240,14 @@ pub fn layout(shape: &Shape, mix: Mix) -> Vec<Planned> {
     tensors
 }
 
+/// `count` token ids spread over a made-up vocabulary of `size`: the prompts of a file whose
+/// tokens are not text.
+pub fn prompt_ids(count: usize, size: usize) -> Vec<u32> {
+    (0..count)
+        .map(|i| ((i * 7919 + 11) % size) as u32)
+        .collect()
+}
+
 /// Writes `shape` with random weights in `mix` (unless the file is there from an earlier run)
 /// and returns the bytes of weights one decoded token reads: every matrix, and the output
 /// matrix whole (the embedding table when tied; an untied one is read a row at a time).

@@ -193,9 +193,7 @@ const AGREEMENT_TOKENS: usize = 16;
 /// How many of the first [`AGREEMENT_TOKENS`] greedy tokens after a 32-token prompt CUDA and the
 /// CPU agree on.
 fn same_greedy_tokens(path: &Path, vocab: usize, device: &Device) -> Result<usize, Failure> {
-    let prompt: Vec<u32> = (0..32)
-        .map(|i| ((i * 104_729 + 7) % vocab) as u32)
-        .collect();
+    let prompt = shapes::prompt_ids(32, vocab);
     let params = GenerateParams {
         sampling: SamplingParams::greedy(),
         max_tokens: AGREEMENT_TOKENS,
@@ -243,9 +241,7 @@ fn measure(
 ) -> Result<Measured, Failure> {
     let (free_before, _) = gpu.mem_get_info()?;
     let mut model = load(path, device)?;
-    let prompt: Vec<u32> = (0..PROMPT_TOKENS)
-        .map(|i| ((i * 7919 + 11) % vocab) as u32)
-        .collect();
+    let prompt = shapes::prompt_ids(PROMPT_TOKENS, vocab);
     let params = GenerateParams {
         sampling: SamplingParams::greedy(),
         max_tokens: DECODE_TOKENS,
