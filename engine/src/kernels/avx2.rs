@@ -83,6 +83,20 @@ fn place<const ROWS: usize, const INPUTS: usize>(
     }
 }
 
+/// How far ahead of the kernel the weights are asked into the cache. Without it the kernel
+/// waited on memory most of the time: the hardware's prefetcher stops at each 4 KiB page.
+/// Measured on the llama-1b shape (Q4_K/Q6_K), 2 threads: decode 19.6 → 25.0 tok/s at 2 KiB,
+/// 26.0 at 4 KiB.
+const PREFETCH_BYTES: usize = 4096;
+
+/// Asks for the cache line `PREFETCH_BYTES` after `at`: the weights are read in one stream.
+#[target_feature(enable = "avx2")]
+pub(crate) fn prefetch_ahead<T>(at: *const T) {
+    let ahead = at.cast::<i8>().wrapping_add(PREFETCH_BYTES);
+    // A prefetch never faults, even past the end of the weights.
+    _mm_prefetch::<_MM_HINT_T0>(ahead);
+}
+
 #[target_feature(enable = "avx2")]
 fn horizontal_sum(x: __m256) -> f32 {
     let quarters = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
@@ -140,7 +154,7 @@ unsafe fn block_unchecked<B: WeightBlock>(
 ) -> &B {
     let start = block_start::<B>(row, rows, index);
     // SAFETY: in bounds (the caller's promise); B has alignment 1 and takes any bits
-    // (`WeightBlock`'s contract).
+    // (`Plain`'s contract).
     unsafe { &*group.as_ptr().add(start).cast::<B>() }
 }
 
@@ -240,6 +254,11 @@ fn rows<B: Kernel, const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]
     let mut lanes = [_mm256_setzero_ps(); ROWS];
     let mut offsets = [0f32; ROWS];
     for (index, activations) in blocks.iter().enumerate() {
+        prefetch_ahead(
+            weights
+                .as_ptr()
+                .wrapping_add(block_start::<B>(0, ROWS, index)),
+        );
         let values = load_values(activations);
         // SAFETY: this function runs with AVX2 enabled.
         let shared = unsafe { B::shared(values) };
@@ -286,6 +305,11 @@ macro_rules! q8_0_input_rows {
                     unsafe { inputs[input].get_unchecked(index) }
                 });
                 let values = activations.map(|activations| load_values(activations));
+                prefetch_ahead(
+                    weights
+                        .as_ptr()
+                        .wrapping_add(block_start::<BlockQ8_0>(first_row, group_rows, index)),
+                );
                 #[allow(clippy::needless_range_loop)] // `row` also places the block in the group.
                 for row in 0..ROWS {
                     let block: &BlockQ8_0 =

@@ -35,32 +35,39 @@ const _: () = assert!(size_of::<BlockQ4_1>() == 20 && align_of::<BlockQ4_1>() ==
 const _: () = assert!(size_of::<BlockQ5_0>() == 22 && align_of::<BlockQ5_0>() == 1);
 const _: () = assert!(size_of::<BlockQ8_0>() == 34 && align_of::<BlockQ8_0>() == 1);
 
-/// A weight block that can be read in place from a file's bytes.
+/// A struct that can be read in place from bytes.
 ///
 /// # Safety
 /// Implemented only for `#[repr(C)]` structs of byte arrays (alignment 1, no padding, every bit
-/// pattern valid), as the assertions above check for each.
-pub unsafe trait WeightBlock: Sized {
+/// pattern valid), as the assertions beside each check.
+pub unsafe trait Plain: Sized {}
+
+/// A 32-value weight block.
+pub trait WeightBlock: Plain {
     /// The block's scale `d`.
     fn scale(&self) -> f32;
 }
 
 // SAFETY: byte arrays only (asserted above).
-unsafe impl WeightBlock for BlockQ4_1 {
+unsafe impl Plain for BlockQ4_1 {}
+// SAFETY: byte arrays only (asserted above).
+unsafe impl Plain for BlockQ5_0 {}
+// SAFETY: byte arrays only (asserted above).
+unsafe impl Plain for BlockQ8_0 {}
+
+impl WeightBlock for BlockQ4_1 {
     fn scale(&self) -> f32 {
         half(self.d)
     }
 }
 
-// SAFETY: byte arrays only (asserted above).
-unsafe impl WeightBlock for BlockQ5_0 {
+impl WeightBlock for BlockQ5_0 {
     fn scale(&self) -> f32 {
         half(self.d)
     }
 }
 
-// SAFETY: byte arrays only (asserted above).
-unsafe impl WeightBlock for BlockQ8_0 {
+impl WeightBlock for BlockQ8_0 {
     fn scale(&self) -> f32 {
         half(self.d)
     }
@@ -80,14 +87,14 @@ impl BlockQ5_0 {
 }
 
 /// Exactly one block's bytes, read as the block.
-pub fn view<B: WeightBlock>(bytes: &[u8]) -> &B {
+pub fn view<B: Plain>(bytes: &[u8]) -> &B {
     assert_eq!(bytes.len(), size_of::<B>());
     // SAFETY: the length is B's size (asserted), B has alignment 1 and accepts every bit
-    // pattern (`WeightBlock`'s contract), and the borrow keeps the bytes alive.
+    // pattern (`Plain`'s contract), and the borrow keeps the bytes alive.
     unsafe { &*bytes.as_ptr().cast::<B>() }
 }
 
-fn half(bits: [u8; 2]) -> f32 {
+pub(crate) fn half(bits: [u8; 2]) -> f32 {
     f16_to_f32(u16::from_le_bytes(bits))
 }
 

@@ -46,6 +46,7 @@ macro_rules! group {
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod blocks;
+pub mod k_quants;
 pub mod lanes;
 pub mod parallel;
 mod portable;
@@ -56,8 +57,11 @@ use blocks::{
     ActivationBlock, BLOCK, BlockQ4_1, BlockQ5_0, BlockQ8_0, ROW_GROUP, WeightBlock, interleave,
     quantize, row_blocks,
 };
+use k_quants::KQuant;
+use k_quants::tiles::{ActivationSuperBlock, SUPER_BLOCK, TILE_ROWS, quantize_super};
 use parallel::SharedOutput;
 
+/// The 32-value block types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Q4_1,
@@ -75,9 +79,19 @@ impl Kind {
     }
 }
 
-/// A weight matrix (rows × columns, row-major, as in the GGUF) in Q4_1, Q5_0 or Q8_0.
+/// How a matrix's weights are held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// 32-value blocks, interleaved by [`ROW_GROUP`] rows.
+    Blocks(Kind),
+    /// Q4_K or Q6_K, as [`k_quants`]' tiles.
+    Tiles(KQuant),
+}
+
+/// A weight matrix (rows × columns, row-major, as in the GGUF) in Q4_1, Q5_0, Q8_0, Q4_K or
+/// Q6_K.
 pub struct QuantMatMul {
-    kind: Kind,
+    format: Format,
     weights: Vec<u8>,
     rows: usize,
     columns: usize,
@@ -87,32 +101,39 @@ impl QuantMatMul {
     /// `None` for the other types (candle's kernels multiply them) and for rows that are not
     /// whole blocks.
     pub fn new(tensor: &QTensor) -> Result<Option<Self>> {
-        let kind = match tensor.dtype() {
-            GgmlDType::Q4_1 => Kind::Q4_1,
-            GgmlDType::Q5_0 => Kind::Q5_0,
-            GgmlDType::Q8_0 => Kind::Q8_0,
+        let format = match tensor.dtype() {
+            GgmlDType::Q4_1 => Format::Blocks(Kind::Q4_1),
+            GgmlDType::Q5_0 => Format::Blocks(Kind::Q5_0),
+            GgmlDType::Q8_0 => Format::Blocks(Kind::Q8_0),
+            GgmlDType::Q4K => Format::Tiles(KQuant::Q4K),
+            GgmlDType::Q6K => Format::Tiles(KQuant::Q6K),
             _ => return Ok(None),
         };
         let (rows, columns) = tensor.shape().dims2()?;
-        if columns % BLOCK != 0 {
+        let values_per_block = match format {
+            Format::Tiles(_) => SUPER_BLOCK,
+            Format::Blocks(_) => BLOCK,
+        };
+        if columns % values_per_block != 0 {
             return Ok(None);
         }
-        let weights = tensor.data()?.into_owned();
-        if weights.len() != rows * columns / BLOCK * kind.block_bytes() {
-            bail!(
-                "{kind:?} weights of {rows}×{columns} take {} bytes, not {}",
-                rows * columns / BLOCK * kind.block_bytes(),
-                weights.len()
-            );
-        }
-        let weights = interleave(
-            &weights,
-            rows,
-            columns / BLOCK * kind.block_bytes(),
-            kind.block_bytes(),
-        );
+        let weights = tensor.data()?;
+        let weights = match format {
+            Format::Tiles(k_quant) => k_quants::to_tiles(k_quant, &weights, rows, columns)?,
+            Format::Blocks(kind) => {
+                let row_bytes = columns / BLOCK * kind.block_bytes();
+                if weights.len() != rows * row_bytes {
+                    bail!(
+                        "{kind:?} weights of {rows}×{columns} take {} bytes, not {}",
+                        rows * row_bytes,
+                        weights.len()
+                    );
+                }
+                interleave(&weights, rows, row_bytes, kind.block_bytes())
+            }
+        };
         Ok(Some(Self {
-            kind,
+            format,
             weights,
             rows,
             columns,
@@ -130,15 +151,64 @@ impl QuantMatMul {
             );
         }
         let inputs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-        let input_rows = inputs.len() / self.columns;
+        let mut result = vec![0f32; inputs.len() / self.columns * self.rows];
+        match self.format {
+            Format::Tiles(k_quant) => self.tile_products(k_quant, &inputs, &mut result),
+            Format::Blocks(kind) => self.block_products(kind, &inputs, &mut result),
+        }
+        *shape.last_mut().expect("checked above") = self.rows;
+        Tensor::from_vec(result, shape, x.device())
+    }
+
+    /// Every input row against every weight row, the groups of eight rows shared out between
+    /// the threads; each group meets the inputs up to four at a time.
+    fn tile_products(&self, k_quant: KQuant, inputs: &[f32], result: &mut [f32]) {
+        let input_rows = result.len() / self.rows;
+        let activations: Vec<ActivationSuperBlock> = inputs
+            .chunks_exact(SUPER_BLOCK)
+            .map(quantize_super)
+            .collect();
+        let per_row = self.columns / SUPER_BLOCK;
+        let input_blocks: Vec<&[ActivationSuperBlock]> =
+            activations.chunks_exact(per_row).collect();
+        let group_bytes = per_row * k_quant.tile_bytes();
+        let dot = k_quants::kernel(k_quant);
+        let output = SharedOutput::new(result);
+        candle_core::utils::barrier_pool().execute_chunked(
+            self.rows.div_ceil(TILE_ROWS),
+            |groups| {
+                let mut sums = [[0f32; TILE_ROWS]; MOST_INPUTS];
+                for group in groups {
+                    let rows = group * TILE_ROWS..((group + 1) * TILE_ROWS).min(self.rows);
+                    let tiles = &self.weights[group * group_bytes..(group + 1) * group_bytes];
+                    for (chunk, inputs) in input_blocks.chunks(MOST_INPUTS).enumerate() {
+                        dot(tiles, inputs, &mut sums[..inputs.len()]);
+                        for (offset, sums) in sums[..inputs.len()].iter().enumerate() {
+                            let input = chunk * MOST_INPUTS + offset;
+                            // SAFETY: rows `rows` of input row `input` lie in `result` (input <
+                            // input_rows) and only this task writes them: each group of rows is
+                            // one task's.
+                            unsafe {
+                                output
+                                    .write_row(input * self.rows + rows.start, &sums[..rows.len()])
+                            };
+                        }
+                    }
+                }
+            },
+        );
+        debug_assert_eq!(input_blocks.len(), input_rows);
+    }
+
+    /// As [`Self::tile_products`], for the 32-value block types in groups of [`ROW_GROUP`].
+    fn block_products(&self, kind: Kind, inputs: &[f32], result: &mut [f32]) {
+        let input_rows = result.len() / self.rows;
         let activations: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
         let blocks_per_row = self.columns / BLOCK;
-        let row_bytes = blocks_per_row * self.kind.block_bytes();
-
-        let mut result = vec![0f32; input_rows * self.rows];
-        let output = SharedOutput::new(&mut result);
-        let dot = rows_function(self.kind);
-        let inputs_dot = inputs_function(self.kind);
+        let row_bytes = blocks_per_row * kind.block_bytes();
+        let output = SharedOutput::new(result);
+        let dot = rows_function(kind);
+        let inputs_dot = inputs_function(kind);
         let input_blocks: Vec<&[ActivationBlock]> =
             activations.chunks_exact(blocks_per_row).collect();
         let groups = self.rows.div_ceil(ROW_GROUP);
@@ -177,8 +247,6 @@ impl QuantMatMul {
                 }
             }
         });
-        *shape.last_mut().expect("checked above") = self.rows;
-        Tensor::from_vec(result, shape, x.device())
     }
 }
 

@@ -3,6 +3,14 @@ use super::*;
 use crate::kernels::lanes::f16_to_f32;
 use candle_core::Device;
 
+const EVERY_TYPE: [GgmlDType; 5] = [
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q8_0,
+    GgmlDType::Q4K,
+    GgmlDType::Q6K,
+];
+
 /// Weights and inputs with every nibble, every fifth bit and both signs.
 fn matrices(dtype: GgmlDType, rows: usize, columns: usize, input_rows: usize) -> (QTensor, Tensor) {
     let weights: Vec<f32> = (0..rows * columns)
@@ -21,7 +29,7 @@ fn matrices(dtype: GgmlDType, rows: usize, columns: usize, input_rows: usize) ->
 /// (decoding) and several (a prompt).
 #[test]
 fn products_are_those_of_the_dequantised_weights() {
-    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+    for dtype in EVERY_TYPE {
         for input_rows in [1, 5] {
             let (weights, inputs) = matrices(dtype, 70, 256, input_rows);
             let dequantised = weights.dequantize(&Device::Cpu).unwrap();
@@ -65,7 +73,7 @@ fn products_are_those_of_the_dequantised_weights() {
 /// the very bits each row gets alone, as when decoding.
 #[test]
 fn rows_of_a_prompt_get_the_bits_of_one_row_alone() {
-    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+    for dtype in EVERY_TYPE {
         // Seven: a group of four, a pair and one alone.
         let (weights, inputs) = matrices(dtype, 7, 256, 7);
         let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
@@ -114,15 +122,18 @@ fn avx2_and_portable_agree_to_the_bit() {
         let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
         let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
         let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
-        let block_bytes = matmul.kind.block_bytes();
+        let Format::Blocks(kind) = matmul.format else {
+            panic!("{dtype:?} is held in blocks")
+        };
+        let block_bytes = kind.block_bytes();
         let (first, rest) = matmul
             .weights
             .split_at(ROW_GROUP * 512 / BLOCK * block_bytes);
         let mut fast = vec![0f32; rows];
         let mut slow = vec![0f32; rows];
         for (group, range) in [(first, 0..ROW_GROUP), (rest, ROW_GROUP..rows)] {
-            rows_function(matmul.kind)(group, &blocks, &mut fast[range.clone()]);
-            portable_rows(matmul.kind)(group, &blocks, &mut slow[range]);
+            rows_function(kind)(group, &blocks, &mut fast[range.clone()]);
+            portable_rows(kind)(group, &blocks, &mut slow[range]);
         }
         for (fast, slow) in fast.iter().zip(&slow) {
             assert_eq!(
@@ -180,6 +191,53 @@ fn several_inputs_get_the_bits_of_one_row_with_and_without_vnni() {
                 bits(&alone[..count]),
                 "vnni {vnni}, {count} inputs"
             );
+        }
+    }
+}
+
+/// The K-quant kernels with AVX2, with AVX-VNNI and without, give the portable kernel's bits
+/// (the browser's) for any number of inputs and a group of rows that is not whole.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn k_quant_kernels_agree_to_the_bit() {
+    for k_quant in [KQuant::Q4K, KQuant::Q6K] {
+        let dtype = match k_quant {
+            KQuant::Q4K => GgmlDType::Q4K,
+            KQuant::Q6K => GgmlDType::Q6K,
+        };
+        let columns = 768;
+        let (weights, inputs) = matrices(dtype, 5, columns, 7);
+        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+        let blocks: Vec<ActivationSuperBlock> = inputs
+            .chunks_exact(SUPER_BLOCK)
+            .map(quantize_super)
+            .collect();
+        let rows: Vec<&[ActivationSuperBlock]> =
+            blocks.chunks_exact(columns / SUPER_BLOCK).collect();
+        let bits = |sums: &[[f32; TILE_ROWS]]| -> Vec<u32> {
+            sums.iter().flatten().map(|sum| sum.to_bits()).collect()
+        };
+        for count in 1..=7 {
+            let mut reference = [[0f32; TILE_ROWS]; 7];
+            k_quants::portable_kernel(k_quant)(
+                &matmul.weights,
+                &rows[..count],
+                &mut reference[..count],
+            );
+            assert!(reference[..count].iter().flatten().any(|sum| *sum != 0.0));
+            for vnni in [false, true] {
+                let Some(kernel) = k_quants::avx2_kernel(k_quant, vnni) else {
+                    continue;
+                };
+                let mut sums = [[0f32; TILE_ROWS]; 7];
+                kernel(&matmul.weights, &rows[..count], &mut sums[..count]);
+                assert_eq!(
+                    bits(&sums[..count]),
+                    bits(&reference[..count]),
+                    "{k_quant:?}, vnni {vnni}, {count} inputs"
+                );
+            }
         }
     }
 }

@@ -1,0 +1,141 @@
+//! Q4_K and Q6_K: nearly every matrix of the 1–7B "Q4_K_M" files teams publish.
+//!
+//! The weights are regrouped at load into eight-row tiles ([`tiles`]); the activations are
+//! quantised 256 at a time with one scale (llama.cpp's Q8_K). A super-block's products then add
+//! up as exact integers, whatever the instruction set, and meet floating point once per row and
+//! super-block — in the one order [`portable`] writes down, so every back-end gives the same
+//! bits. One back-end file each: [`portable`] (the browser, other CPUs) and `avx2` (x86, with
+//! AVX-VNNI's fused products where present), chosen at run time.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+pub mod portable;
+pub mod tiles;
+
+use candle_core::{Result, bail};
+use tiles::{
+    ActivationSuperBlock, BlockQ4K, BlockQ6K, SUPER_BLOCK, TILE_ROWS, TileQ4K, TileQ6K, tile_q4k,
+    tile_q6k,
+};
+
+use super::blocks::{Plain, view};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KQuant {
+    Q4K,
+    Q6K,
+}
+
+impl KQuant {
+    fn block_bytes(self) -> usize {
+        match self {
+            KQuant::Q4K => size_of::<BlockQ4K>(),
+            KQuant::Q6K => size_of::<BlockQ6K>(),
+        }
+    }
+
+    pub fn tile_bytes(self) -> usize {
+        match self {
+            KQuant::Q4K => size_of::<TileQ4K>(),
+            KQuant::Q6K => size_of::<TileQ6K>(),
+        }
+    }
+}
+
+/// A GGUF matrix's bytes (rows × columns, row-major) as tiles: for each group of eight rows
+/// (the last one padded with zero rows), its tiles from the first columns to the last.
+pub fn to_tiles(kind: KQuant, bytes: &[u8], rows: usize, columns: usize) -> Result<Vec<u8>> {
+    if columns % SUPER_BLOCK != 0 {
+        bail!("{kind:?} rows of {columns} values are not whole super-blocks");
+    }
+    let per_row = columns / SUPER_BLOCK;
+    let row_bytes = per_row * kind.block_bytes();
+    if bytes.len() != rows * row_bytes {
+        bail!(
+            "{kind:?} weights of {rows}×{columns} take {} bytes, not {}",
+            rows * row_bytes,
+            bytes.len()
+        );
+    }
+    let groups = rows.div_ceil(TILE_ROWS);
+    let mut tiled = Vec::with_capacity(groups * per_row * kind.tile_bytes());
+    for group in bytes.chunks(TILE_ROWS * row_bytes) {
+        let group_rows: Vec<&[u8]> = group.chunks_exact(row_bytes).collect();
+        for index in 0..per_row {
+            let blocks = group_rows
+                .iter()
+                .map(|row| &row[index * kind.block_bytes()..][..kind.block_bytes()]);
+            match kind {
+                KQuant::Q4K => {
+                    let blocks: Vec<&BlockQ4K> = blocks.map(view).collect();
+                    tiled.extend_from_slice(as_bytes(&tile_q4k(&blocks)));
+                }
+                KQuant::Q6K => {
+                    let blocks: Vec<&BlockQ6K> = blocks.map(view).collect();
+                    tiled.extend_from_slice(as_bytes(&tile_q6k(&blocks)));
+                }
+            }
+        }
+    }
+    Ok(tiled)
+}
+
+fn as_bytes<T: Plain>(value: &T) -> &[u8] {
+    // SAFETY: `T` is plain bytes without padding (`Plain`'s contract), borrowed for as long.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+}
+
+/// A whole number of `T`s read in place from bytes.
+fn view_all<T: Plain>(bytes: &[u8]) -> &[T] {
+    assert_eq!(bytes.len() % size_of::<T>(), 0);
+    // SAFETY: the length is a multiple of T's size (asserted), T has alignment 1 and accepts
+    // every bit pattern (`Plain`'s contract), and the borrow keeps the bytes alive.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size_of::<T>()) }
+}
+
+/// A row group's tiles (its bytes) against 1 to 4 inputs (each a row's super-blocks):
+/// `sums[input]` gets the group's eight rows.
+pub type TilesDot = fn(&[u8], &[&[ActivationSuperBlock]], &mut [[f32; TILE_ROWS]]);
+
+/// The fastest kernel this CPU runs.
+pub fn kernel(kind: KQuant) -> TilesDot {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kernel) = avx2_kernel(kind, std::is_x86_feature_detected!("avxvnni")) {
+        return kernel;
+    }
+    portable_kernel(kind)
+}
+
+/// The reference: every other kernel gives its bits.
+pub fn portable_kernel(kind: KQuant) -> TilesDot {
+    match kind {
+        KQuant::Q4K => |tiles, inputs, sums| portable::q4k_tiles(view_all(tiles), inputs, sums),
+        KQuant::Q6K => |tiles, inputs, sums| portable::q6k_tiles(view_all(tiles), inputs, sums),
+    }
+}
+
+/// The x86 kernels, with AVX-VNNI or without (the tests run both): `None` where the CPU lacks
+/// what they need.
+#[cfg(target_arch = "x86_64")]
+pub fn avx2_kernel(kind: KQuant, vnni: bool) -> Option<TilesDot> {
+    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c"))
+        || (vnni && !std::is_x86_feature_detected!("avxvnni"))
+    {
+        return None;
+    }
+    // SAFETY (all four): the features were checked just above.
+    Some(match (kind, vnni) {
+        (KQuant::Q4K, true) => {
+            |tiles, inputs, sums| unsafe { avx2::q4k_tiles(view_all(tiles), inputs, sums, true) }
+        }
+        (KQuant::Q4K, false) => {
+            |tiles, inputs, sums| unsafe { avx2::q4k_tiles(view_all(tiles), inputs, sums, false) }
+        }
+        (KQuant::Q6K, true) => {
+            |tiles, inputs, sums| unsafe { avx2::q6k_tiles(view_all(tiles), inputs, sums, true) }
+        }
+        (KQuant::Q6K, false) => {
+            |tiles, inputs, sums| unsafe { avx2::q6k_tiles(view_all(tiles), inputs, sums, false) }
+        }
+    })
+}
