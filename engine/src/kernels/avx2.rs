@@ -13,28 +13,37 @@ use super::blocks::{
 
 #[target_feature(enable = "avx2")]
 pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-    group!(sums, rows::<BlockQ4_1, N>(weights, blocks))
+    group!(
+        sums,
+        input_rows::<BlockQ4_1, N, 1>(weights, N, 0, &[blocks])[0]
+    )
 }
 
 #[target_feature(enable = "avx2")]
 pub fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-    group!(sums, rows::<BlockQ5_0, N>(weights, blocks))
+    group!(
+        sums,
+        input_rows::<BlockQ5_0, N, 1>(weights, N, 0, &[blocks])[0]
+    )
 }
 
 #[target_feature(enable = "avx2")]
 pub fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-    group!(sums, rows::<BlockQ8_0, N>(weights, blocks))
+    group!(
+        sums,
+        input_rows::<BlockQ8_0, N, 1>(weights, N, 0, &[blocks])[0]
+    )
 }
 
 /// Several input rows (2 or 4: a prompt's rows, or the next tokens of a batch of answers)
-/// against the group: the same sums, in the same order, as one call to [`dot_q8_0`] per input,
-/// with each weight block loaded and made unsigned once for all of them. `sums[input]` gets
-/// the group's `rows` sums.
+/// against the group: the same sums, in the same order, as one call to the one-input kernel
+/// per input, with each weight block loaded and unpacked once for all of them. `sums[input]`
+/// gets the group's `rows` sums.
 ///
 /// # Safety
 /// With `vnni`, the CPU has AVX-VNNI.
 #[target_feature(enable = "avx2")]
-pub unsafe fn dot_q8_0_inputs(
+pub unsafe fn dot_inputs<B: Kernel>(
     weights: &[u8],
     inputs: &[&[ActivationBlock]],
     sums: &mut [[f32; ROW_GROUP]],
@@ -45,9 +54,9 @@ pub unsafe fn dot_q8_0_inputs(
         ($rows:literal, $inputs:literal, $first:expr) => {{
             let totals = if vnni {
                 // SAFETY: AVX-VNNI is present (the caller's promise).
-                unsafe { q8_0_input_rows_vnni::<$rows, $inputs>(weights, rows, $first, inputs) }
+                unsafe { input_rows_vnni::<B, $rows, $inputs>(weights, rows, $first, inputs) }
             } else {
-                q8_0_input_rows::<$rows, $inputs>(weights, rows, $first, inputs)
+                input_rows::<B, $rows, $inputs>(weights, rows, $first, inputs)
             };
             place(totals, sums, $first)
         }};
@@ -158,22 +167,23 @@ unsafe fn block_unchecked<B: WeightBlock>(
     unsafe { &*group.as_ptr().add(start).cast::<B>() }
 }
 
-/// What one quantisation's kernel does with a block; [`rows`] runs the loop all share.
-trait Kernel: WeightBlock {
+/// What one quantisation's kernel does with a block; [`input_rows`] runs the loop all share.
+pub trait Kernel: WeightBlock {
     /// Q4_1's minimum: `m · d·Σx` per block, summed apart from the lanes.
     const OFFSET: bool = false;
-    /// Worked out once per activation block for every row.
-    type Shared: Copy;
+    /// The block's weights as the products need them, worked out once for every input.
+    type Prepared: Copy;
 
     /// # Safety
     /// The CPU has AVX2.
-    unsafe fn shared(values: __m256i) -> Self::Shared;
+    unsafe fn prepare(&self) -> Self::Prepared;
 
-    /// The block's products with the activations, four by four into eight integer lanes.
+    /// The unsigned weights and the signed activations whose products, four by four into eight
+    /// integer lanes, are the block's.
     ///
     /// # Safety
     /// The CPU has AVX2.
-    unsafe fn lane_sums(&self, values: __m256i, shared: Self::Shared) -> __m256i;
+    unsafe fn operands(prepared: Self::Prepared, values: __m256i) -> (__m256i, __m256i);
 
     fn offset(&self) -> f32 {
         0.0
@@ -182,13 +192,16 @@ trait Kernel: WeightBlock {
 
 impl Kernel for BlockQ4_1 {
     const OFFSET: bool = true;
-    type Shared = ();
-
-    unsafe fn shared(_: __m256i) {}
+    type Prepared = __m256i;
 
     #[target_feature(enable = "avx2")]
-    unsafe fn lane_sums(&self, values: __m256i, _: ()) -> __m256i {
-        lane_sums(unpack_nibbles(&self.qs), values)
+    unsafe fn prepare(&self) -> __m256i {
+        unpack_nibbles(&self.qs)
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn operands(nibbles: __m256i, values: __m256i) -> (__m256i, __m256i) {
+        (nibbles, values)
     }
 
     fn offset(&self) -> f32 {
@@ -196,18 +209,28 @@ impl Kernel for BlockQ4_1 {
     }
 }
 
+/// Signed weights `w` as maddubs wants them: |w|, and `(w, |w|)` from which each input's signs
+/// follow.
+#[target_feature(enable = "avx2")]
+fn magnitudes(weights: __m256i) -> (__m256i, __m256i) {
+    (weights, _mm256_sign_epi8(weights, weights))
+}
+
+/// The activations with the weights' signs moved onto them.
+#[target_feature(enable = "avx2")]
+fn signed_operands(
+    (weights, magnitudes): (__m256i, __m256i),
+    values: __m256i,
+) -> (__m256i, __m256i) {
+    (magnitudes, _mm256_sign_epi8(values, weights))
+}
+
 impl Kernel for BlockQ5_0 {
-    /// The weights are multiplied as q in 0..32 (unsigned, as maddubs wants them); each
-    /// lane then gives back 16 times its activations, which leaves exactly Σ(q − 16)·x.
-    type Shared = __m256i;
+    /// The weights as q − 16, in −16..16.
+    type Prepared = (__m256i, __m256i);
 
     #[target_feature(enable = "avx2")]
-    unsafe fn shared(values: __m256i) -> __m256i {
-        lane_sums(_mm256_set1_epi8(16), values)
-    }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn lane_sums(&self, values: __m256i, sixteen_times: __m256i) -> __m256i {
+    unsafe fn prepare(&self) -> (__m256i, __m256i) {
         // Byte i of the 32 picks byte i/8 of the fifth bits; OR-ing every bit but bit i%8
         // and comparing with all-ones tells whether that bit is set.
         let spread = _mm256_set_epi64x(
@@ -228,67 +251,36 @@ impl Kernel for BlockQ5_0 {
             unpack_nibbles(&self.qs),
             _mm256_and_si256(set, _mm256_set1_epi8(0x10)),
         );
-        _mm256_sub_epi32(lane_sums(quants, values), sixteen_times)
+        magnitudes(_mm256_sub_epi8(quants, _mm256_set1_epi8(16)))
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn operands(prepared: (__m256i, __m256i), values: __m256i) -> (__m256i, __m256i) {
+        signed_operands(prepared, values)
     }
 }
 
 impl Kernel for BlockQ8_0 {
-    type Shared = ();
-
-    unsafe fn shared(_: __m256i) {}
+    type Prepared = (__m256i, __m256i);
 
     #[target_feature(enable = "avx2")]
-    unsafe fn lane_sums(&self, values: __m256i, _: ()) -> __m256i {
-        let quants = load_q8_0(self);
-        // maddubs wants its first operand unsigned: move the sign onto the activations.
-        lane_sums(
-            _mm256_sign_epi8(quants, quants),
-            _mm256_sign_epi8(values, quants),
-        )
+    unsafe fn prepare(&self) -> (__m256i, __m256i) {
+        magnitudes(load_q8_0(self))
     }
-}
 
-#[target_feature(enable = "avx2")]
-fn rows<B: Kernel, const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
-    assert_eq!(weights.len(), ROWS * blocks.len() * size_of::<B>());
-    let mut lanes = [_mm256_setzero_ps(); ROWS];
-    let mut offsets = [0f32; ROWS];
-    for (index, activations) in blocks.iter().enumerate() {
-        prefetch_ahead(
-            weights
-                .as_ptr()
-                .wrapping_add(block_start::<B>(0, ROWS, index)),
-        );
-        let values = load_values(activations);
-        // SAFETY: this function runs with AVX2 enabled.
-        let shared = unsafe { B::shared(values) };
-        for row in 0..ROWS {
-            // SAFETY: row < ROWS and index < blocks.len(): inside the length asserted above.
-            let block: &B = unsafe { block_unchecked(weights, row, ROWS, index) };
-            // SAFETY: this function runs with AVX2 enabled.
-            let sums = unsafe { block.lane_sums(values, shared) };
-            lanes[row] = accumulate(lanes[row], block.scale() * activations.d, sums);
-            if B::OFFSET {
-                offsets[row] += block.offset() * activations.scaled_sum;
-            }
-        }
+    #[target_feature(enable = "avx2")]
+    unsafe fn operands(prepared: (__m256i, __m256i), values: __m256i) -> (__m256i, __m256i) {
+        signed_operands(prepared, values)
     }
-    let mut totals = [0f32; ROWS];
-    for row in 0..ROWS {
-        totals[row] = horizontal_sum(lanes[row]);
-        if B::OFFSET {
-            totals[row] += offsets[row];
-        }
-    }
-    totals
 }
 
 /// Defines a function computing rows `first_row..first_row + ROWS` of a group of `group_rows`
-/// against `INPUTS` inputs, with `$features` enabled and `$lane_sums` multiplying.
-macro_rules! q8_0_input_rows {
+/// against `INPUTS` inputs, with `$features` enabled and `$lane_sums` multiplying. Each
+/// (input, row) keeps its own eight lanes, added block after block as the portable loop does.
+macro_rules! input_rows {
     ($name:ident, $features:literal, $lane_sums:ident) => {
         #[target_feature(enable = $features)]
-        fn $name<const ROWS: usize, const INPUTS: usize>(
+        fn $name<B: Kernel, const ROWS: usize, const INPUTS: usize>(
             weights: &[u8],
             group_rows: usize,
             first_row: usize,
@@ -297,8 +289,9 @@ macro_rules! q8_0_input_rows {
             let blocks = inputs[0].len();
             assert!(inputs.len() == INPUTS && inputs.iter().all(|input| input.len() == blocks));
             assert!(first_row + ROWS <= group_rows);
-            assert_eq!(weights.len(), group_rows * blocks * size_of::<BlockQ8_0>());
+            assert_eq!(weights.len(), group_rows * blocks * size_of::<B>());
             let mut lanes = [[_mm256_setzero_ps(); ROWS]; INPUTS];
+            let mut offsets = [[0f32; ROWS]; INPUTS];
             for index in 0..blocks {
                 let activations: [&ActivationBlock; INPUTS] = std::array::from_fn(|input| {
                     // SAFETY: index < blocks, the length of every input (asserted above).
@@ -308,21 +301,26 @@ macro_rules! q8_0_input_rows {
                 prefetch_ahead(
                     weights
                         .as_ptr()
-                        .wrapping_add(block_start::<BlockQ8_0>(first_row, group_rows, index)),
+                        .wrapping_add(block_start::<B>(first_row, group_rows, index)),
                 );
                 #[allow(clippy::needless_range_loop)] // `row` also places the block in the group.
                 for row in 0..ROWS {
-                    let block: &BlockQ8_0 =
+                    let block: &B =
                         // SAFETY: first_row + row < group_rows and index < blocks: inside the
                         // length asserted above.
                         unsafe { block_unchecked(weights, first_row + row, group_rows, index) };
-                    let quants = load_q8_0(block);
-                    let magnitudes = _mm256_sign_epi8(quants, quants);
+                    // SAFETY: this function runs with AVX2 enabled.
+                    let prepared = unsafe { block.prepare() };
                     let d = block.scale();
                     for input in 0..INPUTS {
-                        let sums = $lane_sums(magnitudes, _mm256_sign_epi8(values[input], quants));
+                        // SAFETY: this function runs with AVX2 enabled.
+                        let (weights, values) = unsafe { B::operands(prepared, values[input]) };
+                        let sums = $lane_sums(weights, values);
                         lanes[input][row] =
                             accumulate(lanes[input][row], d * activations[input].d, sums);
+                        if B::OFFSET {
+                            offsets[input][row] += block.offset() * activations[input].scaled_sum;
+                        }
                     }
                 }
             }
@@ -330,6 +328,9 @@ macro_rules! q8_0_input_rows {
             for input in 0..INPUTS {
                 for row in 0..ROWS {
                     totals[input][row] = horizontal_sum(lanes[input][row]);
+                    if B::OFFSET {
+                        totals[input][row] += offsets[input][row];
+                    }
                 }
             }
             totals
@@ -337,11 +338,11 @@ macro_rules! q8_0_input_rows {
     };
 }
 
-q8_0_input_rows!(q8_0_input_rows, "avx2", lane_sums);
-q8_0_input_rows!(q8_0_input_rows_vnni, "avx2,avxvnni", lane_sums_vnni);
+input_rows!(input_rows, "avx2", lane_sums);
+input_rows!(input_rows_vnni, "avx2,avxvnni", lane_sums_vnni);
 
 /// [`lane_sums`] in one instruction (AVX-VNNI): the same exact integers, as the products of
-/// magnitudes up to 128 and activations up to 127 never saturate maddubs's 16-bit pairs.
+/// weights up to 128 and activations up to 127 never saturate maddubs's 16-bit pairs.
 #[target_feature(enable = "avx2,avxvnni")]
 fn lane_sums_vnni(weights: __m256i, activations: __m256i) -> __m256i {
     _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), weights, activations)

@@ -309,25 +309,43 @@ type InputsDot = fn(&[u8], &[&[ActivationBlock]], &mut [[f32; ROW_GROUP]], usize
 /// The most input rows a kernel takes at once.
 const MOST_INPUTS: usize = 4;
 
-/// Where a kernel takes several input rows per pass over the weights: Q8_0 with AVX2, the
-/// server's usual type, whose prompts and batches are otherwise bound by the loads of weights
-/// and activations.
+/// Where a kernel takes several input rows per pass over the weights (AVX2): a prompt's rows
+/// and a batch's next tokens then unpack each weight block once for all of them, instead of
+/// reading the weights again for every row.
 fn inputs_function(kind: Kind) -> Option<InputsDot> {
     #[cfg(target_arch = "x86_64")]
-    if kind == Kind::Q8_0 && std::is_x86_feature_detected!("avx2") {
-        if std::is_x86_feature_detected!("avxvnni") {
-            // SAFETY: AVX2 and AVX-VNNI are present (checked just above).
-            return Some(|weights, inputs, sums, rows| unsafe {
-                avx2::dot_q8_0_inputs(weights, inputs, sums, rows, true)
-            });
-        }
-        // SAFETY: AVX2 is present (checked just above); AVX-VNNI is not asked for.
-        return Some(|weights, inputs, sums, rows| unsafe {
-            avx2::dot_q8_0_inputs(weights, inputs, sums, rows, false)
-        });
+    if std::is_x86_feature_detected!("avx2") {
+        let vnni = std::is_x86_feature_detected!("avxvnni");
+        // SAFETY: AVX2 is present, and AVX-VNNI where asked for (checked just above).
+        return Some(unsafe { avx2_inputs_function(kind, vnni) });
     }
     let _ = kind;
     None
+}
+
+/// The several-inputs kernel with or without AVX-VNNI (the tests run both).
+///
+/// # Safety
+/// The CPU has AVX2, and AVX-VNNI where `vnni`: what is returned runs with them.
+#[cfg(target_arch = "x86_64")]
+unsafe fn avx2_inputs_function(kind: Kind, vnni: bool) -> InputsDot {
+    fn several<B: avx2::Kernel, const VNNI: bool>(
+        weights: &[u8],
+        inputs: &[&[ActivationBlock]],
+        sums: &mut [[f32; ROW_GROUP]],
+        rows: usize,
+    ) {
+        // SAFETY: handed out only by `avx2_inputs_function`, whose caller checked the features.
+        unsafe { avx2::dot_inputs::<B>(weights, inputs, sums, rows, VNNI) }
+    }
+    match (kind, vnni) {
+        (Kind::Q4_1, false) => several::<BlockQ4_1, false>,
+        (Kind::Q4_1, true) => several::<BlockQ4_1, true>,
+        (Kind::Q5_0, false) => several::<BlockQ5_0, false>,
+        (Kind::Q5_0, true) => several::<BlockQ5_0, true>,
+        (Kind::Q8_0, false) => several::<BlockQ8_0, false>,
+        (Kind::Q8_0, true) => several::<BlockQ8_0, true>,
+    }
 }
 
 /// The blocks of one weight row, as the one-row kernels take them.

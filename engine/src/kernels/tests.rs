@@ -153,50 +153,53 @@ fn several_inputs_get_the_bits_of_one_row_with_and_without_vnni() {
     if !std::is_x86_feature_detected!("avx2") {
         return;
     }
-    let columns = 512;
-    let (weights, inputs) = matrices(GgmlDType::Q8_0, ROW_GROUP, columns, 4);
-    let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
-    let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
-    let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
-    let rows: Vec<&[ActivationBlock]> = blocks.chunks_exact(columns / BLOCK).collect();
-    let alone: Vec<[f32; ROW_GROUP]> = rows
-        .iter()
-        .map(|row| {
-            let mut sums = [0f32; ROW_GROUP];
-            rows_function(Kind::Q8_0)(&matmul.weights, row, &mut sums);
-            sums
-        })
-        .collect();
-    let bits = |sums: &[[f32; ROW_GROUP]]| -> Vec<u32> {
-        sums.iter().flatten().map(|sum| sum.to_bits()).collect()
-    };
-    for vnni in [false, true] {
-        if vnni && !std::is_x86_feature_detected!("avxvnni") {
-            continue;
-        }
-        for count in [2, 4] {
-            let mut sums = [[0f32; ROW_GROUP]; 4];
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        let columns = 512;
+        let (weights, inputs) = matrices(dtype, ROW_GROUP, columns, 4);
+        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+        let Format::Blocks(kind) = matmul.format else {
+            panic!("{dtype:?} is held in blocks")
+        };
+        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+        let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let rows: Vec<&[ActivationBlock]> = blocks.chunks_exact(columns / BLOCK).collect();
+        let alone: Vec<[f32; ROW_GROUP]> = rows
+            .iter()
+            .map(|row| {
+                let mut sums = [0f32; ROW_GROUP];
+                portable_rows(kind)(&matmul.weights, row, &mut sums);
+                sums
+            })
+            .collect();
+        let bits = |sums: &[[f32; ROW_GROUP]]| -> Vec<u32> {
+            sums.iter().flatten().map(|sum| sum.to_bits()).collect()
+        };
+        for vnni in [false, true] {
+            if vnni && !std::is_x86_feature_detected!("avxvnni") {
+                continue;
+            }
             // SAFETY: AVX2 is present (checked above), and AVX-VNNI where asked for.
-            unsafe {
-                super::avx2::dot_q8_0_inputs(
+            let several = unsafe { avx2_inputs_function(kind, vnni) };
+            for count in [2, 4] {
+                let mut sums = [[0f32; ROW_GROUP]; 4];
+                several(
                     &matmul.weights,
                     &rows[..count],
                     &mut sums[..count],
                     ROW_GROUP,
-                    vnni,
-                )
-            };
-            assert_eq!(
-                bits(&sums[..count]),
-                bits(&alone[..count]),
-                "vnni {vnni}, {count} inputs"
-            );
+                );
+                assert_eq!(
+                    bits(&sums[..count]),
+                    bits(&alone[..count]),
+                    "{dtype:?}, vnni {vnni}, {count} inputs"
+                );
+            }
         }
     }
 }
 
-/// The K-quant kernels with AVX2, with AVX-VNNI and without, give the portable kernel's bits
-/// (the browser's) for any number of inputs and a group of rows that is not whole.
+/// The K-quant kernels with AVX2 (with AVX-VNNI and without) and AVX-512 give the portable
+/// kernel's bits (the browser's) for any number of inputs and a group of rows that is not whole.
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn k_quant_kernels_agree_to_the_bit() {
@@ -226,16 +229,19 @@ fn k_quant_kernels_agree_to_the_bit() {
                 &mut reference[..count],
             );
             assert!(reference[..count].iter().flatten().any(|sum| *sum != 0.0));
-            for vnni in [false, true] {
-                let Some(kernel) = k_quants::avx2_kernel(k_quant, vnni) else {
-                    continue;
-                };
+            let kernels = [
+                ("AVX2", k_quants::avx2_kernel(k_quant, false)),
+                ("AVX2 and AVX-VNNI", k_quants::avx2_kernel(k_quant, true)),
+                ("AVX-512", k_quants::avx512_kernel(k_quant)),
+            ];
+            for (name, kernel) in kernels {
+                let Some(kernel) = kernel else { continue };
                 let mut sums = [[0f32; TILE_ROWS]; 7];
                 kernel(&matmul.weights, &rows[..count], &mut sums[..count]);
                 assert_eq!(
                     bits(&sums[..count]),
                     bits(&reference[..count]),
-                    "{k_quant:?}, vnni {vnni}, {count} inputs"
+                    "{k_quant:?}, {name}, {count} inputs"
                 );
             }
         }

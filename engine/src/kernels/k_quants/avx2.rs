@@ -31,11 +31,12 @@ const fn scale_picker<const HIGH: bool>(first_row: i8) -> [i8; 32] {
     picker
 }
 
-const UNSIGNED_SCALES: [[i8; 32]; 2] = [scale_picker::<false>(0), scale_picker::<false>(4)];
-const SIGNED_SCALES: [[i8; 32]; 2] = [scale_picker::<true>(0), scale_picker::<true>(4)];
+pub(super) const UNSIGNED_SCALES: [[i8; 32]; 2] =
+    [scale_picker::<false>(0), scale_picker::<false>(4)];
+pub(super) const SIGNED_SCALES: [[i8; 32]; 2] = [scale_picker::<true>(0), scale_picker::<true>(4)];
 
 #[target_feature(enable = "avx2")]
-fn load_picker(picker: &[i8; 32]) -> __m256i {
+pub(super) fn load_picker(picker: &[i8; 32]) -> __m256i {
     // SAFETY: the array holds the 32 bytes read; loadu takes any alignment.
     unsafe { _mm256_loadu_si256(picker.as_ptr().cast()) }
 }
@@ -47,7 +48,7 @@ fn broadcast_8(bytes: &[u8; 8]) -> __m256i {
 }
 
 #[target_feature(enable = "avx2")]
-fn broadcast_8_signed(values: &[i8]) -> __m256i {
+pub(super) fn broadcast_8_signed(values: &[i8]) -> __m256i {
     let bytes: &[i8; 8] = values[..8].try_into().expect("eight activations");
     _mm256_set1_epi64x(i64::from_le_bytes(bytes.map(|value| value as u8)))
 }
@@ -73,14 +74,14 @@ fn row_totals(first: __m256i, second: __m256i) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn halves_to_f32(bits: &[[u8; 2]; TILE_ROWS]) -> __m256 {
+pub(super) fn halves_to_f32(bits: &[[u8; 2]; TILE_ROWS]) -> __m256 {
     // SAFETY: the array holds the 16 bytes read; loadu takes any alignment.
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
 }
 
 /// `sum + (d·x_d)·integers − (dmin·x_d)·minimums`, as [`super::portable::q4k_step`] does it.
 #[target_feature(enable = "avx2")]
-fn q4k_step(
+pub(super) fn q4k_step(
     sum: __m256,
     d: __m256,
     dmin: __m256,
@@ -100,7 +101,7 @@ fn q4k_step(
 }
 
 #[target_feature(enable = "avx2")]
-fn q6k_step(sum: __m256, d: __m256, x_d: f32, integers: __m256i) -> __m256 {
+pub(super) fn q6k_step(sum: __m256, d: __m256, x_d: f32, integers: __m256i) -> __m256 {
     let x_d = _mm256_set1_ps(x_d);
     _mm256_add_ps(
         sum,
@@ -312,28 +313,6 @@ macro_rules! k_kernels {
 
 k_kernels!(q4k_plain, q6k_plain, "avx2,f16c", scaled_add);
 k_kernels!(q4k_vnni, q6k_vnni, "avx2,f16c,avxvnni", scaled_add_vnni);
-
-/// Runs `$kernel` for every input of `$inputs` (1 to 4 of them), four, two or one at a time,
-/// into `$sums`.
-macro_rules! by_inputs {
-    ($kernel:ident, $tiles:expr, $inputs:expr, $sums:expr) => {{
-        let mut first = 0;
-        while first < $inputs.len() {
-            let left = $inputs.len() - first;
-            let inputs = &$inputs[first..];
-            if left >= 4 {
-                $sums[first..first + 4].copy_from_slice(&$kernel::<4>($tiles, &inputs[..4]));
-                first += 4;
-            } else if left >= 2 {
-                $sums[first..first + 2].copy_from_slice(&$kernel::<2>($tiles, &inputs[..2]));
-                first += 2;
-            } else {
-                $sums[first..first + 1].copy_from_slice(&$kernel::<1>($tiles, &inputs[..1]));
-                first += 1;
-            }
-        }
-    }};
-}
 
 /// [`portable::q4k_tiles`](super::portable::q4k_tiles) with AVX2: the same bits.
 ///

@@ -4,11 +4,35 @@
 //! quantised 256 at a time with one scale (llama.cpp's Q8_K). A super-block's products then add
 //! up as exact integers, whatever the instruction set, and meet floating point once per row and
 //! super-block — in the one order [`portable`] writes down, so every back-end gives the same
-//! bits. One back-end file each: [`portable`] (the browser, other CPUs) and `avx2` (x86, with
-//! AVX-VNNI's fused products where present), chosen at run time.
+//! bits. One back-end file each: [`portable`] (the browser, other CPUs), `avx2` (x86, with
+//! AVX-VNNI's fused products where present) and `avx512` (F, BW and VNNI), chosen at run time.
+
+/// Runs `$kernel` for every input of `$inputs` (1 to 4 of them), four, two or one at a time,
+/// into `$sums`.
+macro_rules! by_inputs {
+    ($kernel:ident, $tiles:expr, $inputs:expr, $sums:expr) => {{
+        let mut first = 0;
+        while first < $inputs.len() {
+            let left = $inputs.len() - first;
+            let inputs = &$inputs[first..];
+            if left >= 4 {
+                $sums[first..first + 4].copy_from_slice(&$kernel::<4>($tiles, &inputs[..4]));
+                first += 4;
+            } else if left >= 2 {
+                $sums[first..first + 2].copy_from_slice(&$kernel::<2>($tiles, &inputs[..2]));
+                first += 2;
+            } else {
+                $sums[first..first + 1].copy_from_slice(&$kernel::<1>($tiles, &inputs[..1]));
+                first += 1;
+            }
+        }
+    }};
+}
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod portable;
 pub mod tiles;
 
@@ -100,10 +124,31 @@ pub type TilesDot = fn(&[u8], &[&[ActivationSuperBlock]], &mut [[f32; TILE_ROWS]
 /// The fastest kernel this CPU runs.
 pub fn kernel(kind: KQuant) -> TilesDot {
     #[cfg(target_arch = "x86_64")]
-    if let Some(kernel) = avx2_kernel(kind, std::is_x86_feature_detected!("avxvnni")) {
+    if let Some(kernel) =
+        avx512_kernel(kind).or_else(|| avx2_kernel(kind, std::is_x86_feature_detected!("avxvnni")))
+    {
         return kernel;
     }
     portable_kernel(kind)
+}
+
+/// The AVX-512 kernels: `None` where the CPU lacks what they need.
+#[cfg(target_arch = "x86_64")]
+pub fn avx512_kernel(kind: KQuant) -> Option<TilesDot> {
+    let present = std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("f16c");
+    // SAFETY (both): the features were checked just above.
+    present.then_some(match kind {
+        KQuant::Q4K => {
+            |tiles, inputs, sums| unsafe { avx512::q4k_tiles(view_all(tiles), inputs, sums) }
+        }
+        KQuant::Q6K => {
+            |tiles, inputs, sums| unsafe { avx512::q6k_tiles(view_all(tiles), inputs, sums) }
+        }
+    })
 }
 
 /// The reference: every other kernel gives its bits.
