@@ -172,7 +172,7 @@ impl QuantMatMul {
         let input_blocks: Vec<&[ActivationSuperBlock]> =
             activations.chunks_exact(per_row).collect();
         let group_bytes = per_row * k_quant.tile_bytes();
-        let dot = k_quants::kernel(k_quant);
+        let [alone, several] = [false, true].map(|several| k_quants::kernel(k_quant, several));
         let output = SharedOutput::new(result);
         candle_core::utils::barrier_pool().execute_chunked(
             self.rows.div_ceil(TILE_ROWS),
@@ -182,6 +182,7 @@ impl QuantMatMul {
                     let rows = group * TILE_ROWS..((group + 1) * TILE_ROWS).min(self.rows);
                     let tiles = &self.weights[group * group_bytes..(group + 1) * group_bytes];
                     for (chunk, inputs) in input_blocks.chunks(MOST_INPUTS).enumerate() {
+                        let dot = if inputs.len() == 1 { alone } else { several };
                         dot(tiles, inputs, &mut sums[..inputs.len()]);
                         for (offset, sums) in sums[..inputs.len()].iter().enumerate() {
                             let input = chunk * MOST_INPUTS + offset;

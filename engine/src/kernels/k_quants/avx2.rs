@@ -73,10 +73,38 @@ fn row_totals(first: __m256i, second: __m256i) -> __m256i {
     _mm256_permute4x64_epi64(_mm256_hadd_epi32(first, second), 0b11_01_10_00)
 }
 
+/// A tile's 16 bytes of pairs, one per row.
+#[target_feature(enable = "avx2")]
+pub(super) fn load_16(pairs: &[[u8; 2]; TILE_ROWS]) -> __m128i {
+    // SAFETY: the array holds the 16 bytes read; loadu takes any alignment.
+    unsafe { _mm_loadu_si128(pairs.as_ptr().cast()) }
+}
+
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn halves_to_f32(bits: &[[u8; 2]; TILE_ROWS]) -> __m256 {
-    // SAFETY: the array holds the 16 bytes read; loadu takes any alignment.
-    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(bits.as_ptr().cast()) })
+    _mm256_cvtph_ps(load_16(bits))
+}
+
+/// Σ min·Σx of each row: the minimums meet the activations' sums two sub-blocks at a time.
+#[target_feature(enable = "avx2")]
+pub(super) fn minimums(tile: &TileQ4K, x: &ActivationSuperBlock) -> __m256i {
+    let mut minimums = _mm256_setzero_si256();
+    for (t, mins) in tile.mins.iter().enumerate() {
+        let mins = _mm256_cvtepu8_epi16(load_16(mins));
+        let pair =
+            (x.sums32[2 * t] as u16 as u32 | (x.sums32[2 * t + 1] as u16 as u32) << 16) as i32;
+        minimums = _mm256_add_epi32(minimums, _mm256_madd_epi16(mins, _mm256_set1_epi32(pair)));
+    }
+    minimums
+}
+
+/// The eight rows' sums out of their vector.
+#[target_feature(enable = "avx")]
+pub(super) fn rows_of(sum: __m256) -> [f32; TILE_ROWS] {
+    let mut rows = [0f32; TILE_ROWS];
+    // SAFETY: `rows` holds the eight floats written; storeu takes any alignment.
+    unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), sum) };
+    rows
 }
 
 /// `sum + (d·x_d)·integers − (dmin·x_d)·minimums`, as [`super::portable::q4k_step`] does it.
@@ -175,19 +203,7 @@ macro_rules! k_kernels {
                 let d = halves_to_f32(&tile.d);
                 let dmin = halves_to_f32(&tile.dmin);
                 for n in 0..INPUTS {
-                    let mut minimums = _mm256_setzero_si256();
-                    for (t, mins) in tile.mins.iter().enumerate() {
-                        // SAFETY: the array holds the 16 bytes read; loadu takes any alignment.
-                        let mins =
-                            _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(mins.as_ptr().cast()) });
-                        let pair = (xs[n].sums32[2 * t] as u16 as u32
-                            | (xs[n].sums32[2 * t + 1] as u16 as u32) << 16)
-                            as i32;
-                        minimums = _mm256_add_epi32(
-                            minimums,
-                            _mm256_madd_epi16(mins, _mm256_set1_epi32(pair)),
-                        );
-                    }
+                    let minimums = minimums(tile, xs[n]);
                     sums[n] = q4k_step(
                         sums[n],
                         d,
@@ -198,12 +214,7 @@ macro_rules! k_kernels {
                     );
                 }
             }
-            sums.map(|sum| {
-                let mut rows = [0f32; TILE_ROWS];
-                // SAFETY: `rows` holds the eight floats written; storeu takes any alignment.
-                unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), sum) };
-                rows
-            })
+            sums.map(|sum| rows_of(sum))
         }
 
         #[target_feature(enable = $features)]
@@ -301,12 +312,7 @@ macro_rules! k_kernels {
                     sums[n] = q6k_step(sums[n], d, xs[n].d, row_totals(first[n], second[n]));
                 }
             }
-            sums.map(|sum| {
-                let mut rows = [0f32; TILE_ROWS];
-                // SAFETY: `rows` holds the eight floats written; storeu takes any alignment.
-                unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), sum) };
-                rows
-            })
+            sums.map(|sum| rows_of(sum))
         }
     };
 }

@@ -4,7 +4,10 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{SIGNED_SCALES, UNSIGNED_SCALES, halves_to_f32, load_picker, q4k_step, q6k_step};
+use super::avx2::{
+    SIGNED_SCALES, UNSIGNED_SCALES, halves_to_f32, load_picker, minimums, q4k_step, q6k_step,
+    rows_of,
+};
 use super::tiles::{ActivationSuperBlock, TILE_ROWS, TileQ4K, TileQ6K};
 use crate::kernels::avx2::prefetch_ahead;
 
@@ -79,25 +82,11 @@ fn q4k<const INPUTS: usize>(
         let d = halves_to_f32(&tile.d);
         let dmin = halves_to_f32(&tile.dmin);
         for n in 0..INPUTS {
-            let mut minimums = _mm256_setzero_si256();
-            for (t, mins) in tile.mins.iter().enumerate() {
-                // SAFETY: the array holds the 16 bytes read; loadu takes any alignment.
-                let mins = _mm256_cvtepu8_epi16(unsafe { _mm_loadu_si128(mins.as_ptr().cast()) });
-                let pair = (xs[n].sums32[2 * t] as u16 as u32
-                    | (xs[n].sums32[2 * t + 1] as u16 as u32) << 16)
-                    as i32;
-                minimums =
-                    _mm256_add_epi32(minimums, _mm256_madd_epi16(mins, _mm256_set1_epi32(pair)));
-            }
+            let minimums = minimums(tile, xs[n]);
             sums[n] = q4k_step(sums[n], d, dmin, xs[n].d, row_totals(lanes[n]), minimums);
         }
     }
-    sums.map(|sum| {
-        let mut rows = [0f32; TILE_ROWS];
-        // SAFETY: `rows` holds the eight floats written; storeu takes any alignment.
-        unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), sum) };
-        rows
-    })
+    sums.map(|sum| rows_of(sum))
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,f16c")]
@@ -160,12 +149,7 @@ fn q6k<const INPUTS: usize>(
             sums[n] = q6k_step(sums[n], d, xs[n].d, row_totals(lanes[n]));
         }
     }
-    sums.map(|sum| {
-        let mut rows = [0f32; TILE_ROWS];
-        // SAFETY: `rows` holds the eight floats written; storeu takes any alignment.
-        unsafe { _mm256_storeu_ps(rows.as_mut_ptr(), sum) };
-        rows
-    })
+    sums.map(|sum| rows_of(sum))
 }
 
 /// [`portable::q4k_tiles`](super::portable::q4k_tiles) with AVX-512: the same bits.
