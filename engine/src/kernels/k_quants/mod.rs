@@ -9,6 +9,7 @@
 
 /// Runs `$kernel` for every input of `$inputs` (1 to 4 of them), four, two or one at a time,
 /// into `$sums`.
+#[cfg(target_arch = "x86_64")]
 macro_rules! by_inputs {
     ($kernel:ident, $tiles:expr, $inputs:expr, $sums:expr) => {{
         let mut first = 0;
