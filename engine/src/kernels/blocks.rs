@@ -106,22 +106,27 @@ pub struct ActivationBlock {
 }
 
 pub fn quantize(values: &[f32]) -> ActivationBlock {
-    let largest = values
-        .iter()
-        .fold(0f32, |largest, value| largest.max(value.abs()));
-    let d = largest / 127.0;
-    let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
     let mut qs = [0i8; BLOCK];
-    let mut sum = 0i32;
-    for (q, value) in qs.iter_mut().zip(values) {
-        *q = (value * inverse).round() as i8;
-        sum += *q as i32;
-    }
+    let d = quantize_into(values, &mut qs);
+    let sum: i32 = qs.iter().map(|&q| q as i32).sum();
     ActivationBlock {
         d,
         scaled_sum: d * sum as f32,
         qs,
     }
+}
+
+/// `values` as `d · qs` (as many of each), d = max |value| / 127; returns d.
+pub fn quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
+    let largest = values
+        .iter()
+        .fold(0f32, |largest, value| largest.max(value.abs()));
+    let d = largest / 127.0;
+    let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
+    for (q, value) in qs.iter_mut().zip(values) {
+        *q = (value * inverse).round() as i8;
+    }
+    d
 }
 
 /// Weight rows multiplied per pass over the activations.

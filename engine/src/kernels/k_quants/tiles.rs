@@ -7,7 +7,7 @@
 //! Scales and minimums are unpacked to a byte each (Q4_K's tile is 2.8% larger than its eight
 //! blocks, Q6_K's the same size) so the kernels spend no work on their 6-bit fields.
 
-use crate::kernels::blocks::Plain;
+use crate::kernels::blocks::{Plain, quantize_into};
 
 /// Values per super-block.
 pub const SUPER_BLOCK: usize = 256;
@@ -161,7 +161,6 @@ pub fn tile_q6k(blocks: &[&BlockQ6K]) -> TileQ6K {
 /// 256 activations as `d · qs`, with the sums of each 16 and each 32 of `qs` (what Q6_K's
 /// offset of 32 and Q4_K's minimums multiply): whole super-blocks then add in integers and
 /// meet floating point once per row.
-#[repr(C)]
 pub struct ActivationSuperBlock {
     pub d: f32,
     pub qs: [i8; SUPER_BLOCK],
@@ -169,17 +168,10 @@ pub struct ActivationSuperBlock {
     pub sums32: [i16; 8],
 }
 
-/// `values` (256 of them) as an [`ActivationSuperBlock`], d = max |value| / 127.
+/// `values` (256 of them) as an [`ActivationSuperBlock`].
 pub fn quantize_super(values: &[f32]) -> ActivationSuperBlock {
-    let largest = values
-        .iter()
-        .fold(0f32, |largest, value| largest.max(value.abs()));
-    let d = largest / 127.0;
-    let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
     let mut qs = [0i8; SUPER_BLOCK];
-    for (q, value) in qs.iter_mut().zip(values) {
-        *q = (value * inverse).round() as i8;
-    }
+    let d = quantize_into(values, &mut qs);
     let mut sums16 = [0i16; 16];
     for (sum, sixteen) in sums16.iter_mut().zip(qs.chunks_exact(16)) {
         *sum = sixteen.iter().map(|&q| q as i16).sum();
