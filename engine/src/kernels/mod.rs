@@ -110,27 +110,26 @@ impl QuantMatMul {
             _ => return Ok(None),
         };
         let (rows, columns) = tensor.shape().dims2()?;
-        let values_per_block = match format {
-            Format::Tiles(_) => SUPER_BLOCK,
-            Format::Blocks(_) => BLOCK,
+        let (values_per_block, block_bytes) = match format {
+            Format::Tiles(k_quant) => (SUPER_BLOCK, k_quant.block_bytes()),
+            Format::Blocks(kind) => (BLOCK, kind.block_bytes()),
         };
         if columns % values_per_block != 0 {
             return Ok(None);
         }
         let weights = tensor.data()?;
+        let row_bytes = columns / values_per_block * block_bytes;
+        if weights.len() != rows * row_bytes {
+            bail!(
+                "{:?} weights of {rows}×{columns} take {} bytes, not {}",
+                tensor.dtype(),
+                rows * row_bytes,
+                weights.len()
+            );
+        }
         let weights = match format {
-            Format::Tiles(k_quant) => k_quants::to_tiles(k_quant, &weights, rows, columns)?,
-            Format::Blocks(kind) => {
-                let row_bytes = columns / BLOCK * kind.block_bytes();
-                if weights.len() != rows * row_bytes {
-                    bail!(
-                        "{kind:?} weights of {rows}×{columns} take {} bytes, not {}",
-                        rows * row_bytes,
-                        weights.len()
-                    );
-                }
-                interleave(&weights, rows, row_bytes, kind.block_bytes())
-            }
+            Format::Tiles(k_quant) => k_quants::to_tiles(k_quant, &weights, rows, columns),
+            Format::Blocks(_) => interleave(&weights, rows, row_bytes, block_bytes),
         };
         Ok(Some(Self {
             format,
@@ -163,7 +162,6 @@ impl QuantMatMul {
     /// Every input row against every weight row, the groups of eight rows shared out between
     /// the threads; each group meets the inputs up to four at a time.
     fn tile_products(&self, k_quant: KQuant, inputs: &[f32], result: &mut [f32]) {
-        let input_rows = result.len() / self.rows;
         let activations: Vec<ActivationSuperBlock> = inputs
             .chunks_exact(SUPER_BLOCK)
             .map(quantize_super)
@@ -186,8 +184,8 @@ impl QuantMatMul {
                         dot(tiles, inputs, &mut sums[..inputs.len()]);
                         for (offset, sums) in sums[..inputs.len()].iter().enumerate() {
                             let input = chunk * MOST_INPUTS + offset;
-                            // SAFETY: rows `rows` of input row `input` lie in `result` (input <
-                            // input_rows) and only this task writes them: each group of rows is
+                            // SAFETY: rows `rows` of input row `input` lie in `result` (one
+                            // input row per row of results) and only this task writes them: each group of rows is
                             // one task's.
                             unsafe {
                                 output
@@ -198,7 +196,6 @@ impl QuantMatMul {
                 }
             },
         );
-        debug_assert_eq!(input_blocks.len(), input_rows);
     }
 
     /// As [`Self::tile_products`], for the 32-value block types in groups of [`ROW_GROUP`].

@@ -37,7 +37,6 @@ mod avx512;
 pub mod portable;
 pub mod tiles;
 
-use candle_core::{Result, bail};
 use tiles::{
     ActivationSuperBlock, BlockQ4K, BlockQ6K, SUPER_BLOCK, TILE_ROWS, TileQ4K, TileQ6K, tile_q4k,
     tile_q6k,
@@ -52,7 +51,8 @@ pub enum KQuant {
 }
 
 impl KQuant {
-    fn block_bytes(self) -> usize {
+    /// Bytes of one GGUF super-block.
+    pub(crate) fn block_bytes(self) -> usize {
         match self {
             KQuant::Q4K => size_of::<BlockQ4K>(),
             KQuant::Q6K => size_of::<BlockQ6K>(),
@@ -68,20 +68,12 @@ impl KQuant {
 }
 
 /// A GGUF matrix's bytes (rows × columns, row-major) as tiles: for each group of eight rows
-/// (the last one padded with zero rows), its tiles from the first columns to the last.
-pub fn to_tiles(kind: KQuant, bytes: &[u8], rows: usize, columns: usize) -> Result<Vec<u8>> {
-    if !columns.is_multiple_of(SUPER_BLOCK) {
-        bail!("{kind:?} rows of {columns} values are not whole super-blocks");
-    }
+/// (the last one padded with zero rows), its tiles from the first columns to the last. The
+/// caller has checked the size: whole super-blocks, `rows` rows of them.
+pub(crate) fn to_tiles(kind: KQuant, bytes: &[u8], rows: usize, columns: usize) -> Vec<u8> {
     let per_row = columns / SUPER_BLOCK;
     let row_bytes = per_row * kind.block_bytes();
-    if bytes.len() != rows * row_bytes {
-        bail!(
-            "{kind:?} weights of {rows}×{columns} take {} bytes, not {}",
-            rows * row_bytes,
-            bytes.len()
-        );
-    }
+    assert_eq!(bytes.len(), rows * row_bytes);
     let groups = rows.div_ceil(TILE_ROWS);
     let mut tiled = Vec::with_capacity(groups * per_row * kind.tile_bytes());
     for group in bytes.chunks(TILE_ROWS * row_bytes) {
@@ -102,7 +94,7 @@ pub fn to_tiles(kind: KQuant, bytes: &[u8], rows: usize, columns: usize) -> Resu
             }
         }
     }
-    Ok(tiled)
+    tiled
 }
 
 fn as_bytes<T: Plain>(value: &T) -> &[u8] {
