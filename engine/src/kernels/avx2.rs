@@ -107,7 +107,7 @@ pub(crate) fn prefetch_ahead<T>(at: *const T) {
 }
 
 #[target_feature(enable = "avx2")]
-fn horizontal_sum(x: __m256) -> f32 {
+pub(super) fn horizontal_sum(x: __m256) -> f32 {
     let quarters = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     let pairs = _mm_add_ps(quarters, _mm_movehl_ps(quarters, quarters));
     _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
@@ -139,7 +139,7 @@ fn accumulate(lanes: __m256, scale: f32, sums: __m256i) -> __m256 {
 }
 
 #[target_feature(enable = "avx2")]
-fn load_values(activations: &ActivationBlock) -> __m256i {
+pub(super) fn load_values(activations: &ActivationBlock) -> __m256i {
     // SAFETY: `qs` holds the 32 bytes read; loadu takes any alignment.
     unsafe { _mm256_loadu_si256(activations.qs.as_ptr().cast()) }
 }
@@ -155,7 +155,7 @@ fn load_q8_0(block: &BlockQ8_0) -> __m256i {
 ///
 /// # Safety
 /// The group holds that block: `(index * rows + row + 1) · size_of::<B>() <= group.len()`.
-unsafe fn block_unchecked<B: WeightBlock>(
+pub(super) unsafe fn block_unchecked<B: WeightBlock>(
     group: &[u8],
     row: usize,
     rows: usize,

@@ -45,6 +45,8 @@ macro_rules! group {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod blocks;
 pub mod k_quants;
 pub mod lanes;
@@ -312,6 +314,10 @@ const MOST_INPUTS: usize = 4;
 /// reading the weights again for every row.
 fn inputs_function(kind: Kind) -> Option<InputsDot> {
     #[cfg(target_arch = "x86_64")]
+    if let Some(several) = avx512_inputs_function(kind) {
+        return Some(several);
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         let vnni = std::is_x86_feature_detected!("avxvnni");
         // SAFETY: AVX2 is present, and AVX-VNNI where asked for (checked just above).
@@ -344,6 +350,36 @@ unsafe fn avx2_inputs_function(kind: Kind, vnni: bool) -> InputsDot {
         (Kind::Q8_0, false) => several::<BlockQ8_0, false>,
         (Kind::Q8_0, true) => several::<BlockQ8_0, true>,
     }
+}
+
+/// The several-inputs kernel with AVX-512, where the CPU has F, BW and VNNI: Qwen2.5-0.5B's
+/// 512-token prompt (Q5_0 and Q8_0 nearly all through here): 125 → 140 tok/s, 2 threads.
+/// Groups of fewer than four rows (a matrix's last) go through AVX2, with the same bits.
+#[cfg(target_arch = "x86_64")]
+fn avx512_inputs_function(kind: Kind) -> Option<InputsDot> {
+    fn several<B: avx512::Pairs>(
+        weights: &[u8],
+        inputs: &[&[ActivationBlock]],
+        sums: &mut [[f32; ROW_GROUP]],
+        rows: usize,
+    ) {
+        if rows == ROW_GROUP {
+            // SAFETY: handed out only below, once the features were found.
+            unsafe { avx512::dot_inputs::<B>(weights, inputs, sums) }
+        } else {
+            // SAFETY: AVX2 is present (found with the others below); no AVX-VNNI asked for.
+            unsafe { avx2::dot_inputs::<B>(weights, inputs, sums, rows, false) }
+        }
+    }
+    let present = std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vnni")
+        && std::is_x86_feature_detected!("avx2");
+    present.then_some(match kind {
+        Kind::Q4_1 => several::<BlockQ4_1>,
+        Kind::Q5_0 => several::<BlockQ5_0>,
+        Kind::Q8_0 => several::<BlockQ8_0>,
+    })
 }
 
 /// The blocks of one weight row, as the one-row kernels take them.

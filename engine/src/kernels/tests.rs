@@ -149,7 +149,7 @@ fn avx2_and_portable_agree_to_the_bit() {
 /// AVX-VNNI and without (a machine with it would otherwise never run the other).
 #[test]
 #[cfg(target_arch = "x86_64")]
-fn several_inputs_get_the_bits_of_one_row_with_and_without_vnni() {
+fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
     if !std::is_x86_feature_detected!("avx2") {
         return;
     }
@@ -174,12 +174,17 @@ fn several_inputs_get_the_bits_of_one_row_with_and_without_vnni() {
         let bits = |sums: &[[f32; ROW_GROUP]]| -> Vec<u32> {
             sums.iter().flatten().map(|sum| sum.to_bits()).collect()
         };
-        for vnni in [false, true] {
-            if vnni && !std::is_x86_feature_detected!("avxvnni") {
-                continue;
-            }
+        let avx2 = [false, true]
+            .into_iter()
+            .filter(|&vnni| !vnni || std::is_x86_feature_detected!("avxvnni"))
             // SAFETY: AVX2 is present (checked above), and AVX-VNNI where asked for.
-            let several = unsafe { avx2_inputs_function(kind, vnni) };
+            .map(|vnni| {
+                (format!("AVX2, vnni {vnni}"), unsafe {
+                    avx2_inputs_function(kind, vnni)
+                })
+            });
+        let avx512 = avx512_inputs_function(kind).map(|several| ("AVX-512".to_owned(), several));
+        for (kernel, several) in avx2.chain(avx512) {
             for count in [2, 4] {
                 let mut sums = [[0f32; ROW_GROUP]; 4];
                 several(
@@ -191,7 +196,7 @@ fn several_inputs_get_the_bits_of_one_row_with_and_without_vnni() {
                 assert_eq!(
                     bits(&sums[..count]),
                     bits(&alone[..count]),
-                    "{dtype:?}, vnni {vnni}, {count} inputs"
+                    "{dtype:?}, {kernel}, {count} inputs"
                 );
             }
         }
