@@ -225,6 +225,10 @@ fn test() -> Result<()> {
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("VITRINA_MODEL_CACHE", &models))
     })?;
+    step(
+        "the browser's kernels (simd128, under WASI) against the portable ones",
+        browser_kernel_tests,
+    )?;
     // The T4 build, compiled and linked on every run, before the end-to-end tests build the CPU
     // server again (see cuda::build); and the device check a GPU machine runs, which here must
     // say that there is no GPU.
@@ -255,6 +259,40 @@ fn test() -> Result<()> {
     )?;
     println!("xtask: all tests passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The engine's kernel tests compiled for WebAssembly with simd128, as the browser runs them,
+/// and run by Node's WASI: the browser's kernels must give the portable kernels' bits, or the
+/// browser's answers drift from the server's. A machine whose rustup cannot add the WASI
+/// target skips them, saying so (the end-to-end browser test still compares the tokens).
+fn browser_kernel_tests() -> Result<()> {
+    const WASI: &str = "wasm32-wasip1";
+    if let Err(error) = run(std::process::Command::new("rustup").args(["target", "add", WASI])) {
+        println!(
+            "xtask: SKIPPED the browser's kernel tests: rustup could not add {WASI}: {error:#}"
+        );
+        return Ok(());
+    }
+    let runner = std::fs::canonicalize("xtask/wasi-run.mjs")?;
+    run(cargo()
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "engine",
+            "--lib",
+            "--target",
+            WASI,
+        ])
+        .args(["--target-dir", "target/wasi", "kernels"])
+        .env(
+            "CARGO_TARGET_WASM32_WASIP1_RUNNER",
+            format!("node --no-warnings {}", runner.display()),
+        )
+        .env(
+            "CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS",
+            "-C target-feature=+simd128",
+        ))
 }
 
 /// The engine's benchmark, compiled for this CPU's own SIMD (AVX2/AVX-512 where present:

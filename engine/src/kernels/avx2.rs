@@ -35,10 +35,10 @@ pub fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
     )
 }
 
-/// Several input rows (2 or 4: a prompt's rows, or the next tokens of a batch of answers)
-/// against the group: the same sums, in the same order, as one call to the one-input kernel
-/// per input, with each weight block loaded and unpacked once for all of them. `sums[input]`
-/// gets the group's `rows` sums.
+/// Any number of input rows (a prompt's, or the next tokens of a batch of answers) against the
+/// group: the same sums as one call to the one-input kernel per input, with each weight block
+/// loaded and unpacked once for four or two of them. `sums[input]` gets the group's `rows`
+/// sums.
 ///
 /// # Safety
 /// With `vnni`, the CPU has AVX-VNNI.
@@ -51,34 +51,48 @@ pub unsafe fn dot_inputs<B: Kernel>(
     vnni: bool,
 ) {
     macro_rules! pass {
-        ($rows:literal, $inputs:literal, $first:expr) => {{
+        ($rows:literal, $inputs:literal, $first:expr, $chunk:expr, $sums:expr) => {{
             let totals = if vnni {
                 // SAFETY: AVX-VNNI is present (the caller's promise).
-                unsafe { input_rows_vnni::<B, $rows, $inputs>(weights, rows, $first, inputs) }
+                unsafe { input_rows_vnni::<B, $rows, $inputs>(weights, rows, $first, $chunk) }
             } else {
-                input_rows::<B, $rows, $inputs>(weights, rows, $first, inputs)
+                input_rows::<B, $rows, $inputs>(weights, rows, $first, $chunk)
             };
-            place(totals, sums, $first)
+            place(totals, $sums, $first)
         }};
     }
-    // Sixteen accumulators would not fit AVX2's sixteen registers: four inputs take the group
-    // two rows at a time (its weights are still in L1 for the second pass).
-    match (inputs.len(), rows) {
-        (2, 4) => pass!(4, 2, 0),
-        (2, 3) => pass!(3, 2, 0),
-        (2, 2) => pass!(2, 2, 0),
-        (2, _) => pass!(1, 2, 0),
-        (4, _) => {
-            let mut first = 0;
-            while first + 2 <= rows {
-                pass!(2, 4, first);
-                first += 2;
-            }
-            if first < rows {
-                pass!(1, 4, first);
+    let mut first_input = 0;
+    while first_input < inputs.len() {
+        let count = match inputs.len() - first_input {
+            4.. => 4,
+            2 | 3 => 2,
+            _ => 1,
+        };
+        let chunk = &inputs[first_input..first_input + count];
+        let sums = &mut sums[first_input..first_input + count];
+        // Eight pairs (input, row) at most, the lanes of one vector: four inputs take the group
+        // two rows at a time (its weights are still in L1 for the second pass).
+        match (count, rows) {
+            (1, 4) => pass!(4, 1, 0, chunk, sums),
+            (1, 3) => pass!(3, 1, 0, chunk, sums),
+            (1, 2) => pass!(2, 1, 0, chunk, sums),
+            (1, _) => pass!(1, 1, 0, chunk, sums),
+            (2, 4) => pass!(4, 2, 0, chunk, sums),
+            (2, 3) => pass!(3, 2, 0, chunk, sums),
+            (2, 2) => pass!(2, 2, 0, chunk, sums),
+            (2, _) => pass!(1, 2, 0, chunk, sums),
+            _ => {
+                let mut first = 0;
+                while first + 2 <= rows {
+                    pass!(2, 4, first, chunk, sums);
+                    first += 2;
+                }
+                if first < rows {
+                    pass!(1, 4, first, chunk, sums);
+                }
             }
         }
-        (count, _) => panic!("{count} inputs: the kernel takes 2 or 4"),
+        first_input += count;
     }
 }
 
@@ -106,13 +120,6 @@ pub(crate) fn prefetch_ahead<T>(at: *const T) {
     _mm_prefetch::<_MM_HINT_T0>(ahead);
 }
 
-#[target_feature(enable = "avx2")]
-pub(super) fn horizontal_sum(x: __m256) -> f32 {
-    let quarters = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    let pairs = _mm_add_ps(quarters, _mm_movehl_ps(quarters, quarters));
-    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)))
-}
-
 /// 16 bytes of nibbles → 32 bytes: the low nibbles, then the high ones.
 #[target_feature(enable = "avx2")]
 fn unpack_nibbles(packed: &[u8; 16]) -> __m256i {
@@ -129,13 +136,32 @@ fn lane_sums(weights: __m256i, activations: __m256i) -> __m256i {
     _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
 }
 
-/// `lanes + scale · sums`, multiplied then added as the portable loop does.
+/// Each vector's eight lanes added up: lane p of the result is vector p's sum; past `used`
+/// (the vectors that are not zero) nothing is added. The sums are exact integers, so the order
+/// does not matter.
 #[target_feature(enable = "avx2")]
-fn accumulate(lanes: __m256, scale: f32, sums: __m256i) -> __m256 {
-    _mm256_add_ps(
-        _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums)),
-        lanes,
-    )
+fn block_sums(lanes: [__m256i; 8], used: usize) -> __m256i {
+    let lane = |p: usize| lanes[p];
+    // [v0 0..4, v1 0..4, v2 0..4, v3 0..4 | the same of lanes 4..8], and so on for v4..v8.
+    let quads = |p: usize| {
+        _mm256_hadd_epi32(
+            _mm256_hadd_epi32(lane(p), lane(p + 1)),
+            _mm256_hadd_epi32(lane(p + 2), lane(p + 3)),
+        )
+    };
+    if used <= 4 {
+        let first = quads(0);
+        _mm256_zextsi128_si256(_mm_add_epi32(
+            _mm256_castsi256_si128(first),
+            _mm256_extracti128_si256::<1>(first),
+        ))
+    } else {
+        let (first, second) = (quads(0), quads(4));
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(first, second),
+            _mm256_permute2x128_si256::<0x31>(first, second),
+        )
+    }
 }
 
 #[target_feature(enable = "avx2")]
@@ -274,9 +300,32 @@ impl Kernel for BlockQ8_0 {
     }
 }
 
+/// `value(input, row)` in lane `input · ROWS + row`, zero past the pairs.
+#[target_feature(enable = "avx2")]
+fn by_pair<const ROWS: usize, const INPUTS: usize>(value: impl Fn(usize, usize) -> f32) -> __m256 {
+    let lane = |lane: usize| {
+        if lane < ROWS * INPUTS {
+            value(lane / ROWS, lane % ROWS)
+        } else {
+            0.0
+        }
+    };
+    _mm256_setr_ps(
+        lane(0),
+        lane(1),
+        lane(2),
+        lane(3),
+        lane(4),
+        lane(5),
+        lane(6),
+        lane(7),
+    )
+}
+
 /// Defines a function computing rows `first_row..first_row + ROWS` of a group of `group_rows`
-/// against `INPUTS` inputs, with `$features` enabled and `$lane_sums` multiplying. Each
-/// (input, row) keeps its own eight lanes, added block after block as the portable loop does.
+/// against `INPUTS` inputs (at most eight pairs), with `$features` enabled and `$lane_sums`
+/// multiplying. Each block's sums of the pairs (input, row) are added up into one vector, lane
+/// `input · ROWS + row`, which then takes the portable loop's float steps.
 macro_rules! input_rows {
     ($name:ident, $features:literal, $lane_sums:ident) => {
         #[target_feature(enable = $features)]
@@ -286,12 +335,13 @@ macro_rules! input_rows {
             first_row: usize,
             inputs: &[&[ActivationBlock]],
         ) -> [[f32; ROWS]; INPUTS] {
+            const { assert!(ROWS * INPUTS <= 8, "eight lanes") };
             let blocks = inputs[0].len();
             assert!(inputs.len() == INPUTS && inputs.iter().all(|input| input.len() == blocks));
             assert!(first_row + ROWS <= group_rows);
             assert_eq!(weights.len(), group_rows * blocks * size_of::<B>());
-            let mut lanes = [[_mm256_setzero_ps(); ROWS]; INPUTS];
-            let mut offsets = [[0f32; ROWS]; INPUTS];
+            let mut totals = _mm256_setzero_ps();
+            let mut offsets = _mm256_setzero_ps();
             for index in 0..blocks {
                 let activations: [&ActivationBlock; INPUTS] = std::array::from_fn(|input| {
                     // SAFETY: index < blocks, the length of every input (asserted above).
@@ -303,37 +353,51 @@ macro_rules! input_rows {
                         .as_ptr()
                         .wrapping_add(block_start::<B>(first_row, group_rows, index)),
                 );
-                #[allow(clippy::needless_range_loop)] // `row` also places the block in the group.
-                for row in 0..ROWS {
-                    let block: &B =
-                        // SAFETY: first_row + row < group_rows and index < blocks: inside the
-                        // length asserted above.
-                        unsafe { block_unchecked(weights, first_row + row, group_rows, index) };
+                let rows: [&B; ROWS] = std::array::from_fn(|row| {
+                    // SAFETY: first_row + row < group_rows and index < blocks: inside the
+                    // length asserted above.
+                    unsafe { block_unchecked(weights, first_row + row, group_rows, index) }
+                });
+                let mut lanes = [[_mm256_setzero_si256(); ROWS]; INPUTS];
+                for (row, block) in rows.iter().enumerate() {
                     // SAFETY: this function runs with AVX2 enabled.
                     let prepared = unsafe { block.prepare() };
-                    let d = block.scale();
                     for input in 0..INPUTS {
                         // SAFETY: this function runs with AVX2 enabled.
                         let (weights, values) = unsafe { B::operands(prepared, values[input]) };
-                        let sums = $lane_sums(weights, values);
-                        lanes[input][row] =
-                            accumulate(lanes[input][row], d * activations[input].d, sums);
-                        if B::OFFSET {
-                            offsets[input][row] += block.offset() * activations[input].scaled_sum;
-                        }
+                        lanes[input][row] = $lane_sums(weights, values);
                     }
                 }
-            }
-            let mut totals = [[0f32; ROWS]; INPUTS];
-            for input in 0..INPUTS {
-                for row in 0..ROWS {
-                    totals[input][row] = horizontal_sum(lanes[input][row]);
-                    if B::OFFSET {
-                        totals[input][row] += offsets[input][row];
-                    }
+                let sums = block_sums(
+                    std::array::from_fn(|lane| {
+                        lanes
+                            .get(lane / ROWS)
+                            .map_or(_mm256_setzero_si256(), |lanes| lanes[lane % ROWS])
+                    }),
+                    ROWS * INPUTS,
+                );
+                let scales = _mm256_mul_ps(
+                    by_pair::<ROWS, INPUTS>(|_, row| rows[row].scale()),
+                    by_pair::<ROWS, INPUTS>(|input, _| activations[input].d),
+                );
+                totals = _mm256_add_ps(totals, _mm256_mul_ps(scales, _mm256_cvtepi32_ps(sums)));
+                if B::OFFSET {
+                    offsets = _mm256_add_ps(
+                        offsets,
+                        _mm256_mul_ps(
+                            by_pair::<ROWS, INPUTS>(|_, row| rows[row].offset()),
+                            by_pair::<ROWS, INPUTS>(|input, _| activations[input].scaled_sum),
+                        ),
+                    );
                 }
             }
-            totals
+            if B::OFFSET {
+                totals = _mm256_add_ps(totals, offsets);
+            }
+            let mut lanes = [0f32; 8];
+            // SAFETY: the array holds the eight floats stored; storeu takes any alignment.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), totals) };
+            std::array::from_fn(|input| std::array::from_fn(|row| lanes[input * ROWS + row]))
         }
     };
 }

@@ -213,37 +213,30 @@ impl QuantMatMul {
             activations.chunks_exact(blocks_per_row).collect();
         let groups = self.rows.div_ceil(ROW_GROUP);
         candle_core::utils::barrier_pool().execute_chunked(groups, |groups| {
-            let mut sums = [[0f32; ROW_GROUP]; MOST_INPUTS];
+            let mut sums = vec![[0f32; ROW_GROUP]; input_rows];
             for group in groups {
                 let rows = group * ROW_GROUP..((group + 1) * ROW_GROUP).min(self.rows);
                 let weights = &self.weights[rows.start * row_bytes..rows.end * row_bytes];
                 // A group's weights stay in the cache while every input row meets them; where a
-                // kernel takes several input rows (a prompt's, or a batch's next tokens) they
-                // meet them four or two at a time.
-                let mut first = 0;
-                while first < input_rows {
-                    let left = input_rows - first;
-                    let count = match inputs_dot {
-                        Some(_) if left >= 4 => 4,
-                        Some(_) if left >= 2 => 2,
-                        _ => 1,
-                    };
-                    let inputs = &input_blocks[first..first + count];
-                    match inputs_dot {
-                        Some(inputs_dot) if count > 1 => {
-                            inputs_dot(weights, inputs, &mut sums[..count], rows.len())
+                // kernel takes several input rows (a prompt's, or a batch's next tokens) it
+                // unpacks each weight block once for several of them.
+                match inputs_dot {
+                    Some(inputs_dot) if input_rows > 1 => {
+                        inputs_dot(weights, &input_blocks, &mut sums, rows.len())
+                    }
+                    _ => {
+                        for (input, sums) in input_blocks.iter().zip(&mut sums) {
+                            dot(weights, input, &mut sums[..rows.len()]);
                         }
-                        _ => dot(weights, inputs[0], &mut sums[0][..rows.len()]),
                     }
-                    for (input, sums) in (first..first + count).zip(&sums) {
-                        // SAFETY: rows `rows` of input row `input` lie in `result` (input <
-                        // input_rows) and only this task writes them: each group of rows is one
-                        // task's.
-                        unsafe {
-                            output.write_row(input * self.rows + rows.start, &sums[..rows.len()])
-                        };
-                    }
-                    first += count;
+                }
+                for (input, sums) in sums.iter().enumerate() {
+                    // SAFETY: rows `rows` of input row `input` lie in `result` (input <
+                    // input_rows) and only this task writes them: each group of rows is one
+                    // task's.
+                    unsafe {
+                        output.write_row(input * self.rows + rows.start, &sums[..rows.len()])
+                    };
                 }
             }
         });
@@ -303,7 +296,7 @@ fn portable_rows(kind: Kind) -> RowsDot {
     }
 }
 
-/// Like [`RowsDot`] for 2 or 4 input rows at once: `sums[input]` gets the group's sums.
+/// Like [`RowsDot`] for any number of input rows: `sums[input]` gets the group's sums.
 type InputsDot = fn(&[u8], &[&[ActivationBlock]], &mut [[f32; ROW_GROUP]], usize);
 
 /// The most input rows a kernel takes at once.
@@ -357,7 +350,7 @@ unsafe fn avx2_inputs_function(kind: Kind, vnni: bool) -> InputsDot {
 /// Groups of fewer than four rows (a matrix's last) go through AVX2, with the same bits.
 #[cfg(target_arch = "x86_64")]
 fn avx512_inputs_function(kind: Kind) -> Option<InputsDot> {
-    fn several<B: avx512::Pairs>(
+    fn several<B: avx512::Unpack>(
         weights: &[u8],
         inputs: &[&[ActivationBlock]],
         sums: &mut [[f32; ROW_GROUP]],

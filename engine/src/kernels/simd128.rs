@@ -1,6 +1,7 @@
 //! The browser's kernels: WebAssembly SIMD has no byte multiply-add like AVX2's, so the bytes
-//! are widened to 16 bits and `i32x4_dot_i16x8` sums pairs; adding neighbouring pairs gives the
-//! same eight lane sums, and the float steps are the portable loop's. Like AVX2's, they take up
+//! are widened to 16 bits and `i32x4_dot_i16x8` sums pairs. Each block's sums of up to four
+//! rows are added up into one vector, lane r for row r — the exact integers of the portable
+//! loop — which then takes its float steps for the four rows at once. Like AVX2's, they take up
 //! to four rows per pass, widening the activations once for all.
 
 use std::arch::wasm32::*;
@@ -8,7 +9,6 @@ use std::arch::wasm32::*;
 use super::blocks::{
     ActivationBlock, BlockQ4_1, BlockQ5_0, BlockQ8_0, WeightBlock, block_in_group,
 };
-use super::lanes::sum_lanes;
 
 pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
     group!(sums, q4_1_rows::<N>(weights, blocks))
@@ -54,67 +54,94 @@ fn widen_activations(activations: &ActivationBlock) -> [[v128; 2]; 2] {
     [0, 1].map(|half| widen_signed(load(half_of(&activations.qs, half))))
 }
 
-/// Sums of four neighbouring products of 16 widened weights and 16 widened activations.
-fn quad_sums(weights: [v128; 2], activations: [v128; 2]) -> v128 {
-    let first = i32x4_dot_i16x8(weights[0], activations[0]);
-    let second = i32x4_dot_i16x8(weights[1], activations[1]);
+/// Partial sums of 16 widened weights' products with 16 widened activations.
+fn products(weights: [v128; 2], activations: [v128; 2]) -> v128 {
     i32x4_add(
-        i32x4_shuffle::<0, 2, 4, 6>(first, second),
-        i32x4_shuffle::<1, 3, 5, 7>(first, second),
+        i32x4_dot_i16x8(weights[0], activations[0]),
+        i32x4_dot_i16x8(weights[1], activations[1]),
     )
 }
 
-fn accumulate(lanes: &mut [v128; 2], scale: f32, sums: [v128; 2]) {
-    for (total, sum) in lanes.iter_mut().zip(sums) {
-        *total = f32x4_add(
-            f32x4_mul(f32x4_splat(scale), f32x4_convert_i32x4(sum)),
-            *total,
-        );
-    }
+/// Each row's partial sums added up: lane r is row r's block sum (zero past `ROWS`).
+fn block_sums<const ROWS: usize>(rows: [v128; ROWS]) -> v128 {
+    let row = |r: usize| rows.get(r).copied().unwrap_or(i32x4_splat(0));
+    let pairs = |a: v128, b: v128| {
+        i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(a, b),
+            i32x4_shuffle::<2, 6, 3, 7>(a, b),
+        )
+    };
+    let (first, second) = (pairs(row(0), row(1)), pairs(row(2), row(3)));
+    i32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(first, second),
+        i32x4_shuffle::<2, 3, 6, 7>(first, second),
+    )
 }
 
-fn finish(lanes: [v128; 2]) -> f32 {
-    let lane = |vector: v128, index: usize| match index {
-        0 => f32x4_extract_lane::<0>(vector),
-        1 => f32x4_extract_lane::<1>(vector),
-        2 => f32x4_extract_lane::<2>(vector),
-        _ => f32x4_extract_lane::<3>(vector),
+/// A value per row, lane r for row r (zero past `ROWS`).
+fn by_row<const ROWS: usize>(value: impl Fn(usize) -> f32) -> v128 {
+    let lane = |r: usize| if r < ROWS { value(r) } else { 0.0 };
+    f32x4(lane(0), lane(1), lane(2), lane(3))
+}
+
+/// `totals + (d·dx)·Σ` for each row, as the portable loop adds.
+fn accumulate(totals: v128, scales: v128, dx: f32, sums: v128) -> v128 {
+    f32x4_add(
+        totals,
+        f32x4_mul(
+            f32x4_mul(scales, f32x4_splat(dx)),
+            f32x4_convert_i32x4(sums),
+        ),
+    )
+}
+
+fn lanes<const ROWS: usize>(totals: v128) -> [f32; ROWS] {
+    let lane = |r: usize| match r {
+        0 => f32x4_extract_lane::<0>(totals),
+        1 => f32x4_extract_lane::<1>(totals),
+        2 => f32x4_extract_lane::<2>(totals),
+        _ => f32x4_extract_lane::<3>(totals),
     };
-    sum_lanes(std::array::from_fn(|index| {
-        lane(lanes[index / 4], index % 4)
-    }))
+    std::array::from_fn(lane)
+}
+
+/// The blocks `index` of the group's rows.
+fn rows_of<B: WeightBlock, const ROWS: usize>(weights: &[u8], index: usize) -> [&B; ROWS] {
+    std::array::from_fn(|row| block_in_group(weights, row, ROWS, index))
 }
 
 fn q4_1_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
-    let mut lanes = [[f32x4_splat(0.0); 2]; ROWS];
-    let mut offsets = [0f32; ROWS];
+    let mut totals = f32x4_splat(0.0);
+    let mut offsets = f32x4_splat(0.0);
     for (index, activations) in blocks.iter().enumerate() {
         let values = widen_activations(activations);
-        for row in 0..ROWS {
-            let block: &BlockQ4_1 = block_in_group(weights, row, ROWS, index);
+        let rows: [&BlockQ4_1; ROWS] = rows_of(weights, index);
+        let sums = rows.map(|block| {
             let packed = load(&block.qs);
             let (low, high) = (v128_and(packed, u8x16_splat(0x0f)), u8x16_shr(packed, 4));
-            accumulate(
-                &mut lanes[row],
-                block.scale() * activations.d,
-                [
-                    quad_sums(widen_unsigned(low), values[0]),
-                    quad_sums(widen_unsigned(high), values[1]),
-                ],
-            );
-            offsets[row] += block.minimum() * activations.scaled_sum;
-        }
+            i32x4_add(
+                products(widen_unsigned(low), values[0]),
+                products(widen_unsigned(high), values[1]),
+            )
+        });
+        let scales = by_row::<ROWS>(|row| rows[row].scale());
+        totals = accumulate(totals, scales, activations.d, block_sums(sums));
+        let minimums = by_row::<ROWS>(|row| rows[row].minimum());
+        offsets = f32x4_add(
+            offsets,
+            f32x4_mul(minimums, f32x4_splat(activations.scaled_sum)),
+        );
     }
-    std::array::from_fn(|row| finish(lanes[row]) + offsets[row])
+    lanes(f32x4_add(totals, offsets))
 }
 
 fn q5_0_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
     let bit_of_byte = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-    let mut lanes = [[f32x4_splat(0.0); 2]; ROWS];
+    let mut totals = f32x4_splat(0.0);
     for (index, activations) in blocks.iter().enumerate() {
         let values = widen_activations(activations);
-        for (row, lanes) in lanes.iter_mut().enumerate() {
-            let block: &BlockQ5_0 = block_in_group(weights, row, ROWS, index);
+        let rows: [&BlockQ5_0; ROWS] = rows_of(weights, index);
+        let sums = rows.map(|block| {
             let packed = load(&block.qs);
             let nibbles = [v128_and(packed, u8x16_splat(0x0f)), u8x16_shr(packed, 4)];
             let signed = |half: usize| {
@@ -129,33 +156,29 @@ fn q5_0_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [
                 );
                 widen_signed(i8x16_sub(v128_or(nibbles[half], fifth), i8x16_splat(16)))
             };
-            accumulate(
-                lanes,
-                block.scale() * activations.d,
-                [
-                    quad_sums(signed(0), values[0]),
-                    quad_sums(signed(1), values[1]),
-                ],
-            );
-        }
+            i32x4_add(
+                products(signed(0), values[0]),
+                products(signed(1), values[1]),
+            )
+        });
+        let scales = by_row::<ROWS>(|row| rows[row].scale());
+        totals = accumulate(totals, scales, activations.d, block_sums(sums));
     }
-    lanes.map(finish)
+    lanes(totals)
 }
 
 fn q8_0_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
-    let mut lanes = [[f32x4_splat(0.0); 2]; ROWS];
+    let mut totals = f32x4_splat(0.0);
     for (index, activations) in blocks.iter().enumerate() {
         let values = widen_activations(activations);
-        for (row, lanes) in lanes.iter_mut().enumerate() {
-            let block: &BlockQ8_0 = block_in_group(weights, row, ROWS, index);
-            accumulate(
-                lanes,
-                block.scale() * activations.d,
-                [0, 1].map(|half| {
-                    quad_sums(widen_signed(load(half_of(&block.qs, half))), values[half])
-                }),
-            );
-        }
+        let rows: [&BlockQ8_0; ROWS] = rows_of(weights, index);
+        let sums = rows.map(|block| {
+            let [first, second] = [0, 1]
+                .map(|half| products(widen_signed(load(half_of(&block.qs, half))), values[half]));
+            i32x4_add(first, second)
+        });
+        let scales = by_row::<ROWS>(|row| rows[row].scale());
+        totals = accumulate(totals, scales, activations.d, block_sums(sums));
     }
-    lanes.map(finish)
+    lanes(totals)
 }
