@@ -412,11 +412,11 @@ fn cpu_attention(
                 *weight = crate::kernels::lanes::dot(query, key);
             }
             let largest = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut total = 0f32;
             for weight in weights.iter_mut() {
-                *weight = libm::expf(*weight - largest);
-                total += *weight;
+                *weight -= largest;
             }
+            crate::kernels::exp::exp_in_place(weights);
+            let total: f32 = weights.iter().fold(0.0, |total, weight| total + weight);
             row.fill(0.0);
             for (s, weight) in weights.iter().enumerate() {
                 let value =
@@ -492,21 +492,51 @@ fn rope_tables(
     Ok((table(libm::cosf)?, table(libm::sinf)?))
 }
 
-/// silu(gate) × up. On the CPU with [`libm::expf`], for the reason [`rope_tables`] gives: candle's
-/// `silu` calls the platform's `exp`.
+/// silu(gate) × up. On the CPU with [`libm::expf`]'s bits (eight at a time where the CPU can,
+/// [`exp_in_place`](crate::kernels::exp::exp_in_place)) for the reason [`rope_tables`] gives:
+/// candle's `silu` calls the platform's `exp`. The rows are shared out between the threads.
 fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     if !gate.device().is_cpu() {
         return gate.silu()? * up;
     }
-    let shape = gate.shape().clone();
-    let gates: Vec<f32> = gate.flatten_all()?.to_vec1()?;
-    let ups: Vec<f32> = up.flatten_all()?.to_vec1()?;
-    let hidden: Vec<f32> = gates
-        .iter()
-        .zip(&ups)
-        .map(|(&g, &u)| g / (1.0 + libm::expf(-g)) * u)
-        .collect();
-    Tensor::from_vec(hidden, shape, gate.device())
+    let (len, width) = gate.dims2()?;
+    let (gate_storage, gate_layout) = gate.storage_and_layout();
+    let (up_storage, up_layout) = up.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(gates)), Storage::Cpu(CpuStorage::F32(ups))) =
+        (&*gate_storage, &*up_storage)
+    else {
+        bail!("the CPU's SiLU runs on f32 CPU tensors");
+    };
+    // Both are read in place, row by row: often the halves of one fused product.
+    let row_of = |layout: &candle_core::Layout, t: usize| {
+        let start = layout.start_offset() + t * layout.stride()[0];
+        start..start + width
+    };
+    for layout in [gate_layout, up_layout] {
+        if layout.dims() != [len, width] || layout.stride()[1] != 1 {
+            bail!("SiLU's inputs must have contiguous rows of {width}");
+        }
+    }
+    let mut hidden = vec![0f32; len * width];
+    let shared = crate::kernels::parallel::SharedOutput::new(&mut hidden);
+    candle_core::utils::barrier_pool().execute_chunked(len, |tokens| {
+        let mut row = vec![0f32; width];
+        for t in tokens {
+            let gate = &gates[row_of(gate_layout, t)];
+            let up = &ups[row_of(up_layout, t)];
+            for (value, &g) in row.iter_mut().zip(gate) {
+                *value = -g;
+            }
+            crate::kernels::exp::exp_in_place(&mut row);
+            for ((value, &g), &u) in row.iter_mut().zip(gate).zip(up) {
+                *value = g / (1.0 + *value) * u;
+            }
+            // SAFETY: each token's row is written by the one task that owns it.
+            unsafe { shared.write_row(t * width, &row) };
+        }
+    });
+    drop((gate_storage, up_storage));
+    Tensor::from_vec(hidden, (len, width), gate.device())
 }
 
 /// −∞ where a prompt token would see a later one, as rows of the grouped score matrix

@@ -48,6 +48,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod blocks;
+pub mod exp;
 pub mod k_quants;
 pub mod lanes;
 pub mod parallel;
