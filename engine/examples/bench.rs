@@ -104,7 +104,7 @@ impl Source {
         let dir = cache.dir().join("shapes");
         std::fs::create_dir_all(&dir)?;
         // The writer's version in the name: a file from an older recipe is never measured.
-        let path = dir.join(format!("{name}-{}-random-v1.gguf", mix.label()));
+        let path = dir.join(format!("{name}-{}-random-v2.gguf", mix.label()));
         // Written once: the catalogue model is only read (and hashed) for its vocabulary then.
         if !path.exists() {
             eprintln!(

@@ -39,8 +39,8 @@ pub struct Shape {
     pub rope_base: f32,
     /// The catalogue model whose tokenizer and chat template the bench gives it: Qwen's own
     /// for the Qwen shapes, SmolLM2's (49k tokens, padded) for Llama's 128k. `None` where no
-    /// catalogue vocabulary fits (Mistral's 32,768 tokens): made-up tokens, and the bench's
-    /// prompts are token ids.
+    /// catalogue vocabulary fits (Mistral's 32,768 tokens): made-up tokens (which llama.cpp
+    /// also reads), and the bench's prompts are token ids.
     pub tokenizer_of: Option<&'static str>,
 }
 
@@ -366,7 +366,11 @@ fn vocabulary_metadata(
             Ok(metadata)
         }
         Vocabulary::MadeUp => {
-            let mut tokens: Vec<String> = vec!["<|im_start|>".into(), "<|im_end|>".into()];
+            // One merge of two tokens into a third: llama.cpp refuses a GPT-2 vocabulary without
+            // merges (an empty array has no element type), so llama-bench can read the same file.
+            let mut tokens: Vec<String> = ["<|im_start|>", "<|im_end|>", "t", "1", "t1"]
+                .map(str::to_owned)
+                .into();
             tokens.extend((tokens.len()..size).map(|id| format!("t{id}")));
             Ok(vec![
                 ("tokenizer.ggml.model".into(), string("gpt2")),
@@ -383,7 +387,10 @@ fn vocabulary_metadata(
                             .collect(),
                     ),
                 ),
-                ("tokenizer.ggml.merges".into(), Value::Array(Vec::new())),
+                (
+                    "tokenizer.ggml.merges".into(),
+                    Value::Array(vec![string("t 1")]),
+                ),
                 ("tokenizer.ggml.eos_token_id".into(), Value::U32(1)),
             ])
         }
