@@ -164,6 +164,8 @@ pub fn tile_q6k(blocks: &[&BlockQ6K]) -> TileQ6K {
 pub struct ActivationSuperBlock {
     pub d: f32,
     pub qs: [i8; SUPER_BLOCK],
+    /// The x86 kernels' way to Q6_K's offset; the portable one subtracts 32 from each weight.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub sums16: [i16; 16],
     pub sums32: [i16; 8],
 }
