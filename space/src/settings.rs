@@ -264,8 +264,9 @@ pub struct ModelSettings {
     pub source: ModelSource,
     /// Replaces the GGUF's own chat template (Jinja, Hugging Face conventions).
     pub chat_template: Option<String>,
-    /// On the CPU, rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 at load (candle has no fast kernel
-    /// for those three): faster answers for more memory and a few seconds more at start.
+    /// On the CPU, rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 at load. Off by default since the
+    /// engine's own Q4_1/Q5_0 kernels: the file's weights then decode 12–25% faster (fewer bytes
+    /// read per token), read prompts as fast, take less memory, and give the browser's tokens.
     pub requantize: bool,
     /// `special_tokens_in_messages = "control"`: the special tokens a message writes steer the
     /// model (for a team whose demo sends them on purpose); by default (`"text"`) they are read
@@ -295,7 +296,7 @@ impl Default for ModelSettings {
         Self {
             source: ModelSource::Catalog("qwen2.5-coder-0.5b".into()),
             chat_template: None,
-            requantize: true,
+            requantize: false,
             control_tokens_in_messages: false,
         }
     }
@@ -381,7 +382,7 @@ impl TryFrom<ModelInToml> for ModelSettings {
         Ok(Self {
             source,
             chat_template: model.chat_template,
-            requantize: model.requantize.unwrap_or(true),
+            requantize: model.requantize.unwrap_or(ModelSettings::default().requantize),
             control_tokens_in_messages,
         })
     }
