@@ -407,25 +407,19 @@ fn cpu_attention(
             let query = &queries[task * head_dim..(task + 1) * head_dim];
             let key_start = key_layout.start_offset() + group * key_layout.stride()[0];
             let value_start = value_layout.start_offset() + group * value_layout.stride()[0];
-            for (s, weight) in weights.iter_mut().enumerate() {
-                let key = &key_data[key_start + s * head_dim..key_start + (s + 1) * head_dim];
-                *weight = crate::kernels::lanes::dot(query, key);
-            }
+            let keys = &key_data[key_start..key_start + visible * head_dim];
+            crate::kernels::lanes::dots(query, keys, weights);
             let largest = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             for weight in weights.iter_mut() {
                 *weight -= largest;
             }
             crate::kernels::exp::exp_in_place(weights);
             let total: f32 = weights.iter().fold(0.0, |total, weight| total + weight);
-            row.fill(0.0);
-            for (s, weight) in weights.iter().enumerate() {
-                let value =
-                    &value_data[value_start + s * head_dim..value_start + (s + 1) * head_dim];
-                let weight = weight / total;
-                for (out, value) in row.iter_mut().zip(value) {
-                    *out += weight * value;
-                }
+            for weight in weights.iter_mut() {
+                *weight /= total;
             }
+            let values = &value_data[value_start..value_start + visible * head_dim];
+            crate::kernels::lanes::weighted_sum(weights, values, &mut row);
             // SAFETY: each (token, head) row is written by the one task that owns it.
             unsafe { shared.write_row((t * heads + head) * head_dim, &row) };
         }

@@ -248,3 +248,36 @@ fn k_quant_kernels_agree_to_the_bit() {
         }
     }
 }
+
+/// Attention's sums eight keys at a time, and its weighted sums of values, give the one-key
+/// loop's bits (the browser's), for key counts that are and are not multiples of eight.
+#[test]
+fn attention_sums_agree_to_the_bit() {
+    let float = |i: usize| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1.0 + (i % 7) as f32);
+    for dim in [64, 128, 72] {
+        for count in [1, 8, 13, 40] {
+            let query: Vec<f32> = (0..dim).map(|i| float(i + 3)).collect();
+            let keys: Vec<f32> = (0..count * dim).map(|i| float(i * 3 + 1)).collect();
+            let mut scores = vec![0f32; count];
+            lanes::dots(&query, &keys, &mut scores);
+            for (s, score) in scores.iter().enumerate() {
+                let alone = lanes::dot(&query, &keys[s * dim..(s + 1) * dim]);
+                assert_eq!(
+                    score.to_bits(),
+                    alone.to_bits(),
+                    "dim {dim}, key {s} of {count}"
+                );
+            }
+            let mut out = vec![f32::NAN; dim];
+            lanes::weighted_sum(&scores, &keys, &mut out);
+            for (d, got) in out.iter().enumerate() {
+                let want = (0..count).fold(0f32, |sum, s| sum + scores[s] * keys[s * dim + d]);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "dim {dim}, value {d} of {count}"
+                );
+            }
+        }
+    }
+}
