@@ -52,7 +52,7 @@ pub fn dots(query: &[f32], keys: &[f32], scores: &mut [f32]) {
     let dim = query.len();
     assert_eq!(keys.len(), scores.len() * dim);
     #[cfg(target_arch = "x86_64")]
-    if dim % 8 == 0 && std::is_x86_feature_detected!("avx2") {
+    if dim.is_multiple_of(8) && std::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked just above).
         unsafe { avx2::dots(query, keys, scores) };
         return;
@@ -68,7 +68,7 @@ pub fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) {
     let dim = out.len();
     assert_eq!(values.len(), weights.len() * dim);
     #[cfg(target_arch = "x86_64")]
-    if dim % 8 == 0 && std::is_x86_feature_detected!("avx2") {
+    if dim.is_multiple_of(8) && std::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked just above).
         unsafe { avx2::weighted_sum(weights, values, out) };
         return;
