@@ -382,7 +382,9 @@ impl TryFrom<ModelInToml> for ModelSettings {
         Ok(Self {
             source,
             chat_template: model.chat_template,
-            requantize: model.requantize.unwrap_or(ModelSettings::default().requantize),
+            requantize: model
+                .requantize
+                .unwrap_or(ModelSettings::default().requantize),
             control_tokens_in_messages,
         })
     }
