@@ -275,6 +275,15 @@ pub fn corpus_lines(answers: Vec<StoredAnswer>, idioma: String) -> impl Iterator
         })
 }
 
+/// The question as the model read it (with its context, if any): what a preference trainer
+/// prompts with.
+fn prompt_of(report: &AnswerReport) -> &str {
+    report
+        .messages
+        .last()
+        .map_or("", |message| message.content.as_str())
+}
+
 #[derive(Debug, Serialize)]
 struct PreferencePair<'a> {
     prompt: &'a str,
@@ -300,10 +309,7 @@ pub fn dpo_lines(answers: Vec<StoredAnswer>, per_question: usize) -> impl Iterat
     }
     questions.into_iter().flat_map(move |question| {
         let of = |index: &usize| &answers[*index].report;
-        let prompt = of(&question[0])
-            .messages
-            .last()
-            .map_or("", |message| message.content.as_str());
+        let prompt = prompt_of(of(&question[0]));
         let chosen = question
             .iter()
             .map(of)
@@ -327,5 +333,31 @@ pub fn dpo_lines(answers: Vec<StoredAnswer>, per_question: usize) -> impl Iterat
             })
             .collect();
         pairs
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct RatedCompletion<'a> {
+    prompt: &'a str,
+    completion: &'a str,
+    label: bool,
+}
+
+/// Unpaired preferences for KTO (TRL's `prompt`/`completion`/`label` format): one JSON line per
+/// answer a visitor rated, `label` true where liked and false where disliked, in the order
+/// they were given; answers nobody rated are left out.
+pub fn kto_lines(answers: Vec<StoredAnswer>) -> impl Iterator<Item = String> {
+    answers.into_iter().filter_map(|answer| {
+        let label = match answer.report.rating {
+            Rating::Up => true,
+            Rating::Down => false,
+            Rating::None => return None,
+        };
+        let line = RatedCompletion {
+            prompt: prompt_of(&answer.report),
+            completion: &answer.report.respuesta,
+            label,
+        };
+        Some(serde_json::to_string(&line).expect("a rated completion serialises") + "\n")
     })
 }

@@ -1,6 +1,7 @@
 //! Feedback over HTTP: `POST /v1/feedback` stores a rated (or shared) answer, `GET
-//! /v1/feedback/<id>` reads it back, and the admin exports `GET /v1/export/corpus.jsonl` and
-//! `GET /v1/export/dpo.jsonl` turn the store into training data, behind `VITRINA_ADMIN_TOKEN`.
+//! /v1/feedback/<id>` reads it back, and the admin exports `GET /v1/export/corpus.jsonl`,
+//! `/v1/export/dpo.jsonl` and `/v1/export/kto.jsonl` turn the store into training data, behind
+//! `VITRINA_ADMIN_TOKEN`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub fn routes(api: Arc<FeedbackApi>) -> Router {
             .route("/v1/feedback/{id}", get(read))
             .route("/v1/export/corpus.jsonl", get(export_corpus))
             .route("/v1/export/dpo.jsonl", get(export_dpo))
+            .route("/v1/export/kto.jsonl", get(export_kto))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(api),
         inference,
@@ -301,18 +303,38 @@ fn jsonl(file_name: &str, lines: impl Iterator<Item = String> + Send + 'static) 
         .into_response()
 }
 
+/// One export: the caller admitted and entitled, then `lines` of the stored answers streamed.
+async fn export<Lines>(
+    api: &FeedbackApi,
+    visitor: std::net::IpAddr,
+    headers: &HeaderMap,
+    options: Result<Query<ExportOptions>, QueryRejection>,
+    file_name: &str,
+    lines: impl FnOnce(&FeedbackApi, Vec<StoredAnswer>) -> Lines,
+) -> Result<Response, ApiError>
+where
+    Lines: Iterator<Item = String> + Send + 'static,
+{
+    api.per_minute.admit(visitor)?;
+    let answers = stored_answers(api, headers, &export_options(options)?).await?;
+    Ok(jsonl(file_name, lines(api, answers)))
+}
+
 async fn export_corpus(
     State(api): State<Arc<FeedbackApi>>,
     Visitor(visitor): Visitor,
     headers: HeaderMap,
     options: Result<Query<ExportOptions>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    api.per_minute.admit(visitor)?;
-    let answers = stored_answers(&api, &headers, &export_options(options)?).await?;
-    Ok(jsonl(
+    export(
+        &api,
+        visitor,
+        &headers,
+        options,
         "corpus.jsonl",
-        crate::feedback::corpus_lines(answers, api.idioma.clone()),
-    ))
+        |api, answers| crate::feedback::corpus_lines(answers, api.idioma.clone()),
+    )
+    .await
 }
 
 async fn export_dpo(
@@ -321,10 +343,30 @@ async fn export_dpo(
     headers: HeaderMap,
     options: Result<Query<ExportOptions>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    api.per_minute.admit(visitor)?;
-    let answers = stored_answers(&api, &headers, &export_options(options)?).await?;
-    Ok(jsonl(
+    export(
+        &api,
+        visitor,
+        &headers,
+        options,
         "dpo.jsonl",
-        crate::feedback::dpo_lines(answers, api.dpo_pairs_per_question),
-    ))
+        |api, answers| crate::feedback::dpo_lines(answers, api.dpo_pairs_per_question),
+    )
+    .await
+}
+
+async fn export_kto(
+    State(api): State<Arc<FeedbackApi>>,
+    Visitor(visitor): Visitor,
+    headers: HeaderMap,
+    options: Result<Query<ExportOptions>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    export(
+        &api,
+        visitor,
+        &headers,
+        options,
+        "kto.jsonl",
+        |_, answers| crate::feedback::kto_lines(answers),
+    )
+    .await
 }

@@ -215,7 +215,28 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
             "\n",
         )
     );
-    for path in ["/v1/export/corpus.jsonl", "/v1/export/dpo.jsonl"] {
+    // KTO: every rated answer, liked or not; the unrated first try left out. The prompt is the
+    // question as the model read it (with its context).
+    let (status, _, kto) = export("/v1/export/kto.jsonl", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        kto,
+        concat!(
+            r#"{"prompt":"¿Qué es el ODS 4?","completion":"Educación de calidad.","label":true}"#,
+            "\n",
+            r#"{"prompt":"¿Qué es el ODS 4?","completion":"No sé.","label":false}"#,
+            "\n",
+            r#"{"prompt":"Hola","completion":"Adiós","label":false}"#,
+            "\n",
+            r#"{"prompt":"Resume el texto.\n\nTexto \"largo\".","completion":"Un texto\nlargo.","label":true}"#,
+            "\n",
+        )
+    );
+    for path in [
+        "/v1/export/corpus.jsonl",
+        "/v1/export/dpo.jsonl",
+        "/v1/export/kto.jsonl",
+    ] {
         let (status, challenge, body) = export(path, None).await;
         assert_eq!(
             (status, challenge.as_deref()),

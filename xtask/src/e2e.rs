@@ -103,7 +103,8 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         .context("the API tests' Python was not set up")?;
     run(Command::new(python)
         .args(["-m", "pytest", "-q", "tests/api"])
-        .env("VITRINA_URL", &url))
+        .env("VITRINA_URL", &url)
+        .env("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN))
 }
 
 /// Runs `tests/e2e/browser_bench.mjs` against a server that serves `model` to browsers and
