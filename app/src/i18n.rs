@@ -1,5 +1,7 @@
-//! Interface strings in Spanish (first) and English. The team's own texts from `space.toml` are
-//! shown as written; only Vitrina's words change with the switch.
+//! Interface strings in Spanish (first), English and Portuguese (the 2025–26 editions' second
+//! language). The team's own texts from `space.toml` are shown as written; only Vitrina's words
+//! change with the switch. Every language is a [`Strings`], so the compiler refuses one that
+//! lacks a string, and a test refuses an empty one.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,20 +14,36 @@ pub enum Lang {
     #[default]
     Es,
     En,
+    Pt,
 }
 
 impl Lang {
+    /// Every language the interface speaks, in the switch's order.
+    pub const ALL: [Lang; 3] = [Lang::Es, Lang::En, Lang::Pt];
+
     pub fn code(self) -> &'static str {
         match self {
             Lang::Es => "es",
             Lang::En => "en",
+            Lang::Pt => "pt",
         }
     }
 
-    pub fn other(self) -> Lang {
+    /// The language's own name: what the switch shows to those who read it.
+    pub fn native_name(self) -> &'static str {
         match self {
-            Lang::Es => Lang::En,
-            Lang::En => Lang::Es,
+            Lang::Es => "Español",
+            Lang::En => "English",
+            Lang::Pt => "Português",
+        }
+    }
+
+    /// What the switch to this language says to a screen reader, in this language.
+    pub fn switch_aria(self) -> &'static str {
+        match self {
+            Lang::Es => "Cambiar la interfaz a español",
+            Lang::En => "Switch the interface to English",
+            Lang::Pt => "Mudar a interface para português",
         }
     }
 
@@ -35,13 +53,12 @@ impl Lang {
             .split(';')
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(name, _)| *name == LANG_COOKIE)
-            .map_or(Lang::Es, |(_, value)| {
-                if value.trim() == "en" {
-                    Lang::En
-                } else {
-                    Lang::Es
-                }
+            .and_then(|(_, value)| {
+                Lang::ALL
+                    .into_iter()
+                    .find(|lang| lang.code() == value.trim())
             })
+            .unwrap_or(Lang::Es)
     }
 
     /// The `Set-Cookie`-style value that stores this choice for a year.
@@ -56,15 +73,14 @@ impl Lang {
         match self {
             Lang::Es => &ES,
             Lang::En => &EN,
+            Lang::Pt => &PT,
         }
     }
 }
 
+#[derive(Serialize)]
 pub struct Strings {
     pub skip_to_content: &'static str,
-    /// Label of the switch, written in the language it switches to.
-    pub switch_label: &'static str,
-    pub switch_aria: &'static str,
     pub motivation: &'static str,
     pub impact: &'static str,
     pub future: &'static str,
@@ -166,6 +182,9 @@ pub struct Strings {
     pub answer_not_found: &'static str,
     pub like: &'static str,
     pub dislike: &'static str,
+    /// Beside the 👍/👎 emoji.
+    pub like_short: &'static str,
+    pub dislike_short: &'static str,
     pub add_comment: &'static str,
     pub send_comment: &'static str,
     pub feedback_saved: &'static str,
@@ -194,8 +213,6 @@ pub struct Strings {
 
 pub const ES: Strings = Strings {
     skip_to_content: "Saltar al contenido",
-    switch_label: "English",
-    switch_aria: "Switch the interface to English",
     motivation: "Motivación",
     impact: "Impacto",
     future: "Ideas de futuro",
@@ -311,6 +328,8 @@ pub const ES: Strings = Strings {
     answer_not_found: "No hay ninguna respuesta guardada con este enlace.",
     like: "Me gusta esta respuesta",
     dislike: "No me gusta esta respuesta",
+    like_short: "Me gusta",
+    dislike_short: "No me gusta",
     add_comment: "Añadir un comentario (opcional)",
     send_comment: "Enviar comentario",
     feedback_saved: "¡Gracias! Tu opinión queda guardada y ayuda a mejorar el corpus.",
@@ -358,8 +377,6 @@ pub const ES: Strings = Strings {
 
 pub const EN: Strings = Strings {
     skip_to_content: "Skip to content",
-    switch_label: "Español",
-    switch_aria: "Cambiar la interfaz a español",
     motivation: "Motivation",
     impact: "Impact",
     future: "Future ideas",
@@ -475,6 +492,8 @@ pub const EN: Strings = Strings {
     answer_not_found: "No stored answer has this link.",
     like: "I like this answer",
     dislike: "I don't like this answer",
+    like_short: "Like",
+    dislike_short: "Dislike",
     add_comment: "Add a comment (optional)",
     send_comment: "Send comment",
     feedback_saved: "Thank you! Your feedback is stored and helps improve the corpus.",
@@ -520,6 +539,170 @@ pub const EN: Strings = Strings {
     judges_link: "Judges' page",
 };
 
+pub const PT: Strings = Strings {
+    skip_to_content: "Pular para o conteúdo",
+    motivation: "Motivação",
+    impact: "Impacto",
+    future: "Ideias para o futuro",
+    ods: "Objetivos de Desenvolvimento Sustentável",
+    ods_prefix: "ODS",
+    languages: "Variedades linguísticas",
+    license: "Licença",
+    datasets: "Conjuntos de dados",
+    models: "Modelos",
+    team: "Equipe",
+    hub_profile: "Perfil no Hugging Face",
+    open_dataset: "Ver o conjunto de dados no Hugging Face",
+    open_model: "Ver o modelo no Hugging Face",
+    footer: "Demo do hackathon #Somos600M, feita com Vitrina.",
+    chat: "Experimente o modelo",
+    chat_placeholder: "Escreva sua pergunta…",
+    chat_label: "Sua pergunta",
+    send: "Enviar",
+    stop: "Parar",
+    clear: "Apagar a conversa",
+    you: "Você",
+    model: "Modelo",
+    try_example: "Experimente um exemplo:",
+    chat_needs_js: "O chat precisa de JavaScript.",
+    regenerate: "Gerar a resposta de novo",
+    edit_last: "Editar a última pergunta",
+    context: "Contexto",
+    add_context: "Adicionar um texto de contexto (opcional)",
+    settings: "Ajustes do modelo",
+    system_prompt: "Instrução de sistema",
+    temperature: "Temperatura (0 = sempre a palavra mais provável)",
+    top_p: "top_p (probabilidade acumulada)",
+    max_tokens: "Comprimento máximo da resposta (tokens)",
+    reset_settings: "Restaurar os valores da equipe",
+    queue_position: "Na fila: você está na posição",
+    queue_wait: "espera estimada: cerca de",
+    failed_busy: "Muita gente está usando o modelo agora. Tente de novo em alguns segundos.",
+    failed_loading: "O modelo ainda está carregando. Tente de novo em um instante.",
+    failed_too_long: "A conversa é longa demais para o modelo. Apague-a ou escreva uma mensagem mais curta.",
+    failed_connection: "A conexão com o servidor caiu. Verifique sua conexão e tente de novo.",
+    failed_other: "O modelo não conseguiu responder. Tente de novo.",
+    failed_browser: "O modelo não conseguiu funcionar no seu navegador.",
+    in_browser: "seu navegador",
+    backend: "Onde o modelo responde",
+    backend_auto: "Automático: o servidor e, se ele não puder, o seu navegador",
+    backend_server: "Só o servidor",
+    backend_browser: "Só o seu navegador (baixa o modelo uma vez)",
+    downloading_model: "Baixando o modelo para o seu navegador (só na primeira vez):",
+    loading_cached_model: "Carregando o modelo guardado no seu navegador:",
+    preparing_model: "Preparando o modelo no seu navegador…",
+    server_loading: "O modelo do servidor ainda está carregando.",
+    server_disabled: "Este Space não executa o modelo no servidor.",
+    server_failed: "O modelo do servidor não está disponível:",
+    answers_in_browser: "Enquanto isso, as respostas vêm do seu navegador (o modelo é baixado uma única vez).",
+    try_later: "Tente de novo mais tarde.",
+    time_left: "faltam cerca de",
+    error_detail: "Detalhe técnico",
+    copy_code: "Copiar",
+    copy_answer: "Copiar a resposta",
+    copied: "Copiado!",
+    on_server: "servidor",
+    decimal_comma: true,
+    use_api: "Usar pela API",
+    use_api_intro: "O modelo desta demo responde com a API da OpenAI (chat completions): suas bibliotecas e ferramentas funcionam.",
+    with_curl: "Com curl",
+    with_python: "Com Python (pacote openai)",
+    reproduce_button: "Gerá-la de novo aqui",
+    reproduced_same: "✓ Idêntica à resposta guardada.",
+    reproduced_different: "✗ Diferente da guardada (outro modelo, outro dispositivo ou uma resposta gerada no navegador?).",
+    corpus_title: "O corpus",
+    corpus_rows: "linhas lidas de",
+    corpus_read_in: "lido e verificado em",
+    schema_report: "Relatório do esquema",
+    missing_columns: "Colunas que faltam",
+    missing_required: "(obrigatória)",
+    unknown_columns: "Colunas desconhecidas",
+    problem_labels: [
+        "Linhas ilegíveis",
+        "Códigos de idioma inválidos",
+        "Respostas vazias",
+        "Linhas duplicadas",
+    ],
+    rows_affected: "linhas; por exemplo:",
+    nothing_found: "nenhuma",
+    distribution: "Distribuição",
+    rows_by: "Linhas por",
+    other_values: "outros",
+    sample_rows: "Amostra de linhas",
+    page_word: "Página",
+    of_word: "de",
+    previous_page: "Anterior",
+    next_page: "Próxima",
+    no_dataset: "Este Space não descreve seu corpus: adicione [dataset] file = \"corpus.jsonl\" ao space.toml (JSONL, CSV ou Parquet com o esquema do hackathon).",
+    corpus_link: "O corpus",
+    stored_answer: "Resposta guardada",
+    question: "Pergunta",
+    how_made: "Como foi gerada",
+    provenance_labels: [
+        "Onde",
+        "Modelo",
+        "sha256 do modelo",
+        "Quantização",
+        "Dispositivo",
+        "Temperatura",
+        "top_p",
+        "Máximo de tokens",
+        "Semente",
+        "Avaliação",
+        "Comentário",
+        "Guardada",
+    ],
+    reproduce: "Reproduza-a com a API deste Space (mesma semente e ajustes):",
+    answer_not_found: "Não há nenhuma resposta guardada com este link.",
+    like: "Gostei desta resposta",
+    dislike: "Não gostei desta resposta",
+    like_short: "Gostei",
+    dislike_short: "Não gostei",
+    add_comment: "Adicionar um comentário (opcional)",
+    send_comment: "Enviar comentário",
+    feedback_saved: "Obrigado! Sua opinião fica guardada e ajuda a melhorar o corpus.",
+    feedback_failed: "Não foi possível guardar sua opinião:",
+    permalink: "Link permanente",
+    earlier_answers: "Respostas anteriores a esta pergunta",
+    judge_title: "Página do júri",
+    judge_intro: "As regras do hackathon, verificadas nos arquivos deste Space, e os modelos que respondem.",
+    checks_passed: "verificações aprovadas",
+    check_passed: "Cumpre",
+    check_failed: "Não cumpre",
+    source_file: "Arquivo",
+    model_facts: "Dados dos modelos",
+    model_roles: [
+        "Modelo da equipe (servidor)",
+        "Modelo base (comparação)",
+        "Modelo do navegador (reserva)",
+    ],
+    fact_labels: [
+        "Nome",
+        "Estado",
+        "Arquitetura",
+        "Parâmetros",
+        "Quantização",
+        "Tipos de tensores",
+        "Contexto (tokens)",
+        "Tamanho do arquivo",
+        "sha256",
+        "Motor",
+        "Dispositivo",
+        "Velocidade média medida",
+        "Velocidade conjunta (todas as respostas ao mesmo tempo)",
+        "Respostas dadas",
+    ],
+    not_measured: "ainda sem medir",
+    run_examples: "Executar todos os exemplos",
+    run_examples_intro: "Cada exemplo do space.toml, um após o outro, com os ajustes da equipe e a mesma semente para todos os modelos.",
+    fine_tuned_model: "Modelo ajustado",
+    base_model: "Modelo base",
+    waiting: "Na espera",
+    generating: "Gerando…",
+    back_to_project: "Voltar ao projeto",
+    judges_link: "Página do júri",
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,5 +715,47 @@ mod tests {
         let stored = Lang::En.cookie();
         let pair = stored.split(';').next().unwrap();
         assert_eq!(Lang::from_cookie_header(pair), Lang::En);
+        assert_eq!(Lang::from_cookie_header("vitrina_lang=pt"), Lang::Pt);
+    }
+
+    /// Every language has every string (the compiler sees to that) and none is left empty;
+    /// Portuguese is not Spanish copied over.
+    #[test]
+    fn every_language_has_every_string() {
+        let strings = |lang: Lang| -> Vec<(String, String)> {
+            let value = serde_json::to_value(lang.strings()).unwrap();
+            let mut flat = Vec::new();
+            for (key, value) in value.as_object().unwrap() {
+                match value {
+                    serde_json::Value::String(text) => flat.push((key.clone(), text.clone())),
+                    serde_json::Value::Array(texts) => {
+                        flat.extend(texts.iter().enumerate().map(|(i, text)| {
+                            (format!("{key}[{i}]"), text.as_str().unwrap().to_owned())
+                        }))
+                    }
+                    serde_json::Value::Bool(_) => {}
+                    other => panic!("{key}: {other}"),
+                }
+            }
+            flat
+        };
+        let spanish = strings(Lang::Es);
+        for lang in Lang::ALL {
+            let texts = strings(lang);
+            assert_eq!(texts.len(), spanish.len());
+            for (key, text) in &texts {
+                assert!(!text.trim().is_empty(), "{lang:?}: {key} is empty");
+            }
+        }
+        let portuguese = strings(Lang::Pt);
+        let same = spanish
+            .iter()
+            .zip(&portuguese)
+            .filter(|((_, es), (_, pt))| es == pt)
+            .count();
+        assert!(
+            same < spanish.len() / 5,
+            "{same} of the Portuguese strings are the Spanish ones"
+        );
     }
 }

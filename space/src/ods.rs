@@ -1,5 +1,5 @@
 //! The 17 UN Sustainable Development Goals (Objetivos de Desarrollo Sostenible, ODS) with their
-//! official names in Spanish and English and their official colours, as the UN's communications
+//! official names in Spanish, English and Portuguese and their official colours, as the UN's communications
 //! materials publish them. Teams only write the numbers in `space.toml`.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -7,6 +7,8 @@ pub struct Goal {
     pub number: u8,
     pub name_es: &'static str,
     pub name_en: &'static str,
+    /// As the UN's Brazilian office publishes them.
+    pub name_pt: &'static str,
     /// Official colour as `#RRGGBB`.
     pub color: &'static str,
 }
@@ -16,102 +18,119 @@ pub const GOALS: [Goal; 17] = [
         number: 1,
         name_es: "Fin de la pobreza",
         name_en: "No Poverty",
+        name_pt: "Erradicação da pobreza",
         color: "#E5243B",
     },
     Goal {
         number: 2,
         name_es: "Hambre cero",
         name_en: "Zero Hunger",
+        name_pt: "Fome zero e agricultura sustentável",
         color: "#DDA63A",
     },
     Goal {
         number: 3,
         name_es: "Salud y bienestar",
         name_en: "Good Health and Well-being",
+        name_pt: "Saúde e bem-estar",
         color: "#4C9F38",
     },
     Goal {
         number: 4,
         name_es: "Educación de calidad",
         name_en: "Quality Education",
+        name_pt: "Educação de qualidade",
         color: "#C5192D",
     },
     Goal {
         number: 5,
         name_es: "Igualdad de género",
         name_en: "Gender Equality",
+        name_pt: "Igualdade de gênero",
         color: "#FF3A21",
     },
     Goal {
         number: 6,
         name_es: "Agua limpia y saneamiento",
         name_en: "Clean Water and Sanitation",
+        name_pt: "Água potável e saneamento",
         color: "#26BDE2",
     },
     Goal {
         number: 7,
         name_es: "Energía asequible y no contaminante",
         name_en: "Affordable and Clean Energy",
+        name_pt: "Energia limpa e acessível",
         color: "#FCC30B",
     },
     Goal {
         number: 8,
         name_es: "Trabajo decente y crecimiento económico",
         name_en: "Decent Work and Economic Growth",
+        name_pt: "Trabalho decente e crescimento econômico",
         color: "#A21942",
     },
     Goal {
         number: 9,
         name_es: "Industria, innovación e infraestructura",
         name_en: "Industry, Innovation and Infrastructure",
+        name_pt: "Indústria, inovação e infraestrutura",
         color: "#FD6925",
     },
     Goal {
         number: 10,
         name_es: "Reducción de las desigualdades",
         name_en: "Reduced Inequalities",
+        name_pt: "Redução das desigualdades",
         color: "#DD1367",
     },
     Goal {
         number: 11,
         name_es: "Ciudades y comunidades sostenibles",
         name_en: "Sustainable Cities and Communities",
+        name_pt: "Cidades e comunidades sustentáveis",
         color: "#FD9D24",
     },
     Goal {
         number: 12,
         name_es: "Producción y consumo responsables",
         name_en: "Responsible Consumption and Production",
+        name_pt: "Consumo e produção responsáveis",
         color: "#BF8B2E",
     },
     Goal {
         number: 13,
         name_es: "Acción por el clima",
         name_en: "Climate Action",
+        name_pt: "Ação contra a mudança global do clima",
         color: "#3F7E44",
     },
     Goal {
         number: 14,
         name_es: "Vida submarina",
         name_en: "Life Below Water",
+        name_pt: "Vida na água",
         color: "#0A97D9",
     },
     Goal {
         number: 15,
         name_es: "Vida de ecosistemas terrestres",
         name_en: "Life on Land",
+        name_pt: "Vida terrestre",
         color: "#56C02B",
     },
     Goal {
         number: 16,
         name_es: "Paz, justicia e instituciones sólidas",
         name_en: "Peace, Justice and Strong Institutions",
+        name_pt: "Paz, justiça e instituições eficazes",
         color: "#00689D",
     },
     Goal {
         number: 17,
         name_es: "Alianzas para lograr los objetivos",
         name_en: "Partnerships for the Goals",
+        name_pt: "Parcerias e meios de implementação",
         color: "#19486A",
     },
 ];
@@ -163,7 +182,9 @@ mod tests {
     fn all_seventeen_goals_in_order_with_official_data() {
         for (index, goal) in GOALS.iter().enumerate() {
             assert_eq!(goal.number as usize, index + 1);
-            assert!(!goal.name_es.is_empty() && !goal.name_en.is_empty());
+            assert!(
+                !goal.name_es.is_empty() && !goal.name_en.is_empty() && !goal.name_pt.is_empty()
+            );
             assert_eq!(
                 goal.color.len(),
                 7,

@@ -50,11 +50,11 @@ test('the page hydrates and the language switch changes text in place, and is re
   let navigations = 0;
   page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations += 1; });
 
-  await page.click('button.lang-switch');
+  await page.click('button.lang-switch[lang="en"]');
   await page.waitForFunction(() => document.querySelector('#motivacion-titulo')?.textContent === 'Motivation');
   assert.equal(await page.getAttribute('html', 'lang'), 'en');
   assert.ok(await page.locator('.ods-name', { hasText: 'Quality Education' }).count() > 0);
-  assert.equal(await page.locator('button.lang-switch').textContent(), 'Español');
+  assert.deepEqual(await page.locator('button.lang-switch:not([hidden])').allTextContents(), ['Español', 'Português']);
   assert.equal(await page.evaluate(() => window.__sameDocument), true);
   assert.equal(navigations, 0);
   await page.screenshot({ path: `${artifacts}desktop-en.png`, fullPage: true });
@@ -66,8 +66,37 @@ test('the page hydrates and the language switch changes text in place, and is re
   await page.waitForSelector('html[data-hydrated="true"]');
   assert.equal(await heading.textContent(), 'Motivation');
 
-  await page.click('button.lang-switch');
+  await page.click('button.lang-switch[lang="pt"]');
+  await page.waitForFunction(() => document.querySelector('#motivacion-titulo')?.textContent === 'Motivação');
+  assert.equal(await page.getAttribute('html', 'lang'), 'pt');
+  assert.ok(await page.locator('.ods-name', { hasText: 'Educação de qualidade' }).count() > 0);
+  await page.click('button.lang-switch[lang="es"]');
   await page.waitForFunction(() => document.querySelector('#motivacion-titulo')?.textContent === 'Motivación');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('in Portuguese the project page, the chat, the judges\' and the corpus pages speak Portuguese', async () => {
+  const context = await browser.newContext();
+  await context.addCookies([{ name: 'vitrina_lang', value: 'pt', url: baseUrl }]);
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (error) => errors.push(`exception: ${error.message}`));
+  for (const [path, name, words] of [
+    ['/', 'project', ['Motivação', 'Experimente o modelo', 'Ajustes do modelo', 'Equipe']],
+    ['/jurado', 'judges', ['Página do júri', 'Dados dos modelos']],
+    ['/corpus', 'corpus', ['O corpus']],
+  ]) {
+    await page.goto(`${baseUrl}${path}`);
+    await page.waitForSelector('html[data-hydrated="true"]', { timeout: 30_000 });
+    assert.equal(await page.getAttribute('html', 'lang'), 'pt', path);
+    const text = await page.textContent('body');
+    for (const word of words) assert.ok(text.includes(word), `${path}: no «${word}»`);
+    for (const spanish of ['Prueba el modelo', 'Ajustes del modelo', 'Página del jurado', 'Saltar al contenido']) {
+      assert.ok(!text.includes(spanish), `${path}: still says «${spanish}»`);
+    }
+    await page.screenshot({ path: `${artifacts}${name}-pt.png`, fullPage: true });
+  }
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -83,6 +112,8 @@ test('everything is reachable from the keyboard', async () => {
   assert.equal(await page.evaluate(() => document.activeElement?.className), 'lang-switch');
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => document.documentElement.lang === 'en');
+  // The English switch hides itself; the one before it (Español) is a Shift+Tab away.
+  await page.keyboard.press('Shift+Tab');
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => document.documentElement.lang === 'es');
   assert.deepEqual(errors, []);
@@ -111,4 +142,49 @@ test('without JavaScript the whole sheet is already there', async () => {
   assert.doesNotMatch(dom, /data-hydrated/);
   await page.screenshot({ path: `${artifacts}no-javascript.png` });
   await context.close();
+});
+
+test('the chat\'s input is in the first screen, beside the sheet on a desktop and under the title on a phone', async () => {
+  for (const [name, options] of [
+    ['desktop', { viewport: { width: 1280, height: 900 } }],
+    ['phone', { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true }],
+  ]) {
+    const { context, page, errors } = await openPage(options);
+    await hydrated(page);
+    await page.screenshot({ path: `${artifacts}first-screen-${name}.png` });
+    const input = await page.locator('#pregunta').boundingBox();
+    assert.ok(input, `${name}: the chat's input is not shown`);
+    assert.ok(input.y >= 0 && input.y + input.height <= options.viewport.height,
+      `${name}: the chat's input lies at ${input.y}–${input.y + input.height} px, below the first ${options.viewport.height} px`);
+    const chips = await page.locator('.example-chip').first().boundingBox();
+    assert.ok(chips && chips.y + chips.height <= options.viewport.height,
+      `${name}: the first example is not in the first screen`);
+    if (name === 'desktop') {
+      const sheet = await page.locator('#motivacion').boundingBox();
+      assert.ok(sheet.x + sheet.width <= input.x, `desktop: the chat (x ${input.x}) is not beside the sheet (ends at ${sheet.x + sheet.width})`);
+    }
+    assert.deepEqual(errors, []);
+    await context.close();
+  }
+});
+
+test('axe-core finds no serious or critical accessibility problem on /, /jurado and /corpus', async () => {
+  const { createRequire } = await import('node:module');
+  const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+  const { readFileSync } = await import('node:fs');
+  const axeSource = readFileSync(axePath, 'utf8');
+  for (const path of ['/', '/jurado', '/corpus']) {
+    const { context, page } = await openPage();
+    await page.goto(`${baseUrl}${path}`);
+    await page.waitForSelector('html[data-hydrated="true"]', { timeout: 30_000 });
+    await page.addScriptTag({ content: axeSource });
+    const violations = await page.evaluate(async () => {
+      const result = await window.axe.run(document, { resultTypes: ['violations'] });
+      return result.violations
+        .filter((violation) => violation.impact === 'serious' || violation.impact === 'critical')
+        .map((violation) => `${violation.id} (${violation.impact}): ${violation.help} — ${violation.nodes.slice(0, 3).map((node) => node.target.join(' ')).join('; ')}`);
+    });
+    assert.deepEqual(violations, [], `${path}: ${violations.join('\n')}`);
+    await context.close();
+  }
 });

@@ -224,9 +224,13 @@ fn ensure_chromium() -> Result<PathBuf> {
     Ok(PathBuf::from("/usr/bin/chromium"))
 }
 
-/// The end-to-end tests' own npm packages (playwright-core, which drives the system Chromium).
+/// The end-to-end tests' own npm packages (playwright-core, which drives the system Chromium;
+/// axe-core, the accessibility checks).
 fn ensure_e2e_packages() -> Result<()> {
-    if Path::new("tests/e2e/node_modules/playwright-core/package.json").exists() {
+    let installed = ["playwright-core", "axe-core"].iter().all(|package| {
+        Path::new(&format!("tests/e2e/node_modules/{package}/package.json")).exists()
+    });
+    if installed {
         return Ok(());
     }
     ensure_npm()?;

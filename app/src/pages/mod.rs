@@ -45,29 +45,39 @@ where
     }
 }
 
-/// The bar on top of every page: skip link, name, language switch.
+/// The bar on top of every page: skip link, name, and a switch to each other language, named
+/// in its own words.
 #[component]
 fn TopBar() -> impl IntoView {
     let lang = expect_context::<RwSignal<Lang>>();
     let strings = use_strings();
-    let switch = move |_| {
-        let next = lang.get_untracked().other();
-        lang.set(next);
-        crate::document::remember(next);
-    };
     view! {
         <a class="skip-link" href="#contenido">{move || strings().skip_to_content}</a>
         <header class="topbar">
             <a class="brand" href="/">"Vitrina"</a>
-            <button
-                type="button"
-                class="lang-switch"
-                on:click=switch
-                lang=move || lang.get().other().code()
-                aria-label=move || strings().switch_aria
-            >
-                {move || strings().switch_label}
-            </button>
+            <div class="lang-switches">
+                {Lang::ALL
+                    .into_iter()
+                    .map(|target| {
+                        let switch = move |_| {
+                            lang.set(target);
+                            crate::document::remember(target);
+                        };
+                        view! {
+                            <button
+                                type="button"
+                                class="lang-switch"
+                                hidden=move || lang.get() == target
+                                on:click=switch
+                                lang=target.code()
+                                aria-label=target.switch_aria()
+                            >
+                                {target.native_name()}
+                            </button>
+                        }
+                    })
+                    .collect_view()}
+            </div>
         </header>
     }
 }

@@ -42,7 +42,10 @@ fn ProjectSheet(space: Space) -> impl IntoView {
     view! {
         <Title text=project.title.clone() />
         <Meta name="description" content=project.summary.clone() />
-        <main id="contenido" class="page">
+        // The chat comes right after the title: in the first screen of a phone, and beside the
+        // sheet on a wide screen (style.css places it), where the public comes to talk to the
+        // model and judges read on.
+        <main id="contenido" class="page project">
             <section class="hero">
                 <p class="eyebrow">"#Somos600M"</p>
                 <h1>{project.title}</h1>
@@ -59,6 +62,7 @@ fn ProjectSheet(space: Space) -> impl IntoView {
                                     {move || match lang.get() {
                                         Lang::Es => variety.name_es,
                                         Lang::En => variety.name_en,
+                                        Lang::Pt => variety.name_pt,
                                     }}
                                 </li>
                             }
@@ -68,8 +72,12 @@ fn ProjectSheet(space: Space) -> impl IntoView {
                         {move || strings().license}": "{project.license.as_str().to_owned()}
                     </li>
                 </ul>
+                <a class="jump-to-chat" href="#chat">{move || strings().chat}</a>
             </section>
-
+            <div class="chat-column">
+                <Chat examples=space.examples defaults=space.chat browser=space.browser />
+            </div>
+            <div class="sheet">
             <Section id="motivacion" title=move || strings().motivation>
                 <Paragraphs text=project.motivation />
             </Section>
@@ -92,13 +100,13 @@ fn ProjectSheet(space: Space) -> impl IntoView {
             <Section id="modelos" title=move || strings().models>
                 <RepoCards repos=space.models is_dataset=false />
             </Section>
-            <Chat examples=space.examples defaults=space.chat browser=space.browser />
             <Section id="equipo" title=move || strings().team>
                 <ul class="cards team">
                     {space.team.into_iter().map(|member| view! { <MemberCard member /> }).collect_view()}
                 </ul>
             </Section>
             <ApiUsage question=api_question />
+            </div>
         </main>
     }
 }
@@ -148,6 +156,7 @@ fn OdsBadge(number: OdsNumber) -> impl IntoView {
                 {move || match lang.get() {
                     Lang::Es => goal.name_es,
                     Lang::En => goal.name_en,
+                    Lang::Pt => goal.name_pt,
                 }}
             </span>
         </li>

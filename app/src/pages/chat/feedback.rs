@@ -123,6 +123,9 @@ pub fn Feedback(
             {[(Rating::Up, "rate rate-up", "👍"), (Rating::Down, "rate rate-down", "👎")]
                 .map(|(thumb, class, symbol)| {
                     let label = move || if thumb == Rating::Up { strings().like } else { strings().dislike };
+                    // Words beside the emoji: a font without it, or a reader, still says what
+                    // the button does.
+                    let word = move || if thumb == Rating::Up { strings().like_short } else { strings().dislike_short };
                     view! {
                         <button
                             type="button"
@@ -133,7 +136,9 @@ pub fn Feedback(
                             disabled=move || status.get() == Status::Sending
                             on:click=move |_| rate(thumb)
                         >
-                            {symbol}
+                            <span aria-hidden="true">{symbol}</span>
+                            " "
+                            <span class="rate-word">{word}</span>
                         </button>
                     }
                 })
