@@ -11,7 +11,7 @@ pub enum CardKind {
     Dataset,
 }
 
-pub use crate::judge::Check;
+pub use crate::judge::{Check, Evaluation};
 
 /// What the Hub's card templates leave behind when a section is not filled in.
 const PLACEHOLDERS: &[&str] = &[
@@ -137,6 +137,91 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
         });
     }
     checks
+}
+
+/// The front matter's YAML, if there is a readable one.
+fn metadata(text: &str) -> Option<Value> {
+    split_front_matter(text)
+        .0
+        .and_then(|yaml| serde_yaml_ng::from_str(yaml).ok())
+}
+
+/// The results a model card's `model-index` reports (the Hub's evaluation metadata), one per
+/// metric: what the 2025+ editions ask teams to publish.
+pub fn evaluations(text: &str) -> Vec<Evaluation> {
+    let Some(metadata) = metadata(text) else {
+        return Vec::new();
+    };
+    let text_at = |value: &Value, keys: &[&str]| -> String {
+        keys.iter()
+            .find_map(|key| value.get(*key).and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let sequence = |value: Option<&Value>| -> Vec<Value> {
+        value
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut rows = Vec::new();
+    for model in sequence(metadata.get("model-index")) {
+        for result in sequence(model.get("results")) {
+            let task = result
+                .get("task")
+                .map(|task| text_at(task, &["name", "type"]))
+                .unwrap_or_default();
+            let dataset = result
+                .get("dataset")
+                .map(|dataset| text_at(dataset, &["name", "type"]))
+                .unwrap_or_default();
+            for metric in sequence(result.get("metrics")) {
+                let value = match metric.get("value") {
+                    Some(Value::Number(number)) => number.to_string(),
+                    Some(Value::String(text)) => text.clone(),
+                    _ => continue,
+                };
+                rows.push(Evaluation {
+                    task: task.clone(),
+                    dataset: dataset.clone(),
+                    metric: text_at(&metric, &["name", "type"]),
+                    value,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// The training's emissions as a model card declares them (`co2_eq_emissions`, as CodeCarbon
+/// reports them): `Ok` with what it says, or `Err` with what is missing.
+pub fn emissions(text: &str) -> Result<String, String> {
+    let emissions = metadata(text)
+        .and_then(|metadata| metadata.get("co2_eq_emissions").cloned())
+        .ok_or("la tarjeta del modelo no declara `co2_eq_emissions` en sus metadatos")?;
+    let field = |key: &str| {
+        emissions.get(key).and_then(|value| match value {
+            Value::Number(number) => Some(number.to_string()),
+            Value::String(text) if !text.trim().is_empty() => Some(text.clone()),
+            _ => None,
+        })
+    };
+    let missing: Vec<&str> = ["emissions", "source", "training_type"]
+        .into_iter()
+        .filter(|key| field(key).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "a `co2_eq_emissions` le falta {}: CodeCarbon da `emissions` (gramos de CO₂), `source` (\"codecarbon\") y `training_type`",
+            missing.join(", ")
+        ));
+    }
+    Ok(format!(
+        "{} g de CO₂ ({}, {})",
+        field("emissions").unwrap_or_default(),
+        field("source").unwrap_or_default(),
+        field("training_type").unwrap_or_default()
+    ))
 }
 
 fn pass(item: &str, reason: &str) -> Check {

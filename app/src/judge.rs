@@ -13,6 +13,9 @@ pub struct Check {
     /// What is checked, e.g. «Licencia en los metadatos».
     pub item: String,
     pub passed: bool,
+    /// Not met, but a recommendation rather than a rule (shown as a warning).
+    #[serde(default)]
+    pub warning: bool,
     /// Why, in words a team can act on.
     pub reason: String,
 }
@@ -22,6 +25,7 @@ impl Check {
         Self {
             item: item.to_owned(),
             passed: true,
+            warning: false,
             reason: reason.to_owned(),
         }
     }
@@ -30,9 +34,26 @@ impl Check {
         Self {
             item: item.to_owned(),
             passed: false,
+            warning: false,
             reason: reason.to_owned(),
         }
     }
+
+    pub fn warn(item: &str, reason: &str) -> Self {
+        Self {
+            warning: true,
+            ..Self::fail(item, reason)
+        }
+    }
+}
+
+/// One result of a model card's `model-index`, as the judges' page lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub task: String,
+    pub dataset: String,
+    pub metric: String,
+    pub value: String,
 }
 
 /// Checks that read one source: space.toml, README.md or a card.
@@ -47,6 +68,10 @@ pub struct CheckGroup {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JudgeReport {
     pub title: String,
+    /// The edition whose rules apply (`[project] edition`), by name.
+    pub edition: String,
+    /// The model card's evaluation results.
+    pub evaluations: Vec<Evaluation>,
     pub groups: Vec<CheckGroup>,
     pub models: Vec<ModelFacts>,
     pub examples: Vec<ChatExample>,
@@ -63,8 +88,8 @@ pub use build::build_report;
 mod build {
     use std::path::Path;
 
-    use super::{Check, CheckGroup, JudgeReport};
-    use crate::cards::{CardKind, check_card, front_matter_list};
+    use super::{Check, CheckGroup, Evaluation, JudgeReport};
+    use crate::cards::{CardKind, check_card, emissions, evaluations, front_matter_list};
     use crate::facts::{FetchedCard, ModelFacts};
     use crate::space::Space;
 
@@ -194,6 +219,77 @@ mod build {
         checks
     }
 
+    /// The rules of the Space's edition beyond those every edition shares, each checked and
+    /// given with its wording (`space/editions.toml`) as the reason it applies.
+    fn edition_group(
+        space: &Space,
+        edition: &space::editions::Edition,
+        model_card: Option<&str>,
+        evaluations: &[Evaluation],
+    ) -> Option<CheckGroup> {
+        use space::editions::RuleCheck;
+        if edition.rules.is_empty() {
+            return None;
+        }
+        let checks = edition
+            .rules
+            .iter()
+            .map(|rule| {
+                let check = match rule.check {
+                    RuleCheck::Video => match &space.project.video {
+                        Some(video) => Check::pass("Vídeo del equipo", &format!("`project.video`: {}", video.as_str())),
+                        None => Check::fail("Vídeo del equipo", "falta `[project] video = \"https://…\"` en space.toml: el enlace al vídeo"),
+                    },
+                    RuleCheck::DatasetKinds => {
+                        let unnamed: Vec<&str> = space.datasets.iter().filter(|repo| repo.kind.is_none()).map(|repo| repo.id.as_str()).collect();
+                        if unnamed.is_empty() {
+                            Check::pass("Tipo de cada conjunto de datos", "cada `[[datasets]]` tiene su `kind`")
+                        } else {
+                            Check::fail("Tipo de cada conjunto de datos", &format!("falta `kind = \"prompt\"` (o \"dpo\", \"kto\", \"image\") en los `[[datasets]]` de {}", unnamed.join(", ")))
+                        }
+                    }
+                    RuleCheck::Organisation => {
+                        let outside: Vec<&str> = space.datasets.iter().chain(&space.models).map(|repo| repo.id.as_str()).filter(|id| id.split('/').next() != Some(edition.organisation.as_str())).collect();
+                        if outside.is_empty() {
+                            Check::pass("Organización de la edición", &format!("los conjuntos de datos y modelos están en {}", edition.organisation))
+                        } else {
+                            Check::warn("Organización de la edición", &format!("fuera de {}: {} (y publica la demo allí también)", edition.organisation, outside.join(", ")))
+                        }
+                    }
+                    RuleCheck::Evaluation => match (model_card, evaluations.len()) {
+                        (None, _) => Check::fail("Resultados de evaluación", "no hay tarjeta del modelo que leer (ver «Tarjeta del modelo»)"),
+                        (Some(_), 0) => Check::fail("Resultados de evaluación", "la tarjeta del modelo no tiene resultados en `model-index`: añade los de vuestras evaluaciones"),
+                        (Some(_), count) => Check::pass("Resultados de evaluación", &format!("{count} resultados en `model-index` (tabla abajo)")),
+                    },
+                    RuleCheck::Emissions => match model_card.map(emissions) {
+                        None => Check::fail("Emisiones de CO₂ (CodeCarbon)", "no hay tarjeta del modelo que leer (ver «Tarjeta del modelo»)"),
+                        Some(Ok(declared)) => Check::pass("Emisiones de CO₂ (CodeCarbon)", &declared),
+                        Some(Err(missing)) => Check::fail("Emisiones de CO₂ (CodeCarbon)", &missing),
+                    },
+                };
+                Check {
+                    reason: format!("{} — norma de la edición {}: «{}»", check.reason, edition.year, rule.rule),
+                    ..check
+                }
+            })
+            .collect();
+        Some(CheckGroup {
+            title: format!("Normas de {}", edition.name),
+            source: "space.toml, tarjeta del modelo (space/editions.toml)".into(),
+            checks,
+        })
+    }
+
+    /// The model card's text: the one `[cards] model` gives, else the one fetched.
+    fn model_card_text(given: Option<&Path>, fetched: Option<&FetchedCard>) -> Option<String> {
+        let path = match (given, fetched) {
+            (Some(path), _) => path,
+            (None, Some(FetchedCard::Fetched { path, .. })) => path.as_path(),
+            _ => return None,
+        };
+        std::fs::read_to_string(path).ok()
+    }
+
     /// A card given in `[cards]`, else the one fetched from the Hub, else why there is none.
     fn card_group(
         title: &str,
@@ -256,7 +352,12 @@ mod build {
         fetched: impl Fn(CardKind) -> Option<FetchedCard>,
     ) -> JudgeReport {
         let datasets: Vec<&str> = space.datasets.iter().map(|repo| repo.id.as_str()).collect();
-        let groups = vec![
+        let edition = space::editions::edition(space.project.edition.as_str())
+            .unwrap_or_else(space::editions::newest);
+        let fetched_model_card = fetched(CardKind::Model);
+        let model_card = model_card_text(space.cards.model.as_deref(), fetched_model_card.as_ref());
+        let evaluations = model_card.as_deref().map(evaluations).unwrap_or_default();
+        let mut groups = vec![
             CheckGroup {
                 title: "Ficha del proyecto".into(),
                 source: "space.toml".into(),
@@ -271,7 +372,7 @@ mod build {
                 "Tarjeta del modelo",
                 CardKind::Model,
                 space.cards.model.as_deref(),
-                fetched(CardKind::Model),
+                fetched_model_card,
                 "model",
                 &datasets,
             ),
@@ -284,8 +385,16 @@ mod build {
                 &[],
             ),
         ];
+        groups.extend(edition_group(
+            space,
+            edition,
+            model_card.as_deref(),
+            &evaluations,
+        ));
         JudgeReport {
             title: space.project.title.clone(),
+            edition: edition.name.clone(),
+            evaluations,
             groups,
             models,
             examples: space.examples.clone(),
@@ -412,5 +521,163 @@ mod tests {
                 .reason
                 .contains("ODS 4 (Educación de calidad)")
         );
+    }
+
+    /// The shipped space.toml for `edition`, its model card at `card`.
+    fn in_edition(edition: &str, card: &std::path::Path) -> crate::space::Space {
+        let toml = SHIPPED
+            .replacen(
+                "[project]\n",
+                &format!("[project]\nedition = \"{edition}\"\n"),
+                1,
+            )
+            .replace(
+                "model = \"proyecto/README-modelo.md\"",
+                &format!("model = {:?}", card.display().to_string()),
+            );
+        crate::space::parse(&toml, "space.toml").unwrap()
+    }
+
+    fn card_file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("vitrina-edition-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("README.md");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn edition_2024_checks_what_it_always_did() {
+        let card = card_file("2024", "---\nlicense: mit\n---\n# Modelo\n");
+        let report = build_report(&in_edition("2024", &card), Some(README), Vec::new(), |_| {
+            None
+        });
+        let titles: Vec<&str> = report
+            .groups
+            .iter()
+            .map(|group| group.title.as_str())
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                "Ficha del proyecto",
+                "Enlaces en el README del Space",
+                "Tarjeta del modelo",
+                "Tarjeta del conjunto de datos"
+            ]
+        );
+        assert_eq!(report.edition, "#Somos600M (2024)");
+    }
+
+    #[test]
+    fn edition_2025_checks_its_rules_and_says_why_they_apply() {
+        let bare = card_file("bare", "---\nlicense: mit\n---\n# Modelo\n");
+        let report = build_report(&in_edition("2025", &bare), Some(README), Vec::new(), |_| {
+            None
+        });
+        let group = report.groups.last().unwrap();
+        assert_eq!(
+            group.title,
+            "Normas de Hackathon SomosNLP 2025: alineamiento cultural de LLMs"
+        );
+        let verdicts: Vec<(&str, bool, bool)> = group
+            .checks
+            .iter()
+            .map(|check| (check.item.as_str(), check.passed, check.warning))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                ("Vídeo del equipo", false, false),
+                ("Tipo de cada conjunto de datos", false, false),
+                ("Organización de la edición", false, true),
+                ("Resultados de evaluación", false, false),
+                ("Emisiones de CO₂ (CodeCarbon)", false, false),
+            ]
+        );
+        assert!(
+            group.checks[0]
+                .reason
+                .contains("norma de la edición 2025: «Para optar a los premios"),
+            "{}",
+            group.checks[0].reason
+        );
+        assert!(
+            group.checks[1]
+                .reason
+                .contains("tu-organizacion/tu-corpus-instrucciones")
+        );
+        assert!(
+            group.checks[2]
+                .reason
+                .contains("fuera de somosnlp-hackathon-2025")
+        );
+        assert!(
+            group.checks[4]
+                .reason
+                .contains("no declara `co2_eq_emissions`")
+        );
+
+        let card = card_file(
+            "full",
+            concat!(
+                "---\nlicense: mit\nco2_eq_emissions:\n  emissions: 1250\n  source: codecarbon\n  training_type: fine-tuning\n",
+                "model-index:\n- name: mi-modelo\n  results:\n  - task:\n      type: text-generation\n    dataset:\n      name: BLEND\n      type: blend\n",
+                "    metrics:\n    - type: accuracy\n      value: 0.61\n      name: Exactitud\n  - task:\n      type: text-generation\n",
+                "    dataset:\n      name: INCLUDE (es)\n      type: include\n    metrics:\n    - type: accuracy\n      value: 48.2\n",
+                "---\n# Modelo\n"
+            ),
+        );
+        let filled = SHIPPED
+            .replacen(
+                "[project]\n",
+                "[project]\nedition = \"2025\"\nvideo = \"https://youtu.be/abcdefgh\"\n",
+                1,
+            )
+            .replace(
+                "model = \"proyecto/README-modelo.md\"",
+                &format!("model = {:?}", card.display().to_string()),
+            )
+            .replace(
+                "tu-organizacion/tu-corpus-instrucciones\"",
+                "somosnlp-hackathon-2025/corpus\"\nkind = \"prompt\"",
+            );
+        let space = crate::space::parse(&filled, "space.toml").unwrap();
+        let report = build_report(&space, Some(README), Vec::new(), |_| None);
+        let group = report.groups.last().unwrap();
+        let passed: Vec<bool> = group.checks.iter().map(|check| check.passed).collect();
+        // The shipped model lives outside the edition's organisation: still a warning.
+        assert_eq!(
+            passed,
+            [true, true, false, true, true],
+            "{:?}",
+            group.checks
+        );
+        assert!(
+            group.checks[4]
+                .reason
+                .starts_with("1250 g de CO₂ (codecarbon, fine-tuning)")
+        );
+        assert_eq!(
+            report.evaluations,
+            [
+                Evaluation {
+                    task: "text-generation".into(),
+                    dataset: "BLEND".into(),
+                    metric: "Exactitud".into(),
+                    value: "0.61".into()
+                },
+                Evaluation {
+                    task: "text-generation".into(),
+                    dataset: "INCLUDE (es)".into(),
+                    metric: "accuracy".into(),
+                    value: "48.2".into()
+                },
+            ]
+        );
+        for path in [bare, card] {
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
     }
 }

@@ -156,6 +156,20 @@ pub(super) fn check_web_link(link: &str) -> Result<(), String> {
     }
 }
 
+pub(super) fn check_edition(year: &str) -> Result<(), String> {
+    if crate::editions::edition(year).is_some() {
+        return Ok(());
+    }
+    let years: Vec<String> = crate::editions::editions()
+        .iter()
+        .map(|edition| format!("{:?}", edition.year))
+        .collect();
+    Err(format!(
+        "found {year:?}; allowed: {} (the editions in space/editions.toml)",
+        years.join(", ")
+    ))
+}
+
 /// The closest candidate to a misspelt word, if one is close enough to be what was meant.
 pub fn did_you_mean<'a>(found: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let found = found.to_lowercase();

@@ -8,6 +8,8 @@
 
 #[cfg(feature = "load")]
 mod checks;
+#[cfg(feature = "load")]
+pub mod editions;
 pub mod idioma;
 #[cfg(feature = "load")]
 mod load;
@@ -126,6 +128,13 @@ pub struct Project {
     #[serde(deserialize_with = "non_empty")]
     pub languages: Vec<IdiomaCode>,
     pub license: License,
+    /// The hackathon edition whose rules the judges' page checks (`space/editions.toml`);
+    /// the newest there by default.
+    #[serde(default)]
+    pub edition: EditionYear,
+    /// The 5-minute video the 2025+ editions ask for, shown on the page with the team's names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<WebLink>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -147,6 +156,23 @@ pub struct HubRepo {
     pub id: HubId,
     #[serde(deserialize_with = "non_blank")]
     pub description: String,
+    /// A dataset's kind, as the 2025+ editions name them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<DatasetKind>,
+}
+
+/// What a dataset holds, in the 2025+ editions' words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// Instructions: questions and answers.
+    Prompt,
+    /// Preference pairs.
+    Dpo,
+    /// Rated answers (unpaired preferences).
+    Kto,
+    /// Images with their descriptions (the vision option).
+    Image,
 }
 
 /// A question the public can send to the model with one click; the names follow the
@@ -234,6 +260,21 @@ checked_string!(
     WebLink,
     check_web_link
 );
+checked_string!(
+    /// A year of `space/editions.toml`: "2024", "2025"…
+    EditionYear,
+    check_edition
+);
+
+impl Default for EditionYear {
+    /// The newest edition (on the server; the browser only ever gets the server's value).
+    fn default() -> Self {
+        #[cfg(feature = "load")]
+        return Self(editions::newest().year.clone());
+        #[cfg(not(feature = "load"))]
+        Self(String::new())
+    }
+}
 
 impl IdiomaCode {
     pub fn variety(&self) -> &'static Variety {

@@ -9,7 +9,7 @@ use super::{Footer, TopBar, loaded, use_strings};
 use crate::conversation::{AnswerStats, SavedTurn, Settings, Speaker, StreamEvent, request_body};
 use crate::facts::{ModelFacts, ModelRole};
 use crate::i18n::Strings;
-use crate::judge::{CheckGroup, JudgeReport};
+use crate::judge::{CheckGroup, Evaluation, JudgeReport};
 use crate::markdown;
 use crate::space::{ChatDefaults, ChatExample};
 
@@ -58,6 +58,8 @@ fn Report(report: JudgeReport) -> impl IntoView {
         .sum();
     let JudgeReport {
         title,
+        edition,
+        evaluations,
         groups,
         models,
         examples,
@@ -68,10 +70,12 @@ fn Report(report: JudgeReport) -> impl IntoView {
         <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
         <h1>{move || strings().judge_title}": "{title}</h1>
         <p>{move || strings().judge_intro}</p>
+        <p class="edition">{move || strings().edition_label}": "<strong>{edition}</strong></p>
         <p class="checks-summary" data-passed=passed data-total=total>
             <strong>{format!("{passed} / {total}")}</strong>" "{move || strings().checks_passed}
         </p>
         {groups.into_iter().map(|group| view! { <Checklist group /> }).collect_view()}
+        <Evaluations evaluations />
         <section class="section" aria-labelledby="datos-modelos">
             <h2 id="datos-modelos">{move || strings().model_facts}</h2>
             <div class="facts-grid">{models.into_iter().map(|facts| view! { <FactsTable facts /> }).collect_view()}</div>
@@ -92,11 +96,21 @@ fn Checklist(group: CheckGroup) -> impl IntoView {
                     .checks
                     .into_iter()
                     .map(|check| {
-                        let passed = check.passed;
+                        let (passed, warning) = (check.passed, check.warning);
+                        let (class, mark) = match (passed, warning) {
+                            (true, _) => ("check check-pass", "✓"),
+                            (false, true) => ("check check-warning", "!"),
+                            (false, false) => ("check check-fail", "✗"),
+                        };
+                        let verdict = move || match (passed, warning) {
+                            (true, _) => strings().check_passed,
+                            (false, true) => strings().check_warning,
+                            (false, false) => strings().check_failed,
+                        };
                         view! {
-                            <li class=if passed { "check check-pass" } else { "check check-fail" }>
-                                <span class="mark" aria-hidden="true">{if passed { "✓" } else { "✗" }}</span>
-                                <span class="visually-hidden">{move || if passed { strings().check_passed } else { strings().check_failed }}": "</span>
+                            <li class=class>
+                                <span class="mark" aria-hidden="true">{mark}</span>
+                                <span class="visually-hidden">{verdict}": "</span>
                                 <strong>{check.item}</strong>
                                 <span class="reason">{check.reason}</span>
                             </li>
@@ -106,6 +120,31 @@ fn Checklist(group: CheckGroup) -> impl IntoView {
             </ul>
         </section>
     }
+}
+
+/// The model card's `model-index` results, as a table.
+#[component]
+fn Evaluations(evaluations: Vec<Evaluation>) -> impl IntoView {
+    let strings = use_strings();
+    (!evaluations.is_empty()).then(|| {
+        view! {
+            <section class="section" aria-labelledby="evaluaciones">
+                <h2 id="evaluaciones">{move || strings().evaluations_title}</h2>
+                <table class="evaluations">
+                    <thead>
+                        <tr>
+                            {(0..4).map(|column| view! { <th scope="col">{move || strings().evaluation_columns[column]}</th> }).collect_view()}
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {evaluations.into_iter().map(|row| view! {
+                            <tr><td>{row.task}</td><td>{row.dataset}</td><td>{row.metric}</td><td>{row.value}</td></tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </section>
+        }
+    })
 }
 
 #[component]

@@ -39,6 +39,13 @@ fn ProjectSheet(space: Space) -> impl IntoView {
         |example| example.pregunta.clone(),
     );
     let future = project.future;
+    let video = project.video;
+    let team_names = space
+        .team
+        .iter()
+        .map(|member| member.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     view! {
         <Title text=project.title.clone() />
         <Meta name="description" content=project.summary.clone() />
@@ -101,6 +108,12 @@ fn ProjectSheet(space: Space) -> impl IntoView {
                 <RepoCards repos=space.models is_dataset=false />
             </Section>
             <Section id="equipo" title=move || strings().team>
+                {video.map(|video| view! {
+                    <p class="team-video">
+                        <a href=video.as_str().to_owned() rel="noopener">{move || strings().team_video}</a>
+                        ": "{team_names.clone()}
+                    </p>
+                })}
                 <ul class="cards team">
                     {space.team.into_iter().map(|member| view! { <MemberCard member /> }).collect_view()}
                 </ul>
