@@ -281,3 +281,40 @@ fn attention_sums_agree_to_the_bit() {
         }
     }
 }
+
+/// This machine's K-quant kernel (simd128 in WebAssembly, whose tests run under WASI; AVX-512
+/// or AVX2 on x86) gives the portable kernel's bits.
+#[test]
+fn k_quant_kernel_in_use_agrees_with_the_portable_one() {
+    for k_quant in [KQuant::Q4K, KQuant::Q6K] {
+        let dtype = match k_quant {
+            KQuant::Q4K => GgmlDType::Q4K,
+            KQuant::Q6K => GgmlDType::Q6K,
+        };
+        let columns = 768;
+        let (weights, inputs) = matrices(dtype, 8, columns, 3);
+        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+        let blocks: Vec<ActivationSuperBlock> = inputs
+            .chunks_exact(SUPER_BLOCK)
+            .map(quantize_super)
+            .collect();
+        let rows: Vec<&[ActivationSuperBlock]> =
+            blocks.chunks_exact(columns / SUPER_BLOCK).collect();
+        let mut reference = [[0f32; TILE_ROWS]; 3];
+        k_quants::portable_kernel(k_quant)(&matmul.weights, &rows, &mut reference);
+        assert!(reference.iter().flatten().any(|sum| *sum != 0.0));
+        for several in [false, true] {
+            let mut sums = [[0f32; TILE_ROWS]; 3];
+            k_quants::kernel(k_quant, several)(&matmul.weights, &rows, &mut sums);
+            let bits = |sums: &[[f32; TILE_ROWS]; 3]| -> Vec<u32> {
+                sums.iter().flatten().map(|sum| sum.to_bits()).collect()
+            };
+            assert_eq!(
+                bits(&sums),
+                bits(&reference),
+                "{k_quant:?}, several {several}"
+            );
+        }
+    }
+}

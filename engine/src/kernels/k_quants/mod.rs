@@ -4,8 +4,9 @@
 //! quantised 256 at a time with one scale (llama.cpp's Q8_K). A super-block's products then add
 //! up as exact integers, whatever the instruction set, and meet floating point once per row and
 //! super-block — in the one order [`portable`] writes down, so every back-end gives the same
-//! bits. One back-end file each: [`portable`] (the browser, other CPUs), `avx2` (x86, with
-//! AVX-VNNI's fused products where present) and `avx512` (F, BW and VNNI), chosen at run time.
+//! bits. One back-end file each: [`portable`] (other CPUs), `simd128` (the browser), `avx2`
+//! (x86, with AVX-VNNI's fused products where present) and `avx512` (F, BW and VNNI), chosen at
+//! run time.
 
 /// Runs `$kernel` for every input of `$inputs` (1 to 4 of them), four, two or one at a time,
 /// into `$sums`.
@@ -35,6 +36,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod portable;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 pub mod tiles;
 
 use tiles::{
@@ -129,6 +132,12 @@ pub fn kernel(kind: KQuant, several: bool) -> TilesDot {
         return kernel;
     }
     let _ = several;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return match kind {
+        KQuant::Q4K => |tiles, inputs, sums| simd128::q4k_tiles(view_all(tiles), inputs, sums),
+        KQuant::Q6K => |tiles, inputs, sums| simd128::q6k_tiles(view_all(tiles), inputs, sums),
+    };
+    #[allow(unreachable_code)]
     portable_kernel(kind)
 }
 
