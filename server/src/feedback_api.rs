@@ -55,9 +55,7 @@ pub fn routes(api: Arc<FeedbackApi>) -> Router {
         Router::new()
             .route("/v1/feedback", post(save))
             .route("/v1/feedback/{id}", get(read))
-            .route("/v1/export/corpus.jsonl", get(export_corpus))
-            .route("/v1/export/dpo.jsonl", get(export_dpo))
-            .route("/v1/export/kto.jsonl", get(export_kto))
+            .route("/v1/export/{file}", get(export))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(api),
         inference,
@@ -303,70 +301,43 @@ fn jsonl(file_name: &str, lines: impl Iterator<Item = String> + Send + 'static) 
         .into_response()
 }
 
-/// One export: the caller admitted and entitled, then `lines` of the stored answers streamed.
-async fn export<Lines>(
-    api: &FeedbackApi,
-    visitor: std::net::IpAddr,
-    headers: &HeaderMap,
+/// What `GET /v1/export/{file}` makes of the stored answers.
+enum Export {
+    Corpus,
+    Dpo,
+    Kto,
+}
+
+/// `GET /v1/export/{file}`: the caller admitted and entitled, then the stored answers streamed
+/// as the file asked for.
+async fn export(
+    State(api): State<Arc<FeedbackApi>>,
+    Visitor(visitor): Visitor,
+    Path(file): Path<String>,
+    headers: HeaderMap,
     options: Result<Query<ExportOptions>, QueryRejection>,
-    file_name: &str,
-    lines: impl FnOnce(&FeedbackApi, Vec<StoredAnswer>) -> Lines,
-) -> Result<Response, ApiError>
-where
-    Lines: Iterator<Item = String> + Send + 'static,
-{
+) -> Result<Response, ApiError> {
     api.per_minute.admit(visitor)?;
-    let answers = stored_answers(api, headers, &export_options(options)?).await?;
-    Ok(jsonl(file_name, lines(api, answers)))
-}
-
-async fn export_corpus(
-    State(api): State<Arc<FeedbackApi>>,
-    Visitor(visitor): Visitor,
-    headers: HeaderMap,
-    options: Result<Query<ExportOptions>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    export(
-        &api,
-        visitor,
-        &headers,
-        options,
-        "corpus.jsonl",
-        |api, answers| crate::feedback::corpus_lines(answers, api.idioma.clone()),
-    )
-    .await
-}
-
-async fn export_dpo(
-    State(api): State<Arc<FeedbackApi>>,
-    Visitor(visitor): Visitor,
-    headers: HeaderMap,
-    options: Result<Query<ExportOptions>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    export(
-        &api,
-        visitor,
-        &headers,
-        options,
-        "dpo.jsonl",
-        |api, answers| crate::feedback::dpo_lines(answers, api.dpo_pairs_per_question),
-    )
-    .await
-}
-
-async fn export_kto(
-    State(api): State<Arc<FeedbackApi>>,
-    Visitor(visitor): Visitor,
-    headers: HeaderMap,
-    options: Result<Query<ExportOptions>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    export(
-        &api,
-        visitor,
-        &headers,
-        options,
-        "kto.jsonl",
-        |_, answers| crate::feedback::kto_lines(answers),
-    )
-    .await
+    let export = match file.as_str() {
+        "corpus.jsonl" => Export::Corpus,
+        "dpo.jsonl" => Export::Dpo,
+        "kto.jsonl" => Export::Kto,
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "no export {file:?}; allowed: corpus.jsonl, dpo.jsonl, kto.jsonl"
+            )));
+        }
+    };
+    let answers = stored_answers(&api, &headers, &export_options(options)?).await?;
+    Ok(match export {
+        Export::Corpus => jsonl(
+            &file,
+            crate::feedback::corpus_lines(answers, api.idioma.clone()),
+        ),
+        Export::Dpo => jsonl(
+            &file,
+            crate::feedback::dpo_lines(answers, api.dpo_pairs_per_question),
+        ),
+        Export::Kto => jsonl(&file, crate::feedback::kto_lines(answers)),
+    })
 }

@@ -110,9 +110,7 @@ fn prepare<B: Unpack>(rows: [&B; ROW_GROUP]) -> Prepared {
     // SAFETY: this function runs with the features `unpack` needs.
     let (low, high) = unsafe { (B::unpack(rows[0], rows[1]), B::unpack(rows[2], rows[3])) };
     let steps: [__m512i; STEPS] = std::array::from_fn(|k| {
-        let k = k as i32;
-        let (a, b, c, d) = (k, 8 + k, 16 + k, 24 + k);
-        let pick = _mm512_setr_epi32(a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d);
+        let pick = lanes(|lane| (8 * (lane / 4) + k) as i32);
         _mm512_permutex2var_epi32(low, pick, high)
     });
     let times_128 = steps.iter().fold(_mm512_setzero_si512(), |sums, &step| {
@@ -135,27 +133,17 @@ fn prepare<B: Unpack>(rows: [&B; ROW_GROUP]) -> Prepared {
 #[target_feature(enable = "avx512f")]
 fn input_steps(first: __m512i, second: __m512i) -> [__m512i; STEPS] {
     std::array::from_fn(|k| {
-        let k = k as i32;
-        let pick = _mm512_setr_epi32(
-            k,
-            8 + k,
-            16 + k,
-            24 + k,
-            k,
-            8 + k,
-            16 + k,
-            24 + k,
-            k,
-            8 + k,
-            16 + k,
-            24 + k,
-            k,
-            8 + k,
-            16 + k,
-            24 + k,
-        );
+        let pick = lanes(|lane| (8 * (lane % 4) + k) as i32);
         _mm512_permutex2var_epi32(first, pick, second)
     })
+}
+
+/// Sixteen 32-bit lanes, lane `l` holding `value(l)`.
+#[target_feature(enable = "avx512f")]
+fn lanes(value: impl Fn(usize) -> i32) -> __m512i {
+    let values: [i32; 16] = std::array::from_fn(value);
+    // SAFETY: the array holds the 64 bytes read; loadu takes any alignment.
+    unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
 }
 
 /// Every input against a whole group of [`ROW_GROUP`] rows; `sums[input]` gets the group's

@@ -199,26 +199,38 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
     }
 }
 
+/// Columns of the K-quant cases: three super-blocks.
+const K_QUANT_COLUMNS: usize = 3 * SUPER_BLOCK;
+
+/// A K-quant matrix of `rows` rows and `inputs` input rows, quantised as the kernels take them.
+fn k_quant_case(
+    k_quant: KQuant,
+    rows: usize,
+    inputs: usize,
+) -> (QuantMatMul, Vec<ActivationSuperBlock>) {
+    let dtype = match k_quant {
+        KQuant::Q4K => GgmlDType::Q4K,
+        KQuant::Q6K => GgmlDType::Q6K,
+    };
+    let (weights, inputs) = matrices(dtype, rows, K_QUANT_COLUMNS, inputs);
+    let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+    let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+    let blocks = inputs
+        .chunks_exact(SUPER_BLOCK)
+        .map(quantize_super)
+        .collect();
+    (matmul, blocks)
+}
+
 /// The K-quant kernels with AVX2 (with AVX-VNNI and without) and AVX-512 give the portable
 /// kernel's bits (the browser's) for any number of inputs and a group of rows that is not whole.
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn k_quant_kernels_agree_to_the_bit() {
     for k_quant in [KQuant::Q4K, KQuant::Q6K] {
-        let dtype = match k_quant {
-            KQuant::Q4K => GgmlDType::Q4K,
-            KQuant::Q6K => GgmlDType::Q6K,
-        };
-        let columns = 768;
-        let (weights, inputs) = matrices(dtype, 5, columns, 7);
-        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
-        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
-        let blocks: Vec<ActivationSuperBlock> = inputs
-            .chunks_exact(SUPER_BLOCK)
-            .map(quantize_super)
-            .collect();
+        let (matmul, blocks) = k_quant_case(k_quant, 5, 7);
         let rows: Vec<&[ActivationSuperBlock]> =
-            blocks.chunks_exact(columns / SUPER_BLOCK).collect();
+            blocks.chunks_exact(K_QUANT_COLUMNS / SUPER_BLOCK).collect();
         let bits = |sums: &[[f32; TILE_ROWS]]| -> Vec<u32> {
             sums.iter().flatten().map(|sum| sum.to_bits()).collect()
         };
@@ -287,20 +299,9 @@ fn attention_sums_agree_to_the_bit() {
 #[test]
 fn k_quant_kernel_in_use_agrees_with_the_portable_one() {
     for k_quant in [KQuant::Q4K, KQuant::Q6K] {
-        let dtype = match k_quant {
-            KQuant::Q4K => GgmlDType::Q4K,
-            KQuant::Q6K => GgmlDType::Q6K,
-        };
-        let columns = 768;
-        let (weights, inputs) = matrices(dtype, 8, columns, 3);
-        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
-        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
-        let blocks: Vec<ActivationSuperBlock> = inputs
-            .chunks_exact(SUPER_BLOCK)
-            .map(quantize_super)
-            .collect();
+        let (matmul, blocks) = k_quant_case(k_quant, 8, 3);
         let rows: Vec<&[ActivationSuperBlock]> =
-            blocks.chunks_exact(columns / SUPER_BLOCK).collect();
+            blocks.chunks_exact(K_QUANT_COLUMNS / SUPER_BLOCK).collect();
         let mut reference = [[0f32; TILE_ROWS]; 3];
         k_quants::portable_kernel(k_quant)(&matmul.weights, &rows, &mut reference);
         assert!(reference.iter().flatten().any(|sum| *sum != 0.0));

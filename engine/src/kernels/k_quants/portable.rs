@@ -13,6 +13,13 @@ pub fn q4k_step(sum: f32, d: f32, dmin: f32, x_d: f32, integers: i32, minimums: 
     sum - (dmin * x_d) * minimums as f32
 }
 
+/// Σ min·Σx of row `r` of a Q4_K tile: what its minimums take away.
+pub fn q4k_minimums(tile: &TileQ4K, x: &ActivationSuperBlock, r: usize) -> i32 {
+    (0..8)
+        .map(|j| tile.mins[j / 2][r][j % 2] as i32 * x.sums32[j] as i32)
+        .sum()
+}
+
 /// One super-block of Q6_K added to a row's sum: `integers` = Σ scale·(q − 32)·x.
 pub fn q6k_step(sum: f32, d: f32, x_d: f32, integers: i32) -> f32 {
     sum + (d * x_d) * integers as f32
@@ -41,16 +48,13 @@ pub fn q4k_tiles(tiles: &[TileQ4K], inputs: &[&[ActivationSuperBlock]], sums: &m
                     }
                     integers += low_scale * low + high_scale * high;
                 }
-                let minimums: i32 = (0..8)
-                    .map(|j| tile.mins[j / 2][r][j % 2] as i32 * x.sums32[j] as i32)
-                    .sum();
                 *sum = q4k_step(
                     *sum,
                     half(tile.d[r]),
                     half(tile.dmin[r]),
                     x.d,
                     integers,
-                    minimums,
+                    q4k_minimums(tile, x, r),
                 );
             }
         }

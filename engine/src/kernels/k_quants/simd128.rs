@@ -6,7 +6,7 @@
 
 use std::arch::wasm32::*;
 
-use super::portable::{q4k_step, q6k_step};
+use super::portable::{q4k_minimums, q4k_step, q6k_step};
 use super::tiles::{ActivationSuperBlock, TILE_ROWS, TileQ4K, TileQ6K};
 use crate::kernels::blocks::half;
 
@@ -83,16 +83,13 @@ fn q4k_one(tiles: &[TileQ4K], input: &[ActivationSuperBlock]) -> [f32; TILE_ROWS
             }
         }
         for (r, sum) in sums.iter_mut().enumerate() {
-            let minimums: i32 = (0..8)
-                .map(|j| tile.mins[j / 2][r][j % 2] as i32 * x.sums32[j] as i32)
-                .sum();
             *sum = q4k_step(
                 *sum,
                 half(tile.d[r]),
                 half(tile.dmin[r]),
                 x.d,
                 total(integers[r]),
-                minimums,
+                q4k_minimums(tile, x, r),
             );
         }
     }
