@@ -1,7 +1,8 @@
 //! The hackathon's rules for model and dataset cards (Hugging Face `README.md` with YAML front
 //! matter), checked as a judge would: metadata, a bias/limitations section, the environmental
 //! impact of training, no template placeholders left, and links that agree with space.toml.
-//! Each check says why it passed or failed, in Spanish first (the judges' page shows it).
+//! Each check says why it passed or failed, in the interface's three languages (the judges' page
+//! shows the visitor's).
 
 use serde_yaml_ng::Value;
 
@@ -11,7 +12,8 @@ pub enum CardKind {
     Dataset,
 }
 
-pub use crate::judge::{Check, Evaluation};
+use crate::judge::said;
+pub use crate::judge::{Check, Evaluation, Said};
 
 /// What the Hub's card templates leave behind when a section is not filled in.
 const PLACEHOLDERS: &[&str] = &[
@@ -43,16 +45,32 @@ const ENVIRONMENT_HEADINGS: &[&str] = &[
 pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec<Check> {
     let (front_matter, body) = split_front_matter(text);
     let metadata: Option<Value> = front_matter.and_then(|yaml| serde_yaml_ng::from_str(yaml).ok());
+    let yaml_item = || said!("Metadatos YAML", "YAML metadata", "Metadados YAML");
     let mut checks = vec![match (&front_matter, &metadata) {
-        (None, _) => fail(
-            "Metadatos YAML",
-            "la tarjeta no tiene metadatos YAML: empieza el README.md con un bloque entre dos líneas `---`",
+        (None, _) => Check::fail(
+            yaml_item(),
+            said!(
+                "la tarjeta no tiene metadatos YAML: empieza el README.md con un bloque entre dos líneas `---`",
+                "the card has no YAML metadata: start the README.md with a block between two `---` lines",
+                "o cartão não tem metadados YAML: comecem o README.md com um bloco entre duas linhas `---`",
+            ),
         ),
-        (Some(_), None) => fail(
-            "Metadatos YAML",
-            "los metadatos YAML no se pueden leer: revisa la sangría y las comillas",
+        (Some(_), None) => Check::fail(
+            yaml_item(),
+            said!(
+                "los metadatos YAML no se pueden leer: revisa la sangría y las comillas",
+                "the YAML metadata cannot be read: check the indentation and the quotes",
+                "os metadados YAML não podem ser lidos: revisem a indentação e as aspas",
+            ),
         ),
-        (Some(_), Some(_)) => pass("Metadatos YAML", "presentes y válidos"),
+        (Some(_), Some(_)) => Check::pass(
+            yaml_item(),
+            said!(
+                "presentes y válidos",
+                "present and valid",
+                "presentes e válidos"
+            ),
+        ),
     }];
     let field = |key: &str| {
         metadata
@@ -61,19 +79,61 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
             .filter(|value| !is_empty(value))
     };
     let mut required = vec![
-        ("license", "Licencia en los metadatos"),
-        ("language", "Idioma en los metadatos"),
+        (
+            "license",
+            said!(
+                "Licencia en los metadatos",
+                "License in the metadata",
+                "Licença nos metadados"
+            ),
+        ),
+        (
+            "language",
+            said!(
+                "Idioma en los metadatos",
+                "Language in the metadata",
+                "Idioma nos metadados"
+            ),
+        ),
     ];
     if kind == CardKind::Model {
         required.extend([
-            ("base_model", "Modelo base en los metadatos"),
-            ("datasets", "Conjuntos de datos en los metadatos"),
+            (
+                "base_model",
+                said!(
+                    "Modelo base en los metadatos",
+                    "Base model in the metadata",
+                    "Modelo base nos metadados"
+                ),
+            ),
+            (
+                "datasets",
+                said!(
+                    "Conjuntos de datos en los metadatos",
+                    "Datasets in the metadata",
+                    "Conjuntos de dados nos metadados"
+                ),
+            ),
         ]);
     }
     for (key, item) in required {
         checks.push(match field(key) {
-            Some(_) => pass(item, &format!("`{key}` está indicado")),
-            None => fail(item, &format!("falta `{key}:` en los metadatos: añádelo")),
+            Some(_) => Check::pass(
+                item,
+                said!(
+                    "`{key}` está indicado",
+                    "`{key}` is given",
+                    "`{key}` está indicado"
+                ),
+            ),
+            None => Check::fail(
+                item,
+                said!(
+                    "falta `{key}:` en los metadatos: añádelo",
+                    "the metadata lacks `{key}:`: add it",
+                    "falta `{key}:` nos metadados: adicionem",
+                ),
+            ),
         });
     }
 
@@ -87,51 +147,117 @@ pub fn check_card(kind: CardKind, text: &str, expected_datasets: &[&str]) -> Vec
             .iter()
             .any(|heading| words.iter().any(|word| heading.contains(word)))
     };
+    let bias_item = said!(
+        "Sesgos y limitaciones",
+        "Biases and limitations",
+        "Vieses e limitações"
+    );
     checks.push(if has_heading(BIAS_HEADINGS) {
-        pass("Sesgos y limitaciones", "la tarjeta tiene una sección de sesgos, riesgos o limitaciones")
+        Check::pass(
+            bias_item,
+            said!(
+                "la tarjeta tiene una sección de sesgos, riesgos o limitaciones",
+                "the card has a section on biases, risks or limitations",
+                "o cartão tem uma seção de vieses, riscos ou limitações",
+            ),
+        )
     } else {
-        fail("Sesgos y limitaciones", "no hay sección de sesgos, riesgos o limitaciones: añade una (p. ej. «## Sesgos, riesgos y limitaciones»)")
+        Check::fail(
+            bias_item,
+            said!(
+                "no hay sección de sesgos, riesgos o limitaciones: añade una (p. ej. «## Sesgos, riesgos y limitaciones»)",
+                "there is no section on biases, risks or limitations: add one (e.g. «## Bias, Risks, and Limitations»)",
+                "não há seção de vieses, riscos ou limitações: adicionem uma (p. ex. «## Vieses, riscos e limitações»)",
+            ),
+        )
     });
     if kind == CardKind::Model {
+        let item = said!(
+            "Impacto ambiental",
+            "Environmental impact",
+            "Impacto ambiental"
+        );
         checks.push(if field("co2_eq_emissions").is_some() || has_heading(ENVIRONMENT_HEADINGS) {
-            pass("Impacto ambiental", "hay `co2_eq_emissions` o una sección de impacto ambiental")
+            Check::pass(
+                item,
+                said!(
+                    "hay `co2_eq_emissions` o una sección de impacto ambiental",
+                    "there is `co2_eq_emissions` or a section on environmental impact",
+                    "há `co2_eq_emissions` ou uma seção de impacto ambiental",
+                ),
+            )
         } else {
-            fail("Impacto ambiental", "no hay `co2_eq_emissions` en los metadatos ni sección de impacto ambiental: informa de la huella del entrenamiento")
+            Check::fail(
+                item,
+                said!(
+                    "no hay `co2_eq_emissions` en los metadatos ni sección de impacto ambiental: informa de la huella del entrenamiento",
+                    "there is no `co2_eq_emissions` in the metadata nor a section on environmental impact: report the training's footprint",
+                    "não há `co2_eq_emissions` nos metadados nem seção de impacto ambiental: informem a pegada do treinamento",
+                ),
+            )
         });
     }
 
-    let left: Vec<&str> = PLACEHOLDERS
+    let left = PLACEHOLDERS
         .iter()
         .copied()
         .filter(|placeholder| text.contains(placeholder))
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ");
+    let template_item = said!(
+        "Plantilla completada",
+        "Template filled in",
+        "Modelo preenchido"
+    );
     checks.push(if left.is_empty() {
-        pass("Plantilla completada", "no queda texto de la plantilla")
+        Check::pass(
+            template_item,
+            said!(
+                "no queda texto de la plantilla",
+                "no template text is left",
+                "não sobra texto do modelo",
+            ),
+        )
     } else {
-        fail(
-            "Plantilla completada",
-            &format!("queda texto de la plantilla: {}", left.join(", ")),
+        Check::fail(
+            template_item,
+            said!(
+                "queda texto de la plantilla: {left}",
+                "template text is left: {left}",
+                "sobra texto do modelo: {left}",
+            ),
         )
     });
 
     if kind == CardKind::Model {
         let named = list_of(field("datasets"));
-        let missing: Vec<&str> = expected_datasets
+        let missing = expected_datasets
             .iter()
             .copied()
             .filter(|id| !named.iter().any(|name| name == id))
-            .collect();
+            .collect::<Vec<_>>()
+            .join(", ");
+        let item = said!(
+            "Enlaces coherentes con space.toml",
+            "Links that agree with space.toml",
+            "Links coerentes com o space.toml"
+        );
         checks.push(if missing.is_empty() {
-            pass(
-                "Enlaces coherentes con space.toml",
-                "`datasets:` de la tarjeta nombra todos los conjuntos de datos de space.toml",
+            Check::pass(
+                item,
+                said!(
+                    "`datasets:` de la tarjeta nombra todos los conjuntos de datos de space.toml",
+                    "the card's `datasets:` names every dataset of space.toml",
+                    "`datasets:` do cartão nomeia todos os conjuntos de dados do space.toml",
+                ),
             )
         } else {
-            fail(
-                "Enlaces coherentes con space.toml",
-                &format!(
-                    "`datasets:` de la tarjeta no nombra {} (que está en space.toml)",
-                    missing.join(", ")
+            Check::fail(
+                item,
+                said!(
+                    "`datasets:` de la tarjeta no nombra {missing} (que está en space.toml)",
+                    "the card's `datasets:` does not name {missing} (which space.toml has)",
+                    "`datasets:` do cartão não nomeia {missing} (que está no space.toml)",
                 ),
             )
         });
@@ -195,10 +321,16 @@ pub fn evaluations(text: &str) -> Vec<Evaluation> {
 
 /// The training's emissions as a model card declares them (`co2_eq_emissions`, as CodeCarbon
 /// reports them): `Ok` with what it says, or `Err` with what is missing.
-pub fn emissions(text: &str) -> Result<String, String> {
+pub fn emissions(text: &str) -> Result<Said, Said> {
     let emissions = metadata(text)
         .and_then(|metadata| metadata.get("co2_eq_emissions").cloned())
-        .ok_or("la tarjeta del modelo no declara `co2_eq_emissions` en sus metadatos")?;
+        .ok_or_else(|| {
+            said!(
+                "la tarjeta del modelo no declara `co2_eq_emissions` en sus metadatos",
+                "the model card does not declare `co2_eq_emissions` in its metadata",
+                "o cartão do modelo não declara `co2_eq_emissions` em seus metadados",
+            )
+        })?;
     let field = |key: &str| {
         emissions.get(key).and_then(|value| match value {
             Value::Number(number) => Some(number.to_string()),
@@ -206,30 +338,25 @@ pub fn emissions(text: &str) -> Result<String, String> {
             _ => None,
         })
     };
-    let missing: Vec<&str> = ["emissions", "source", "training_type"]
+    let missing = ["emissions", "source", "training_type"]
         .into_iter()
         .filter(|key| field(key).is_none())
-        .collect();
+        .collect::<Vec<_>>()
+        .join(", ");
     if !missing.is_empty() {
-        return Err(format!(
-            "a `co2_eq_emissions` le falta {}: CodeCarbon da `emissions` (gramos de CO₂), `source` (\"codecarbon\") y `training_type`",
-            missing.join(", ")
+        return Err(said!(
+            "a `co2_eq_emissions` le falta {missing}: CodeCarbon da `emissions` (gramos de CO₂), `source` (\"codecarbon\") y `training_type`",
+            "`co2_eq_emissions` lacks {missing}: CodeCarbon gives `emissions` (grams of CO₂), `source` (\"codecarbon\") and `training_type`",
+            "falta {missing} em `co2_eq_emissions`: o CodeCarbon dá `emissions` (gramas de CO₂), `source` (\"codecarbon\") e `training_type`",
         ));
     }
-    Ok(format!(
-        "{} g de CO₂ ({}, {})",
-        field("emissions").unwrap_or_default(),
-        field("source").unwrap_or_default(),
-        field("training_type").unwrap_or_default()
+    let [grams, source, training] =
+        ["emissions", "source", "training_type"].map(|key| field(key).unwrap_or_default());
+    Ok(said!(
+        "{grams} g de CO₂ ({source}, {training})",
+        "{grams} g of CO₂ ({source}, {training})",
+        "{grams} g de CO₂ ({source}, {training})",
     ))
-}
-
-fn pass(item: &str, reason: &str) -> Check {
-    Check::pass(item, reason)
-}
-
-fn fail(item: &str, reason: &str) -> Check {
-    Check::fail(item, reason)
 }
 
 /// A list in a README's front matter (`datasets:`, `models:`), empty when absent.
@@ -291,7 +418,7 @@ mod tests {
         checks
             .into_iter()
             .filter(|check| !check.passed)
-            .map(|check| (check.item, check.reason))
+            .map(|check| (check.item.es, check.reason.es))
             .collect()
     }
 

@@ -5,41 +5,84 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::ModelFacts;
+use crate::i18n::Lang;
 use crate::space::{ChatDefaults, ChatExample};
+
+/// A text of the checklist in each language of the interface: the page shows the visitor's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Said {
+    pub es: String,
+    pub en: String,
+    pub pt: String,
+}
+
+impl Said {
+    pub fn pick(&self, lang: Lang) -> &str {
+        match lang {
+            Lang::Es => &self.es,
+            Lang::En => &self.en,
+            Lang::Pt => &self.pt,
+        }
+    }
+
+    /// The same text in every language (names, identifiers, numbers).
+    pub fn same(text: impl Into<String>) -> Self {
+        let text = text.into();
+        Self {
+            es: text.clone(),
+            en: text.clone(),
+            pt: text,
+        }
+    }
+}
+
+/// A [`Said`] from three format strings: Spanish, English, Portuguese (built on the server).
+#[cfg(feature = "ssr")]
+macro_rules! said {
+    ($es:literal, $en:literal, $pt:literal $(,)?) => {
+        $crate::judge::Said {
+            es: format!($es),
+            en: format!($en),
+            pt: format!($pt),
+        }
+    };
+}
+#[cfg(feature = "ssr")]
+pub(crate) use said;
 
 /// One line of the checklist.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// What is checked, e.g. «Licencia en los metadatos».
-    pub item: String,
+    pub item: Said,
     pub passed: bool,
     /// Not met, but a recommendation rather than a rule (shown as a warning).
     #[serde(default)]
     pub warning: bool,
     /// Why, in words a team can act on.
-    pub reason: String,
+    pub reason: Said,
 }
 
 impl Check {
-    pub fn pass(item: &str, reason: &str) -> Self {
+    pub fn pass(item: Said, reason: Said) -> Self {
         Self {
-            item: item.to_owned(),
+            item,
             passed: true,
             warning: false,
-            reason: reason.to_owned(),
+            reason,
         }
     }
 
-    pub fn fail(item: &str, reason: &str) -> Self {
+    pub fn fail(item: Said, reason: Said) -> Self {
         Self {
-            item: item.to_owned(),
+            item,
             passed: false,
             warning: false,
-            reason: reason.to_owned(),
+            reason,
         }
     }
 
-    pub fn warn(item: &str, reason: &str) -> Self {
+    pub fn warn(item: Said, reason: Said) -> Self {
         Self {
             warning: true,
             ..Self::fail(item, reason)
@@ -59,7 +102,7 @@ pub struct Evaluation {
 /// Checks that read one source: space.toml, README.md or a card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckGroup {
-    pub title: String,
+    pub title: Said,
     /// The file the checks read, for the team to open.
     pub source: String,
     pub checks: Vec<Check>,
@@ -88,7 +131,7 @@ pub use build::build_report;
 mod build {
     use std::path::Path;
 
-    use super::{Check, CheckGroup, Evaluation, JudgeReport};
+    use super::{Check, CheckGroup, Evaluation, JudgeReport, Said};
     use crate::cards::{CardKind, check_card, emissions, evaluations, front_matter_list};
     use crate::facts::{FetchedCard, ModelFacts};
     use crate::space::Space;
@@ -113,12 +156,14 @@ mod build {
     }
 
     /// A section of the project sheet: present, and more than the template's words.
-    fn text_check(item: &str, key: &str, text: &str, min_chars: usize) -> Check {
+    fn text_check(item: Said, key: &str, text: &str, min_chars: usize) -> Check {
         if let Some(marker) = template_left(text) {
             return Check::fail(
                 item,
-                &format!(
-                    "`{key}` aún tiene el texto de la plantilla («{marker}…»): escribe el vuestro"
+                said!(
+                    "`{key}` aún tiene el texto de la plantilla («{marker}…»): escribe el vuestro",
+                    "`{key}` still has the template's text («{marker}…»): write your own",
+                    "`{key}` ainda tem o texto do modelo («{marker}…»): escrevam o de vocês",
                 ),
             );
         }
@@ -126,47 +171,113 @@ mod build {
         if chars < min_chars {
             return Check::fail(
                 item,
-                &format!("`{key}` tiene {chars} caracteres: explícalo en al menos {min_chars}"),
+                said!(
+                    "`{key}` tiene {chars} caracteres: explícalo en al menos {min_chars}",
+                    "`{key}` has {chars} characters: explain it in at least {min_chars}",
+                    "`{key}` tem {chars} caracteres: expliquem em pelo menos {min_chars}",
+                ),
             );
         }
-        Check::pass(item, &format!("`{key}`: {chars} caracteres"))
+        Check::pass(
+            item,
+            said!(
+                "`{key}`: {chars} caracteres",
+                "`{key}`: {chars} characters",
+                "`{key}`: {chars} caracteres",
+            ),
+        )
     }
 
     fn project_checks(space: &Space) -> Vec<Check> {
         let project = &space.project;
         let mut checks = vec![
-            text_check("Motivación", "project.motivation", &project.motivation, 80),
-            text_check("Impacto", "project.impact", &project.impact, 80),
+            text_check(
+                said!("Motivación", "Motivation", "Motivação"),
+                "project.motivation",
+                &project.motivation,
+                80,
+            ),
+            text_check(
+                said!("Impacto", "Impact", "Impacto"),
+                "project.impact",
+                &project.impact,
+                80,
+            ),
         ];
         let future = project.future.join("\n");
+        let future_item = said!("Ideas de futuro", "Future ideas", "Ideias para o futuro");
+        let ideas = project.future.len();
         checks.push(match template_left(&future) {
             Some(marker) => Check::fail(
-                "Ideas de futuro",
-                &format!("`project.future` aún tiene el texto de la plantilla («{marker}…»)"),
+                future_item,
+                said!(
+                    "`project.future` aún tiene el texto de la plantilla («{marker}…»)",
+                    "`project.future` still has the template's text («{marker}…»)",
+                    "`project.future` ainda tem o texto do modelo («{marker}…»)",
+                ),
             ),
             None => Check::pass(
-                "Ideas de futuro",
-                &format!("{} ideas en `project.future`", project.future.len()),
+                future_item,
+                said!(
+                    "{ideas} ideas en `project.future`",
+                    "{ideas} ideas in `project.future`",
+                    "{ideas} ideias em `project.future`",
+                ),
             ),
         });
-        let goals: Vec<String> = project
-            .ods
-            .iter()
-            .map(|number| format!("ODS {} ({})", number.goal().number, number.goal().name_es))
-            .collect();
-        checks.push(Check::pass("ODS", &goals.join(", ")));
+        let goals = |name: fn(&space::ods::Goal) -> &'static str, prefix: &str| {
+            project
+                .ods
+                .iter()
+                .map(|number| {
+                    format!(
+                        "{prefix} {} ({})",
+                        number.goal().number,
+                        name(number.goal())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        checks.push(Check::pass(
+            said!("ODS", "SDG", "ODS"),
+            Said {
+                es: goals(|goal| goal.name_es, "ODS"),
+                en: goals(|goal| goal.name_en, "SDG"),
+                pt: goals(|goal| goal.name_pt, "ODS"),
+            },
+        ));
         for (item, key, repos) in [
             (
-                "Conjunto(s) de datos enlazado(s)",
+                said!(
+                    "Conjunto(s) de datos enlazado(s)",
+                    "Linked dataset(s)",
+                    "Conjunto(s) de dados com link"
+                ),
                 "datasets",
                 &space.datasets,
             ),
-            ("Modelo(s) enlazado(s)", "models", &space.models),
+            (
+                said!(
+                    "Modelo(s) enlazado(s)",
+                    "Linked model(s)",
+                    "Modelo(s) com link"
+                ),
+                "models",
+                &space.models,
+            ),
         ] {
             let ids: Vec<&str> = repos.iter().map(|repo| repo.id.as_str()).collect();
             checks.push(match ids.iter().find_map(|id| template_left(id)) {
-                Some(marker) => Check::fail(item, &format!("`[[{key}]]` aún nombra «{marker}», de la plantilla: pon vuestros identificadores del Hub")),
-                None => Check::pass(item, &ids.join(", ")),
+                Some(marker) => Check::fail(
+                    item,
+                    said!(
+                        "`[[{key}]]` aún nombra «{marker}», de la plantilla: pon vuestros identificadores del Hub",
+                        "`[[{key}]]` still names «{marker}», from the template: put your Hub ids",
+                        "`[[{key}]]` ainda nomeia «{marker}», do modelo: ponham os identificadores de vocês no Hub",
+                    ),
+                ),
+                None => Check::pass(item, Said::same(ids.join(", "))),
             });
         }
         let team: Vec<String> = space
@@ -174,9 +285,17 @@ mod build {
             .iter()
             .map(|member| format!("{} ({})", member.name, member.hub.as_str()))
             .collect();
+        let team_item = said!("Equipo", "Team", "Equipe");
         checks.push(match space.team.iter().find_map(|member| template_left(&member.name).or_else(|| template_left(member.hub.as_str()))) {
-            Some(marker) => Check::fail("Equipo", &format!("`[[team]]` aún tiene «{marker}», de la plantilla: nombra a cada persona del equipo")),
-            None => Check::pass("Equipo", &team.join(", ")),
+            Some(marker) => Check::fail(
+                team_item,
+                said!(
+                    "`[[team]]` aún tiene «{marker}», de la plantilla: nombra a cada persona del equipo",
+                    "`[[team]]` still has «{marker}», from the template: name each person of the team",
+                    "`[[team]]` ainda tem «{marker}», do modelo: nomeiem cada pessoa da equipe",
+                ),
+            ),
+            None => Check::pass(team_item, Said::same(team.join(", "))),
         });
         checks
     }
@@ -186,32 +305,58 @@ mod build {
     fn readme_checks(space: &Space, readme: Option<&str>) -> Vec<Check> {
         let Some(readme) = readme else {
             return vec![Check::fail(
-                "README.md",
-                "no hay README.md en la carpeta donde se ejecuta el servidor: el README del Space (con sus metadatos) va ahí",
+                Said::same("README.md"),
+                said!(
+                    "no hay README.md en la carpeta donde se ejecuta el servidor: el README del Space (con sus metadatos) va ahí",
+                    "there is no README.md in the folder the server runs in: the Space's README (with its metadata) goes there",
+                    "não há README.md na pasta onde o servidor roda: o README do Space (com seus metadados) fica ali",
+                ),
             )];
         };
         let mut checks = Vec::new();
         for (item, key, repos) in [
-            ("Datasets en README.md", "datasets", &space.datasets),
-            ("Modelos en README.md", "models", &space.models),
+            (
+                said!(
+                    "Datasets en README.md",
+                    "Datasets in README.md",
+                    "Datasets no README.md"
+                ),
+                "datasets",
+                &space.datasets,
+            ),
+            (
+                said!(
+                    "Modelos en README.md",
+                    "Models in README.md",
+                    "Modelos no README.md"
+                ),
+                "models",
+                &space.models,
+            ),
         ] {
             let listed = front_matter_list(readme, key);
-            let missing: Vec<&str> = repos
+            let missing = repos
                 .iter()
                 .map(|repo| repo.id.as_str())
                 .filter(|id| !listed.iter().any(|name| name == id))
-                .collect();
+                .collect::<Vec<_>>()
+                .join(", ");
             checks.push(if missing.is_empty() {
                 Check::pass(
                     item,
-                    &format!("`{key}:` de los metadatos nombra todos los de space.toml"),
+                    said!(
+                        "`{key}:` de los metadatos nombra todos los de space.toml",
+                        "the metadata's `{key}:` names all of space.toml's",
+                        "`{key}:` dos metadados nomeia todos os do space.toml",
+                    ),
                 )
             } else {
                 Check::fail(
                     item,
-                    &format!(
-                        "a `{key}:` de los metadatos le falta {} (que está en space.toml): añádelo",
-                        missing.join(", ")
+                    said!(
+                        "a `{key}:` de los metadatos le falta {missing} (que está en space.toml): añádelo",
+                        "the metadata's `{key}:` lacks {missing} (which space.toml has): add it",
+                        "falta {missing} em `{key}:` dos metadados (está no space.toml): adicionem",
                     ),
                 )
             });
@@ -236,48 +381,158 @@ mod build {
             .iter()
             .map(|rule| {
                 let check = match rule.check {
-                    RuleCheck::Video => match &space.project.video {
-                        Some(video) => Check::pass("Vídeo del equipo", &format!("`project.video`: {}", video.as_str())),
-                        None => Check::fail("Vídeo del equipo", "falta `[project] video = \"https://…\"` en space.toml: el enlace al vídeo"),
-                    },
+                    RuleCheck::Video => {
+                        let item = said!("Vídeo del equipo", "The team's video", "Vídeo da equipe");
+                        match &space.project.video {
+                            Some(video) => Check::pass(item, Said::same(format!("`project.video`: {}", video.as_str()))),
+                            None => Check::fail(
+                                item,
+                                said!(
+                                    "falta `[project] video = \"https://…\"` en space.toml: el enlace al vídeo",
+                                    "space.toml lacks `[project] video = \"https://…\"`: the video's link",
+                                    "falta `[project] video = \"https://…\"` no space.toml: o link do vídeo",
+                                ),
+                            ),
+                        }
+                    }
                     RuleCheck::DatasetKinds => {
-                        let unnamed: Vec<&str> = space.datasets.iter().filter(|repo| repo.kind.is_none()).map(|repo| repo.id.as_str()).collect();
+                        let item = said!(
+                            "Tipo de cada conjunto de datos",
+                            "Each dataset's kind",
+                            "Tipo de cada conjunto de dados"
+                        );
+                        let unnamed = space
+                            .datasets
+                            .iter()
+                            .filter(|repo| repo.kind.is_none())
+                            .map(|repo| repo.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ");
                         if unnamed.is_empty() {
-                            Check::pass("Tipo de cada conjunto de datos", "cada `[[datasets]]` tiene su `kind`")
+                            Check::pass(
+                                item,
+                                said!(
+                                    "cada `[[datasets]]` tiene su `kind`",
+                                    "every `[[datasets]]` has its `kind`",
+                                    "cada `[[datasets]]` tem seu `kind`",
+                                ),
+                            )
                         } else {
-                            Check::fail("Tipo de cada conjunto de datos", &format!("falta `kind = \"prompt\"` (o \"dpo\", \"kto\", \"image\") en los `[[datasets]]` de {}", unnamed.join(", ")))
+                            Check::fail(
+                                item,
+                                said!(
+                                    "falta `kind = \"prompt\"` (o \"dpo\", \"kto\", \"image\") en los `[[datasets]]` de {unnamed}",
+                                    "`kind = \"prompt\"` (or \"dpo\", \"kto\", \"image\") is missing from the `[[datasets]]` of {unnamed}",
+                                    "falta `kind = \"prompt\"` (ou \"dpo\", \"kto\", \"image\") nos `[[datasets]]` de {unnamed}",
+                                ),
+                            )
                         }
                     }
                     RuleCheck::Organisation => {
-                        let outside: Vec<&str> = space.datasets.iter().chain(&space.models).map(|repo| repo.id.as_str()).filter(|id| id.split('/').next() != Some(edition.organisation.as_str())).collect();
+                        let item = said!(
+                            "Organización de la edición",
+                            "The edition's organisation",
+                            "Organização da edição"
+                        );
+                        let organisation = &edition.organisation;
+                        let outside = space
+                            .datasets
+                            .iter()
+                            .chain(&space.models)
+                            .map(|repo| repo.id.as_str())
+                            .filter(|id| id.split('/').next() != Some(organisation.as_str()))
+                            .collect::<Vec<_>>()
+                            .join(", ");
                         if outside.is_empty() {
-                            Check::pass("Organización de la edición", &format!("los conjuntos de datos y modelos están en {}", edition.organisation))
+                            Check::pass(
+                                item,
+                                said!(
+                                    "los conjuntos de datos y modelos están en {organisation}",
+                                    "the datasets and models are under {organisation}",
+                                    "os conjuntos de dados e modelos estão em {organisation}",
+                                ),
+                            )
                         } else {
-                            Check::warn("Organización de la edición", &format!("fuera de {}: {} (y publica la demo allí también)", edition.organisation, outside.join(", ")))
+                            Check::warn(
+                                item,
+                                said!(
+                                    "fuera de {organisation}: {outside} (y publica la demo allí también)",
+                                    "outside {organisation}: {outside} (and publish the demo there too)",
+                                    "fora de {organisation}: {outside} (e publiquem a demo lá também)",
+                                ),
+                            )
                         }
                     }
-                    RuleCheck::Evaluation => match (model_card, evaluations.len()) {
-                        (None, _) => Check::fail("Resultados de evaluación", "no hay tarjeta del modelo que leer (ver «Tarjeta del modelo»)"),
-                        (Some(_), 0) => Check::fail("Resultados de evaluación", "la tarjeta del modelo no tiene resultados en `model-index`: añade los de vuestras evaluaciones"),
-                        (Some(_), count) => Check::pass("Resultados de evaluación", &format!("{count} resultados en `model-index` (tabla abajo)")),
-                    },
-                    RuleCheck::Emissions => match model_card.map(emissions) {
-                        None => Check::fail("Emisiones de CO₂ (CodeCarbon)", "no hay tarjeta del modelo que leer (ver «Tarjeta del modelo»)"),
-                        Some(Ok(declared)) => Check::pass("Emisiones de CO₂ (CodeCarbon)", &declared),
-                        Some(Err(missing)) => Check::fail("Emisiones de CO₂ (CodeCarbon)", &missing),
-                    },
+                    RuleCheck::Evaluation => {
+                        let item = said!(
+                            "Resultados de evaluación",
+                            "Evaluation results",
+                            "Resultados de avaliação"
+                        );
+                        match (model_card, evaluations.len()) {
+                            (None, _) => Check::fail(item, no_model_card()),
+                            (Some(_), 0) => Check::fail(
+                                item,
+                                said!(
+                                    "la tarjeta del modelo no tiene resultados en `model-index`: añade los de vuestras evaluaciones",
+                                    "the model card has no results in `model-index`: add your evaluations'",
+                                    "o cartão do modelo não tem resultados em `model-index`: adicionem os das avaliações de vocês",
+                                ),
+                            ),
+                            (Some(_), count) => Check::pass(
+                                item,
+                                said!(
+                                    "{count} resultados en `model-index` (tabla abajo)",
+                                    "{count} results in `model-index` (table below)",
+                                    "{count} resultados em `model-index` (tabela abaixo)",
+                                ),
+                            ),
+                        }
+                    }
+                    RuleCheck::Emissions => {
+                        let item = said!(
+                            "Emisiones de CO₂ (CodeCarbon)",
+                            "CO₂ emissions (CodeCarbon)",
+                            "Emissões de CO₂ (CodeCarbon)"
+                        );
+                        match model_card.map(emissions) {
+                            None => Check::fail(item, no_model_card()),
+                            Some(Ok(declared)) => Check::pass(item, declared),
+                            Some(Err(missing)) => Check::fail(item, missing),
+                        }
+                    }
                 };
+                let (year, wording) = (&edition.year, &rule.rule);
+                let (es, en, pt) = (&wording.es, &wording.en, &wording.pt);
+                let why = said!(
+                    " — norma de la edición {year}: «{es}»",
+                    " — rule of the {year} edition: «{en}»",
+                    " — regra da edição {year}: «{pt}»",
+                );
                 Check {
-                    reason: format!("{} — norma de la edición {}: «{}»", check.reason, edition.year, rule.rule),
+                    reason: Said {
+                        es: check.reason.es.clone() + &why.es,
+                        en: check.reason.en.clone() + &why.en,
+                        pt: check.reason.pt.clone() + &why.pt,
+                    },
                     ..check
                 }
             })
             .collect();
+        let name = &edition.name;
         Some(CheckGroup {
-            title: format!("Normas de {}", edition.name),
-            source: "space.toml, tarjeta del modelo (space/editions.toml)".into(),
+            title: said!("Normas de {name}", "Rules of {name}", "Regras de {name}"),
+            source: "space.toml, README.md (model), space/editions.toml".into(),
             checks,
         })
+    }
+
+    fn no_model_card() -> Said {
+        said!(
+            "no hay tarjeta del modelo que leer (ver «Tarjeta del modelo»)",
+            "there is no model card to read (see «Model card»)",
+            "não há cartão do modelo para ler (ver «Cartão do modelo»)",
+        )
     }
 
     /// The model card's text: the one `[cards] model` gives, else the one fetched.
@@ -292,7 +547,7 @@ mod build {
 
     /// A card given in `[cards]`, else the one fetched from the Hub, else why there is none.
     fn card_group(
-        title: &str,
+        title: Said,
         kind: CardKind,
         given: Option<&Path>,
         fetched: Option<FetchedCard>,
@@ -301,16 +556,20 @@ mod build {
     ) -> CheckGroup {
         let read = |path: &Path, source: String| match std::fs::read_to_string(path) {
             Ok(text) => (source, check_card(kind, &text, expected_datasets)),
-            Err(error) => (
-                source,
-                vec![Check::fail(
-                    title,
-                    &format!(
-                        "no se puede leer {} ({error}): corrige `[cards] {key}` en space.toml",
-                        path.display()
-                    ),
-                )],
-            ),
+            Err(error) => {
+                let path = path.display();
+                (
+                    source,
+                    vec![Check::fail(
+                        title.clone(),
+                        said!(
+                            "no se puede leer {path} ({error}): corrige `[cards] {key}` en space.toml",
+                            "cannot read {path} ({error}): fix `[cards] {key}` in space.toml",
+                            "não é possível ler {path} ({error}): corrijam `[cards] {key}` no space.toml",
+                        ),
+                    )],
+                )
+            }
         };
         let (source, checks) = match (given, fetched) {
             (Some(path), _) => read(path, path.display().to_string()),
@@ -320,24 +579,28 @@ mod build {
             (None, Some(FetchedCard::Failed { repo, reason })) => (
                 repo.clone(),
                 vec![Check::fail(
-                    title,
-                    &format!(
-                        "no se pudo traer del Hub la tarjeta de {repo} ({reason}): copia su README.md junto a space.toml y escribe `[cards] {key} = \"…\"`"
+                    title.clone(),
+                    said!(
+                        "no se pudo traer del Hub la tarjeta de {repo} ({reason}): copia su README.md junto a space.toml y escribe `[cards] {key} = \"…\"`",
+                        "the card of {repo} could not be fetched from the Hub ({reason}): copy its README.md beside space.toml and write `[cards] {key} = \"…\"`",
+                        "não foi possível trazer do Hub o cartão de {repo} ({reason}): copiem o README.md dele junto ao space.toml e escrevam `[cards] {key} = \"…\"`",
                     ),
                 )],
             ),
             (None, None) => (
                 "space.toml".to_owned(),
                 vec![Check::fail(
-                    title,
-                    &format!(
-                        "no hay tarjeta: copia el README.md del repositorio junto a space.toml y escribe `[cards] {key} = \"…\"`"
+                    title.clone(),
+                    said!(
+                        "no hay tarjeta: copia el README.md del repositorio junto a space.toml y escribe `[cards] {key} = \"…\"`",
+                        "there is no card: copy the repository's README.md beside space.toml and write `[cards] {key} = \"…\"`",
+                        "não há cartão: copiem o README.md do repositório junto ao space.toml e escrevam `[cards] {key} = \"…\"`",
                     ),
                 )],
             ),
         };
         CheckGroup {
-            title: title.to_owned(),
+            title,
             source,
             checks,
         }
@@ -359,17 +622,21 @@ mod build {
         let evaluations = model_card.as_deref().map(evaluations).unwrap_or_default();
         let mut groups = vec![
             CheckGroup {
-                title: "Ficha del proyecto".into(),
+                title: said!("Ficha del proyecto", "Project sheet", "Ficha do projeto"),
                 source: "space.toml".into(),
                 checks: project_checks(space),
             },
             CheckGroup {
-                title: "Enlaces en el README del Space".into(),
+                title: said!(
+                    "Enlaces en el README del Space",
+                    "Links in the Space's README",
+                    "Links no README do Space"
+                ),
                 source: "README.md".into(),
                 checks: readme_checks(space, readme),
             },
             card_group(
-                "Tarjeta del modelo",
+                said!("Tarjeta del modelo", "Model card", "Cartão do modelo"),
                 CardKind::Model,
                 space.cards.model.as_deref(),
                 fetched_model_card,
@@ -377,7 +644,11 @@ mod build {
                 &datasets,
             ),
             card_group(
-                "Tarjeta del conjunto de datos",
+                said!(
+                    "Tarjeta del conjunto de datos",
+                    "Dataset card",
+                    "Cartão do conjunto de dados"
+                ),
                 CardKind::Dataset,
                 space.cards.dataset.as_deref(),
                 fetched(CardKind::Dataset),
@@ -418,7 +689,7 @@ mod tests {
             .checks
             .iter()
             .filter(|check| !check.passed)
-            .map(|check| format!("{}: {}", check.item, check.reason))
+            .map(|check| format!("{}: {}", check.item.es, check.reason.es))
             .collect()
     }
 
@@ -519,6 +790,7 @@ mod tests {
         assert!(
             report.groups[0].checks[3]
                 .reason
+                .es
                 .contains("ODS 4 (Educación de calidad)")
         );
     }
@@ -556,7 +828,7 @@ mod tests {
         let titles: Vec<&str> = report
             .groups
             .iter()
-            .map(|group| group.title.as_str())
+            .map(|group| group.title.es.as_str())
             .collect();
         assert_eq!(
             titles,
@@ -578,13 +850,31 @@ mod tests {
         });
         let group = report.groups.last().unwrap();
         assert_eq!(
-            group.title,
+            group.title.es,
             "Normas de Hackathon SomosNLP 2025: alineamiento cultural de LLMs"
+        );
+        // Every line of the checklist is written in each language of the interface.
+        for check in report.groups.iter().flat_map(|group| &group.checks) {
+            for said in [&check.item, &check.reason] {
+                assert!(
+                    [&said.es, &said.en, &said.pt]
+                        .iter()
+                        .all(|text| !text.trim().is_empty()),
+                    "{said:?}"
+                );
+            }
+        }
+        assert_eq!(group.checks[0].item.pt, "Vídeo da equipe");
+        assert!(
+            group.checks[0]
+                .reason
+                .en
+                .contains("rule of the 2025 edition: «To compete for the prizes")
         );
         let verdicts: Vec<(&str, bool, bool)> = group
             .checks
             .iter()
-            .map(|check| (check.item.as_str(), check.passed, check.warning))
+            .map(|check| (check.item.es.as_str(), check.passed, check.warning))
             .collect();
         assert_eq!(
             verdicts,
@@ -599,23 +889,27 @@ mod tests {
         assert!(
             group.checks[0]
                 .reason
+                .es
                 .contains("norma de la edición 2025: «Para optar a los premios"),
             "{}",
-            group.checks[0].reason
+            group.checks[0].reason.es
         );
         assert!(
             group.checks[1]
                 .reason
+                .es
                 .contains("tu-organizacion/tu-corpus-instrucciones")
         );
         assert!(
             group.checks[2]
                 .reason
+                .es
                 .contains("fuera de somosnlp-hackathon-2025")
         );
         assert!(
             group.checks[4]
                 .reason
+                .es
                 .contains("no declara `co2_eq_emissions`")
         );
 
@@ -657,6 +951,7 @@ mod tests {
         assert!(
             group.checks[4]
                 .reason
+                .es
                 .starts_with("1250 g de CO₂ (codecarbon, fine-tuning)")
         );
         assert_eq!(

@@ -25,7 +25,16 @@ pub struct Edition {
 pub struct Rule {
     pub check: RuleCheck,
     /// The rule in the organisers' words, paraphrased: why the check applies.
-    pub rule: String,
+    pub rule: Wording,
+}
+
+/// A text in the interface's three languages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wording {
+    pub es: String,
+    pub en: String,
+    pub pt: String,
 }
 
 /// The checks an edition's rule can ask for.
@@ -87,12 +96,11 @@ mod tests {
                 edition.year
             );
             assert!(!edition.organisation.is_empty() && !edition.name.is_empty());
-            assert!(
-                edition
-                    .rules
+            assert!(edition.rules.iter().all(|rule| {
+                [&rule.rule.es, &rule.rule.en, &rule.rule.pt]
                     .iter()
-                    .all(|rule| !rule.rule.trim().is_empty())
-            );
+                    .all(|text| !text.trim().is_empty())
+            }));
         }
         assert!(
             edition("2024").unwrap().rules.is_empty(),

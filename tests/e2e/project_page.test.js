@@ -84,7 +84,7 @@ test('in Portuguese the project page, the chat, the judges\' and the corpus page
   page.on('pageerror', (error) => errors.push(`exception: ${error.message}`));
   for (const [path, name, words] of [
     ['/', 'project', ['Motivação', 'Experimente o modelo', 'Ajustes do modelo', 'Equipe']],
-    ['/jurado', 'judges', ['Página do júri', 'Dados dos modelos']],
+    ['/jurado', 'judges', ['Página do júri', 'Dados dos modelos', 'Ficha do projeto', 'Licença nos metadados']],
     ['/corpus', 'corpus', ['O corpus']],
   ]) {
     await page.goto(`${baseUrl}${path}`);
@@ -92,7 +92,7 @@ test('in Portuguese the project page, the chat, the judges\' and the corpus page
     assert.equal(await page.getAttribute('html', 'lang'), 'pt', path);
     const text = await page.textContent('body');
     for (const word of words) assert.ok(text.includes(word), `${path}: no «${word}»`);
-    for (const spanish of ['Prueba el modelo', 'Ajustes del modelo', 'Página del jurado', 'Saltar al contenido']) {
+    for (const spanish of ['Prueba el modelo', 'Ajustes del modelo', 'Página del jurado', 'Saltar al contenido', 'Ficha del proyecto', 'Licencia en los metadatos']) {
       assert.ok(!text.includes(spanish), `${path}: still says «${spanish}»`);
     }
     await page.screenshot({ path: `${artifacts}${name}-pt.png`, fullPage: true });

@@ -8,8 +8,9 @@ use super::chat::{number, platform};
 use super::{Footer, TopBar, loaded, use_strings};
 use crate::conversation::{AnswerStats, SavedTurn, Settings, Speaker, StreamEvent, request_body};
 use crate::facts::{ModelFacts, ModelRole};
+use crate::i18n::Lang;
 use crate::i18n::Strings;
-use crate::judge::{CheckGroup, Evaluation, JudgeReport};
+use crate::judge::{CheckGroup, Evaluation, JudgeReport, Said};
 use crate::markdown;
 use crate::space::{ChatDefaults, ChatExample};
 
@@ -87,9 +88,12 @@ fn Report(report: JudgeReport) -> impl IntoView {
 #[component]
 fn Checklist(group: CheckGroup) -> impl IntoView {
     let strings = use_strings();
+    let lang = expect_context::<RwSignal<Lang>>();
+    // The checklist is written in every language; the visitor's is shown.
+    let in_lang = move |said: Said| move || said.pick(lang.get()).to_owned();
     view! {
         <section class="section checklist">
-            <h2>{group.title}</h2>
+            <h2>{in_lang(group.title)}</h2>
             <p class="source">{move || strings().source_file}": "<code>{group.source}</code></p>
             <ul>
                 {group
@@ -111,8 +115,8 @@ fn Checklist(group: CheckGroup) -> impl IntoView {
                             <li class=class>
                                 <span class="mark" aria-hidden="true">{mark}</span>
                                 <span class="visually-hidden">{verdict}": "</span>
-                                <strong>{check.item}</strong>
-                                <span class="reason">{check.reason}</span>
+                                <strong>{in_lang(check.item)}</strong>
+                                <span class="reason">{in_lang(check.reason)}</span>
                             </li>
                         }
                     })
