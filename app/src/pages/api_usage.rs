@@ -69,9 +69,10 @@ pub fn ApiUsage(question: String) -> impl IntoView {
             <h2 id="api-titulo">{move || strings().use_api}</h2>
             <p>{move || strings().use_api_intro}</p>
             <h3>{move || strings().with_curl}</h3>
-            <pre class="snippet"><code class="curl">{move || curl_example(&origin.get(), &curl_question)}</code></pre>
+            // Focusable: a keyboard scrolls the wide lines sideways.
+            <pre class="snippet" tabindex="0" aria-label=move || strings().with_curl><code class="curl">{move || curl_example(&origin.get(), &curl_question)}</code></pre>
             <h3>{move || strings().with_python}</h3>
-            <pre class="snippet"><code class="python">{move || python_example(&origin.get(), &question)}</code></pre>
+            <pre class="snippet" tabindex="0" aria-label=move || strings().with_python><code class="python">{move || python_example(&origin.get(), &question)}</code></pre>
         </section>
     }
 }
