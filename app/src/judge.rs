@@ -368,6 +368,7 @@ mod build {
     /// given with its wording (`space/editions.toml`) as the reason it applies.
     fn edition_group(
         space: &Space,
+        space_id: Option<&str>,
         edition: &space::editions::Edition,
         model_card: Option<&str>,
         evaluations: &[Evaluation],
@@ -440,6 +441,7 @@ mod build {
                             .iter()
                             .chain(&space.models)
                             .map(|repo| repo.id.as_str())
+                            .chain(space_id)
                             .filter(|id| id.split('/').next() != Some(organisation.as_str()))
                             .collect::<Vec<_>>()
                             .join(", ");
@@ -447,9 +449,9 @@ mod build {
                             Check::pass(
                                 item,
                                 said!(
-                                    "los conjuntos de datos y modelos están en {organisation}",
-                                    "the datasets and models are under {organisation}",
-                                    "os conjuntos de dados e modelos estão em {organisation}",
+                                    "los conjuntos de datos y modelos (y el Space, si se sabe) están en {organisation}",
+                                    "the datasets and models (and the Space, where known) are under {organisation}",
+                                    "os conjuntos de dados e modelos (e o Space, se conhecido) estão em {organisation}",
                                 ),
                             )
                         } else {
@@ -608,8 +610,10 @@ mod build {
 
     /// The whole report; `readme` is the Space's README.md, if found; `fetched` gives the cards
     /// the server fetched from the Hub for what `[cards]` leaves out.
+    /// `space_id` is the Space's own `owner/name` on the Hub (its `SPACE_ID`), when known.
     pub fn build_report(
         space: &Space,
+        space_id: Option<&str>,
         readme: Option<&str>,
         models: Vec<ModelFacts>,
         fetched: impl Fn(CardKind) -> Option<FetchedCard>,
@@ -658,6 +662,7 @@ mod build {
         ];
         groups.extend(edition_group(
             space,
+            space_id,
             edition,
             model_card.as_deref(),
             &evaluations,
@@ -696,7 +701,7 @@ mod tests {
     #[test]
     fn the_shipped_template_is_flagged_item_by_item() {
         let space = crate::space::parse(SHIPPED, "space.toml").unwrap();
-        let report = build_report(&space, Some(README), Vec::new(), |_| None);
+        let report = build_report(&space, None, Some(README), Vec::new(), |_| None);
         let failures = failed(&report, 0);
         let items: Vec<&str> = failures
             .iter()
@@ -720,7 +725,7 @@ mod tests {
                 "Datasets en README.md: a `datasets:` de los metadatos le falta tu-organizacion/tu-corpus-instrucciones (que está en space.toml): añádelo"
             ]
         );
-        let no_readme = build_report(&space, None, Vec::new(), |_| None);
+        let no_readme = build_report(&space, None, None, Vec::new(), |_| None);
         assert!(failed(&no_readme, 1)[0].contains("no hay README.md"));
     }
 
@@ -747,7 +752,7 @@ mod tests {
                 path: card.clone(),
             }),
         };
-        let report = build_report(&space, Some(README), Vec::new(), fetched);
+        let report = build_report(&space, None, Some(README), Vec::new(), fetched);
         assert_eq!(
             failed(&report, 2),
             [
@@ -783,7 +788,7 @@ mod tests {
             .replace("tu-usuario", "ana-perez")
             .replace("otro-usuario", "luis-gomez");
         let space = crate::space::parse(&filled, "space.toml").unwrap();
-        let report = build_report(&space, Some(README), Vec::new(), |_| None);
+        let report = build_report(&space, None, Some(README), Vec::new(), |_| None);
         assert_eq!(failed(&report, 0), Vec::<String>::new());
         assert_eq!(failed(&report, 1), Vec::<String>::new());
         assert_eq!(report.groups[0].checks.len(), 7);
@@ -822,9 +827,13 @@ mod tests {
     #[test]
     fn edition_2024_checks_what_it_always_did() {
         let card = card_file("2024", "---\nlicense: mit\n---\n# Modelo\n");
-        let report = build_report(&in_edition("2024", &card), Some(README), Vec::new(), |_| {
-            None
-        });
+        let report = build_report(
+            &in_edition("2024", &card),
+            None,
+            Some(README),
+            Vec::new(),
+            |_| None,
+        );
         let titles: Vec<&str> = report
             .groups
             .iter()
@@ -845,9 +854,13 @@ mod tests {
     #[test]
     fn edition_2025_checks_its_rules_and_says_why_they_apply() {
         let bare = card_file("bare", "---\nlicense: mit\n---\n# Modelo\n");
-        let report = build_report(&in_edition("2025", &bare), Some(README), Vec::new(), |_| {
-            None
-        });
+        let report = build_report(
+            &in_edition("2025", &bare),
+            None,
+            Some(README),
+            Vec::new(),
+            |_| None,
+        );
         let group = report.groups.last().unwrap();
         assert_eq!(
             group.title.es,
@@ -938,8 +951,16 @@ mod tests {
                 "somosnlp-hackathon-2025/corpus\"\nkind = \"prompt\"",
             );
         let space = crate::space::parse(&filled, "space.toml").unwrap();
-        let report = build_report(&space, Some(README), Vec::new(), |_| None);
+        // On the Hub the Space's own id is known, and checked with the repositories.
+        let report = build_report(
+            &space,
+            Some("alguien/mi-demo"),
+            Some(README),
+            Vec::new(),
+            |_| None,
+        );
         let group = report.groups.last().unwrap();
+        assert!(group.checks[2].reason.es.contains("alguien/mi-demo"));
         let passed: Vec<bool> = group.checks.iter().map(|check| check.passed).collect();
         // The shipped model lives outside the edition's organisation: still a warning.
         assert_eq!(

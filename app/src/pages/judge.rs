@@ -23,8 +23,11 @@ pub async fn get_judge_report() -> Result<JudgeReport, ServerFnError> {
         .ok_or_else(|| ServerFnError::new("the server provides no model facts"))?;
     // The Space's README sits beside space.toml, in the folder the server runs in.
     let readme = std::fs::read_to_string("README.md").ok();
+    // The Hub tells a Space its own `owner/name`; elsewhere it is not known.
+    let space_id = std::env::var("SPACE_ID").ok();
     Ok(crate::judge::build_report(
         &space,
+        space_id.as_deref(),
         readme.as_deref(),
         facts.models(),
         |kind| facts.fetched_card(kind),
