@@ -151,7 +151,7 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
     }
     for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
         let columns = 512;
-        let (weights, inputs) = matrices(dtype, ROW_GROUP, columns, 7);
+        let (weights, inputs) = matrices(dtype, ROW_GROUP, columns, 11);
         let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
         let Format::Blocks(kind) = matmul.format else {
             panic!("{dtype:?} is held in blocks")
@@ -180,9 +180,9 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
             });
         let avx512 = avx512_inputs_function(kind).map(|several| ("AVX-512".to_owned(), several));
         for (kernel, several) in avx2.chain(avx512) {
-            // Past four, the AVX-512 kernel repeats the last input to fill its lanes.
-            for count in 2..=7 {
-                let mut sums = [[0f32; ROW_GROUP]; 7];
+            // AVX-512 from eight inputs, repeating the last input to fill its lanes past them.
+            for count in 2..=11 {
+                let mut sums = [[0f32; ROW_GROUP]; 11];
                 several(
                     &matmul.weights,
                     &rows[..count],
