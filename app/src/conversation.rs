@@ -6,7 +6,7 @@ use wire::feedback::{AnswerBackend, AnswerReport, Provenance, Rating, WireMessag
 use wire::generation::GenerateParams;
 use wire::limits;
 use wire::openai::{ChatCompletionRequest, ErrorBody, StreamData};
-use wire::worker::{WorkerEvent, WorkerRequest};
+use wire::worker::{ThreadLimit, WorkerEvent, WorkerRequest};
 use wire::{ChatMessage, Role};
 
 use crate::space::ChatDefaults;
@@ -28,6 +28,14 @@ pub struct AnswerStats {
     /// feedback on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
+    /// The model that wrote it: its name and quantisation ("qwen2.5-coder-0.5b Q4_K_M").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// In the browser: how many threads decoded it, and why fewer than the visitor's setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_limit: Option<ThreadLimit>,
 }
 
 /// One message as the browser keeps it.
@@ -105,6 +113,9 @@ pub struct Settings {
     pub max_tokens: u32,
     #[serde(default)]
     pub backend: BackendChoice,
+    /// The browser model's threads; `None`: the device's cores but one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_threads: Option<u32>,
 }
 
 impl From<&ChatDefaults> for Settings {
@@ -115,6 +126,7 @@ impl From<&ChatDefaults> for Settings {
             top_p: defaults.top_p,
             max_tokens: defaults.max_tokens,
             backend: BackendChoice::Auto,
+            browser_threads: None,
         }
     }
 }
@@ -125,6 +137,9 @@ impl Settings {
         self.temperature = limits::TEMPERATURE.clamp(self.temperature);
         self.top_p = limits::TOP_P.clamp(self.top_p);
         self.max_tokens = limits::MAX_TOKENS.clamp(self.max_tokens);
+        self.browser_threads = self
+            .browser_threads
+            .map(|n| limits::BROWSER_THREADS.clamp(n));
         self
     }
 }
@@ -249,7 +264,10 @@ pub fn answer_report(
 /// What the browser worker reports (the `worker` crate's `WorkerEvent`), as the chat needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WorkerMessage {
-    Started,
+    Started {
+        threads: u32,
+        limit: Option<ThreadLimit>,
+    },
     Progress {
         done: u64,
         total: u64,
@@ -265,7 +283,7 @@ pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
     let event: WorkerEvent =
         serde_json::from_str(json).map_err(|error| ChatError::other(error.to_string()))?;
     Ok(match event {
-        WorkerEvent::Started => WorkerMessage::Started,
+        WorkerEvent::Started { threads, limit } => WorkerMessage::Started { threads, limit },
         WorkerEvent::Progress {
             done,
             total,
@@ -283,6 +301,9 @@ pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
                 tokens_per_second: completion.timings.decode_tokens_per_second,
                 device: wire::device::BROWSER.to_owned(),
                 receipt: None,
+                model: String::new(),
+                threads: None,
+                thread_limit: None,
             }))
         }
         WorkerEvent::Failed { message } => WorkerMessage::Failed(message),
@@ -300,6 +321,16 @@ pub enum StreamEvent {
     },
     Finished(AnswerStats),
     Nothing,
+}
+
+/// How an answer names its model: the name, then the file's quantisation when known.
+pub fn model_label(name: &str, quantization: &str) -> String {
+    [name, quantization]
+        .iter()
+        .filter(|part| !part.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Reads one `data:` payload; `Err` carries an error the server sent mid-stream.
@@ -322,6 +353,7 @@ pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
     }
     if let Some(usage) = chunk.usage {
         let timings = chunk.timings.unwrap_or_default();
+        let model = model_label(&chunk.model, &timings.quantization);
         return Ok(StreamEvent::Finished(AnswerStats {
             tokens: usage.completion_tokens as u64,
             tokens_per_second: timings.decode_tokens_per_second,
@@ -331,6 +363,9 @@ pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
                 timings.device
             },
             receipt: chunk.receipt,
+            model,
+            threads: None,
+            thread_limit: None,
         }));
     }
     Ok(StreamEvent::Nothing)
@@ -432,6 +467,7 @@ mod tests {
             top_p: 0.5,
             max_tokens: 64,
             backend: BackendChoice::Auto,
+            browser_threads: None,
         };
         let turns = [
             turn(
@@ -479,6 +515,7 @@ mod tests {
             top_p: 0.8,
             max_tokens: 99,
             backend: BackendChoice::Auto,
+            browser_threads: None,
         };
         let meta = AnswerMeta {
             answer_key: "answer-1".into(),
@@ -498,6 +535,9 @@ mod tests {
             tokens_per_second: 9.0,
             device: "wasm".into(),
             receipt: None,
+            model: String::new(),
+            threads: None,
+            thread_limit: None,
         };
         let report = answer_report(
             "conv-1",
@@ -547,6 +587,7 @@ mod tests {
             top_p: 1.0,
             max_tokens: 24,
             backend: BackendChoice::Browser,
+            browser_threads: None,
         };
         let turns = [turn(Speaker::Visitor, "Hola", None)];
         let WorkerRequest::Generate { messages, params } = worker_request(&turns, &settings, 42)
@@ -573,8 +614,13 @@ mod tests {
     #[test]
     fn worker_messages_are_read() {
         assert_eq!(
-            parse_worker_message(r#"{"type":"started"}"#),
-            Ok(WorkerMessage::Started)
+            parse_worker_message(
+                r#"{"type":"started","threads":1,"limit":{"reason":"not_isolated"}}"#
+            ),
+            Ok(WorkerMessage::Started {
+                threads: 1,
+                limit: Some(ThreadLimit::NotIsolated)
+            })
         );
         assert_eq!(
             parse_worker_message(r#"{"type":"progress","done":5,"total":10,"from_cache":true}"#),
@@ -592,6 +638,9 @@ mod tests {
                 tokens_per_second: 9.5,
                 device: "wasm".into(),
                 receipt: None,
+                model: String::new(),
+                threads: None,
+                thread_limit: None,
             })))
         );
         assert_eq!(
@@ -612,7 +661,7 @@ mod tests {
                 estimated_wait_seconds: Some(12.0)
             })
         );
-        let last = r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"completion_tokens":9},"timings":{"decode_tokens_per_second":31.5,"device":"cpu"},"receipt":"ab12"}"#;
+        let last = r#"{"model":"qwen2.5-coder-0.5b","choices":[{"delta":{},"finish_reason":"stop"}],"usage":{"completion_tokens":9},"timings":{"decode_tokens_per_second":31.5,"device":"cpu","quantization":"Q4_K_M"},"receipt":"ab12"}"#;
         assert_eq!(
             parse_event(last),
             Ok(StreamEvent::Finished(AnswerStats {
@@ -620,6 +669,9 @@ mod tests {
                 tokens_per_second: 31.5,
                 device: "cpu".into(),
                 receipt: Some("ab12".into()),
+                model: "qwen2.5-coder-0.5b Q4_K_M".into(),
+                threads: None,
+                thread_limit: None,
             }))
         );
         assert_eq!(
@@ -651,11 +703,17 @@ mod tests {
             top_p: 7.0,
             max_tokens: 0,
             backend: BackendChoice::Browser,
+            browser_threads: Some(64),
         }
         .clamped();
         assert_eq!(
-            (wild.temperature, wild.top_p, wild.max_tokens),
-            (0.7, 1.0, 1)
+            (
+                wild.temperature,
+                wild.top_p,
+                wild.max_tokens,
+                wild.browser_threads
+            ),
+            (0.7, 1.0, 1, Some(8))
         );
     }
 }

@@ -21,6 +21,7 @@ struct FrontMatter {
     tags: Vec<String>,
     license: String,
     suggested_hardware: String,
+    custom_headers: BTreeMap<String, String>,
     #[serde(flatten)]
     others: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -69,6 +70,18 @@ fn front_matter_declares_a_docker_space_on_port_7860() {
         "unexpected keys: {:?}",
         front.others.keys()
     );
+}
+
+/// On the Hub these headers come from the front matter, locally from the server: the same
+/// values, or the browser's threads work in one place only.
+#[test]
+fn front_matter_sends_the_servers_isolation_headers() {
+    let front = front_matter();
+    let expected: BTreeMap<String, String> = wire::worker::ISOLATION_HEADERS
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    assert_eq!(front.custom_headers, expected);
 }
 
 #[test]

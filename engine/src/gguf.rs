@@ -145,6 +145,31 @@ impl Gguf {
             .unwrap_or_default()
     }
 
+    /// Whether a file of `bytes` bytes holds every tensor its header lists: a download or copy
+    /// cut short still has a readable header.
+    pub fn check_length(&self, bytes: u64) -> Result<()> {
+        let end = self
+            .content
+            .tensor_infos
+            .values()
+            .map(|info| {
+                let dtype = info.ggml_dtype;
+                let size = info.shape.elem_count() / dtype.block_size() * dtype.type_size();
+                self.content.tensor_data_offset + info.offset + size as u64
+            })
+            .max()
+            .unwrap_or(self.content.tensor_data_offset);
+        if end > bytes {
+            return Err(EngineError::InvalidGguf {
+                file: self.file.clone(),
+                reason: format!(
+                    "it is cut short: its tensors end at byte {end}, but the file has {bytes} bytes"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// What the header says of the model, without reading any weight.
     pub fn info(&self) -> crate::ModelInfo {
         let mut types = std::collections::HashMap::<String, usize>::new();

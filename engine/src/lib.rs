@@ -36,6 +36,7 @@ pub use generate::{
     Prompter, Timings, Usage,
 };
 pub use gguf::{Architecture, Gguf};
+pub use kernels::parallel::threads;
 pub use model::{Model, Sequence};
 pub use prefix::PrefixCache;
 pub use sampling::SamplingParams;

@@ -396,7 +396,7 @@ fn cpu_attention(
     };
     let mut output = vec![0f32; len * heads * head_dim];
     let shared = crate::kernels::parallel::SharedOutput::new(&mut output);
-    candle_core::utils::barrier_pool().execute_chunked(heads * len, |range| {
+    crate::kernels::parallel::for_each_range(heads * len, |range| {
         let mut weights = vec![0f32; position + len];
         let mut row = vec![0f32; head_dim];
         for task in range {
@@ -513,7 +513,7 @@ fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     }
     let mut hidden = vec![0f32; len * width];
     let shared = crate::kernels::parallel::SharedOutput::new(&mut hidden);
-    candle_core::utils::barrier_pool().execute_chunked(len, |tokens| {
+    crate::kernels::parallel::for_each_range(len, |tokens| {
         let mut row = vec![0f32; width];
         for t in tokens {
             let gate = &gates[row_of(gate_layout, t)];

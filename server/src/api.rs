@@ -125,14 +125,33 @@ impl Api {
 
     /// The model's name, where it runs and its file's sha256 (empty for a remote backend),
     /// for the answers.
-    fn answering_model(&self, prompt: &Prompt) -> (String, &'static str, String) {
+    fn answering_model(&self, prompt: &Prompt) -> AnsweringModel {
         match prompt {
-            Prompt::Messages(_) => ("remote".into(), wire::device::REMOTE, String::new()),
+            Prompt::Messages(_) => AnsweringModel {
+                name: "remote".into(),
+                quantization: String::new(),
+                device: wire::device::REMOTE,
+                sha256: String::new(),
+            },
             Prompt::Ids(_, inference) => match inference.state() {
                 ModelState::Ready {
-                    name, place, file, ..
-                } => (name, place.device(), file.sha256),
-                _ => (String::new(), wire::device::CPU, String::new()),
+                    name,
+                    info,
+                    place,
+                    file,
+                    ..
+                } => AnsweringModel {
+                    name,
+                    quantization: info.quantization,
+                    device: place.device(),
+                    sha256: file.sha256,
+                },
+                _ => AnsweringModel {
+                    name: String::new(),
+                    quantization: String::new(),
+                    device: wire::device::CPU,
+                    sha256: String::new(),
+                },
             },
         }
     }
@@ -314,11 +333,21 @@ async fn chat_completions(
     response
 }
 
+/// The model that writes an answer, as the answer names it.
+struct AnsweringModel {
+    name: String,
+    /// The file's (`Q4_K_M`…); empty for a remote backend.
+    quantization: String,
+    device: &'static str,
+    sha256: String,
+}
+
 /// What every chunk of one answer shares.
 #[derive(Clone)]
 struct Answer {
     id: String,
     model: String,
+    quantization: String,
     device: &'static str,
     claim: Arc<Claim>,
 }
@@ -372,6 +401,7 @@ impl Answer {
             prefill_ms: completion.timings.prefill_ms,
             decode_tokens_per_second: completion.timings.decode_tokens_per_second,
             device: self.device.into(),
+            quantization: self.quantization.clone(),
         });
         event_data(&chunk)
     }
@@ -396,14 +426,15 @@ async fn answer(
     let request = api.parse(body).await?;
     let stream = request.stream;
     let (prompt, params, asked) = api.prepare(request).await?;
-    let (model, device, sha256) = api.answering_model(&prompt);
+    let model = api.answering_model(&prompt);
     let answer = Answer {
         id: format!("chatcmpl-{}", unix_time_millis()),
-        model,
-        device,
+        model: model.name,
+        quantization: model.quantization,
+        device: model.device,
         claim: Arc::new(Claim {
             messages: asked,
-            sha256,
+            sha256: model.sha256,
             params: params.clone(),
         }),
     };

@@ -4,7 +4,6 @@
 //! each browser downloads it once. The server keeps a copy of its own to make a browser's
 //! answer again before it vouches for it ([`BrowserModel::remake`]).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use app::facts::{ModelFacts, ModelRole};
@@ -14,18 +13,20 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use engine::cache::{CachedFile, ModelCache};
 use engine::{ChatMessage, ChatModel, Flow, GenerateParams, LoadOptions};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use wire::health::{BrowserModelFile, Health};
+use wire::limits::too_large_for_a_browser;
 
 use crate::error::ApiError;
+use crate::inference::{FetchedFile, ResolvedModel};
 
 pub struct BrowserModel {
-    name: String,
-    file: CachedFile,
+    /// The models to try, in order: `[browser] model`, or the server's own and then the small
+    /// catalogue model for when a browser cannot hold the server's.
+    candidates: Vec<ResolvedModel>,
     /// `[browser] requantize`: how the browsers load it, and so how the server's copy must.
     requantize: bool,
     fetched: RwLock<Fetched>,
@@ -41,19 +42,24 @@ const REMAKES_AT_ONCE: usize = 4;
 
 enum Fetched {
     Pending,
-    Ready {
-        path: PathBuf,
-        bytes: u64,
-        info: Option<engine::ModelInfo>,
-    },
+    Ready(Ready),
     Failed(String),
 }
 
+/// The file browsers download, on this machine.
+struct Ready {
+    name: String,
+    file_name: String,
+    file: FetchedFile,
+    info: Option<engine::ModelInfo>,
+}
+
 impl BrowserModel {
-    pub fn new(name: String, file: CachedFile, requantize: bool) -> Arc<Self> {
+    /// `candidates` are tried in order; the first a browser can hold is served.
+    pub fn new(candidates: Vec<ResolvedModel>, requantize: bool) -> Arc<Self> {
+        assert!(!candidates.is_empty(), "a browser model to try");
         Arc::new(Self {
-            name,
-            file,
+            candidates,
             requantize,
             fetched: RwLock::new(Fetched::Pending),
             remaker: Mutex::new(None),
@@ -61,9 +67,26 @@ impl BrowserModel {
         })
     }
 
-    /// The sha256 of the file the browsers run.
-    pub fn sha256(&self) -> &str {
-        &self.file.sha256
+    fn fetched(&self) -> std::sync::RwLockReadGuard<'_, Fetched> {
+        self.fetched
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The name of the model browsers run, or will once it is fetched.
+    fn name(&self) -> String {
+        match &*self.fetched() {
+            Fetched::Ready(ready) => ready.name.clone(),
+            _ => self.candidates[0].name(),
+        }
+    }
+
+    /// The sha256 of the file the browsers run, once it is there.
+    pub fn sha256(&self) -> Option<String> {
+        match &*self.fetched() {
+            Fetched::Ready(ready) => Some(ready.file.sha256.clone()),
+            _ => None,
+        }
     }
 
     /// Makes again, with the server's copy of this model, the answer a visitor's browser says
@@ -94,13 +117,9 @@ impl BrowserModel {
         params: &GenerateParams,
         answer: &str,
     ) -> Result<(), ApiError> {
-        let path = match &*self
-            .fetched
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-        {
-            Fetched::Ready { path, .. } => path.clone(),
-            Fetched::Pending => return Err(ApiError::Loading(self.name.clone())),
+        let (path, file_name) = match &*self.fetched() {
+            Fetched::Ready(ready) => (ready.file.path.clone(), ready.file_name.clone()),
+            Fetched::Pending => return Err(ApiError::Loading(self.name())),
             Fetched::Failed(error) => return Err(ApiError::LoadFailed(error.clone())),
         };
         let mut remaker = self
@@ -119,7 +138,7 @@ impl BrowserModel {
                 };
                 let loaded = engine::load_chat_model(
                     &mut std::io::BufReader::new(file),
-                    &self.file.file_name,
+                    &file_name,
                     &options,
                     &engine::Device::Cpu,
                 )
@@ -139,34 +158,20 @@ impl BrowserModel {
         if made.starts_with(answer) {
             Ok(())
         } else {
-            Err(ApiError::NotRemade(self.name.clone()))
+            Err(ApiError::NotRemade(self.name()))
         }
     }
 
-    /// Brings the file into `cache` (downloading it on the first start).
-    pub fn fetch(&self, cache: &ModelCache) {
-        let fetched = cache
-            .get(&self.file, &mut |_, _| {})
-            .map_err(|error| error.to_string())
-            .and_then(|path| {
-                std::fs::metadata(&path)
-                    .map(|metadata| (path, metadata.len()))
-                    .map_err(|error| error.to_string())
-            });
-        let fetched = match fetched {
-            Ok((path, bytes)) => {
-                // The header only: what the judges' page and permalinks say of it.
-                let info = std::fs::File::open(&path)
-                    .ok()
-                    .and_then(|file| {
-                        engine::Gguf::read(&mut std::io::BufReader::new(file), &self.file.file_name)
-                            .ok()
-                    })
-                    .map(|gguf| gguf.info());
-                Fetched::Ready { path, bytes, info }
+    /// Brings the first candidate a browser can hold onto this machine (downloading it on the
+    /// first start), or says why none.
+    pub fn fetch(&self) {
+        let fetched = match first_that_fits(&self.candidates, &mut |_| Box::new(|_, _| {})) {
+            Ok((name, file)) => {
+                tracing::info!(model = %name, bytes = file.bytes, "browsers run this model");
+                Fetched::Ready(Ready::read(name, file))
             }
             Err(error) => {
-                tracing::error!(model = %self.name, %error, "the browser model could not be fetched: no browser fallback");
+                tracing::error!(model = %self.name(), %error, "the browser model could not be fetched: no browser fallback");
                 Fetched::Failed(error)
             }
         };
@@ -177,19 +182,14 @@ impl BrowserModel {
     }
 
     pub fn facts(&self) -> ModelFacts {
-        let mut facts =
-            ModelFacts::named(ModelRole::Browser, self.name.clone(), wire::device::BROWSER);
-        facts.sha256 = Some(self.file.sha256.clone());
-        match &*self
-            .fetched
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-        {
-            Fetched::Ready { bytes, info, .. } => {
+        let mut facts = ModelFacts::named(ModelRole::Browser, self.name(), wire::device::BROWSER);
+        match &*self.fetched() {
+            Fetched::Ready(ready) => {
                 facts.status = "ready".into();
                 facts.ready = true;
-                facts.file_bytes = Some(*bytes);
-                if let Some(info) = info.clone() {
+                facts.sha256 = Some(ready.file.sha256.clone());
+                facts.file_bytes = Some(ready.file.bytes);
+                if let Some(info) = ready.info.clone() {
                     crate::inference::fill_from_info(&mut facts, info);
                 }
             }
@@ -198,9 +198,82 @@ impl BrowserModel {
         }
         facts
     }
+}
 
+/// A download's progress, for one model.
+pub type ProgressFor<'a> = &'a mut dyn FnMut(&str) -> Box<dyn FnMut(u64, Option<u64>)>;
+
+/// Fetches `candidates` in order until one is small enough for a browser: its name and file.
+/// A candidate that fails or is too large is passed over, saying why, unless it is the last.
+pub fn first_that_fits(
+    candidates: &[ResolvedModel],
+    progress_for: ProgressFor,
+) -> Result<(String, FetchedFile), String> {
+    let mut last_refusal = String::from("no browser model");
+    for (index, candidate) in candidates.iter().enumerate() {
+        let name = candidate.name();
+        // A file on this machine is measured before its sha256 is read (a 7B file: seconds).
+        let size_on_disk = match candidate {
+            ResolvedModel::File(path) => std::fs::metadata(path).ok().map(|meta| meta.len()),
+            ResolvedModel::Cached { .. } => None,
+        };
+        let fetched = match size_on_disk.and_then(too_large_for_a_browser) {
+            Some(refusal) => Err(refusal),
+            None => candidate.fetch(&mut progress_for(&name)),
+        };
+        let refusal = match fetched {
+            Ok(file) => match too_large_for_a_browser(file.bytes) {
+                None => match readable(&file) {
+                    Ok(()) => return Ok((name, file)),
+                    Err(problem) => problem,
+                },
+                Some(refusal) => refusal,
+            },
+            Err(error) => error,
+        };
+        if let Some(next) = candidates.get(index + 1) {
+            tracing::warn!(model = %name, next = %next.name(), reason = %refusal, "browsers run the next model");
+        }
+        last_refusal = refusal;
+    }
+    Err(last_refusal)
+}
+
+/// Whether a browser could load `file` at all: a GGUF, whole. The server's own model, when
+/// broken, must not become the browsers' too.
+fn readable(file: &FetchedFile) -> Result<(), String> {
+    let name = file.path.display().to_string();
+    let opened = std::fs::File::open(&file.path).map_err(|error| format!("{name}: {error}"))?;
+    engine::Gguf::read(&mut std::io::BufReader::new(opened), &name)
+        .and_then(|gguf| gguf.check_length(file.bytes))
+        .map_err(|error| error.to_string())
+}
+
+impl Ready {
+    fn read(name: String, file: FetchedFile) -> Self {
+        let file_name = file.path.file_name().map_or_else(
+            || format!("{name}.gguf"),
+            |file_name| file_name.to_string_lossy().into_owned(),
+        );
+        // The header only: what the judges' page, permalinks and answers say of it.
+        let info = std::fs::File::open(&file.path)
+            .ok()
+            .and_then(|opened| {
+                engine::Gguf::read(&mut std::io::BufReader::new(opened), &file_name).ok()
+            })
+            .map(|gguf| gguf.info());
+        Self {
+            name,
+            file_name,
+            file,
+            info,
+        }
+    }
+
+    /// The file's address, carrying its sha256: browsers keep it for a year, so one URL must
+    /// never name two contents (a `path` model can change between two starts).
     fn url(&self) -> String {
-        format!("/models/{}", self.file.file_name)
+        format!("/models/{}?sha256={}", self.file_name, self.file.sha256)
     }
 
     fn etag(&self) -> String {
@@ -216,16 +289,17 @@ pub fn routes(model: Arc<BrowserModel>) -> Router {
 }
 
 async fn describe(State(model): State<Arc<BrowserModel>>) -> Response {
-    match &*model
-        .fetched
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-    {
-        Fetched::Ready { bytes, .. } => axum::Json(BrowserModelFile {
-            name: model.name.clone(),
-            url: model.url(),
-            sha256: model.file.sha256.clone(),
-            bytes: *bytes,
+    match &*model.fetched() {
+        Fetched::Ready(ready) => axum::Json(BrowserModelFile {
+            name: ready.name.clone(),
+            url: ready.url(),
+            sha256: ready.file.sha256.clone(),
+            bytes: ready.file.bytes,
+            quantization: ready
+                .info
+                .as_ref()
+                .map(|info| info.quantization.clone())
+                .unwrap_or_default(),
         })
         .into_response(),
         Fetched::Pending => (
@@ -249,15 +323,10 @@ async fn serve(
     Path(file): Path<String>,
     request: Request,
 ) -> Response {
-    let path = match &*model
-        .fetched
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-    {
-        Fetched::Ready { path, .. } if file == model.file.file_name => path.clone(),
+    let (path, etag) = match &*model.fetched() {
+        Fetched::Ready(ready) if file == ready.file_name => (ready.file.path.clone(), ready.etag()),
         _ => return (StatusCode::NOT_FOUND, "no such model file").into_response(),
     };
-    let etag = model.etag();
     let already_there = request
         .headers()
         .get(header::IF_NONE_MATCH)

@@ -199,10 +199,12 @@ async fn save(
         // it is one stored already (an edit, or the same answer sent twice).
         AnswerBackend::Browser => {
             let browser_model = &api.facts.browser_model;
+            // Not fetched yet: no browser can have run it, and the remake says so.
+            let sha256 = browser_model.sha256().unwrap_or_default();
             let receipt = api
                 .facts
                 .receipts
-                .sign_remade(&AnswerClaim::of_report(&report, browser_model.sha256()));
+                .sign_remade(&AnswerClaim::of_report(&report, &sha256));
             let (answer_key, known_receipt) = (report.answer_key.clone(), receipt.clone());
             let stored = api
                 .with_store(move |store| store.knows(&answer_key, &known_receipt))

@@ -67,6 +67,7 @@ pub struct ModelFile {
 
 /// A model file as the engine will load it: what space.toml's `[model]` (or `--model`) says,
 /// resolved once at start-up by [`ResolvedModel::resolve`].
+#[derive(Clone)]
 pub enum ResolvedModel {
     /// A file fetched and verified through the cache (a catalogue model or a pinned Hub file).
     Cached {
@@ -76,6 +77,13 @@ pub enum ResolvedModel {
     },
     /// A GGUF file on this machine, used as it is.
     File(PathBuf),
+}
+
+/// A model file ready on this machine.
+pub struct FetchedFile {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 impl ResolvedModel {
@@ -123,6 +131,32 @@ impl ResolvedModel {
                 path.display()
             )),
         }
+    }
+
+    /// The file on this machine, downloaded into the cache first if it comes from there
+    /// (`progress` follows the download).
+    pub fn fetch(&self, progress: engine::cache::Progress) -> Result<FetchedFile, String> {
+        let (path, sha256) = match self {
+            Self::Cached { cache, file, .. } => {
+                let path = cache
+                    .get(file, progress)
+                    .map_err(|error| error.to_string())?;
+                (path, file.sha256.clone())
+            }
+            Self::File(path) => {
+                let sha256 = engine::cache::file_sha256(path)
+                    .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+                (path.clone(), sha256)
+            }
+        };
+        let bytes = std::fs::metadata(&path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?
+            .len();
+        Ok(FetchedFile {
+            path,
+            sha256,
+            bytes,
+        })
     }
 
     /// The name the API and `/health` give the model: the catalogue's, or the file's stem.
@@ -198,24 +232,12 @@ impl Inference {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
         let loaded = (|| -> Result<(ChatModel, Where, ModelFile), String> {
-            let (path, sha256) = match &source {
-                ResolvedModel::Cached { cache, file, .. } => {
-                    let path = cache
-                        .get(file, &mut |done, total| {
-                            self.set_state(ModelState::Loading { done, total })
-                        })
-                        .map_err(|error| error.to_string())?;
-                    (path, file.sha256.clone())
-                }
-                ResolvedModel::File(path) => {
-                    let sha256 = engine::cache::file_sha256(path)
-                        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-                    (path.clone(), sha256)
-                }
-            };
-            let bytes = std::fs::metadata(&path)
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))?
-                .len();
+            let FetchedFile {
+                path,
+                sha256,
+                bytes,
+            } = source
+                .fetch(&mut |done, total| self.set_state(ModelState::Loading { done, total }))?;
             let chosen = engine::device::choose();
             if let Some(reason) = &chosen.cpu_because {
                 tracing::warn!(%reason, "this build has CUDA but runs on the CPU");

@@ -12,6 +12,7 @@ pub mod feedback;
 pub mod feedback_api;
 pub mod hub_cards;
 pub mod inference;
+pub mod isolation;
 pub mod metrics;
 pub mod receipts;
 pub mod remote;

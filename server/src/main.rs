@@ -8,7 +8,7 @@ use clap::Parser;
 use std::sync::Arc;
 
 use engine::LoadOptions;
-use engine::cache::{CachedFile, ModelCache};
+use engine::cache::ModelCache;
 use server::browser_model::BrowserModel;
 use server::facts::{Facts, FetchedCards};
 use server::inference::{Inference, ResolvedModel};
@@ -33,9 +33,10 @@ struct Cli {
     /// catalogue (smollm2-135m, qwen2.5-coder-0.5b), or the path of a GGUF file.
     #[arg(long, env = "VITRINA_MODEL", value_parser = model_source)]
     model: Option<ModelSource>,
-    /// The model visitors' browsers run, instead of space.toml's `[browser] model`.
-    #[arg(long, env = "VITRINA_BROWSER_MODEL", value_parser = clap::builder::PossibleValuesParser::new(engine::catalog::NAMES))]
-    browser_model: Option<String>,
+    /// The model visitors' browsers run, instead of space.toml's `[browser] model`: a
+    /// catalogue name or the path of a GGUF file.
+    #[arg(long, env = "VITRINA_BROWSER_MODEL", value_parser = model_source)]
+    browser_model: Option<ModelSource>,
     /// Download the server's and the browser's models into the model cache, then exit (an
     /// image's build step, so that a cold start downloads nothing).
     #[arg(long)]
@@ -47,6 +48,10 @@ struct Cli {
     /// persistent storage), else ./data.
     #[arg(long, env = "VITRINA_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve without the cross-origin isolation headers (COOP/COEP/CORP): the browser model
+    /// then runs on one thread and says why. For testing that fallback.
+    #[arg(long)]
+    no_isolation: bool,
 }
 
 fn model_source(value: &str) -> Result<ModelSource, String> {
@@ -92,8 +97,8 @@ async fn main() -> ExitCode {
 /// The start-up, step by step.
 async fn serve(cli: Cli) -> Result<(), Refusal> {
     let mut space = space::load(&cli.config).map_err(|error| Refusal::config(error.to_string()))?;
-    if let Some(name) = &cli.browser_model {
-        space.browser.model = name.clone();
+    if let Some(source) = &cli.browser_model {
+        space.browser.model = Some(source.clone());
     }
     warn_without_bundle(&cli.site_root);
     let cache = ModelCache::from_env();
@@ -129,6 +134,11 @@ async fn serve(cli: Cli) -> Result<(), Refusal> {
         .filter(|token| !token.is_empty());
     let options = server::leptos_options(&cli.site_root, address);
     let app = server::router(space, options, facts, admin_token);
+    let app = if cli.no_isolation {
+        app
+    } else {
+        server::isolation::isolated(app)
+    };
     tracing::info!("Vitrina listening on http://{address}");
     axum::serve(
         listener,
@@ -150,9 +160,9 @@ fn warn_without_bundle(site_root: &str) {
 
 /// Every model the Space uses, resolved from space.toml and the command line.
 struct Models {
-    /// The catalogue name and file of the model visitors' browsers run, and whether they
-    /// requantise it (`[browser] requantize`).
-    browser: (String, CachedFile, bool),
+    /// The models visitors' browsers may run, the first they can hold (see
+    /// [`BrowserModel::new`]), and whether they requantise it (`[browser] requantize`).
+    browser: (Vec<ResolvedModel>, bool),
     /// `None` when answers come from elsewhere (`--no-model`, a remote backend).
     server: Option<(ResolvedModel, LoadOptions)>,
     compare: Option<(ResolvedModel, LoadOptions)>,
@@ -163,30 +173,32 @@ struct Models {
 impl Models {
     fn resolve(cli: &Cli, space: &Space, cache: &ModelCache) -> Result<Self, Refusal> {
         let config = cli.config.display();
-        let browser_file = engine::catalog::by_name(&space.browser.model).ok_or_else(|| {
-            Refusal::config(format!(
-                "{config}: key `browser.model`: found {:?}; allowed: {}",
-                space.browser.model,
-                engine::catalog::NAMES.join(", ")
-            ))
-        })?;
         let resolve = |source: &ModelSource, key: &str| {
             ResolvedModel::resolve(source, cache)
                 .map_err(|problem| Refusal::config(format!("{config}: key `{key}`: {problem}")))
+        };
+        // The team's model, whether or not this server runs it: browsers run it by default.
+        let team_model = match &cli.model {
+            Some(source) => resolve(source, "model")?,
+            None => resolve(&space.model.source, "model")?,
+        };
+        let browser_candidates = match &space.browser.model {
+            Some(source) => vec![resolve(source, "browser.model")?],
+            None => vec![
+                team_model.clone(),
+                resolve(
+                    &ModelSource::Catalog(space::SMALL_BROWSER_MODEL.into()),
+                    "browser.model",
+                )?,
+            ],
         };
         let kept = space.limits.prefix_cache_mb << 20;
         let elsewhere = cli.no_model || matches!(space.backend, space::ServerBackend::Remote(_));
         let server = match &cli.model {
             _ if elsewhere => None,
             // The command line's model keeps space.toml's other `[model]` settings but its template.
-            Some(source) => Some((
-                resolve(source, "model")?,
-                load_options(&space.model, false, kept),
-            )),
-            None => Some((
-                resolve(&space.model.source, "model")?,
-                load_options(&space.model, true, kept),
-            )),
+            Some(_) => Some((team_model, load_options(&space.model, false, kept))),
+            None => Some((team_model, load_options(&space.model, true, kept))),
         };
         let compare = match &space.compare {
             Some(settings) => Some((
@@ -196,11 +208,7 @@ impl Models {
             None => None,
         };
         Ok(Self {
-            browser: (
-                space.browser.model.clone(),
-                browser_file,
-                space.browser.requantize,
-            ),
+            browser: (browser_candidates, space.browser.requantize),
             server,
             compare,
             read_ahead: space
@@ -231,8 +239,13 @@ fn load_options(
 
 /// `--prefetch`: every model into the cache, with progress on the terminal.
 fn prefetch(cache: &ModelCache, models: &Models) -> Result<(), Refusal> {
-    let (browser_name, browser_file, _) = &models.browser;
-    let mut files = vec![(format!("browser model {browser_name}"), browser_file)];
+    let (browser_candidates, _) = &models.browser;
+    let (name, file) = server::browser_model::first_that_fits(browser_candidates, &mut |name| {
+        Box::new(terminal_progress(&format!("browser model {name}")))
+    })
+    .map_err(|error| Refusal(1, format!("browser model: {error}")))?;
+    println!("browser model {name}: {}", file.path.display());
+    let mut files = Vec::new();
     for (model, _) in models.server.iter().chain(&models.compare) {
         if let ResolvedModel::Cached { name, file, .. } = model {
             files.push((name.clone(), file));
@@ -248,7 +261,7 @@ fn prefetch(cache: &ModelCache, models: &Models) -> Result<(), Refusal> {
 }
 
 /// A progress bar on the terminal for a download into the model cache.
-fn terminal_progress(label: &str) -> impl FnMut(u64, Option<u64>) {
+fn terminal_progress(label: &str) -> impl FnMut(u64, Option<u64>) + use<> {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -304,7 +317,7 @@ fn load_in_background(
     cache: ModelCache,
 ) -> Loading {
     let Models {
-        browser: (browser_name, browser_file, browser_requantize),
+        browser: (browser_candidates, browser_requantize),
         server,
         compare,
         read_ahead,
@@ -312,7 +325,7 @@ fn load_in_background(
     let facts = Loading {
         inference: Inference::new(),
         compare: compare.as_ref().map(|_| Inference::new()),
-        browser_model: BrowserModel::new(browser_name, browser_file, browser_requantize),
+        browser_model: BrowserModel::new(browser_candidates, browser_requantize),
         cards: Arc::new(FetchedCards::default()),
     };
     if server.is_none() {
@@ -328,7 +341,7 @@ fn load_in_background(
         for (kind, repo) in cards_to_fetch {
             cards.fetch(&cache, kind, &repo);
         }
-        browser_model.fetch(&cache);
+        browser_model.fetch();
         if let Some((model, options)) = server {
             inference.load(model, &options, &read_ahead);
         }

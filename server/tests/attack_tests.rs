@@ -485,7 +485,7 @@ fn special_tokens_a_visitor_writes_do_not_open_a_turn() {
 async fn serve_with_feedback(dir: &std::path::Path) -> SocketAddr {
     let receipts = Arc::new(server::receipts::Receipts::open(dir));
     let browser_model = common::browser_smollm2();
-    browser_model.fetch(&common::model_cache());
+    browser_model.fetch();
     let facts = common::facts(
         Arc::clone(&SMOLLM2),
         browser_model,

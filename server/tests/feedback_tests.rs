@@ -509,7 +509,7 @@ async fn a_question_answered_many_times_gives_at_most_its_share_of_pairs() {
 async fn browser_answers_are_stored_as_such_and_exported_only_when_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let facts = facts(FeedbackStore::open(dir.path()).unwrap());
-    facts.browser_model.fetch(&common::model_cache());
+    facts.browser_model.fetch();
     let base = serve(facts, Some(TOKEN)).await;
     let client = reqwest::Client::new();
     let mut in_browser = report(

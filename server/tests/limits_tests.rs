@@ -101,6 +101,7 @@ fn chat_keeps(setting: &Setting, value: f64) -> f64 {
         top_p: limits::TOP_P.default,
         max_tokens: limits::MAX_TOKENS.default,
         backend: BackendChoice::Auto,
+        browser_threads: None,
     };
     (setting.in_chat)(&mut settings, value);
     (setting.from_chat)(&settings.clamped())

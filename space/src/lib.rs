@@ -19,7 +19,7 @@ mod settings;
 pub use checks::{HUB_LICENSES, did_you_mean};
 #[cfg(feature = "load")]
 pub use load::{InvalidSpace, SpaceError, load, parse};
-pub use settings::{BrowserSettings, ChatDefaults};
+pub use settings::{BrowserSettings, ChatDefaults, SMALL_BROWSER_MODEL};
 #[cfg(feature = "load")]
 pub use settings::{
     FeedbackSettings, Limits, ModelSettings, ModelSource, ServerBackend, Upstream, UpstreamTimeouts,

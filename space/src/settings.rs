@@ -51,8 +51,12 @@ impl Default for FeedbackSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrowserSettings {
-    /// A catalogue name (checked by the server at start-up): usually smaller than the server's.
-    pub model: String,
+    /// The model browsers run, from the same sources as `[model]` (a catalogue name, or a
+    /// table with `catalog`, `hub` or `path`); left out: the server's own model when a browser
+    /// can hold its file, else `smollm2-135m`. Server only (the page asks `/models`).
+    #[cfg(feature = "load")]
+    #[serde(skip_serializing, deserialize_with = "browser_model")]
+    pub model: Option<ModelSource>,
     /// Whether the chat moves to the visitor's browser when the server cannot answer.
     pub failover: bool,
     /// Rewrite Q4_1/Q5_0/Q5_1 weights as Q8_0 in the browser: about 10% faster there,
@@ -63,10 +67,37 @@ pub struct BrowserSettings {
 impl Default for BrowserSettings {
     fn default() -> Self {
         Self {
-            model: "smollm2-135m".into(),
+            #[cfg(feature = "load")]
+            model: None,
             failover: true,
             requantize: false,
         }
+    }
+}
+
+/// The catalogue model browsers run when the server's own is too large for them.
+pub const SMALL_BROWSER_MODEL: &str = "smollm2-135m";
+
+/// `[browser] model`: a catalogue name, or a table as `[model]` takes it.
+#[cfg(feature = "load")]
+fn browser_model<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ModelSource>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum InToml {
+        Catalog(String),
+        Table(SourceInToml),
+    }
+    match InToml::deserialize(deserializer) {
+        Ok(InToml::Catalog(name)) => Ok(Some(ModelSource::Catalog(name))),
+        Ok(InToml::Table(source)) => source
+            .try_into()
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Err(_) => Err(serde::de::Error::custom(
+            "allowed: a catalogue name (e.g. \"smollm2-135m\"), or a table with one of `catalog`, `hub` ({ repo, file, revision, sha256 }) or `path` (a .gguf file), as in [model]",
+        )),
     }
 }
 
@@ -314,6 +345,16 @@ struct ModelInToml {
     special_tokens_in_messages: Option<String>,
 }
 
+/// Where a model file comes from: exactly one of the three.
+#[cfg(feature = "load")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceInToml {
+    catalog: Option<String>,
+    hub: Option<HubFileInToml>,
+    path: Option<String>,
+}
+
 #[cfg(feature = "load")]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -331,10 +372,10 @@ fn main_revision() -> String {
 }
 
 #[cfg(feature = "load")]
-impl TryFrom<ModelInToml> for ModelSettings {
+impl TryFrom<SourceInToml> for ModelSource {
     type Error = String;
-    fn try_from(model: ModelInToml) -> Result<Self, String> {
-        let source = match (model.catalog, model.hub, model.path) {
+    fn try_from(source: SourceInToml) -> Result<Self, String> {
+        Ok(match (source.catalog, source.hub, source.path) {
             (Some(name), None, None) => ModelSource::Catalog(name),
             (None, Some(hub), None) => {
                 if hub.sha256.len() != 64
@@ -369,7 +410,20 @@ impl TryFrom<ModelInToml> for ModelSettings {
                     "give exactly one of `catalog` (e.g. \"qwen2.5-coder-0.5b\"), `hub` ({ repo, file, revision, sha256 }) or `path` (a .gguf file)".into()
                 );
             }
-        };
+        })
+    }
+}
+
+#[cfg(feature = "load")]
+impl TryFrom<ModelInToml> for ModelSettings {
+    type Error = String;
+    fn try_from(model: ModelInToml) -> Result<Self, String> {
+        let source = SourceInToml {
+            catalog: model.catalog,
+            hub: model.hub,
+            path: model.path,
+        }
+        .try_into()?;
         let control_tokens_in_messages = match model.special_tokens_in_messages.as_deref() {
             None | Some("text") => false,
             Some("control") => true,

@@ -1,6 +1,7 @@
-// `cargo xtask bench --browser`: the browser worker's prefill and decode speed on a ~512-token
-// prompt and 128 generated tokens, in headless Chromium, as the GGUF comes and requantised to
-// Q8_0; one JSON line each, like the engine's own benchmark. Not a test: it measures.
+// `cargo xtask bench --browser --threads N`: the browser worker's prefill and decode speed on a
+// ~512-token prompt and 128 generated tokens, in headless Chromium on a cross-origin isolated
+// page, for each thread count of BENCH_THREADS (e.g. "1,2"); one JSON line each, like the
+// engine's own benchmark. Not a test: it measures.
 import { readFileSync } from 'node:fs';
 import { launchBrowser, baseUrl } from './browser.js';
 
@@ -8,10 +9,11 @@ const text = readFileSync(new URL('../../engine/tests/data/texto_es.txt', import
 const browser = await launchBrowser();
 const page = await browser.newPage();
 await page.goto(`${baseUrl}/`);
-for (const requantize of [false, true]) {
-const result = await page.evaluate(async ({ prompt, requantize }) => {
+const requantize = false;
+for (const threads of (process.env.BENCH_THREADS || '1').split(',').map(Number)) {
+const result = await page.evaluate(async ({ prompt, requantize, threads }) => {
   const model = await (await fetch('/models')).json();
-  const worker = new Worker('/worker.js', { type: 'module' });
+  const worker = new Worker(`/worker.js?threads=${threads}`, { type: 'module' });
   const next = () => new Promise((resolve) => worker.addEventListener('message', (event) => resolve(JSON.parse(event.data)), { once: true }));
   const until = async (type) => {
     for (;;) {
@@ -20,7 +22,7 @@ const result = await page.evaluate(async ({ prompt, requantize }) => {
       if (message.type === type) return message;
     }
   };
-  await until('started');
+  const started = await until('started');
   worker.postMessage(JSON.stringify({ type: 'load', url: model.url, sha256: model.sha256, bytes: model.bytes, requantize }));
   const ready = await until('ready');
   worker.postMessage(JSON.stringify({
@@ -30,16 +32,18 @@ const result = await page.evaluate(async ({ prompt, requantize }) => {
   }));
   const done = await until('done');
   worker.terminate();
-  return { name: model.name, ready, completion: done.completion };
-}, { prompt: text.slice(0, 940), requantize });
+  return { name: model.name, started, ready, completion: done.completion };
+}, { prompt: text.slice(0, 940), requantize, threads });
 const round = (value) => Math.round(value * 100) / 100;
 console.log(JSON.stringify({
   model: result.name,
   arch: result.ready.info.architecture,
   quant: result.ready.info.quantization,
   requantized_to_q8_0: requantize,
-  backend: 'wasm (headless Chromium)',
-  threads: 1,
+  backend: 'wasm',
+  threads: result.started.threads,
+  threads_asked: threads,
+  ...(result.started.limit ? { thread_limit: result.started.limit } : {}),
   prompt_tokens: result.completion.usage.prompt_tokens,
   generated_tokens: result.completion.usage.completion_tokens,
   prefill_tok_s: round(result.completion.timings.prefill_tokens_per_second),

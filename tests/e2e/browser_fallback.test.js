@@ -1,17 +1,19 @@
 // The chat's browser fallback: the engine compiled to WebAssembly in a Web Worker answers when
-// the server cannot, with the conversation so far, and gives the server's tokens at
-// temperature 0.
+// the server cannot, with the conversation so far, runs the team's own model when it fits,
+// uses the visitor's threads on an isolated page, and gives the server's tokens at
+// temperature 0 on any number of them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { baseUrl, launchBrowser } from './browser.js';
+import { baseUrl, launchBrowser, launchProfile } from './browser.js';
 
 const browserOnlyUrl = process.env.VITRINA_BROWSER_ONLY_URL;
 const brokenModelUrl = process.env.VITRINA_BROKEN_MODEL_URL;
-const MODEL_FILE = /\/models\/[^/]+\.gguf$/;
+const notIsolatedUrl = process.env.VITRINA_NOT_ISOLATED_URL;
+const MODEL_FILE = /\/models\/[^/?]+\.gguf(\?|$)/;
 let browser;
 
 before(async () => {
-  assert.ok(browserOnlyUrl && brokenModelUrl, 'VITRINA_BROWSER_ONLY_URL is not set: run these tests with `cargo xtask test`');
+  assert.ok(browserOnlyUrl && brokenModelUrl && notIsolatedUrl, 'VITRINA_BROWSER_ONLY_URL is not set: run these tests with `cargo xtask test`');
   browser = await launchBrowser();
 });
 
@@ -44,12 +46,16 @@ async function openPage(context, url) {
   return { page, errors, modelDownloads };
 }
 
-async function settings(page, { temperature, maxTokens, backend }) {
+async function settings(page, { temperature, maxTokens, backend, threads }) {
   if (!(await page.$eval('.chat-settings', (details) => details.open))) await page.click('.chat-settings summary');
   await page.fill('#temperature', String(temperature));
   await page.press('#temperature', 'Tab');
   await page.fill('#max-tokens', String(maxTokens));
   await page.press('#max-tokens', 'Tab');
+  if (threads) {
+    await page.fill('#browser-threads', String(threads));
+    await page.press('#browser-threads', 'Tab');
+  }
   if (backend) await page.check(`#backend-${backend}`);
 }
 
@@ -78,14 +84,16 @@ async function rateLast(page) {
 const generateRequests = (page) => page.evaluate(() => window.__toWorker.map((m) => JSON.parse(m)).filter((m) => m.type === 'generate'));
 const savedTurns = (page) => page.evaluate(() => JSON.parse(localStorage.getItem('vitrina-chat-v1')).turns);
 
-test('with no model on the server, the browser downloads it once with progress and answers', async () => {
-  const context = await browser.newContext();
+test('with no model on the server, the browser downloads the team\'s model once with progress and answers, naming it', async () => {
+  const described = await (await fetch(`${browserOnlyUrl}/models`)).json();
+  assert.equal(described.name, 'qwen2.5-coder-0.5b', 'space.toml names no browser model: the server\'s own fits');
+  const context = await launchProfile();
   const first = await openPage(context, browserOnlyUrl);
   await settings(first.page, { temperature: 0, maxTokens: 12 });
   const progressSeen = first.page.waitForSelector('.model-download progress', { timeout: 120_000 });
   const where = await ask(first.page, 'What is the capital of France?', 0);
   await progressSeen;
-  assert.match(where, /tu navegador \(WASM\)/);
+  assert.match(where, /qwen2\.5-coder-0\.5b Q4_K_M · tu navegador \(WASM · \d+ hilos?\)/);
   assert.ok((await first.page.textContent('.turn-model .bubble')).trim().length > 0);
   assert.match(await rateLast(first.page), /Gracias/, 'the server made the browser answer again');
   assert.deepEqual(first.modelDownloads, [200], 'one download of the model file');
@@ -95,7 +103,7 @@ test('with no model on the server, the browser downloads it once with progress a
   const second = await openPage(context, browserOnlyUrl);
   await second.page.click('button.clear');
   const again = await ask(second.page, 'And the capital of Spain?', 0);
-  assert.match(again, /tu navegador \(WASM\)/);
+  assert.match(again, /qwen2\.5-coder-0\.5b Q4_K_M · tu navegador \(WASM/);
   assert.deepEqual(second.modelDownloads, [], 'the model came from the browser cache');
   assert.deepEqual(second.errors, []);
   await context.close();
@@ -113,7 +121,7 @@ test('when the server fails mid-conversation the browser answers with the earlie
     body: JSON.stringify({ error: { message: 'the model could not be loaded: simulated outage', type: 'service_unavailable' } }),
   });
   await page.route('**/v1/chat/completions', failing);
-  assert.match(await ask(page, 'And the capital of Spain?', 1), /tu navegador \(WASM\)/);
+  assert.match(await ask(page, 'And the capital of Spain?', 1), /tu navegador \(WASM/);
   const [request] = await generateRequests(page);
   const contents = request.messages.map((message) => message.content);
   const [firstAnswer] = (await savedTurns(page)).filter((turn) => turn.speaker === 'Model').map((turn) => turn.text);
@@ -126,13 +134,16 @@ test('when the server fails mid-conversation the browser answers with the earlie
   await context.close();
 });
 
-test('at temperature 0 the browser gives the same tokens as the server', async () => {
+const modelAnswers = async (page) => (await savedTurns(page)).filter((turn) => turn.speaker === 'Model').map((turn) => turn.text);
+
+test('at temperature 0 the browser gives the same tokens as the server, on 1, 2 and 4 threads', async () => {
   const context = await browser.newContext();
   const { page, errors } = await openPage(context, baseUrl);
-  await settings(page, { temperature: 0, maxTokens: 24, backend: 'browser' });
-  assert.match(await ask(page, 'Name three colours of the rainbow.', 0), /tu navegador/);
+  assert.equal(await page.evaluate(() => window.crossOriginIsolated), true, 'the server sends COOP/COEP');
+  await settings(page, { temperature: 0, maxTokens: 24, backend: 'browser', threads: 1 });
+  assert.match(await ask(page, 'Name three colours of the rainbow.', 0), /tu navegador \(WASM · 1 hilo\)/);
   const [request] = await generateRequests(page);
-  const [inBrowser] = (await savedTurns(page)).filter((turn) => turn.speaker === 'Model').map((turn) => turn.text);
+  const [inBrowser] = await modelAnswers(page);
 
   const response = await fetch(`${baseUrl}/v1/chat/completions`, {
     method: 'POST',
@@ -143,9 +154,22 @@ test('at temperature 0 the browser gives the same tokens as the server', async (
   assert.equal(inBrowser, onServer);
   assert.match(await rateLast(page), /Gracias/);
 
+  // The threads share each matrix's rows; every row is added in one order, so the split
+  // changes nothing.
+  for (const threads of [2, 4]) {
+    await page.click('button.clear');
+    await page.waitForFunction(() => document.querySelectorAll('.turn').length === 0);
+    await settings(page, { temperature: 0, maxTokens: 24, backend: 'browser', threads });
+    const where = await ask(page, 'Name three colours of the rainbow.', 0);
+    assert.match(where, new RegExp(`tu navegador \\(WASM · ${threads} hilos\\)`));
+    assert.equal(await page.$('.thread-limit'), null, 'no reason given: it got what it asked');
+    const [withThreads] = await modelAnswers(page);
+    assert.equal(withThreads, onServer, `${threads} threads`);
+  }
+
   // Sampled, the browser's answer is still the one the server's copy of its model writes.
   await page.click('button.clear');
-  await settings(page, { temperature: 0.8, maxTokens: 16 });
+  await settings(page, { temperature: 0.8, maxTokens: 16, threads: 2 });
   assert.match(await ask(page, 'Tell me a very short story.', 0), /tu navegador/);
   assert.match(await rateLast(page), /Gracias/);
   assert.deepEqual(errors, []);
@@ -166,7 +190,21 @@ test('a server whose model cannot load says why, and the page tells the visitor 
   assert.match(notice, /El modelo del servidor no está disponible: .*broken\.gguf/);
   assert.match(notice, /las respuestas vienen de tu navegador/);
   await settings(page, { temperature: 0, maxTokens: 8 });
-  assert.match(await ask(page, 'Hola', 0), /tu navegador \(WASM\)/);
+  assert.match(await ask(page, 'Hola', 0), /smollm2-135m Q4_1 · tu navegador \(WASM/, 'the server\'s broken model gave way to the small one');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('served without the isolation headers, the browser runs on one thread and says why', async () => {
+  const response = await fetch(notIsolatedUrl);
+  assert.equal(response.headers.get('cross-origin-embedder-policy'), null);
+  const context = await browser.newContext();
+  const { page, errors } = await openPage(context, notIsolatedUrl);
+  assert.equal(await page.evaluate(() => window.crossOriginIsolated), false);
+  await settings(page, { temperature: 0, maxTokens: 8, threads: 2 });
+  assert.match(await ask(page, 'Hola', 0), /tu navegador \(WASM · 1 hilo\)/);
+  const why = await page.textContent('.turn-model .thread-limit');
+  assert.match(why, /Un solo hilo: esta página no se sirvió aislada \(cabeceras COOP\/COEP\)/);
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -61,6 +61,9 @@ pub struct BrowserModelFile {
     pub url: String,
     pub sha256: String,
     pub bytes: u64,
+    /// The file's quantisation (`Q4_K_M`…), which each answer names with `name`.
+    #[serde(default)]
+    pub quantization: String,
 }
 
 #[cfg(test)]

@@ -112,6 +112,15 @@ pub const TOP_P: Bound<f64> = Bound {
     default: 0.9,
 };
 
+/// The browser model's threads (Web Workers): a visitor's setting; its default is the
+/// device's cores but one, within these bounds.
+pub const BROWSER_THREADS: Bound<u32> = Bound {
+    name: "browser_threads",
+    min: 1,
+    max: 8,
+    default: 1,
+};
+
 /// The answer's length in tokens.
 pub const MAX_TOKENS: Bound<u32> = Bound {
     name: "max_tokens",
@@ -237,9 +246,36 @@ pub const REMOTE_TIMEOUT_S: Bound<u32> = Bound {
     default: 600,
 };
 
+/// The largest model file a browser is asked to hold: wasm32 addresses 4 GiB, and loading
+/// keeps the file and the weights in memory at once. The server picks the browser's model by it
+/// and the worker refuses a larger one before downloading anything.
+pub const BROWSER_MODEL_BYTES: u64 = 1536 << 20;
+
+/// The plain-words refusal for a model file too large for a browser.
+pub fn too_large_for_a_browser(bytes: u64) -> Option<String> {
+    (bytes > BROWSER_MODEL_BYTES).then(|| {
+        format!(
+            "the browser model is {} MB; a browser can hold at most {} MB. Choose a smaller model or quantisation in space.toml [browser] model",
+            bytes >> 20,
+            BROWSER_MODEL_BYTES >> 20
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_too_large_for_a_browser_are_refused_by_size() {
+        assert!(too_large_for_a_browser(100 << 20).is_none());
+        assert!(too_large_for_a_browser(BROWSER_MODEL_BYTES).is_none());
+        let message = too_large_for_a_browser(4 << 30).unwrap();
+        assert!(
+            message.contains("4096 MB") && message.contains("[browser] model"),
+            "{message}"
+        );
+    }
 
     #[test]
     fn every_default_lies_within_its_bound() {
@@ -259,6 +295,7 @@ mod tests {
             REMOTE_CONNECT_TIMEOUT_S,
             REMOTE_READ_TIMEOUT_S,
             REMOTE_TIMEOUT_S,
+            BROWSER_THREADS,
         ] {
             assert!(bound.contains(bound.default.into()), "{}", bound.name);
         }

@@ -219,6 +219,9 @@ pub struct StreamTimings {
     pub decode_tokens_per_second: f64,
     /// `cpu`, `cuda`, `remote`…
     pub device: String,
+    /// The model file's quantisation (`Q4_K_M`…), which the chat names with `model`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub quantization: String,
 }
 
 impl ChatCompletionChunk {

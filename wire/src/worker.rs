@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 use crate::chat::ChatMessage;
 use crate::generation::{Completion, GenerateParams, ModelInfo};
 
+/// The headers that make a page cross-origin isolated, and so give the worker memory shared
+/// between threads: sent by the server on every response and by the Hub (README.md's
+/// `custom_headers`, checked against these). The page loads nothing from other origins, so
+/// `require-corp` blocks nothing; CORP lets other isolated pages embed the Space's files.
+pub const ISOLATION_HEADERS: [(&str, &str); 3] = [
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-embedder-policy", "require-corp"),
+    ("cross-origin-resource-policy", "cross-origin"),
+];
+
 /// What the page asks of the worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -32,8 +42,13 @@ pub enum WorkerRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerEvent {
-    /// The worker is listening (messages sent before this are lost).
-    Started,
+    /// The worker is listening (messages sent before this are lost), deciding on `threads`
+    /// threads; `limit` says why fewer than the visitor's setting.
+    Started {
+        threads: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<ThreadLimit>,
+    },
     Progress {
         done: u64,
         total: u64,
@@ -53,6 +68,17 @@ pub enum WorkerEvent {
     Failed {
         message: String,
     },
+}
+
+/// Why the browser model runs on fewer threads than the visitor asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum ThreadLimit {
+    /// The page was not served cross-origin isolated (COOP/COEP headers), so the browser
+    /// shares no memory between workers: one thread.
+    NotIsolated,
+    /// The threads' bundle or its workers failed to start; `message` is the browser's.
+    StartFailed { message: String },
 }
 
 impl WorkerRequest {
@@ -97,7 +123,20 @@ mod tests {
             assert_eq!(back, request);
         }
         let events = [
-            WorkerEvent::Started,
+            WorkerEvent::Started {
+                threads: 1,
+                limit: Some(ThreadLimit::NotIsolated),
+            },
+            WorkerEvent::Started {
+                threads: 2,
+                limit: Some(ThreadLimit::StartFailed {
+                    message: "no workers".into(),
+                }),
+            },
+            WorkerEvent::Started {
+                threads: 4,
+                limit: None,
+            },
             WorkerEvent::Progress {
                 done: 5,
                 total: 10,

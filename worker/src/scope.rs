@@ -15,9 +15,9 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, ReadableStreamDefaultReader, Response};
 
 use wire::js::text_of;
-use wire::worker::{WorkerEvent, WorkerRequest};
+use wire::worker::{ThreadLimit, WorkerEvent, WorkerRequest};
 
-use crate::too_large;
+use wire::limits::too_large_for_a_browser;
 
 /// The Cache API bucket that keeps model files between visits.
 const CACHE_NAME: &str = "vitrina-models-v1";
@@ -40,8 +40,11 @@ fn post(event: &WorkerEvent) {
     let _ = scope().post_message(&JsValue::from_str(&event.to_json()));
 }
 
-#[wasm_bindgen(start)]
-pub fn start() {
+/// Starts listening. Called by `public/worker.js` once the threads it could start are running:
+/// `wanted` is the visitor's setting, `isolated` the worker's `crossOriginIsolated`, `failure`
+/// why the threads did not start where the page was isolated.
+#[wasm_bindgen]
+pub fn start(wanted: u32, isolated: bool, failure: Option<String>) {
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         let request = event
             .data()
@@ -77,11 +80,19 @@ pub fn start() {
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The worker lives as long as its page: so does its handler.
     on_message.forget();
-    post(&WorkerEvent::Started);
+    let threads = engine::threads() as u32;
+    let limit = (threads < wanted).then(|| match failure {
+        Some(message) => ThreadLimit::StartFailed { message },
+        None if !isolated => ThreadLimit::NotIsolated,
+        None => ThreadLimit::StartFailed {
+            message: "the threads' bundle was not loaded".into(),
+        },
+    });
+    post(&WorkerEvent::Started { threads, limit });
 }
 
 async fn load(url: &str, sha256: &str, bytes: u64, requantize: bool) -> Result<(), String> {
-    if let Some(refusal) = too_large(bytes) {
+    if let Some(refusal) = too_large_for_a_browser(bytes) {
         return Err(refusal);
     }
     let started = web_time::Instant::now();
@@ -145,9 +156,14 @@ async fn download(
     // The cache reads its own copy of the stream while this one reports progress.
     let copy = response.clone().map_err(text_of)?;
     let file = read_verified(response, bytes, sha256, false).await?;
-    JsFuture::from(cache.put_with_str(url, &copy))
-        .await
-        .map_err(|error| format!("the browser would not keep the model: {}", text_of(error)))?;
+    // A browser short of storage (or in a private window) keeps nothing: the model still
+    // answers this visit and is downloaded again on the next.
+    if let Err(error) = JsFuture::from(cache.put_with_str(url, &copy)).await {
+        web_sys::console::warn_1(&JsValue::from_str(&format!(
+            "the browser would not keep the model for the next visit: {}",
+            text_of(error)
+        )));
+    }
     Ok(file)
 }
 

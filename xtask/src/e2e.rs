@@ -71,8 +71,19 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         &["--model".as_ref(), hostile_model.as_os_str()],
         model_cache,
     )?;
-    // No model of its own: every answer comes from the visitor's browser.
+    // No model of its own: every answer comes from the visitor's browser, which runs the
+    // Space's model (space.toml names no browser model).
     let (mut browser_only_server, browser_only_url) = start_server(&["--no-model"], model_cache)?;
+    // Without the isolation headers: the browser's threads cannot start.
+    let (mut not_isolated_server, not_isolated_url) = start_server(
+        &[
+            "--no-model",
+            "--browser-model",
+            "smollm2-135m",
+            "--no-isolation",
+        ],
+        model_cache,
+    )?;
     // A model file cut in half: the server must say why it cannot answer, and the page too.
     let broken_model = Path::new("target/e2e/broken.gguf");
     let whole = std::fs::read(hostile_model)?;
@@ -83,6 +94,7 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     wait_until_healthy(&mut hostile_server, &hostile_url)?;
     wait_until_serving_the_browser_model(&mut browser_only_server, &browser_only_url)?;
     wait_until_serving_the_browser_model(&mut broken_server, &broken_url)?;
+    wait_until_serving_the_browser_model(&mut not_isolated_server, &not_isolated_url)?;
 
     let chromium = tools.chromium.as_ref().context("Chromium was not set up")?;
     let mut browser_tests = Command::new("node");
@@ -93,6 +105,7 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         .env("VITRINA_BROWSER_ONLY_URL", &browser_only_url);
     browser_tests
         .env("VITRINA_BROKEN_MODEL_URL", &broken_url)
+        .env("VITRINA_NOT_ISOLATED_URL", &not_isolated_url)
         .env("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN);
     browser_tests.env("CHROMIUM_PATH", chromium);
     run(&mut browser_tests)?;
@@ -108,11 +121,12 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
 }
 
 /// Runs `tests/e2e/browser_bench.mjs` against a server that serves `model` to browsers and
-/// runs none itself; returns its JSON line.
+/// runs none itself, once for each of `threads`; returns its JSON lines.
 pub fn run_browser_bench(
     tools: &Tools,
     model_cache: &std::ffi::OsStr,
     model: &str,
+    threads: &[usize],
 ) -> Result<String> {
     run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
     let (mut server, url) = start_server(&["--no-model", "--browser-model", model], model_cache)?;
@@ -121,6 +135,14 @@ pub fn run_browser_bench(
     let output = Command::new("node")
         .arg("tests/e2e/browser_bench.mjs")
         .env("VITRINA_URL", &url)
+        .env(
+            "BENCH_THREADS",
+            threads
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
         .env("CHROMIUM_PATH", chromium)
         .stderr(Stdio::inherit())
         .output()

@@ -99,8 +99,9 @@ enum Command {
         /// print their aggregate decode speed.
         #[arg(long, default_value_t = 1)]
         batch: usize,
-        /// Measure the browser worker (wasm32 in headless Chromium, one thread) against the
-        /// native engine on one thread, on the same model (default smollm2-135m).
+        /// Measure the browser worker (wasm32 in headless Chromium, cross-origin isolated) on
+        /// one thread and on `--threads` (default: every core), against the native engine on
+        /// `--threads`, on the same model (default smollm2-135m).
         #[arg(long)]
         browser: bool,
         /// Many visitors at once against a running OpenAI-compatible server: this project's
@@ -183,8 +184,14 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Bench {
             model,
             browser: true,
+            threads,
             ..
-        } => browser_bench(model.as_deref().unwrap_or("smollm2-135m")),
+        } => browser_bench(
+            model.as_deref().unwrap_or("smollm2-135m"),
+            threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
+        ),
         Command::Bench {
             model,
             shape,
@@ -353,25 +360,26 @@ fn bench_command(bench: &NativeBench) -> std::process::Command {
     command
 }
 
-/// Decode speed in the browser worker, then natively on one thread, each as the GGUF comes and
-/// requantised to Q8_0, and the browser/native ratios: one JSON line each.
-fn browser_bench(model: &str) -> Result<()> {
+/// Decode speed in the browser worker on one thread and on `threads`, then natively on
+/// `threads`, and the ratios the browser's threads are judged by: one JSON line each.
+fn browser_bench(model: &str, threads: usize) -> Result<()> {
     let tools = toolchain::ensure(Needs::everything())?;
     site::build(&tools)?;
     let models = std::env::var_os("VITRINA_MODEL_CACHE")
         .unwrap_or_else(|| toolchain::cache_dir().join("models").into());
-    let browser_lines = e2e::run_browser_bench(&tools, &models, model)?;
-    let mut native_lines = String::new();
-    for requantize in [false, true] {
-        native_lines.push_str(&bench_output(&NativeBench {
-            model: Some(model.to_owned()),
-            shape: Vec::new(),
-            threads: Some(1),
-            requantize,
-            prompt_tokens: 512,
-            batch: 1,
-        })?);
+    let mut thread_counts = vec![1];
+    if threads > 1 {
+        thread_counts.push(threads);
     }
+    let browser_lines = e2e::run_browser_bench(&tools, &models, model, &thread_counts)?;
+    let native_lines = bench_output(&NativeBench {
+        model: Some(model.to_owned()),
+        shape: Vec::new(),
+        threads: Some(threads),
+        requantize: false,
+        prompt_tokens: 512,
+        batch: 1,
+    })?;
     let parse = |lines: &str| -> Vec<serde_json::Value> {
         lines
             .lines()
@@ -379,20 +387,31 @@ fn browser_bench(model: &str) -> Result<()> {
             .collect()
     };
     let (browser, native) = (parse(&browser_lines), parse(&native_lines));
-    for line in browser.iter().chain(&native) {
+    for line in &browser {
         println!("{line}");
     }
-    for (in_browser, natively) in browser.iter().zip(&native) {
-        if let (Some(wasm), Some(cpu)) = (
-            in_browser["decode_tok_s"].as_f64(),
-            natively["decode_tok_s"].as_f64(),
-        ) {
-            let requantized = &in_browser["requantized_to_q8_0"];
-            println!(
-                r#"{{"metric":"browser_vs_native_single_thread","model":"{model}","requantized_to_q8_0":{requantized},"decode_ratio":{:.2}}}"#,
-                wasm / cpu
-            );
-        }
+    for line in &native {
+        let mut line = line.clone();
+        line["backend"] = "native".into();
+        line["threads"] = threads.into();
+        println!("{line}");
+    }
+    let decode =
+        |line: Option<&serde_json::Value>| line.and_then(|line| line["decode_tok_s"].as_f64());
+    let (one_thread, most_threads) = (decode(browser.first()), decode(browser.last()));
+    if let (Some(one), Some(most)) = (one_thread, most_threads)
+        && threads > 1
+    {
+        println!(
+            r#"{{"metric":"browser_threads_speedup","model":"{model}","threads":{threads},"decode_ratio":{:.2}}}"#,
+            most / one
+        );
+    }
+    if let (Some(most), Some(natively)) = (most_threads, decode(native.first())) {
+        println!(
+            r#"{{"metric":"browser_vs_native","model":"{model}","threads":{threads},"decode_ratio":{:.2}}}"#,
+            most / natively
+        );
     }
     Ok(())
 }

@@ -7,14 +7,16 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::process::run;
-use crate::toolchain::{Tools, WASM_TARGET};
+use crate::toolchain::{Memory, SHARED_TARGET_DIR, Tools, WASM_TARGET};
 
 pub const SITE_ROOT: &str = "target/site";
 /// Must equal the server's `output_name`: Leptos asks for `/pkg/vitrina.js` and `vitrina_bg.wasm`.
 const OUTPUT_NAME: &str = "vitrina";
 
-/// The browser model's bundle, loaded by `public/worker.js`.
+/// The browser model's bundles, loaded by `public/worker.js`: one thread, and threads sharing
+/// memory (loaded on cross-origin isolated pages).
 const WORKER_OUTPUT_NAME: &str = "vitrina_worker";
+const THREADED_WORKER_OUTPUT_NAME: &str = "vitrina_worker_threads";
 
 pub fn build(tools: &Tools) -> Result<()> {
     crate::step("hydrate bundle (wasm)", || {
@@ -27,6 +29,7 @@ pub fn build(tools: &Tools) -> Result<()> {
                 output_name: OUTPUT_NAME,
                 wasm_opt: Some("-Oz"),
                 name: "hydrate",
+                memory: Memory::Private,
             },
         )
     })?;
@@ -42,6 +45,21 @@ pub fn build(tools: &Tools) -> Result<()> {
                 output_name: WORKER_OUTPUT_NAME,
                 wasm_opt: None,
                 name: "worker",
+                memory: Memory::Private,
+            },
+        )
+    })?;
+    crate::step("browser worker bundle with threads (wasm: atomics)", || {
+        bundle(
+            tools,
+            Bundle {
+                package: "worker",
+                features: &[],
+                profile: "wasm-worker",
+                output_name: THREADED_WORKER_OUTPUT_NAME,
+                wasm_opt: None,
+                name: "worker-threads",
+                memory: Memory::Shared,
             },
         )
     })?;
@@ -59,15 +77,20 @@ struct Bundle<'a> {
     wasm_opt: Option<&'a str>,
     /// For the size report.
     name: &'a str,
+    memory: Memory,
 }
 
 fn bundle(tools: &Tools, bundle: Bundle) -> Result<()> {
     run(tools
-        .wasm_cargo("rustc", bundle.profile)
+        .wasm_cargo("rustc", bundle.profile, bundle.memory)
         .args(["-p", bundle.package, "--lib", "--crate-type", "cdylib"])
         .args(bundle.features))?;
     let pkg = Path::new(SITE_ROOT).join("pkg");
-    let compiled = Path::new("target")
+    let target_dir = match bundle.memory {
+        Memory::Private => "target",
+        Memory::Shared => SHARED_TARGET_DIR,
+    };
+    let compiled = Path::new(target_dir)
         .join(WASM_TARGET)
         .join(bundle.profile)
         .join(format!("{}.wasm", bundle.package));

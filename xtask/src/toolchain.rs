@@ -53,15 +53,43 @@ pub struct Tools {
     pub test_python: Option<PathBuf>,
 }
 
+/// Whether a browser bundle's memory is shared between threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// One thread: what every browser runs.
+    Private,
+    /// Web Workers sharing the module's memory (the browser model's threads, on cross-origin
+    /// isolated pages): atomics, and std rebuilt with them, in a target folder of its own so
+    /// that the two builds do not undo each other.
+    Shared,
+}
+
+/// Where the shared-memory bundles are compiled.
+pub const SHARED_TARGET_DIR: &str = "target/wasm-threads";
+
+/// Added to `.cargo/config.toml`'s wasm32 flags (arrays from `--config` are appended) for the
+/// shared-memory build: atomics, and the linker told to share (and import) the memory and
+/// export the thread-local storage symbols wasm-bindgen sets up for each thread, as
+/// wasm-bindgen's parallel example builds it (rustc adds none of these by itself). 4 GiB: the
+/// browser model and its file are in memory at once, and shared memory cannot grow past the
+/// maximum it declares.
+const SHARED_MEMORY_RUSTFLAGS: &str = r#"target.wasm32-unknown-unknown.rustflags=["-C", "target-feature=+atomics,+bulk-memory,+mutable-globals", "-C", "link-arg=--shared-memory", "-C", "link-arg=--import-memory", "-C", "link-arg=--max-memory=4294967296", "-C", "link-arg=--export=__wasm_init_tls", "-C", "link-arg=--export=__tls_size", "-C", "link-arg=--export=__tls_align", "-C", "link-arg=--export=__tls_base"]"#;
+
 impl Tools {
     /// `cargo <subcommand>` set up for a browser bundle: wasm32, with the given profile
     /// (`wasm-release` for the page, `wasm-worker` for inference).
-    pub fn wasm_cargo(&self, subcommand: &str, profile: &str) -> Command {
+    pub fn wasm_cargo(&self, subcommand: &str, profile: &str, memory: Memory) -> Command {
         let common = [subcommand, "--target", WASM_TARGET, "--profile", profile];
-        match self.wasm_route {
+        let mut command = match self.wasm_route {
             WasmRoute::Rustup => {
                 let mut command = cargo();
                 command.args(common);
+                if memory == Memory::Shared {
+                    // Stable's std is built without atomics; rebuilt from rust-src, as
+                    // wasm-bindgen-rayon documents, with the stable compiler's own flag.
+                    command.arg("-Zbuild-std=std,panic_abort");
+                    command.env("RUSTC_BOOTSTRAP", "1");
+                }
                 command
             }
             WasmRoute::DebianBuildStd => {
@@ -75,13 +103,25 @@ impl Tools {
                 command.env_remove("RUSTUP_TOOLCHAIN").env_remove("RUSTC");
                 command
             }
+        };
+        if memory == Memory::Shared {
+            command.args([
+                "--target-dir",
+                SHARED_TARGET_DIR,
+                "--config",
+                SHARED_MEMORY_RUSTFLAGS,
+            ]);
         }
+        command
     }
 }
 
 pub fn ensure(needs: Needs) -> Result<Tools> {
     crate::step("toolchain check", || {
         let wasm_route = ensure_wasm_target()?;
+        if let WasmRoute::Rustup = wasm_route {
+            ensure_rust_src()?;
+        }
         let wasm_bindgen = ensure_wasm_bindgen()?;
         let wasm_opt = ensure_wasm_opt()?;
         let (chromium, test_python) = if needs.browser_tests {
@@ -127,6 +167,24 @@ fn ensure_wasm_target() -> Result<WasmRoute> {
         run(Command::new("rustup").args(["toolchain", "link", DEBIAN_TOOLCHAIN, "/usr"]))?;
     }
     Ok(WasmRoute::DebianBuildStd)
+}
+
+/// std's source, which the shared-memory bundle rebuilds (Debian's route has it already).
+fn ensure_rust_src() -> Result<()> {
+    let has_source =
+        output(Command::new("rustc").args(["--print", "sysroot"])).is_some_and(|sysroot| {
+            Path::new(sysroot.trim())
+                .join("lib/rustlib/src/rust/library/std")
+                .is_dir()
+        });
+    if has_source {
+        return Ok(());
+    }
+    println!("xtask: installing rust-src with rustup (timeout {RUSTUP_TIMEOUT:?})");
+    run_with_timeout(
+        Command::new("rustup").args(["component", "add", "rust-src"]),
+        RUSTUP_TIMEOUT,
+    )
 }
 
 fn debian_route_ready() -> bool {

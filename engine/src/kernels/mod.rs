@@ -55,6 +55,8 @@ pub mod parallel;
 mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+mod web_threads;
 
 use blocks::{
     ActivationBlock, BLOCK, BlockQ4_1, BlockQ5_0, BlockQ8_0, ROW_GROUP, WeightBlock, interleave,
@@ -175,30 +177,26 @@ impl QuantMatMul {
         let group_bytes = per_row * k_quant.tile_bytes();
         let [alone, several] = [false, true].map(|several| k_quants::kernel(k_quant, several));
         let output = SharedOutput::new(result);
-        candle_core::utils::barrier_pool().execute_chunked(
-            self.rows.div_ceil(TILE_ROWS),
-            |groups| {
-                let mut sums = [[0f32; TILE_ROWS]; MOST_INPUTS];
-                for group in groups {
-                    let rows = group * TILE_ROWS..((group + 1) * TILE_ROWS).min(self.rows);
-                    let tiles = &self.weights[group * group_bytes..(group + 1) * group_bytes];
-                    for (chunk, inputs) in input_blocks.chunks(MOST_INPUTS).enumerate() {
-                        let dot = if inputs.len() == 1 { alone } else { several };
-                        dot(tiles, inputs, &mut sums[..inputs.len()]);
-                        for (offset, sums) in sums[..inputs.len()].iter().enumerate() {
-                            let input = chunk * MOST_INPUTS + offset;
-                            // SAFETY: rows `rows` of input row `input` lie in `result` (one
-                            // input row per row of results) and only this task writes them: each group of rows is
-                            // one task's.
-                            unsafe {
-                                output
-                                    .write_row(input * self.rows + rows.start, &sums[..rows.len()])
-                            };
-                        }
+        crate::kernels::parallel::for_each_range(self.rows.div_ceil(TILE_ROWS), |groups| {
+            let mut sums = [[0f32; TILE_ROWS]; MOST_INPUTS];
+            for group in groups {
+                let rows = group * TILE_ROWS..((group + 1) * TILE_ROWS).min(self.rows);
+                let tiles = &self.weights[group * group_bytes..(group + 1) * group_bytes];
+                for (chunk, inputs) in input_blocks.chunks(MOST_INPUTS).enumerate() {
+                    let dot = if inputs.len() == 1 { alone } else { several };
+                    dot(tiles, inputs, &mut sums[..inputs.len()]);
+                    for (offset, sums) in sums[..inputs.len()].iter().enumerate() {
+                        let input = chunk * MOST_INPUTS + offset;
+                        // SAFETY: rows `rows` of input row `input` lie in `result` (one
+                        // input row per row of results) and only this task writes them: each group of rows is
+                        // one task's.
+                        unsafe {
+                            output.write_row(input * self.rows + rows.start, &sums[..rows.len()])
+                        };
                     }
                 }
-            },
-        );
+            }
+        });
     }
 
     /// As [`Self::tile_products`], for the 32-value block types in groups of [`ROW_GROUP`].
@@ -213,7 +211,7 @@ impl QuantMatMul {
         let input_blocks: Vec<&[ActivationBlock]> =
             activations.chunks_exact(blocks_per_row).collect();
         let groups = self.rows.div_ceil(ROW_GROUP);
-        candle_core::utils::barrier_pool().execute_chunked(groups, |groups| {
+        crate::kernels::parallel::for_each_range(groups, |groups| {
             let mut sums = vec![[0f32; ROW_GROUP]; input_rows];
             for group in groups {
                 let rows = group * ROW_GROUP..((group + 1) * ROW_GROUP).min(self.rows);

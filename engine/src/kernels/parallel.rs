@@ -1,4 +1,33 @@
-//! Work shared out over candle's thread pool, each task writing its own part of one buffer.
+//! Work shared out between threads, each task writing its own part of one buffer.
+//!
+//! Natively the threads are candle's barrier pool. In a browser they are Web Workers sharing
+//! the module's memory ([`super::web_threads`]) when the worker bundle is built with atomics;
+//! built without, the browser runs everything on its one thread. Every task computes whole
+//! rows in a fixed order, so how the rows are shared out never changes a result's bits.
+
+use std::ops::Range;
+
+/// Runs `task` over `0..items` in ranges, on every thread there is; returns when all are done.
+pub fn for_each_range(items: usize, task: impl Fn(Range<usize>) + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    candle_core::utils::barrier_pool().execute_chunked(items, task);
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    super::web_threads::for_each_range(items, task);
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    if items > 0 {
+        task(0..items);
+    }
+}
+
+/// How many threads [`for_each_range`] shares work between.
+pub fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return candle_core::utils::barrier_pool().n_workers() + 1;
+    #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+    return super::web_threads::threads();
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    return 1;
+}
 
 /// An output buffer that the thread pool's tasks fill in disjoint parts.
 #[derive(Clone, Copy)]

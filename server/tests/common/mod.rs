@@ -86,9 +86,13 @@ pub async fn serve(api: Arc<Api>) -> std::net::SocketAddr {
 
 /// SmolLM2 as the model visitors' browsers run, as `[browser]`'s defaults give it; not fetched.
 pub fn browser_smollm2() -> Arc<server::browser_model::BrowserModel> {
+    let smollm2 = server::inference::ResolvedModel::resolve(
+        &space::ModelSource::Catalog("smollm2-135m".into()),
+        &model_cache(),
+    )
+    .unwrap();
     server::browser_model::BrowserModel::new(
-        "smollm2-135m".into(),
-        engine::catalog::smollm2_135m(),
+        vec![smollm2],
         space::BrowserSettings::default().requantize,
     )
 }

@@ -19,6 +19,7 @@ use crate::space::{BrowserSettings, ChatDefaults, ChatExample};
 use feedback::Feedback;
 use session::Session;
 use wire::limits;
+use wire::worker::ThreadLimit;
 
 /// One message on screen; every part is a signal so that the list never re-renders whole.
 #[derive(Clone, Copy)]
@@ -79,12 +80,36 @@ fn stats_text(strings: &Strings, stats: &AnswerStats) -> String {
     } else {
         strings.on_server
     };
+    let threads = stats
+        .threads
+        .map(|threads| {
+            format!(
+                " · {threads} {}",
+                strings.threads_unit[usize::from(threads != 1)]
+            )
+        })
+        .unwrap_or_default();
+    let model = if stats.model.is_empty() {
+        String::new()
+    } else {
+        format!(" · {}", stats.model)
+    };
     format!(
-        "{} tokens · {} tok/s · {place} ({})",
+        "{} tokens · {} tok/s{model} · {place} ({}{threads})",
         stats.tokens,
         number(strings, stats.tokens_per_second),
         stats.device.to_uppercase()
     )
+}
+
+/// Why the browser used fewer threads than the visitor's setting, shown under the answer.
+fn thread_limit_text(strings: &Strings, limit: &ThreadLimit) -> String {
+    match limit {
+        ThreadLimit::NotIsolated => strings.one_thread_not_isolated.to_owned(),
+        ThreadLimit::StartFailed { message } => {
+            format!("{} {message}", strings.one_thread_start_failed)
+        }
+    }
 }
 
 fn notice_text(strings: &Strings, problem: &platform::ServerProblem, failover: bool) -> String {
@@ -227,6 +252,9 @@ fn TurnItem(turn: Turn, chat: Session) -> impl IntoView {
                         {strings().copy_answer}
                     </button>
                 </p>
+                {stats.thread_limit.map(|limit| view! {
+                    <p class="answer-stats thread-limit">{thread_limit_text(strings(), &limit)}</p>
+                })}
             })}
             <Feedback reply=turn turns=chat.turns conversation=chat.conversation />
             <EarlierAnswers earlier=turn.earlier />
@@ -436,6 +464,26 @@ fn SettingsPanel(
                     </label>
                 };
                 view! {
+                    <label for="browser-threads">{move || strings().browser_threads}</label>
+                    <input
+                        id="browser-threads"
+                        type="number"
+                        min=limits::BROWSER_THREADS.min
+                        max=limits::BROWSER_THREADS.max
+                        step="1"
+                        aria-describedby="browser-threads-help"
+                        prop:value=move || settings.with(|settings| {
+                            settings.browser_threads.unwrap_or_else(platform::default_threads).to_string()
+                        })
+                        on:change=move |event| {
+                            if let Ok(threads) = event_target_value(&event).trim().parse::<u32>() {
+                                settings.update(|settings| {
+                                    settings.browser_threads = Some(limits::BROWSER_THREADS.clamp(threads));
+                                });
+                            }
+                        }
+                    />
+                    <p id="browser-threads-help" class="hint">{move || strings().browser_threads_help}</p>
                     <fieldset class="backend">
                         <legend>{move || strings().backend}</legend>
                         {choice(BackendChoice::Auto, "backend-auto", |strings| strings.backend_auto)}

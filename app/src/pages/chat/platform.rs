@@ -30,9 +30,10 @@ mod imp {
     use web_sys::{AbortController, ReadableStreamDefaultReader, RequestInit, Response};
     use wire::health::{BrowserModelFile, Health};
     use wire::js::text_of;
+    use wire::limits;
     use wire::openai::{ChatCompletionRequest, DONE};
     use wire::sse::SseDecoder;
-    use wire::worker::{WorkerEvent, WorkerRequest};
+    use wire::worker::{ThreadLimit, WorkerEvent, WorkerRequest};
 
     use std::cell::RefCell;
     use std::rc::Rc;
@@ -43,7 +44,9 @@ mod imp {
     use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
     use super::{ChatError, Progress, Saved, ServerProblem, StreamEvent};
-    use crate::conversation::{STORAGE_KEY, WorkerMessage, parse_event, parse_worker_message};
+    use crate::conversation::{
+        STORAGE_KEY, WorkerMessage, model_label, parse_event, parse_worker_message,
+    };
 
     #[derive(Clone)]
     pub struct Abort(AbortController);
@@ -104,11 +107,19 @@ mod imp {
         })
     }
 
-    /// The browser model's worker, started on first need and kept for the page's life.
+    /// The browser model's worker, started on first need and kept for the page's life (or
+    /// until the visitor changes its number of threads).
     struct BrowserModel {
         worker: Worker,
         messages: RefCell<UnboundedReceiver<String>>,
         loaded: std::cell::Cell<bool>,
+        /// The visitor's setting it was started with.
+        wanted_threads: u32,
+        /// What it got, and why less.
+        threads: u32,
+        thread_limit: Option<ThreadLimit>,
+        /// The model it runs, as its answers name it (see `model_label`), once loaded.
+        model: RefCell<String>,
     }
 
     thread_local! {
@@ -131,14 +142,29 @@ mod imp {
         }
     }
 
-    async fn browser_model() -> Result<Rc<BrowserModel>, ChatError> {
+    /// The default of «Hilos»: every core but one, which the page keeps for itself; at most
+    /// [`limits::BROWSER_THREADS`]' maximum.
+    pub fn default_threads() -> u32 {
+        let cores = web_sys::window()
+            .map(|window| window.navigator().hardware_concurrency())
+            .unwrap_or(1.0);
+        limits::BROWSER_THREADS.clamp((cores as u32).saturating_sub(1))
+    }
+
+    async fn browser_model(wanted_threads: u32) -> Result<Rc<BrowserModel>, ChatError> {
         if let Some(model) = BROWSER_MODEL.with(|slot| slot.borrow().clone()) {
-            return Ok(model);
+            if model.wanted_threads == wanted_threads {
+                return Ok(model);
+            }
+            // A new setting: a new worker (the model comes back from the browser's cache).
+            model.worker.terminate();
+            BROWSER_MODEL.with(|slot| *slot.borrow_mut() = None);
         }
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options("/worker.js", &options)
-            .map_err(|error| ChatError::browser(text_of(error)))?;
+        let worker =
+            Worker::new_with_options(&format!("/worker.js?threads={wanted_threads}"), &options)
+                .map_err(|error| ChatError::browser(text_of(error)))?;
         let (sender, receiver) = unbounded();
         let on_error = {
             let sender = sender.clone();
@@ -163,18 +189,26 @@ mod imp {
         // Both live as long as the worker, which lives as long as the page.
         on_message.forget();
         on_error.forget();
-        let model = Rc::new(BrowserModel {
+        let mut model = BrowserModel {
             worker,
             messages: RefCell::new(receiver),
             loaded: std::cell::Cell::new(false),
-        });
+            wanted_threads,
+            threads: 1,
+            thread_limit: None,
+            model: RefCell::new(String::new()),
+        };
         loop {
             match model.next().await? {
-                WorkerMessage::Started => break,
+                WorkerMessage::Started { threads, limit } => {
+                    (model.threads, model.thread_limit) = (threads, limit);
+                    break;
+                }
                 WorkerMessage::Failed(message) => return Err(ChatError::browser(message)),
                 _ => {}
             }
         }
+        let model = Rc::new(model);
         BROWSER_MODEL.with(|slot| *slot.borrow_mut() = Some(Rc::clone(&model)));
         Ok(model)
     }
@@ -184,11 +218,12 @@ mod imp {
     pub async fn answer_in_browser(
         request: WorkerRequest,
         requantize: bool,
+        threads: u32,
         abort: &Abort,
         mut on_progress: impl FnMut(Progress),
         mut on_event: impl FnMut(StreamEvent),
     ) -> Result<(), ChatError> {
-        let model = browser_model().await?;
+        let model = browser_model(threads).await?;
         if !model.loaded.get() {
             let description = get("/models")
                 .await
@@ -207,6 +242,7 @@ mod imp {
             }
             let file: BrowserModelFile = serde_json::from_str(&text)
                 .map_err(|error| ChatError::browser(error.to_string()))?;
+            *model.model.borrow_mut() = model_label(&file.name, &file.quantization);
             model.post(&WorkerRequest::Load {
                 url: file.url,
                 sha256: file.sha256,
@@ -247,8 +283,11 @@ mod imp {
             .set_onabort(Some(stop.as_ref().unchecked_ref()));
         let result = loop {
             match model.next().await {
-                Ok(WorkerMessage::Event(event @ StreamEvent::Finished(_))) => {
-                    on_event(event);
+                Ok(WorkerMessage::Event(StreamEvent::Finished(mut stats))) => {
+                    stats.model = model.model.borrow().clone();
+                    stats.threads = Some(model.threads);
+                    stats.thread_limit = model.thread_limit.clone();
+                    on_event(StreamEvent::Finished(stats));
                     break Ok(());
                 }
                 Ok(WorkerMessage::Event(event)) => on_event(event),
@@ -453,9 +492,14 @@ mod imp {
         None
     }
 
+    pub fn default_threads() -> u32 {
+        1
+    }
+
     pub async fn answer_in_browser(
         _request: wire::worker::WorkerRequest,
         _requantize: bool,
+        _threads: u32,
         _abort: &Abort,
         _on_progress: impl FnMut(Progress),
         _on_event: impl FnMut(StreamEvent),

@@ -237,6 +237,9 @@ impl Session {
             body: request_body(&history, &current, seed, None),
             in_browser_request: worker_request(&history, &current, seed),
             requantize: self.requantize,
+            threads: current
+                .browser_threads
+                .unwrap_or_else(platform::default_threads),
             abort,
             download: self.download,
             queued: reply.queued,
@@ -293,6 +296,8 @@ struct PagePlaces {
     body: ChatCompletionRequest,
     in_browser_request: WorkerRequest,
     requantize: bool,
+    /// The browser model's threads, as the visitor set them.
+    threads: u32,
     abort: platform::Abort,
     /// The browser model's download: progress and when it began (for speed and time left).
     download: RwSignal<Option<(platform::Progress, f64)>>,
@@ -321,6 +326,7 @@ impl answerer::Places for PagePlaces {
         let result = platform::answer_in_browser(
             self.in_browser_request.clone(),
             self.requantize,
+            self.threads,
             &self.abort,
             on_progress,
             on_event,
