@@ -68,7 +68,7 @@ test('the chat streams, stops, regenerates, survives a reload and resends an edi
   assert.ok((await page.textContent('.turn-model .bubble')).trim().length > 0, 'the model answered');
   const lengths = [...new Set(await page.evaluate(() => window.__answerLengths))].filter((n) => n > 0);
   assert.ok(lengths.length > 1, `the answer grew in several steps: ${lengths}`);
-  assert.match(await page.textContent('.turn-model .answer-stats'), /\d+ tokens · [\d,]+ tok\/s · servidor \(CPU\)/);
+  assert.match(await page.textContent('.turn-model .answer-stats'), /\d+ tokens · [\d,]+ tok\/s · smollm2-135m Q4_1 · servidor \(CPU\)/);
 
   // A second question continues the conversation; Stop ends it early.
   await setMaxTokens(page, 400);

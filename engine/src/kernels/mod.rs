@@ -356,7 +356,9 @@ const AVX512_FROM_INPUTS: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 fn avx512_inputs_function(kind: Kind) -> Option<InputsDot> {
-    fn several<B: avx512::Unpack>(
+    /// Fewer inputs (a batch's next tokens) or a matrix's last rows go through the AVX2
+    /// kernel, with AVX-VNNI where the CPU has it (not every AVX-512 VNNI CPU does).
+    fn several<B: avx512::Unpack, const VNNI: bool>(
         weights: &[u8],
         inputs: &[&[ActivationBlock]],
         sums: &mut [[f32; ROW_GROUP]],
@@ -366,18 +368,22 @@ fn avx512_inputs_function(kind: Kind) -> Option<InputsDot> {
             // SAFETY: handed out only below, once the features were found.
             unsafe { avx512::dot_inputs::<B>(weights, inputs, sums) }
         } else {
-            // SAFETY: AVX2 is present (found with the others below); no AVX-VNNI asked for.
-            unsafe { avx2::dot_inputs::<B>(weights, inputs, sums, rows, false) }
+            // SAFETY: AVX2 is present, and AVX-VNNI where `VNNI` (found below).
+            unsafe { avx2::dot_inputs::<B>(weights, inputs, sums, rows, VNNI) }
         }
     }
     let present = std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
         && std::is_x86_feature_detected!("avx512vnni")
         && std::is_x86_feature_detected!("avx2");
-    present.then_some(match kind {
-        Kind::Q4_1 => several::<BlockQ4_1>,
-        Kind::Q5_0 => several::<BlockQ5_0>,
-        Kind::Q8_0 => several::<BlockQ8_0>,
+    let vnni = std::is_x86_feature_detected!("avxvnni");
+    present.then_some(match (kind, vnni) {
+        (Kind::Q4_1, false) => several::<BlockQ4_1, false>,
+        (Kind::Q5_0, false) => several::<BlockQ5_0, false>,
+        (Kind::Q8_0, false) => several::<BlockQ8_0, false>,
+        (Kind::Q4_1, true) => several::<BlockQ4_1, true>,
+        (Kind::Q5_0, true) => several::<BlockQ5_0, true>,
+        (Kind::Q8_0, true) => several::<BlockQ8_0, true>,
     })
 }
 
