@@ -361,7 +361,11 @@ pub fn emissions(text: &str) -> Result<Said, Said> {
 
 /// A list in a README's front matter (`datasets:`, `models:`), empty when absent.
 pub fn front_matter_list(text: &str, key: &str) -> Vec<String> {
-    list_of(metadata(text).as_ref().and_then(|metadata| metadata.get(key)))
+    list_of(
+        metadata(text)
+            .as_ref()
+            .and_then(|metadata| metadata.get(key)),
+    )
 }
 
 fn list_of(value: Option<&Value>) -> Vec<String> {

@@ -370,3 +370,26 @@ fn a_remote_backend_needs_an_http_address() {
     ));
     assert_contains(&message, &["allowed: an http(s) address"]);
 }
+
+/// `[browser] model` takes `[model]`'s sources; left out, the server picks (its own model when
+/// it fits a browser), and a wrong table says what is allowed.
+#[test]
+fn browser_model_takes_the_sources_of_model() {
+    use space::ModelSource;
+    assert_eq!(parse(VALID, "space.toml").unwrap().browser.model, None);
+    let catalogue = format!("{VALID}\n[browser]\nmodel = \"smollm2-135m\"\n");
+    assert_eq!(
+        parse(&catalogue, "space.toml").unwrap().browser.model,
+        Some(ModelSource::Catalog("smollm2-135m".into()))
+    );
+    let path = format!("{VALID}\n[browser.model]\npath = \"modelo-q4_k_m.gguf\"\n");
+    assert_eq!(
+        parse(&path, "space.toml").unwrap().browser.model,
+        Some(ModelSource::Path("modelo-q4_k_m.gguf".into()))
+    );
+    let both =
+        format!("{VALID}\n[browser.model]\ncatalog = \"smollm2-135m\"\npath = \"modelo.gguf\"\n");
+    assert_contains(&error_for(&both), &["browser.model", "exactly one of"]);
+    let unknown = format!("{VALID}\n[browser.model]\nfile = \"modelo.gguf\"\n");
+    assert_contains(&error_for(&unknown), &["browser.model", "allowed"]);
+}
