@@ -800,8 +800,8 @@ mod tests {
         );
     }
 
-    /// The shipped space.toml for `edition`, its model card at `card`.
-    fn in_edition(edition: &str, card: &std::path::Path) -> crate::space::Space {
+    /// The report of the shipped space.toml for `edition`, its model card at `card`.
+    fn edition_report(edition: &str, card: &std::path::Path) -> JudgeReport {
         let toml = SHIPPED
             .replacen(
                 "[project]\n",
@@ -812,7 +812,8 @@ mod tests {
                 "model = \"proyecto/README-modelo.md\"",
                 &format!("model = {:?}", card.display().to_string()),
             );
-        crate::space::parse(&toml, "space.toml").unwrap()
+        let space = crate::space::parse(&toml, "space.toml").unwrap();
+        build_report(&space, None, Some(README), Vec::new(), |_| None)
     }
 
     fn card_file(name: &str, text: &str) -> std::path::PathBuf {
@@ -827,13 +828,7 @@ mod tests {
     #[test]
     fn edition_2024_checks_what_it_always_did() {
         let card = card_file("2024", "---\nlicense: mit\n---\n# Modelo\n");
-        let report = build_report(
-            &in_edition("2024", &card),
-            None,
-            Some(README),
-            Vec::new(),
-            |_| None,
-        );
+        let report = edition_report("2024", &card);
         let titles: Vec<&str> = report
             .groups
             .iter()
@@ -854,13 +849,7 @@ mod tests {
     #[test]
     fn edition_2025_checks_its_rules_and_says_why_they_apply() {
         let bare = card_file("bare", "---\nlicense: mit\n---\n# Modelo\n");
-        let report = build_report(
-            &in_edition("2025", &bare),
-            None,
-            Some(README),
-            Vec::new(),
-            |_| None,
-        );
+        let report = edition_report("2025", &bare);
         let group = report.groups.last().unwrap();
         assert_eq!(
             group.title.es,

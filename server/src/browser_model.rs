@@ -46,12 +46,12 @@ enum Fetched {
     Failed(String),
 }
 
-/// The file browsers download, on this machine.
+/// The file browsers download, on this machine, and what its header says.
 struct Ready {
     name: String,
     file_name: String,
     file: FetchedFile,
-    info: Option<engine::ModelInfo>,
+    info: engine::ModelInfo,
 }
 
 impl BrowserModel {
@@ -166,9 +166,9 @@ impl BrowserModel {
     /// first start), or says why none.
     pub fn fetch(&self) {
         let fetched = match first_that_fits(&self.candidates, &mut |_| Box::new(|_, _| {})) {
-            Ok((name, file)) => {
-                tracing::info!(model = %name, bytes = file.bytes, "browsers run this model");
-                Fetched::Ready(Ready::read(name, file))
+            Ok(fitting) => {
+                tracing::info!(model = %fitting.name, bytes = fitting.file.bytes, "browsers run this model");
+                Fetched::Ready(Ready::from(fitting))
             }
             Err(error) => {
                 tracing::error!(model = %self.name(), %error, "the browser model could not be fetched: no browser fallback");
@@ -189,9 +189,7 @@ impl BrowserModel {
                 facts.ready = true;
                 facts.sha256 = Some(ready.file.sha256.clone());
                 facts.file_bytes = Some(ready.file.bytes);
-                if let Some(info) = ready.info.clone() {
-                    crate::inference::fill_from_info(&mut facts, info);
-                }
+                crate::inference::fill_from_info(&mut facts, ready.info.clone());
             }
             Fetched::Pending => facts.status = "loading".into(),
             Fetched::Failed(error) => facts.status = format!("failed: {error}"),
@@ -203,12 +201,20 @@ impl BrowserModel {
 /// A download's progress, for one model.
 pub type ProgressFor<'a> = &'a mut dyn FnMut(&str) -> Box<dyn FnMut(u64, Option<u64>)>;
 
-/// Fetches `candidates` in order until one is small enough for a browser: its name and file.
-/// A candidate that fails or is too large is passed over, saying why, unless it is the last.
+/// The model a browser can run: its name, file and header.
+pub struct Fitting {
+    pub name: String,
+    pub file: FetchedFile,
+    pub info: engine::ModelInfo,
+}
+
+/// Fetches `candidates` in order until one is small enough for a browser and loads as a whole
+/// GGUF. A candidate that fails or is too large is passed over, saying why, unless it is the
+/// last.
 pub fn first_that_fits(
     candidates: &[ResolvedModel],
     progress_for: ProgressFor,
-) -> Result<(String, FetchedFile), String> {
+) -> Result<Fitting, String> {
     let mut last_refusal = String::from("no browser model");
     for (index, candidate) in candidates.iter().enumerate() {
         let name = candidate.name();
@@ -223,8 +229,8 @@ pub fn first_that_fits(
         };
         let refusal = match fetched {
             Ok(file) => match too_large_for_a_browser(file.bytes) {
-                None => match readable(&file) {
-                    Ok(()) => return Ok((name, file)),
+                None => match header(&file) {
+                    Ok(info) => return Ok(Fitting { name, file, info }),
                     Err(problem) => problem,
                 },
                 Some(refusal) => refusal,
@@ -239,29 +245,25 @@ pub fn first_that_fits(
     Err(last_refusal)
 }
 
-/// Whether a browser could load `file` at all: a GGUF, whole. The server's own model, when
-/// broken, must not become the browsers' too.
-fn readable(file: &FetchedFile) -> Result<(), String> {
+/// What `file`'s header says (for the judges' page, permalinks and answers), if a browser could
+/// load it at all: a GGUF, whole. The server's own model, when broken, must not become the
+/// browsers' too.
+fn header(file: &FetchedFile) -> Result<engine::ModelInfo, String> {
     let name = file.path.display().to_string();
     let opened = std::fs::File::open(&file.path).map_err(|error| format!("{name}: {error}"))?;
-    engine::Gguf::read(&mut std::io::BufReader::new(opened), &name)
-        .and_then(|gguf| gguf.check_length(file.bytes))
-        .map_err(|error| error.to_string())
+    let gguf = engine::Gguf::read(&mut std::io::BufReader::new(opened), &name)
+        .map_err(|error| error.to_string())?;
+    gguf.check_length(file.bytes)
+        .map_err(|error| error.to_string())?;
+    Ok(gguf.info())
 }
 
-impl Ready {
-    fn read(name: String, file: FetchedFile) -> Self {
+impl From<Fitting> for Ready {
+    fn from(Fitting { name, file, info }: Fitting) -> Self {
         let file_name = file.path.file_name().map_or_else(
             || format!("{name}.gguf"),
             |file_name| file_name.to_string_lossy().into_owned(),
         );
-        // The header only: what the judges' page, permalinks and answers say of it.
-        let info = std::fs::File::open(&file.path)
-            .ok()
-            .and_then(|opened| {
-                engine::Gguf::read(&mut std::io::BufReader::new(opened), &file_name).ok()
-            })
-            .map(|gguf| gguf.info());
         Self {
             name,
             file_name,
@@ -269,7 +271,9 @@ impl Ready {
             info,
         }
     }
+}
 
+impl Ready {
     /// The file's address, carrying its sha256: browsers keep it for a year, so one URL must
     /// never name two contents (a `path` model can change between two starts).
     fn url(&self) -> String {
@@ -295,11 +299,7 @@ async fn describe(State(model): State<Arc<BrowserModel>>) -> Response {
             url: ready.url(),
             sha256: ready.file.sha256.clone(),
             bytes: ready.file.bytes,
-            quantization: ready
-                .info
-                .as_ref()
-                .map(|info| info.quantization.clone())
-                .unwrap_or_default(),
+            quantization: ready.info.quantization.clone(),
         })
         .into_response(),
         Fetched::Pending => (

@@ -177,29 +177,30 @@ impl Models {
             ResolvedModel::resolve(source, cache)
                 .map_err(|problem| Refusal::config(format!("{config}: key `{key}`: {problem}")))
         };
+        let kept = space.limits.prefix_cache_mb << 20;
+        let elsewhere = cli.no_model || matches!(space.backend, space::ServerBackend::Remote(_));
         // The team's model, whether or not this server runs it: browsers run it by default.
-        let team_model = match &cli.model {
-            Some(source) => resolve(source, "model")?,
-            None => resolve(&space.model.source, "model")?,
+        let team_model = match resolve(cli.model.as_ref().unwrap_or(&space.model.source), "model") {
+            Ok(model) => Some(model),
+            // A server that runs no model need not have its file: browsers run the small one.
+            Err(_) if elsewhere => None,
+            Err(refusal) => return Err(refusal),
         };
         let browser_candidates = match &space.browser.model {
             Some(source) => vec![resolve(source, "browser.model")?],
-            None => vec![
-                team_model.clone(),
-                resolve(
+            None => team_model
+                .iter()
+                .cloned()
+                .chain([resolve(
                     &ModelSource::Catalog(space::SMALL_BROWSER_MODEL.into()),
                     "browser.model",
-                )?,
-            ],
+                )?])
+                .collect(),
         };
-        let kept = space.limits.prefix_cache_mb << 20;
-        let elsewhere = cli.no_model || matches!(space.backend, space::ServerBackend::Remote(_));
-        let server = match &cli.model {
-            _ if elsewhere => None,
-            // The command line's model keeps space.toml's other `[model]` settings but its template.
-            Some(_) => Some((team_model, load_options(&space.model, false, kept))),
-            None => Some((team_model, load_options(&space.model, true, kept))),
-        };
+        // The command line's model keeps space.toml's other `[model]` settings but its template.
+        let server = team_model
+            .filter(|_| !elsewhere)
+            .map(|model| (model, load_options(&space.model, cli.model.is_none(), kept)));
         let compare = match &space.compare {
             Some(settings) => Some((
                 resolve(&settings.source, "compare")?,
@@ -240,11 +241,15 @@ fn load_options(
 /// `--prefetch`: every model into the cache, with progress on the terminal.
 fn prefetch(cache: &ModelCache, models: &Models) -> Result<(), Refusal> {
     let (browser_candidates, _) = &models.browser;
-    let (name, file) = server::browser_model::first_that_fits(browser_candidates, &mut |name| {
+    let fitting = server::browser_model::first_that_fits(browser_candidates, &mut |name| {
         Box::new(terminal_progress(&format!("browser model {name}")))
     })
     .map_err(|error| Refusal(1, format!("browser model: {error}")))?;
-    println!("browser model {name}: {}", file.path.display());
+    println!(
+        "browser model {}: {}",
+        fitting.name,
+        fitting.file.path.display()
+    );
     let mut files = Vec::new();
     for (model, _) in models.server.iter().chain(&models.compare) {
         if let ResolvedModel::Cached { name, file, .. } = model {

@@ -393,7 +393,6 @@ fn browser_bench(model: &str, threads: usize) -> Result<()> {
     for line in &native {
         let mut line = line.clone();
         line["backend"] = "native".into();
-        line["threads"] = threads.into();
         println!("{line}");
     }
     let decode =

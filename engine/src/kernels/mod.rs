@@ -319,6 +319,22 @@ fn inputs_function(kind: Kind) -> Option<InputsDot> {
     None
 }
 
+/// `$several::<Block, VNNI>` for a kind of block and whether AVX-VNNI runs: the several-inputs
+/// kernels are handed out as plain function pointers, so each choice is its own instance.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_block_and_vnni {
+    ($several:ident, $kind:expr, $vnni:expr) => {
+        match ($kind, $vnni) {
+            (Kind::Q4_1, false) => $several::<BlockQ4_1, false>,
+            (Kind::Q4_1, true) => $several::<BlockQ4_1, true>,
+            (Kind::Q5_0, false) => $several::<BlockQ5_0, false>,
+            (Kind::Q5_0, true) => $several::<BlockQ5_0, true>,
+            (Kind::Q8_0, false) => $several::<BlockQ8_0, false>,
+            (Kind::Q8_0, true) => $several::<BlockQ8_0, true>,
+        }
+    };
+}
+
 /// The several-inputs kernel with or without AVX-VNNI (the tests run both).
 ///
 /// # Safety
@@ -334,14 +350,7 @@ unsafe fn avx2_inputs_function(kind: Kind, vnni: bool) -> InputsDot {
         // SAFETY: handed out only by `avx2_inputs_function`, whose caller checked the features.
         unsafe { avx2::dot_inputs::<B>(weights, inputs, sums, rows, VNNI) }
     }
-    match (kind, vnni) {
-        (Kind::Q4_1, false) => several::<BlockQ4_1, false>,
-        (Kind::Q4_1, true) => several::<BlockQ4_1, true>,
-        (Kind::Q5_0, false) => several::<BlockQ5_0, false>,
-        (Kind::Q5_0, true) => several::<BlockQ5_0, true>,
-        (Kind::Q8_0, false) => several::<BlockQ8_0, false>,
-        (Kind::Q8_0, true) => several::<BlockQ8_0, true>,
-    }
+    by_block_and_vnni!(several, kind, vnni)
 }
 
 /// The several-inputs kernel with AVX-512, where the CPU has F, BW and VNNI, for a prompt's
@@ -377,14 +386,7 @@ fn avx512_inputs_function(kind: Kind) -> Option<InputsDot> {
         && std::is_x86_feature_detected!("avx512vnni")
         && std::is_x86_feature_detected!("avx2");
     let vnni = std::is_x86_feature_detected!("avxvnni");
-    present.then_some(match (kind, vnni) {
-        (Kind::Q4_1, false) => several::<BlockQ4_1, false>,
-        (Kind::Q5_0, false) => several::<BlockQ5_0, false>,
-        (Kind::Q8_0, false) => several::<BlockQ8_0, false>,
-        (Kind::Q4_1, true) => several::<BlockQ4_1, true>,
-        (Kind::Q5_0, true) => several::<BlockQ5_0, true>,
-        (Kind::Q8_0, true) => several::<BlockQ8_0, true>,
-    })
+    present.then_some(by_block_and_vnni!(several, kind, vnni))
 }
 
 /// The blocks of one weight row, as the one-row kernels take them.

@@ -414,7 +414,9 @@ fn SettingsPanel(
                              (min, max): (f64, f64),
                              step: &'static str,
                              read: fn(&Settings) -> f64,
-                             write: fn(&mut Settings, f64)| {
+                             write: fn(&mut Settings, f64),
+                             help: Option<fn(&Strings) -> &'static str>| {
+        let help_id = format!("{id}-help");
         view! {
             <label for=id>{move || label(strings())}</label>
             <input
@@ -423,6 +425,7 @@ fn SettingsPanel(
                 min=min
                 max=max
                 step=step
+                aria-describedby=help.map(|_| help_id.clone())
                 prop:value=move || settings.with(|settings| read(settings).to_string())
                 on:change=move |event| {
                     if let Ok(value) = event_target_value(&event).trim().replace(',', ".").parse::<f64>() {
@@ -433,6 +436,7 @@ fn SettingsPanel(
                     }
                 }
             />
+            {help.map(|help| view! { <p id=help_id class="hint">{move || help(strings())}</p> })}
         }
     };
     view! {
@@ -446,9 +450,18 @@ fn SettingsPanel(
                     prop:value=move || settings.with(|settings| settings.system_prompt.clone())
                     on:change=move |event| settings.update(|settings| settings.system_prompt = event_target_value(&event))
                 ></textarea>
-                {number_field("temperature", |strings| strings.temperature, input_range(&limits::TEMPERATURE), "0.1", |s| s.temperature, |s, v| s.temperature = v)}
-                {number_field("top-p", |strings| strings.top_p, input_range(&limits::TOP_P), "0.05", |s| s.top_p, |s, v| s.top_p = v)}
-                {number_field("max-tokens", |strings| strings.max_tokens, input_range(&limits::MAX_TOKENS), "1", |s| f64::from(s.max_tokens), |s, v| s.max_tokens = v.round() as u32)}
+                {number_field("temperature", |strings| strings.temperature, input_range(&limits::TEMPERATURE), "0.1", |s| s.temperature, |s, v| s.temperature = v, None)}
+                {number_field("top-p", |strings| strings.top_p, input_range(&limits::TOP_P), "0.05", |s| s.top_p, |s, v| s.top_p = v, None)}
+                {number_field("max-tokens", |strings| strings.max_tokens, input_range(&limits::MAX_TOKENS), "1", |s| f64::from(s.max_tokens), |s, v| s.max_tokens = v.round() as u32, None)}
+                {failover.then(|| number_field(
+                    "browser-threads",
+                    |strings| strings.browser_threads,
+                    input_range(&limits::BROWSER_THREADS),
+                    "1",
+                    |s| f64::from(s.browser_threads.unwrap_or_else(platform::default_threads)),
+                    |s, v| s.browser_threads = Some(v.round() as u32),
+                    Some(|strings| strings.browser_threads_help),
+                ))}
             </div>
             {failover.then(|| {
                 let choice = move |backend: BackendChoice, id: &'static str, label: fn(&Strings) -> &'static str| view! {
@@ -464,26 +477,6 @@ fn SettingsPanel(
                     </label>
                 };
                 view! {
-                    <label for="browser-threads">{move || strings().browser_threads}</label>
-                    <input
-                        id="browser-threads"
-                        type="number"
-                        min=limits::BROWSER_THREADS.min
-                        max=limits::BROWSER_THREADS.max
-                        step="1"
-                        aria-describedby="browser-threads-help"
-                        prop:value=move || settings.with(|settings| {
-                            settings.browser_threads.unwrap_or_else(platform::default_threads).to_string()
-                        })
-                        on:change=move |event| {
-                            if let Ok(threads) = event_target_value(&event).trim().parse::<u32>() {
-                                settings.update(|settings| {
-                                    settings.browser_threads = Some(limits::BROWSER_THREADS.clamp(threads));
-                                });
-                            }
-                        }
-                    />
-                    <p id="browser-threads-help" class="hint">{move || strings().browser_threads_help}</p>
                     <fieldset class="backend">
                         <legend>{move || strings().backend}</legend>
                         {choice(BackendChoice::Auto, "backend-auto", |strings| strings.backend_auto)}
