@@ -65,7 +65,7 @@ pub fn router(
         provide_context(Arc::clone(&space));
         provide_context(Arc::clone(&server_facts));
     };
-    let routes = generate_route_list(App);
+    let routes = page_routes();
     let server_fns = {
         let provide_space = provide_space.clone();
         move |request: Request<Body>| handle_server_fns_with_context(provide_space.clone(), request)
@@ -89,6 +89,16 @@ pub fn router(
         .merge(feedback_api::routes(feedback))
         // Uncompressed too: a quantised model does not shrink, and Range needs the raw bytes.
         .merge(browser_model::routes(browser_model))
+}
+
+/// The pages' routes, listed once per process. Leptos lists them by rendering the app with a
+/// process-wide switch that stops every resource from loading, so a second listing while
+/// another router renders a page (tests build one router each, in parallel) left that page
+/// waiting forever: `project_page_tests` hung in about one run in six before this.
+fn page_routes() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 /// Permalink pages and the server functions (which read stored answers for them) count
