@@ -1,5 +1,6 @@
 # Vitrina on a Hugging Face Docker Space, CPU hardware (what a fresh Space builds).
-# The build stage runs `cargo xtask dist`, the same release build CI runs and smoke-tests.
+# The build stage runs `cargo xtask dist`: CI smoke-tests the layout it makes (with the tests'
+# debug server, to keep CI short).
 # CUDA (T4): see Dockerfile.cuda.
 
 FROM rust:1-bookworm AS build

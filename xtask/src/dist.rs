@@ -1,9 +1,9 @@
 //! `cargo xtask dist`: the release layout a Docker image holds, built by the same commands the
 //! Dockerfiles run, and the smoke test `cargo xtask test` runs on it so that CI catches what
-//! would break the image.
+//! would break the image's layout.
 //!
 //! ```text
-//! OUT/vitrina        the server (release)
+//! OUT/vitrina        the server (release; the smoke test's is the tests' debug build)
 //! OUT/site/          hydration and worker bundles, styles
 //! OUT/space.toml     the team's file, with README.md and the files it names ([cards],
 //!                    [dataset]) at the same relative paths
@@ -21,30 +21,41 @@ use crate::e2e::{RunningServer, free_port, wait_until_healthy, wait_until_listen
 use crate::process::{cargo, run};
 use crate::toolchain::{self, Needs};
 
-pub fn build(out: &Path, prefetch: bool, cuda: bool) -> Result<PathBuf> {
+/// Which build of the server goes into the layout.
+#[derive(Clone, Copy)]
+pub enum Server {
+    /// The image's: optimised, with CUDA when asked.
+    Release { cuda: bool },
+    /// The one `cargo xtask test` has already built for the end-to-end tests. The smoke test
+    /// checks the layout (files, paths, site, model cache), which does not depend on the
+    /// optimisation level; compiling the release build there took 460 s of a 44-minute CI run.
+    TestsDebug,
+}
+
+pub fn build(out: &Path, prefetch: bool, server_build: Server) -> Result<PathBuf> {
     let tools = toolchain::ensure(Needs::to_serve())?;
     crate::site::build(&tools)?;
     let mut server = cargo();
-    server.args([
-        "build",
-        "--release",
-        "-p",
-        "server",
-        "--bin",
-        crate::SERVER_BINARY,
-    ]);
-    if cuda {
-        server.args(["--features", "cuda"]);
-        crate::cuda::ensure()?.configure(&mut server);
-    }
-    crate::step("server (release)", || run(&mut server))?;
+    server.args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]);
+    let profile_dir = match server_build {
+        Server::Release { cuda } => {
+            server.arg("--release");
+            if cuda {
+                server.args(["--features", "cuda"]);
+                crate::cuda::ensure()?.configure(&mut server);
+            }
+            "target/release"
+        }
+        Server::TestsDebug => "target/debug",
+    };
+    crate::step("server", || run(&mut server))?;
 
     if out.exists() {
         std::fs::remove_dir_all(out).with_context(|| format!("cannot empty {}", out.display()))?;
     }
     std::fs::create_dir_all(out.join("model-cache"))?;
     std::fs::copy(
-        Path::new("target/release").join(crate::SERVER_BINARY),
+        Path::new(profile_dir).join(crate::SERVER_BINARY),
         out.join(crate::SERVER_BINARY),
     )?;
     crate::site::copy_dir(Path::new(crate::site::SITE_ROOT), &out.join("site"))?;
@@ -100,7 +111,7 @@ fn files_named_in_space() -> Result<Vec<PathBuf>> {
 /// would have downloaded it), starts the binary from there as the image does, and checks that
 /// it serves the page and answers a chat.
 pub fn smoke_test(tests_model_cache: &std::ffi::OsStr) -> Result<()> {
-    let out = build(Path::new("target/dist"), false, false)?;
+    let out = build(Path::new("target/dist"), false, Server::TestsDebug)?;
     let file = "SmolLM2-135M-Instruct.Q4_1.gguf";
     let cached = Path::new(tests_model_cache).join(file);
     if cached.is_file() {
@@ -133,7 +144,7 @@ pub fn smoke_test(tests_model_cache: &std::ffi::OsStr) -> Result<()> {
         .env("VITRINA_MODEL_CACHE", "model-cache")
         .stdout(Stdio::null())
         .spawn()
-        .context("cannot start the release server")?;
+        .context("cannot start the server in the release layout")?;
     let mut server = RunningServer(child);
     wait_until_listening(&mut server, port)?;
     wait_until_healthy(&mut server, &format!("http://127.0.0.1:{port}"))?;

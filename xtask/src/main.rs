@@ -169,7 +169,7 @@ fn dispatch(command: Command) -> Result<()> {
             out,
             prefetch,
             cuda,
-        } => dist::build(&out, prefetch, cuda).map(drop),
+        } => dist::build(&out, prefetch, dist::Server::Release { cuda }).map(drop),
         Command::Bench {
             model,
             serve: true,
@@ -261,7 +261,7 @@ fn test() -> Result<()> {
         run(std::process::Command::new(hadolint).args(["Dockerfile", "Dockerfile.cuda"]))
     })?;
     step(
-        "release layout as in the Docker image (xtask dist), served and chatting",
+        "release layout as in the Docker image (xtask dist, debug server), served and chatting",
         || dist::smoke_test(&models),
     )?;
     println!("xtask: all tests passed in {:.0?}", started.elapsed());
