@@ -24,6 +24,7 @@ use crate::pages::{CorpusPage, JudgePage, NotFound, PermalinkPage, ProjectPage};
 
 /// The HTML document around the app; rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let options = with_the_pages_bundle(options);
     view! {
         <!DOCTYPE html>
         <html lang=initial_lang().code()>
@@ -33,7 +34,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light" />
                 <link rel="stylesheet" href="/style.css" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -43,12 +44,20 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// The hydration bundle this page needs (`wire::pages`), in place of the default one.
+#[cfg_attr(not(feature = "ssr"), allow(unused_mut))]
+fn with_the_pages_bundle(mut options: LeptosOptions) -> LeptosOptions {
+    #[cfg(feature = "ssr")]
+    if let Some(parts) = use_context::<http::request::Parts>() {
+        options.output_name = wire::pages::bundle_for(parts.uri.path()).into();
+    }
+    options
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let lang = RwSignal::new(initial_lang());
-    provide_context(lang);
-    Effect::new(move || document::show_lang(lang.get()));
+    provide_context(RwSignal::new(initial_lang()));
 
     view! {
         <Router>
@@ -64,8 +73,8 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// The language of the first paint: the visitor's stored choice, else Spanish. Server and
-/// browser read the same cookie, so hydration never swaps the text under the visitor's eyes.
+/// The language of the page: the visitor's stored choice, else Spanish. Server and browser
+/// read the same cookie, so an island hydrates with the text the server wrote.
 fn initial_lang() -> Lang {
     #[cfg(feature = "ssr")]
     {
@@ -111,33 +120,49 @@ mod document {
         None
     }
 
-    /// Marks `<html>` with the language (for screen readers and hyphenation) and with
-    /// `data-hydrated`, which says the page is interactive.
+    /// Counts an island as interactive; once every island of the page is, marks `<html>` with
+    /// `data-hydrated` (what the end-to-end tests wait for). Islands hydrate one by one, in
+    /// the order of the page, each from its own call.
     #[cfg(feature = "hydrate")]
-    pub fn show_lang(lang: Lang) {
-        if let Some(root) = html_document().and_then(|document| document.document_element()) {
-            let _ = root.set_attribute("lang", lang.code());
+    pub fn island_hydrated() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static HYDRATED: AtomicUsize = AtomicUsize::new(0);
+        let hydrated = HYDRATED.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(document) = html_document() else {
+            return;
+        };
+        let islands = document
+            .query_selector_all("leptos-island")
+            .map_or(0, |islands| islands.length() as usize);
+        if hydrated >= islands
+            && let Some(root) = document.document_element()
+        {
             let _ = root.set_attribute("data-hydrated", "true");
         }
     }
 
     #[cfg(not(feature = "hydrate"))]
-    pub fn show_lang(_lang: Lang) {}
+    pub fn island_hydrated() {}
 
+    /// Stores the visitor's language and loads the page again in it: the sheets around the
+    /// islands are the server's HTML, written in one language.
     #[cfg(feature = "hydrate")]
-    pub fn remember(lang: Lang) {
+    pub fn switch_to(lang: Lang) {
         if let Some(document) = html_document() {
             let _ = document.set_cookie(&lang.cookie());
+        }
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().reload();
         }
     }
 
     #[cfg(not(feature = "hydrate"))]
-    pub fn remember(_lang: Lang) {}
+    pub fn switch_to(_lang: Lang) {}
 }
 
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    leptos::mount::hydrate_islands();
 }

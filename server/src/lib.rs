@@ -122,7 +122,7 @@ async fn limit_stored_answer_reads(
 /// Leptos settings for a site folder laid out by `cargo xtask` (`pkg/` holds the wasm).
 pub fn leptos_options(site_root: &str, address: std::net::SocketAddr) -> LeptosOptions {
     LeptosOptions::builder()
-        .output_name("vitrina")
+        .output_name(wire::pages::HOME_BUNDLE)
         .site_root(site_root)
         .site_pkg_dir("pkg")
         .site_addr(address)

@@ -13,6 +13,7 @@
 //! - [`feedback`]: ratings, permalinks and what they store.
 //! - [`sse`]: one decoder for server-sent events.
 //! - [`limits`]: every bound and default of a request, in one table.
+//! - [`pages`]: which hydration bundle each page loads.
 //! - `js` (feature `js`): how an error thrown by JavaScript reads as text, for the page and
 //!   the worker.
 
@@ -24,6 +25,7 @@ pub mod health;
 pub mod js;
 pub mod limits;
 pub mod openai;
+pub mod pages;
 pub mod sse;
 pub mod worker;
 

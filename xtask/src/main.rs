@@ -224,6 +224,7 @@ fn test() -> Result<()> {
     let started = Instant::now();
     let tools = toolchain::ensure(Needs::everything())?;
     site::build(&tools)?;
+    step("wasm bundles within their budgets", site::check_budgets)?;
     // Models fetched by the tests live outside the clone, so a fresh clone reuses them.
     let models = std::env::var_os("VITRINA_MODEL_CACHE")
         .unwrap_or_else(|| toolchain::cache_dir().join("models").into());

@@ -59,8 +59,9 @@ pub(super) fn use_origin() -> RwSignal<String> {
     origin
 }
 
-#[component]
+#[island]
 pub fn ApiUsage(question: String) -> impl IntoView {
+    super::island_start();
     let strings = use_strings();
     let origin = use_origin();
     let curl_question = question.clone();

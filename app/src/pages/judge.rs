@@ -8,7 +8,6 @@ use super::chat::{number, platform};
 use super::{Footer, TopBar, loaded, use_strings};
 use crate::conversation::{AnswerStats, SavedTurn, Settings, Speaker, StreamEvent, request_body};
 use crate::facts::{ModelFacts, ModelRole};
-use crate::i18n::Lang;
 use crate::i18n::Strings;
 use crate::judge::{CheckGroup, Evaluation, JudgeReport, Said};
 use crate::markdown;
@@ -91,7 +90,7 @@ fn Report(report: JudgeReport) -> impl IntoView {
 #[component]
 fn Checklist(group: CheckGroup) -> impl IntoView {
     let strings = use_strings();
-    let lang = expect_context::<RwSignal<Lang>>();
+    let lang = super::use_lang();
     // The checklist is written in every language; the visitor's is shown.
     let in_lang = move |said: Said| move || said.pick(lang.get()).to_owned();
     view! {
@@ -239,8 +238,11 @@ impl Run {
     }
 }
 
-#[component]
+// An island on the server always; in the browser, only in the bundle of every page.
+#[cfg_attr(any(feature = "ssr", feature = "hydrate-all-pages"), island)]
+#[cfg_attr(not(any(feature = "ssr", feature = "hydrate-all-pages")), component)]
 fn ExampleRunner(examples: Vec<ChatExample>, chat: ChatDefaults, compare: bool) -> impl IntoView {
+    super::island_start();
     let strings = use_strings();
     let settings = Settings::from(&chat);
     // One row per example: the team's model, and the base model when compared.

@@ -18,10 +18,26 @@ use leptos::prelude::*;
 
 use crate::i18n::{Lang, Strings};
 
+/// The visitor's language: the page's on the server; in the browser an island hydrates apart
+/// from the page and reads it again (from the same cookie the server read).
+fn use_lang() -> RwSignal<Lang> {
+    use_context::<RwSignal<Lang>>().unwrap_or_else(|| {
+        let lang = RwSignal::new(crate::initial_lang());
+        provide_context(lang);
+        lang
+    })
+}
+
 /// The interface strings of the visitor's current language, tracked reactively.
 fn use_strings() -> impl Fn() -> &'static Strings + Copy {
-    let lang = expect_context::<RwSignal<Lang>>();
+    let lang = use_lang();
     move || lang.get().strings()
+}
+
+/// What each island does first: its language, and counting itself as interactive.
+fn island_start() {
+    use_lang();
+    crate::document::island_hydrated();
 }
 
 /// A page's server data once loaded: `render` shows it; an error is shown as an alert.
@@ -49,36 +65,40 @@ where
 /// in its own words.
 #[component]
 fn TopBar() -> impl IntoView {
-    let lang = expect_context::<RwSignal<Lang>>();
     let strings = use_strings();
     view! {
         <a class="skip-link" href="#contenido">{move || strings().skip_to_content}</a>
         <header class="topbar">
             <a class="brand" href="/">"Vitrina"</a>
-            <div class="lang-switches">
-                {Lang::ALL
-                    .into_iter()
-                    .map(|target| {
-                        let switch = move |_| {
-                            lang.set(target);
-                            crate::document::remember(target);
-                        };
-                        view! {
-                            <button
-                                type="button"
-                                class="lang-switch"
-                                hidden=move || lang.get() == target
-                                on:click=switch
-                                lang=target.code()
-                                aria-label=target.switch_aria()
-                            >
-                                {target.native_name()}
-                            </button>
-                        }
-                    })
-                    .collect_view()}
-            </div>
+            <LangSwitch />
         </header>
+    }
+}
+
+#[island]
+fn LangSwitch() -> impl IntoView {
+    island_start();
+    let lang = use_lang();
+    view! {
+        <div class="lang-switches">
+            {Lang::ALL
+                .into_iter()
+                .filter(|&target| target != lang.get_untracked())
+                .map(|target| {
+                    view! {
+                        <button
+                            type="button"
+                            class="lang-switch"
+                            on:click=move |_| crate::document::switch_to(target)
+                            lang=target.code()
+                            aria-label=target.switch_aria()
+                        >
+                            {target.native_name()}
+                        </button>
+                    }
+                })
+                .collect_view()}
+        </div>
     }
 }
 

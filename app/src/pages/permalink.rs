@@ -43,8 +43,11 @@ pub fn PermalinkPage() -> impl IntoView {
     }
 }
 
-#[component]
+// An island on the server always; in the browser, only in the bundle of every page.
+#[cfg_attr(any(feature = "ssr", feature = "hydrate-all-pages"), island)]
+#[cfg_attr(not(any(feature = "ssr", feature = "hydrate-all-pages")), component)]
 fn Answer(answer: StoredAnswer) -> impl IntoView {
+    super::island_start();
     let strings = use_strings();
     let origin = use_origin();
     let report = answer.report;

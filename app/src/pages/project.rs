@@ -63,7 +63,7 @@ fn ProjectSheet(space: Space) -> impl IntoView {
                         .iter()
                         .map(|code| {
                             let variety = code.variety();
-                            let lang = expect_context::<RwSignal<Lang>>();
+                            let lang = super::use_lang();
                             view! {
                                 <li class="chip" title=variety.code>
                                     {move || match lang.get() {
@@ -151,7 +151,7 @@ fn Paragraphs(text: String) -> impl IntoView {
 #[component]
 fn OdsBadge(number: OdsNumber) -> impl IntoView {
     let strings = use_strings();
-    let lang = expect_context::<RwSignal<Lang>>();
+    let lang = super::use_lang();
     let goal = number.goal();
     let style = format!(
         "--ods-color: {}; --ods-text: {}",

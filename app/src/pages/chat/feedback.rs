@@ -2,6 +2,7 @@
 //! answer, how it was made and the answers a regeneration replaced (the rejected side of a
 //! preference pair), and stored by the server.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use super::{Turn, platform};
@@ -144,13 +145,12 @@ pub fn Feedback(
                 })
                 .collect_view()}
             {move || match permalink.get() {
-                Some(link) => view! { <a class="permalink" href=link>{strings().permalink}</a> }.into_any(),
-                None => view! {
+                Some(link) => Either::Left(view! { <a class="permalink" href=link>{strings().permalink}</a> }),
+                None => Either::Right(view! {
                     <button type="button" class="link-button make-permalink" on:click=move |_| send(None, None)>
                         {strings().permalink}
                     </button>
-                }
-                    .into_any(),
+                }),
             }}
             <p class="feedback-status" role="status">
                 {move || match status.get() {

@@ -7,6 +7,7 @@ mod feedback;
 pub(super) mod platform;
 mod session;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use super::use_strings;
@@ -171,12 +172,13 @@ fn queue_text(strings: &Strings, position: u64, wait: Option<f64>) -> String {
     text
 }
 
-#[component]
+#[island]
 pub fn Chat(
     examples: Vec<ChatExample>,
     defaults: ChatDefaults,
     browser: BrowserSettings,
 ) -> impl IntoView {
+    super::island_start();
     let strings = use_strings();
     let team_settings = Settings::from(&defaults);
     let chat = Session::new(team_settings.clone(), &browser);
@@ -189,7 +191,7 @@ pub fn Chat(
         )
     });
     let failover = chat.failover;
-    view! {
+    let view = view! {
         <section class="section chat" id="chat" aria-labelledby="chat-titulo">
             <h2 id="chat-titulo">{move || strings().chat}</h2>
             <p class="server-notice" role="status" hidden=move || server_notice.with(Option::is_none)>
@@ -215,9 +217,13 @@ pub fn Chat(
                 <p>{move || strings().chat_needs_js}</p>
             </noscript>
         </section>
-    }
-    // Erased: the page's view type would otherwise nest deeper than the compiler follows.
-    .into_any()
+    };
+    // Erased on the server, where the page's view type would otherwise nest deeper than the
+    // compiler follows; not in the browser, where an erased view brings every way of
+    // rendering one (async hydration too) into the bundle.
+    #[cfg(feature = "ssr")]
+    let view = view.into_any();
+    view
 }
 
 /// One message: the visitor's question, or the model's answer with its stats, feedback and
@@ -227,17 +233,16 @@ fn TurnItem(turn: Turn, chat: Session) -> impl IntoView {
     let strings = use_strings();
     let visitor = turn.speaker == Speaker::Visitor;
     let body = if visitor {
-        view! {
+        Either::Left(view! {
             <div class="bubble">
                 <p class="question">{move || turn.text.get()}</p>
                 {move || turn.context.get().map(|context| view! {
                     <p class="context"><span class="label">{strings().context}": "</span>{context}</p>
                 })}
             </div>
-        }
-        .into_any()
+        })
     } else {
-        view! {
+        Either::Right(view! {
             <p class="queue-status" hidden=move || turn.queued.get().is_none()>
                 {move || turn.queued.get().map(|(position, wait)| queue_text(strings(), position, wait))}
             </p>
@@ -258,9 +263,11 @@ fn TurnItem(turn: Turn, chat: Session) -> impl IntoView {
             })}
             <Feedback reply=turn turns=chat.turns conversation=chat.conversation />
             <EarlierAnswers earlier=turn.earlier />
-        }
-        .into_any()
+        })
     };
+    // Erased on the server only, as the chat itself is (see `Chat`).
+    #[cfg(feature = "ssr")]
+    let body = body.into_any();
     view! {
         <li class=if visitor { "turn turn-visitor" } else { "turn turn-model" }>
             <span class="who">
