@@ -59,13 +59,9 @@ pub enum Memory {
     /// One thread: what every browser runs.
     Private,
     /// Web Workers sharing the module's memory (the browser model's threads, on cross-origin
-    /// isolated pages): atomics, and std rebuilt with them, in a target folder of its own so
-    /// that the two builds do not undo each other.
+    /// isolated pages): atomics, and std rebuilt with them.
     Shared,
 }
-
-/// Where the shared-memory bundles are compiled.
-pub const SHARED_TARGET_DIR: &str = "target/wasm-threads";
 
 /// Added to `.cargo/config.toml`'s wasm32 flags (arrays from `--config` are appended) for the
 /// shared-memory build: atomics, and the linker told to share (and import) the memory and
@@ -77,9 +73,23 @@ const SHARED_MEMORY_RUSTFLAGS: &str = r#"target.wasm32-unknown-unknown.rustflags
 
 impl Tools {
     /// `cargo <subcommand>` set up for a browser bundle: wasm32, with the given profile
-    /// (`wasm-release` for the page, `wasm-worker` for inference).
-    pub fn wasm_cargo(&self, subcommand: &str, profile: &str, memory: Memory) -> Command {
-        let common = [subcommand, "--target", WASM_TARGET, "--profile", profile];
+    /// (`wasm-release` for the page, `wasm-worker` for inference), in `target_dir`.
+    pub fn wasm_cargo(
+        &self,
+        subcommand: &str,
+        profile: &str,
+        memory: Memory,
+        target_dir: &str,
+    ) -> Command {
+        let common = [
+            subcommand,
+            "--target",
+            WASM_TARGET,
+            "--profile",
+            profile,
+            "--target-dir",
+            target_dir,
+        ];
         let mut command = match self.wasm_route {
             WasmRoute::Rustup => {
                 let mut command = cargo();
@@ -106,8 +116,6 @@ impl Tools {
         };
         if memory == Memory::Shared {
             command.args([
-                "--target-dir",
-                SHARED_TARGET_DIR,
                 "--config",
                 SHARED_MEMORY_RUSTFLAGS,
             ]);
