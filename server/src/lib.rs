@@ -24,12 +24,10 @@ use std::sync::Arc;
 use app::facts::ServerFacts;
 use app::{App, shell};
 use axum::Router;
-use axum::body::Body;
 use axum::extract::Request;
-use axum::routing::post;
 use leptos::prelude::*;
 use leptos_axum::{
-    LeptosRoutes, file_and_error_handler, generate_route_list, handle_server_fns_with_context,
+    LeptosRoutes, file_and_error_handler, generate_route_list,
 };
 use space::Space;
 use tower_http::compression::CompressionLayer;
@@ -66,12 +64,7 @@ pub fn router(
         provide_context(Arc::clone(&server_facts));
     };
     let routes = page_routes();
-    let server_fns = {
-        let provide_space = provide_space.clone();
-        move |request: Request<Body>| handle_server_fns_with_context(provide_space.clone(), request)
-    };
     let pages = Router::new()
-        .route("/api/{*fn_name}", post(server_fns))
         .leptos_routes_with_context(&options, routes, provide_space, {
             let options = options.clone();
             move || shell(options.clone())
@@ -101,8 +94,8 @@ fn page_routes() -> Vec<leptos_axum::AxumRouteListing> {
     ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
-/// Permalink pages and the server functions (which read stored answers for them) count
-/// against the visitor's per-minute limit of the feedback routes, like `GET /v1/feedback/<id>`.
+/// Permalink pages read stored answers: they count against the visitor's per-minute limit of
+/// the feedback routes, like `GET /v1/feedback/<id>`.
 async fn limit_stored_answer_reads(
     axum::extract::State(feedback): axum::extract::State<Arc<feedback_api::FeedbackApi>>,
     client::Visitor(visitor): client::Visitor,
@@ -111,9 +104,8 @@ async fn limit_stored_answer_reads(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = request.uri().path();
-    let reads_the_store =
-        path.starts_with(&wire::feedback::permalink("")) || path.starts_with("/api/");
-    if reads_the_store && let Err(refusal) = feedback.per_minute.admit(visitor) {
+    if path.starts_with(&wire::feedback::permalink(""))
+        && let Err(refusal) = feedback.per_minute.admit(visitor) {
         return refusal.into_response();
     }
     next.run(request).await

@@ -1,6 +1,7 @@
 //! The corpus page (`/corpus?pagina=N`): the schema report, bar charts drawn as SVG on the
 //! server (readable without JavaScript), and a page of rows with plain links between pages.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -9,40 +10,45 @@ use super::chat::number;
 use super::{Footer, TopBar, loaded, use_strings};
 use crate::corpus::{COLUMNS, Chart, CorpusView, REQUIRED};
 
-#[server]
-pub async fn get_corpus(page: usize) -> Result<Option<CorpusView>, ServerFnError> {
-    let space = use_context::<std::sync::Arc<crate::space::Space>>()
-        .ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
-    let Some(dataset) = &space.dataset else {
-        return Ok(None);
-    };
-    let corpus = crate::corpus::load_cached(&dataset.file)
-        .map_err(|error| ServerFnError::new(error.to_string()))?;
-    Ok(Some(corpus.view(page)))
+/// Page `page` of the team's corpus, `None` when space.toml names no dataset.
+fn corpus_page(page: usize) -> Result<Option<CorpusView>, String> {
+    #[cfg(feature = "ssr")]
+    {
+        let space = use_context::<std::sync::Arc<crate::space::Space>>()
+            .ok_or("the server started without a space.toml")?;
+        let Some(dataset) = &space.dataset else {
+            return Ok(None);
+        };
+        let corpus =
+            crate::corpus::load_cached(&dataset.file).map_err(|error| error.to_string())?;
+        Ok(Some(corpus.view(page)))
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let _ = page;
+        Err(super::RENDERED_BY_THE_SERVER.to_owned())
+    }
 }
 
 #[component]
 pub fn CorpusPage() -> impl IntoView {
     let strings = use_strings();
     let query = use_query_map();
-    let page = move || {
-        query.with(|query| {
-            query
-                .get("pagina")
-                .and_then(|page| page.parse().ok())
-                .unwrap_or(1usize)
-        })
-    };
-    let corpus = Resource::new_blocking(page, get_corpus);
+    let page = query.with_untracked(|query| {
+        query
+            .get("pagina")
+            .and_then(|page| page.parse().ok())
+            .unwrap_or(1usize)
+    });
     view! {
         <Title text=move || strings().corpus_title />
         <TopBar />
         <main id="contenido" class="page corpus-page">
             <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
             <h1>{move || strings().corpus_title}</h1>
-            {loaded(corpus, move |view| match view {
-                Some(view) => view! { <Report view /> }.into_any(),
-                None => view! { <p>{move || strings().no_dataset}</p> }.into_any(),
+            {loaded(corpus_page(page), move |view| match view {
+                Some(view) => Either::Left(view! { <Report view /> }),
+                None => Either::Right(view! { <p>{move || strings().no_dataset}</p> }),
             })}
         </main>
         <Footer />

@@ -13,24 +13,28 @@ use crate::judge::{CheckGroup, Evaluation, JudgeReport, Said};
 use crate::markdown;
 use crate::space::{ChatDefaults, ChatExample};
 
-#[server]
-pub async fn get_judge_report() -> Result<JudgeReport, ServerFnError> {
-    use std::sync::Arc;
-    let space = use_context::<Arc<crate::space::Space>>()
-        .ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
-    let facts = use_context::<Arc<dyn crate::facts::ServerFacts>>()
-        .ok_or_else(|| ServerFnError::new("the server provides no model facts"))?;
-    // The Space's README sits beside space.toml, in the folder the server runs in.
-    let readme = std::fs::read_to_string("README.md").ok();
-    // The Hub tells a Space its own `owner/name`; elsewhere it is not known.
-    let space_id = std::env::var("SPACE_ID").ok();
-    Ok(crate::judge::build_report(
-        &space,
-        space_id.as_deref(),
-        readme.as_deref(),
-        facts.models(),
-        |kind| facts.fetched_card(kind),
-    ))
+fn judge_report() -> Result<JudgeReport, String> {
+    #[cfg(feature = "ssr")]
+    {
+        use std::sync::Arc;
+        let space = use_context::<Arc<crate::space::Space>>()
+            .ok_or("the server started without a space.toml")?;
+        let facts = use_context::<Arc<dyn crate::facts::ServerFacts>>()
+            .ok_or("the server provides no model facts")?;
+        // The Space's README sits beside space.toml, in the folder the server runs in.
+        let readme = std::fs::read_to_string("README.md").ok();
+        // The Hub tells a Space its own `owner/name`; elsewhere it is not known.
+        let space_id = std::env::var("SPACE_ID").ok();
+        Ok(crate::judge::build_report(
+            &space,
+            space_id.as_deref(),
+            readme.as_deref(),
+            facts.models(),
+            |kind| facts.fetched_card(kind),
+        ))
+    }
+    #[cfg(not(feature = "ssr"))]
+    Err(super::RENDERED_BY_THE_SERVER.to_owned())
 }
 
 /// The seed every example runs with, on every model: the same question gets comparable answers.
@@ -39,12 +43,11 @@ const EXAMPLE_SEED: u64 = 600;
 #[component]
 pub fn JudgePage() -> impl IntoView {
     let strings = use_strings();
-    let report = Resource::new_blocking(|| (), |()| get_judge_report());
     view! {
         <Title text=move || strings().judge_title />
         <TopBar />
         <main id="contenido" class="page judge">
-            {loaded(report, |report| view! { <Report report /> })}
+            {loaded(judge_report(), |report| view! { <Report report /> })}
         </main>
         <Footer />
     }

@@ -14,6 +14,7 @@ pub use not_found::NotFound;
 pub use permalink::PermalinkPage;
 pub use project::ProjectPage;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::i18n::{Lang, Strings};
@@ -40,26 +41,20 @@ fn island_start() {
     crate::document::island_hydrated();
 }
 
-/// A page's server data once loaded: `render` shows it; an error is shown as an alert.
-fn loaded<T, V>(
-    resource: Resource<Result<T, ServerFnError>>,
-    render: impl Fn(T) -> V + Copy + Send + Sync + 'static,
-) -> impl IntoView
-where
-    T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static,
-    V: IntoView + 'static,
-{
-    view! {
-        <Suspense>
-            {move || Suspend::new(async move {
-                match resource.await {
-                    Ok(value) => render(value).into_any(),
-                    Err(error) => view! { <p role="alert">{error.to_string()}</p> }.into_any(),
-                }
-            })}
-        </Suspense>
+/// A page's data, read from the server's context as the page renders: `render` shows it; why
+/// it could not be read is shown as an alert. Pages render on the server only (what is
+/// interactive hydrates as an island, with its data in its props), so nothing waits and
+/// nothing is serialised for the browser.
+fn loaded<T, V: IntoView>(data: Result<T, String>, render: impl FnOnce(T) -> V) -> impl IntoView {
+    match data {
+        Ok(value) => Either::Left(render(value)),
+        Err(error) => Either::Right(view! { <p role="alert">{error}</p> }),
     }
 }
+
+/// What the browser's build says in place of a page's data: it never renders pages.
+#[cfg(not(feature = "ssr"))]
+const RENDERED_BY_THE_SERVER: &str = "this page is rendered by the server";
 
 /// The bar on top of every page: skip link, name, and a switch to each other language, named
 /// in its own words.

@@ -1,6 +1,7 @@
 //! An answer's permalink (`/respuesta/<id>`): the question, the answer, and everything needed
 //! to generate it again — model file, quantisation, settings, seed, where it ran.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -13,30 +14,34 @@ use crate::markdown;
 use wire::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
 use wire::openai::ChatCompletionRequest;
 
-#[server]
-pub async fn get_stored_answer(id: String) -> Result<Option<StoredAnswer>, ServerFnError> {
-    let facts = use_context::<std::sync::Arc<dyn crate::facts::ServerFacts>>()
-        .ok_or_else(|| ServerFnError::new("the server provides no storage"))?;
-    facts.answer(&id).map_err(ServerFnError::new)
+fn stored_answer(id: &str) -> Result<Option<StoredAnswer>, String> {
+    #[cfg(feature = "ssr")]
+    {
+        let facts = use_context::<std::sync::Arc<dyn crate::facts::ServerFacts>>()
+            .ok_or("the server provides no storage")?;
+        facts.answer(id)
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        let _ = id;
+        Err(super::RENDERED_BY_THE_SERVER.to_owned())
+    }
 }
 
 #[component]
 pub fn PermalinkPage() -> impl IntoView {
     let strings = use_strings();
     let params = use_params_map();
-    let answer = Resource::new_blocking(
-        move || params.with(|params| params.get("id").unwrap_or_default()),
-        get_stored_answer,
-    );
+    let id = params.with_untracked(|params| params.get("id").unwrap_or_default());
     view! {
         <Title text=move || strings().stored_answer />
         <TopBar />
         <main id="contenido" class="page permalink-page">
             <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
             <h1>{move || strings().stored_answer}</h1>
-            {loaded(answer, move |answer| match answer {
-                Some(answer) => view! { <Answer answer /> }.into_any(),
-                None => view! { <p role="alert">{move || strings().answer_not_found}</p> }.into_any(),
+            {loaded(stored_answer(&id), move |answer| match answer {
+                Some(answer) => Either::Left(view! { <Answer answer /> }),
+                None => Either::Right(view! { <p role="alert">{move || strings().answer_not_found}</p> }),
             })}
         </main>
         <Footer />

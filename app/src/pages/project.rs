@@ -10,21 +10,22 @@ use super::{Footer, TopBar, loaded, use_strings};
 use crate::i18n::Lang;
 use crate::space::{HubRepo, Member, OdsNumber, Space, paragraphs};
 
-#[server]
-pub async fn get_space() -> Result<Space, ServerFnError> {
-    let space = use_context::<std::sync::Arc<Space>>()
-        .ok_or_else(|| ServerFnError::new("the server started without a space.toml"))?;
-    Ok(Space::clone(&space))
+fn team_space() -> Result<Space, String> {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<std::sync::Arc<Space>>()
+            .map(|space| Space::clone(&space))
+            .ok_or_else(|| "the server started without a space.toml".to_owned())
+    }
+    #[cfg(not(feature = "ssr"))]
+    Err(super::RENDERED_BY_THE_SERVER.to_owned())
 }
 
 #[component]
 pub fn ProjectPage() -> impl IntoView {
-    // Blocking: the whole sheet is in the first HTML chunk, for visitors without JavaScript
-    // and for link previews.
-    let space = Resource::new_blocking(|| (), |()| get_space());
     view! {
         <TopBar />
-        {loaded(space, |space| view! { <ProjectSheet space /> })}
+        {loaded(team_space(), |space| view! { <ProjectSheet space /> })}
         <Footer />
     }
 }
