@@ -1,6 +1,7 @@
 //! Vitrina's server: an axum application that renders the Leptos pages of `app` with the team's
-//! `space.toml`, answers their server functions and serves the browser bundles built by
-//! `cargo xtask` (hydration wasm, styles) from the site folder.
+//! `space.toml`, serves the OpenAI-compatible API and the feedback routes, and the browser
+//! bundles built by `cargo xtask` (the islands' and the worker's wasm, styles) from the site
+//! folder.
 
 pub mod api;
 pub mod batches;
