@@ -14,7 +14,6 @@ pub use not_found::NotFound;
 pub use permalink::PermalinkPage;
 pub use project::ProjectPage;
 
-use leptos::either::Either;
 use leptos::prelude::*;
 
 use crate::i18n::{Lang, Strings};
@@ -45,10 +44,17 @@ fn island_start() {
 /// it could not be read is shown as an alert. Pages render on the server only (what is
 /// interactive hydrates as an island, with its data in its props), so nothing waits and
 /// nothing is serialised for the browser.
-fn loaded<T, V: IntoView>(data: Result<T, String>, render: impl FnOnce(T) -> V) -> impl IntoView {
+///
+/// Erased: a whole page's view type nests deeper than the compiler follows in a release build
+/// ("queries overflow the depth limit"). Pages are not in the browser's bundles, so erasing
+/// costs them nothing.
+fn loaded<T, V: IntoView + 'static>(
+    data: Result<T, String>,
+    render: impl FnOnce(T) -> V,
+) -> AnyView {
     match data {
-        Ok(value) => Either::Left(render(value)),
-        Err(error) => Either::Right(view! { <p role="alert">{error}</p> }),
+        Ok(value) => render(value).into_any(),
+        Err(error) => view! { <p role="alert">{error}</p> }.into_any(),
     }
 }
 
