@@ -1,6 +1,7 @@
 //! Vitrina's pages and components, written once with Leptos: rendered to HTML by the server
-//! (feature `ssr`, used by the `server` crate) and hydrated in the browser from wasm (feature
-//! `hydrate`, built by `cargo xtask`). `space.toml`'s types and reference data (ODS goals,
+//! (feature `ssr`, used by the `server` crate); their interactive parts are islands, hydrated in
+//! the browser from wasm (feature `hydrate` for the project page's, `hydrate-all-pages` for every
+//! page's; built by `cargo xtask`). `space.toml`'s types and reference data (ODS goals,
 //! language varieties) live in the `space` crate, re-exported here for the pages.
 
 #[cfg(feature = "ssr")]
@@ -120,9 +121,10 @@ mod document {
         None
     }
 
-    /// Counts an island as interactive; once every island of the page is, marks `<html>` with
-    /// `data-hydrated` (what the end-to-end tests wait for). Islands hydrate one by one, in
-    /// the order of the page, each from its own call.
+    /// Counts an island as it hydrates; once every island of the page has, marks `<html>` with
+    /// `data-hydrated` (what the end-to-end tests wait for). Islands hydrate one by one, in the
+    /// order of the page, each in one synchronous call that this runs at the start of, so the
+    /// mark is seen only after the last island's call has returned.
     #[cfg(feature = "hydrate")]
     pub fn island_hydrated() {
         use std::sync::atomic::{AtomicUsize, Ordering};
