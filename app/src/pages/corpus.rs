@@ -14,8 +14,7 @@ use crate::corpus::{COLUMNS, Chart, CorpusView, REQUIRED};
 fn corpus_page(page: usize) -> Result<Option<CorpusView>, String> {
     #[cfg(feature = "ssr")]
     {
-        let space = use_context::<std::sync::Arc<crate::space::Space>>()
-            .ok_or("the server started without a space.toml")?;
+        let space = super::served_space()?;
         let Some(dataset) = &space.dataset else {
             return Ok(None);
         };

@@ -17,8 +17,7 @@ fn judge_report() -> Result<JudgeReport, String> {
     #[cfg(feature = "ssr")]
     {
         use std::sync::Arc;
-        let space = use_context::<Arc<crate::space::Space>>()
-            .ok_or("the server started without a space.toml")?;
+        let space = super::served_space()?;
         let facts = use_context::<Arc<dyn crate::facts::ServerFacts>>()
             .ok_or("the server provides no model facts")?;
         // The Space's README sits beside space.toml, in the folder the server runs in.

@@ -58,6 +58,17 @@ fn loaded<T, V: IntoView + 'static>(
     }
 }
 
+/// The team's space.toml, as the server provides it to every page.
+fn served_space() -> Result<std::sync::Arc<crate::space::Space>, String> {
+    #[cfg(feature = "ssr")]
+    {
+        use_context::<std::sync::Arc<crate::space::Space>>()
+            .ok_or_else(|| "the server started without a space.toml".to_owned())
+    }
+    #[cfg(not(feature = "ssr"))]
+    Err(RENDERED_BY_THE_SERVER.to_owned())
+}
+
 /// What the browser's build says in place of a page's data: it never renders pages.
 #[cfg(not(feature = "ssr"))]
 const RENDERED_BY_THE_SERVER: &str = "this page is rendered by the server";

@@ -10,22 +10,11 @@ use super::{Footer, TopBar, loaded, use_strings};
 use crate::i18n::Lang;
 use crate::space::{HubRepo, Member, OdsNumber, Space, paragraphs};
 
-fn team_space() -> Result<Space, String> {
-    #[cfg(feature = "ssr")]
-    {
-        use_context::<std::sync::Arc<Space>>()
-            .map(|space| Space::clone(&space))
-            .ok_or_else(|| "the server started without a space.toml".to_owned())
-    }
-    #[cfg(not(feature = "ssr"))]
-    Err(super::RENDERED_BY_THE_SERVER.to_owned())
-}
-
 #[component]
 pub fn ProjectPage() -> impl IntoView {
     view! {
         <TopBar />
-        {loaded(team_space(), |space| view! { <ProjectSheet space /> })}
+        {loaded(super::served_space(), |space| view! { <ProjectSheet space=Space::clone(&space) /> })}
         <Footer />
     }
 }
