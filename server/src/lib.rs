@@ -27,9 +27,7 @@ use app::{App, shell};
 use axum::Router;
 use axum::extract::Request;
 use leptos::prelude::*;
-use leptos_axum::{
-    LeptosRoutes, file_and_error_handler, generate_route_list,
-};
+use leptos_axum::{LeptosRoutes, file_and_error_handler, generate_route_list};
 use space::Space;
 use tower_http::compression::CompressionLayer;
 
@@ -106,7 +104,8 @@ async fn limit_stored_answer_reads(
     use axum::response::IntoResponse;
     let path = request.uri().path();
     if path.starts_with(&wire::feedback::permalink(""))
-        && let Err(refusal) = feedback.per_minute.admit(visitor) {
+        && let Err(refusal) = feedback.per_minute.admit(visitor)
+    {
         return refusal.into_response();
     }
     next.run(request).await
