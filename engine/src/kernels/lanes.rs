@@ -46,8 +46,8 @@ pub fn f16_to_f32(bits: u16) -> f32 {
 
 /// `scores[s]` = [`dot`]`(query, key s)` for the keys laid one after the other in `keys`, to
 /// the bit; eight keys at a time with AVX2, sharing each load of the query, and their lanes
-/// summed side by side in [`sum_lanes`]' order. A 512-token prompt's attention spent most of
-/// its time on one key at a time.
+/// summed side by side in [`sum_lanes`]' order (one key at a time with simd128). A 512-token
+/// prompt's attention spent most of its time on one key at a time.
 pub fn dots(query: &[f32], keys: &[f32], scores: &mut [f32]) {
     let dim = query.len();
     assert_eq!(keys.len(), scores.len() * dim);
@@ -57,13 +57,19 @@ pub fn dots(query: &[f32], keys: &[f32], scores: &mut [f32]) {
         unsafe { avx2::dots(query, keys, scores) };
         return;
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if dim.is_multiple_of(8) {
+        super::simd128::dots(query, keys, scores);
+        return;
+    }
     for (score, key) in scores.iter_mut().zip(keys.chunks_exact(dim)) {
         *score = dot(query, key);
     }
 }
 
 /// `out[d]` = Σ over s, in order from zero, of `weights[s] · values[s][d]` (the value rows laid
-/// one after the other); with AVX2, 64 of `out` kept in registers while every row passes.
+/// one after the other); with AVX2, 64 of `out` kept in registers while every row passes (32
+/// with simd128).
 pub fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) {
     let dim = out.len();
     assert_eq!(values.len(), weights.len() * dim);
@@ -71,6 +77,11 @@ pub fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) {
     if dim.is_multiple_of(8) && std::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked just above).
         unsafe { avx2::weighted_sum(weights, values, out) };
+        return;
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if dim.is_multiple_of(8) {
+        super::simd128::weighted_sum(weights, values, out);
         return;
     }
     out.fill(0.0);

@@ -182,3 +182,55 @@ fn q8_0_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [
     }
     lanes(totals)
 }
+
+/// Four floats.
+fn floats(values: &[f32]) -> v128 {
+    let values: &[f32; 4] = values.try_into().expect("four floats");
+    // SAFETY: the array holds the four floats read; v128_load takes any alignment.
+    unsafe { v128_load(values.as_ptr().cast()) }
+}
+
+/// [`super::lanes::dots`] for `query.len()` a multiple of 8: each key's eight lane sums held in
+/// two vectors (lanes 0–3 and 4–7), then added as [`super::lanes::sum_lanes`] does. The browser
+/// spent a sixth of a long conversation's decode in attention's scalar loops.
+pub fn dots(query: &[f32], keys: &[f32], scores: &mut [f32]) {
+    let dim = query.len();
+    for (score, key) in scores.iter_mut().zip(keys.chunks_exact(dim)) {
+        let (mut low, mut high) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        for (query, key) in query.chunks_exact(8).zip(key.chunks_exact(8)) {
+            low = f32x4_add(low, f32x4_mul(floats(&query[..4]), floats(&key[..4])));
+            high = f32x4_add(high, f32x4_mul(floats(&query[4..]), floats(&key[4..])));
+        }
+        // Halves (lane i with lane i + 4), then pairs (0 with 2, 1 with 3), then the last two.
+        let quarters = f32x4_add(low, high);
+        let pairs = f32x4_add(quarters, i32x4_shuffle::<2, 3, 2, 3>(quarters, quarters));
+        *score = f32x4_extract_lane::<0>(pairs) + f32x4_extract_lane::<1>(pairs);
+    }
+}
+
+/// [`super::lanes::weighted_sum`] for `out.len()` a multiple of 8: 32 of `out` kept in eight
+/// vectors while every row passes, each still summed from the first row to the last.
+pub fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) {
+    let dim = out.len();
+    for start in (0..dim).step_by(32) {
+        let width = (dim - start).min(32);
+        let mut sums = [f32x4_splat(0.0); 8];
+        for (row, &weight) in values.chunks_exact(dim).zip(weights) {
+            let weight = f32x4_splat(weight);
+            for (sum, chunk) in sums
+                .iter_mut()
+                .zip(row[start..start + width].chunks_exact(4))
+            {
+                *sum = f32x4_add(*sum, f32x4_mul(weight, floats(chunk)));
+            }
+        }
+        for (sum, chunk) in sums
+            .iter()
+            .zip(out[start..start + width].chunks_exact_mut(4))
+        {
+            let chunk: &mut [f32; 4] = chunk.try_into().expect("four floats");
+            // SAFETY: the array holds the four floats stored; v128_store takes any alignment.
+            unsafe { v128_store(chunk.as_mut_ptr().cast(), *sum) };
+        }
+    }
+}
