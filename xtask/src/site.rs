@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::process::run;
-use crate::toolchain::{Memory, Tools, WASM_TARGET};
+use crate::toolchain::{Memory, Panics, Tools, WASM_TARGET};
 
 pub const SITE_ROOT: &str = "target/site";
 
@@ -23,6 +23,7 @@ const BUNDLES: [Bundle; 4] = [
         wasm_opt: Some("-Oz"),
         name: "hydrate",
         memory: Memory::Private,
+        panics: Panics::Reported,
         target_dir: "target",
         // What every visit downloads first: the chat, the API examples, the language switch.
         gzip_budget: 300_000,
@@ -36,15 +37,15 @@ const BUNDLES: [Bundle; 4] = [
         wasm_opt: Some("-Oz"),
         name: "hydrate-all-pages",
         memory: Memory::Private,
+        panics: Panics::Reported,
         // A cdylib is fingerprinted without its features: built in the same folder, the two
         // hydrate bundles compiled `app` again at every build (25 s each, warm).
         target_dir: "target/wasm-all-pages",
         gzip_budget: 340_000,
     },
-    // Built for speed: they run the model. No wasm-opt: on this 6 MB bundle `-O2` takes 80 s
-    // and `-Os` 290 s for 5% less gzip (measured 2026-12-06), after LLVM's own -O3 with LTO.
-    // Their budgets are today's sizes (1851 and 1894 KiB) and a little: the goal, 1.2 MB, needs
-    // code out of the worker (candle's unused types and ops), not flags.
+    // They run the model: the engine is compiled for speed and the rest for size (Cargo.toml's
+    // `wasm-worker` profile), without function names or panic messages. No wasm-opt: after
+    // that, `-Oz` made the gzipped worker 1% larger (measured 2026-12-06).
     Bundle {
         step: "browser worker bundle (wasm: engine + worker)",
         package: "worker",
@@ -54,8 +55,9 @@ const BUNDLES: [Bundle; 4] = [
         wasm_opt: None,
         name: "worker",
         memory: Memory::Private,
+        panics: Panics::Silent,
         target_dir: "target",
-        gzip_budget: 1_950_000,
+        gzip_budget: 1_200_000,
     },
     Bundle {
         step: "browser worker bundle with threads (wasm: atomics)",
@@ -67,10 +69,11 @@ const BUNDLES: [Bundle; 4] = [
         name: "worker-threads",
         // Loaded by `public/worker.js` on cross-origin isolated pages.
         memory: Memory::Shared,
+        panics: Panics::Silent,
         // Its own folder: std and every crate are built with atomics there, and the two
         // worker builds would otherwise undo each other.
         target_dir: "target/wasm-threads",
-        gzip_budget: 2_000_000,
+        gzip_budget: 1_200_000,
     },
 ];
 
@@ -114,6 +117,7 @@ struct Bundle {
     /// For the size report.
     name: &'static str,
     memory: Memory,
+    panics: Panics,
     target_dir: &'static str,
     gzip_budget: usize,
 }
@@ -128,7 +132,13 @@ impl Bundle {
 
 fn build_bundle(tools: &Tools, bundle: &Bundle) -> Result<()> {
     run(tools
-        .wasm_cargo("rustc", bundle.profile, bundle.memory, bundle.target_dir)
+        .wasm_cargo(
+            "rustc",
+            bundle.profile,
+            bundle.memory,
+            bundle.panics,
+            bundle.target_dir,
+        )
         .args(["-p", bundle.package, "--lib", "--crate-type", "cdylib"])
         .args(bundle.features))?;
     let pkg = Path::new(SITE_ROOT).join("pkg");
@@ -141,6 +151,9 @@ fn build_bundle(tools: &Tools, bundle: &Bundle) -> Result<()> {
             "--target",
             "web",
             "--no-typescript",
+            // Function names help a debugger, not a visitor: 165 KB of the worker, gzipped.
+            "--remove-name-section",
+            "--remove-producers-section",
             "--out-name",
             bundle.output_name,
             "--out-dir",
