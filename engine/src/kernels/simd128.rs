@@ -42,13 +42,6 @@ fn widen_signed(bytes: v128) -> [v128; 2] {
     ]
 }
 
-fn widen_unsigned(bytes: v128) -> [v128; 2] {
-    [
-        u16x8_extend_low_u8x16(bytes),
-        u16x8_extend_high_u8x16(bytes),
-    ]
-}
-
 /// A block's 32 activations as four vectors of eight 16-bit values.
 fn widen_activations(activations: &ActivationBlock) -> [[v128; 2]; 2] {
     [0, 1].map(|half| widen_signed(load(half_of(&activations.qs, half))))
@@ -114,14 +107,19 @@ fn q4_1_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [
     let mut totals = f32x4_splat(0.0);
     let mut offsets = f32x4_splat(0.0);
     for (index, activations) in blocks.iter().enumerate() {
-        let values = widen_activations(activations);
+        let values = activations_by_parity(activations);
         let rows: [&BlockQ4_1; ROWS] = rows_of(weights, index);
         let sums = rows.map(|block| {
-            let packed = load(&block.qs);
-            let (low, high) = (v128_and(packed, u8x16_splat(0x0f)), u8x16_shr(packed, 4));
+            let nibbles = nibbles_by_parity(load(&block.qs));
             i32x4_add(
-                products(widen_unsigned(low), values[0]),
-                products(widen_unsigned(high), values[1]),
+                i32x4_add(
+                    i32x4_dot_i16x8(nibbles[0], values[0]),
+                    i32x4_dot_i16x8(nibbles[1], values[1]),
+                ),
+                i32x4_add(
+                    i32x4_dot_i16x8(nibbles[2], values[2]),
+                    i32x4_dot_i16x8(nibbles[3], values[3]),
+                ),
             )
         });
         let scales = by_row::<ROWS>(|row| rows[row].scale());
@@ -133,6 +131,33 @@ fn q4_1_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [
         );
     }
     lanes(f32x4_add(totals, offsets))
+}
+
+/// A Q4_1 block's 16 bytes read as eight 16-bit lanes, each holding two bytes, and so four
+/// nibbles, which 16-bit shifts and masks take apart without widening a byte: values 2k, 2k + 1,
+/// 16 + 2k and 17 + 2k in lane k of the four vectors. A third fewer instructions per block than
+/// masking the bytes and widening them (x86 has no byte shift, and a high half widens in two).
+fn nibbles_by_parity(packed: v128) -> [v128; 4] {
+    let nibble = u16x8_splat(0x0f);
+    [
+        v128_and(packed, nibble),
+        v128_and(u16x8_shr(packed, 8), nibble),
+        v128_and(u16x8_shr(packed, 4), nibble),
+        u16x8_shr(packed, 12),
+    ]
+}
+
+/// The block's activations widened in [`nibbles_by_parity`]' order: each half's even-numbered
+/// values, then its odd-numbered ones. The products are the same integers, paired otherwise,
+/// and their sum is exact.
+fn activations_by_parity(activations: &ActivationBlock) -> [v128; 4] {
+    let [first, second] = [0, 1].map(|half| {
+        let bytes = load(half_of(&activations.qs, half));
+        let split =
+            i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15>(bytes, bytes);
+        widen_signed(split)
+    });
+    [first[0], first[1], second[0], second[1]]
 }
 
 fn q5_0_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
