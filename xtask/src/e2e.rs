@@ -121,12 +121,13 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
 }
 
 /// Runs `tests/e2e/browser_bench.mjs` against a server that serves `model` to browsers and
-/// runs none itself, once for each of `threads`; returns its JSON lines.
+/// runs none itself, for each of `threads` in each of `rounds` rounds; returns its JSON lines.
 pub fn run_browser_bench(
     tools: &Tools,
     model_cache: &std::ffi::OsStr,
     model: &str,
     threads: &[usize],
+    rounds: usize,
 ) -> Result<String> {
     run(cargo().args(["build", "-p", "server", "--bin", crate::SERVER_BINARY]))?;
     let (mut server, url) = start_server(&["--no-model", "--browser-model", model], model_cache)?;
@@ -143,6 +144,7 @@ pub fn run_browser_bench(
                 .collect::<Vec<_>>()
                 .join(","),
         )
+        .env("BENCH_ROUNDS", rounds.to_string())
         .env("CHROMIUM_PATH", chromium)
         .stderr(Stdio::inherit())
         .output()
