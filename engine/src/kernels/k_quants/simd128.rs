@@ -1,8 +1,9 @@
 //! The K-quant kernels with WebAssembly SIMD (the browser's, when a team's Q4_K_M model runs
-//! there). A tile's 16 bytes hold eight values of two rows; they are widened to 16 bits, take
-//! their sub-block's scale there (|scale·q| < 2¹⁵), and meet the activations in
-//! `i32x4_dot_i16x8`, so each row's super-block is one vector of exact partial sums — the
-//! portable loop's integers — which then take its very float step ([`q4k_step`], [`q6k_step`]).
+//! there). A tile's 16 bytes hold eight values of two rows; they are widened to 16 bits and
+//! meet the activations in `i32x4_dot_i16x8`; each sub-block's dots then take its scale in
+//! 32 bits, so each row's super-block is one vector of exact partial sums — the portable
+//! loop's integers, added in another order — which then take its very float step
+//! ([`q4k_step`], [`q6k_step`]).
 
 use std::arch::wasm32::*;
 
@@ -35,50 +36,39 @@ fn total(lanes: v128) -> i32 {
         + i32x4_extract_lane::<3>(lanes)
 }
 
-/// `sums[r]` += the products of row r's eight 16-bit weights `(low, high)` of a pair, each row
-/// scaled by its own 16-bit scale, with `x`.
-fn add_pair(
-    sums: &mut [v128; TILE_ROWS],
-    pair: usize,
-    weights: [v128; 2],
-    scales: [i16; 2],
-    x: v128,
-) {
-    for (half, (weights, scale)) in weights.into_iter().zip(scales).enumerate() {
-        let scaled = i16x8_mul(weights, i16x8_splat(scale));
-        let row = 2 * pair + half;
-        sums[row] = i32x4_add(sums[row], i32x4_dot_i16x8(scaled, x));
-    }
-}
-
 fn q4k_one(tiles: &[TileQ4K], input: &[ActivationSuperBlock]) -> [f32; TILE_ROWS] {
     let mut sums = [0f32; TILE_ROWS];
     for (tile, x) in tiles.iter().zip(input) {
         let mut integers = [i32x4_splat(0); TILE_ROWS];
         for p in 0..4 {
-            for c in 0..4 {
-                let v = 64 * p + 8 * c;
-                let (x_low, x_high) = (activations(&x.qs[v..]), activations(&x.qs[v + 32..]));
-                for pair in 0..TILE_ROWS / 2 {
+            let x_low: [v128; 4] = std::array::from_fn(|c| activations(&x.qs[64 * p + 8 * c..]));
+            let x_high: [v128; 4] =
+                std::array::from_fn(|c| activations(&x.qs[64 * p + 8 * c + 32..]));
+            for pair in 0..TILE_ROWS / 2 {
+                // `[row of the pair][sub-block 2p or 2p + 1]`, unscaled: the scales are
+                // multiplied once per sub-block instead of once per eight values (the splats
+                // and 16-bit products were most of this loop's instructions).
+                let mut dots = [[i32x4_splat(0); 2]; 2];
+                for c in 0..4 {
                     let bytes = load_pair(&tile.qs[4 * p + c], pair);
-                    let low = v128_and(bytes, u8x16_splat(0x0f));
-                    let high = u8x16_shr(bytes, 4);
-                    let scale = |j: usize, row: usize| tile.scales[j][row] as i16;
-                    let (a, b) = (2 * pair, 2 * pair + 1);
-                    add_pair(
-                        &mut integers,
-                        pair,
-                        [u16x8_extend_low_u8x16(low), u16x8_extend_high_u8x16(low)],
-                        [scale(2 * p, a), scale(2 * p, b)],
-                        x_low,
-                    );
-                    add_pair(
-                        &mut integers,
-                        pair,
-                        [u16x8_extend_low_u8x16(high), u16x8_extend_high_u8x16(high)],
-                        [scale(2 * p + 1, a), scale(2 * p + 1, b)],
-                        x_high,
-                    );
+                    let nibbles = [v128_and(bytes, u8x16_splat(0x0f)), u8x16_shr(bytes, 4)];
+                    for (sub_block, (nibbles, x)) in
+                        nibbles.into_iter().zip([x_low[c], x_high[c]]).enumerate()
+                    {
+                        let rows = [
+                            u16x8_extend_low_u8x16(nibbles),
+                            u16x8_extend_high_u8x16(nibbles),
+                        ];
+                        for (dots, row) in dots.iter_mut().zip(rows) {
+                            dots[sub_block] = i32x4_add(dots[sub_block], i32x4_dot_i16x8(row, x));
+                        }
+                    }
+                }
+                for (row, dots) in (2 * pair..).zip(dots) {
+                    for (sub_block, dot) in (2 * p..).zip(dots) {
+                        let scale = i32x4_splat(tile.scales[sub_block][row] as i32);
+                        integers[row] = i32x4_add(integers[row], i32x4_mul(dot, scale));
+                    }
                 }
             }
         }
@@ -101,32 +91,34 @@ fn q6k_one(tiles: &[TileQ6K], input: &[ActivationSuperBlock]) -> [f32; TILE_ROWS
     for (tile, x) in tiles.iter().zip(input) {
         let mut integers = [i32x4_splat(0); TILE_ROWS];
         for g in 0..8 {
-            for c in 0..4 {
-                let v = 32 * g + 8 * c;
-                let part = v / 16;
-                let x_values = activations(&x.qs[v..]);
-                for pair in 0..TILE_ROWS / 2 {
+            let x_values: [v128; 4] = std::array::from_fn(|c| activations(&x.qs[32 * g + 8 * c..]));
+            for pair in 0..TILE_ROWS / 2 {
+                let high_pairs = load_pair(&tile.qh[g], pair);
+                // `[row of the pair][part 2g or 2g + 1]`, unscaled, as in `q4k_one`.
+                let mut dots = [[i32x4_splat(0); 2]; 2];
+                for (c, x) in x_values.into_iter().enumerate() {
                     let nibbles = load_pair(&tile.ql[2 * g + c / 2], pair);
                     let nibbles = if c % 2 == 0 {
                         v128_and(nibbles, u8x16_splat(0x0f))
                     } else {
                         u8x16_shr(nibbles, 4)
                     };
-                    let pairs = load_pair(&tile.qh[g], pair);
-                    let high = v128_and(u8x16_shr(pairs, 2 * c as u32), u8x16_splat(3));
+                    let high = v128_and(u8x16_shr(high_pairs, 2 * c as u32), u8x16_splat(3));
                     let quants = v128_or(nibbles, u8x16_shl(high, 4));
                     let centred = |quants: v128| i16x8_sub(quants, i16x8_splat(32));
-                    let (a, b) = (2 * pair, 2 * pair + 1);
-                    add_pair(
-                        &mut integers,
-                        pair,
-                        [
-                            centred(u16x8_extend_low_u8x16(quants)),
-                            centred(u16x8_extend_high_u8x16(quants)),
-                        ],
-                        [tile.scales[part][a] as i16, tile.scales[part][b] as i16],
-                        x_values,
-                    );
+                    let rows = [
+                        centred(u16x8_extend_low_u8x16(quants)),
+                        centred(u16x8_extend_high_u8x16(quants)),
+                    ];
+                    for (dots, row) in dots.iter_mut().zip(rows) {
+                        dots[c / 2] = i32x4_add(dots[c / 2], i32x4_dot_i16x8(row, x));
+                    }
+                }
+                for (row, dots) in (2 * pair..).zip(dots) {
+                    for (part, dot) in (2 * g..).zip(dots) {
+                        let scale = i32x4_splat(tile.scales[part][row] as i32);
+                        integers[row] = i32x4_add(integers[row], i32x4_mul(dot, scale));
+                    }
                 }
             }
         }
