@@ -66,9 +66,9 @@ pub fn App() -> impl IntoView {
                 // In order: what the pages load is rendered in place before the rest of the page,
                 // so that each page reads whole without JavaScript (and in link previews).
                 <Route path=StaticSegment("") view=ProjectPage ssr=SsrMode::InOrder />
-                <Route path=StaticSegment("jurado") view=JudgePage ssr=SsrMode::InOrder />
-                <Route path=StaticSegment("corpus") view=CorpusPage ssr=SsrMode::InOrder />
-                <Route path=(StaticSegment("respuesta"), ParamSegment("id")) view=PermalinkPage ssr=SsrMode::InOrder />
+                <Route path=StaticSegment(wire::pages::JUDGES) view=JudgePage ssr=SsrMode::InOrder />
+                <Route path=StaticSegment(wire::pages::CORPUS) view=CorpusPage ssr=SsrMode::InOrder />
+                <Route path=(StaticSegment(wire::pages::PERMALINK), ParamSegment("id")) view=PermalinkPage ssr=SsrMode::InOrder />
             </Routes>
         </Router>
     }

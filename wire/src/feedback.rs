@@ -190,7 +190,7 @@ pub struct StoredAnswer {
 
 /// Where an answer's permalink points.
 pub fn permalink(id: &str) -> String {
-    format!("/respuesta/{id}")
+    format!("/{}/{id}", crate::pages::PERMALINK)
 }
 
 impl AnswerReport {

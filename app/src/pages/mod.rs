@@ -121,8 +121,8 @@ fn Footer() -> impl IntoView {
         <footer class="footer">
             <p>{move || strings().footer}</p>
             <p>
-                <a href="/jurado">{move || strings().judges_link}</a>" · "
-                <a href="/corpus">{move || strings().corpus_link}</a>
+                <a href=format!("/{}", wire::pages::JUDGES)>{move || strings().judges_link}</a>" · "
+                <a href=format!("/{}", wire::pages::CORPUS)>{move || strings().corpus_link}</a>
             </p>
         </footer>
     }
