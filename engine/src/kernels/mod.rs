@@ -266,9 +266,9 @@ fn rows_function(kind: Kind) -> RowsDot {
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return match kind {
-        Kind::Q4_1 => simd128::dot_q4_1,
-        Kind::Q5_0 => simd128::dot_q5_0,
-        Kind::Q8_0 => simd128::dot_q8_0,
+        Kind::Q4_1 => simd128::dot::<BlockQ4_1>,
+        Kind::Q5_0 => simd128::dot::<BlockQ5_0>,
+        Kind::Q8_0 => simd128::dot::<BlockQ8_0>,
     };
     #[allow(unreachable_code)]
     portable_rows(kind)
@@ -301,9 +301,10 @@ type InputsDot = fn(&[u8], &[&[ActivationBlock]], &mut [[f32; ROW_GROUP]], usize
 /// The most input rows a kernel takes at once.
 const MOST_INPUTS: usize = 4;
 
-/// Where a kernel takes several input rows per pass over the weights (AVX2): a prompt's rows
-/// and a batch's next tokens then unpack each weight block once for all of them, instead of
-/// reading the weights again for every row.
+/// Where a kernel takes several input rows per pass over the weights (AVX2, simd128): a
+/// prompt's rows and a batch's next tokens then unpack each weight block once for all of them,
+/// instead of reading the weights again for every row.
+#[allow(unreachable_code)]
 fn inputs_function(kind: Kind) -> Option<InputsDot> {
     #[cfg(target_arch = "x86_64")]
     if let Some(several) = avx512_inputs_function(kind) {
@@ -315,6 +316,12 @@ fn inputs_function(kind: Kind) -> Option<InputsDot> {
         // SAFETY: AVX2 is present, and AVX-VNNI where asked for (checked just above).
         return Some(unsafe { avx2_inputs_function(kind, vnni) });
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Some(match kind {
+        Kind::Q4_1 => simd128::dot_inputs::<BlockQ4_1>,
+        Kind::Q5_0 => simd128::dot_inputs::<BlockQ5_0>,
+        Kind::Q8_0 => simd128::dot_inputs::<BlockQ8_0>,
+    });
     let _ = kind;
     None
 }

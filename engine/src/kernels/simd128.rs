@@ -2,24 +2,49 @@
 //! are widened to 16 bits and `i32x4_dot_i16x8` sums pairs. Each block's sums of up to four
 //! rows are added up into one vector, lane r for row r — the exact integers of the portable
 //! loop — which then takes its float steps for the four rows at once. Like AVX2's, they take up
-//! to four rows per pass, widening the activations once for all.
+//! to four rows per pass, widening the activations once for all, and a prompt's rows four at
+//! a time, unpacking the weights once for all.
 
 use std::arch::wasm32::*;
 
 use super::blocks::{
-    ActivationBlock, BlockQ4_1, BlockQ5_0, BlockQ8_0, WeightBlock, block_in_group,
+    ActivationBlock, BlockQ4_1, BlockQ5_0, BlockQ8_0, ROW_GROUP, WeightBlock, block_in_group,
 };
 
-pub fn dot_q4_1(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-    group!(sums, q4_1_rows::<N>(weights, blocks))
+/// A group of 1 to [`ROW_GROUP`] rows (`sums.len()`) against one input row.
+pub fn dot<B: Unpack>(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+    group!(sums, rows_and_inputs::<B, N, 1>(weights, [blocks])[0])
 }
 
-pub fn dot_q5_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-    group!(sums, q5_0_rows::<N>(weights, blocks))
-}
+/// Input rows taken at once by [`dot_inputs`].
+const SEVERAL_INPUTS: usize = 4;
 
-pub fn dot_q8_0(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-    group!(sums, q8_0_rows::<N>(weights, blocks))
+/// Any number of input rows (a prompt's) against a group of `rows` rows: the sums of [`dot`]
+/// for each, with each weight block unpacked once for four inputs where the group is whole.
+/// Unpacking is most of a block's instructions here (WebAssembly multiplies no bytes), so the
+/// browser read a prompt hardly faster than it decoded.
+pub fn dot_inputs<B: Unpack>(
+    weights: &[u8],
+    inputs: &[&[ActivationBlock]],
+    sums: &mut [[f32; ROW_GROUP]],
+    rows: usize,
+) {
+    let mut done = 0;
+    if rows == ROW_GROUP {
+        for (chunk, sums) in inputs
+            .chunks_exact(SEVERAL_INPUTS)
+            .zip(sums.chunks_exact_mut(SEVERAL_INPUTS))
+        {
+            let chunk = std::array::from_fn(|input| chunk[input]);
+            sums.copy_from_slice(&rows_and_inputs::<B, ROW_GROUP, SEVERAL_INPUTS>(
+                weights, chunk,
+            ));
+            done += SEVERAL_INPUTS;
+        }
+    }
+    for (input, sums) in inputs[done..].iter().zip(&mut sums[done..]) {
+        dot::<B>(weights, input, &mut sums[..rows]);
+    }
 }
 
 /// 16 bytes (weights or activations).
@@ -40,19 +65,6 @@ fn widen_signed(bytes: v128) -> [v128; 2] {
         i16x8_extend_low_i8x16(bytes),
         i16x8_extend_high_i8x16(bytes),
     ]
-}
-
-/// A block's 32 activations as four vectors of eight 16-bit values.
-fn widen_activations(activations: &ActivationBlock) -> [[v128; 2]; 2] {
-    [0, 1].map(|half| widen_signed(load(half_of(&activations.qs, half))))
-}
-
-/// Partial sums of 16 widened weights' products with 16 widened activations.
-fn products(weights: [v128; 2], activations: [v128; 2]) -> v128 {
-    i32x4_add(
-        i32x4_dot_i16x8(weights[0], activations[0]),
-        i32x4_dot_i16x8(weights[1], activations[1]),
-    )
 }
 
 /// Each row's partial sums added up: lane r is row r's block sum (zero past `ROWS`).
@@ -103,36 +115,6 @@ fn rows_of<B: WeightBlock, const ROWS: usize>(weights: &[u8], index: usize) -> [
     std::array::from_fn(|row| block_in_group(weights, row, ROWS, index))
 }
 
-fn q4_1_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
-    let mut totals = f32x4_splat(0.0);
-    let mut offsets = f32x4_splat(0.0);
-    for (index, activations) in blocks.iter().enumerate() {
-        let values = activations_by_parity(activations);
-        let rows: [&BlockQ4_1; ROWS] = rows_of(weights, index);
-        let sums = rows.map(|block| {
-            let nibbles = nibbles_by_parity(load(&block.qs));
-            i32x4_add(
-                i32x4_add(
-                    i32x4_dot_i16x8(nibbles[0], values[0]),
-                    i32x4_dot_i16x8(nibbles[1], values[1]),
-                ),
-                i32x4_add(
-                    i32x4_dot_i16x8(nibbles[2], values[2]),
-                    i32x4_dot_i16x8(nibbles[3], values[3]),
-                ),
-            )
-        });
-        let scales = by_row::<ROWS>(|row| rows[row].scale());
-        totals = accumulate(totals, scales, activations.d, block_sums(sums));
-        let minimums = by_row::<ROWS>(|row| rows[row].minimum());
-        offsets = f32x4_add(
-            offsets,
-            f32x4_mul(minimums, f32x4_splat(activations.scaled_sum)),
-        );
-    }
-    lanes(f32x4_add(totals, offsets))
-}
-
 /// A Q4_1 or Q5_0 block's 16 bytes of nibbles read as eight 16-bit lanes, each holding two
 /// bytes, and so four nibbles, which 16-bit shifts and masks take apart without widening a
 /// byte: values 2k, 2k + 1, 16 + 2k and 17 + 2k in lane k of the four vectors. A third fewer instructions per block than
@@ -158,30 +140,6 @@ fn activations_by_parity(activations: &ActivationBlock) -> [v128; 4] {
         widen_signed(split)
     });
     [first[0], first[1], second[0], second[1]]
-}
-
-fn q5_0_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
-    let mut totals = f32x4_splat(0.0);
-    for (index, activations) in blocks.iter().enumerate() {
-        let values = activations_by_parity(activations);
-        let rows: [&BlockQ5_0; ROWS] = rows_of(weights, index);
-        let sums = rows.map(|block| {
-            let quants = q5_0_by_parity(block);
-            i32x4_add(
-                i32x4_add(
-                    i32x4_dot_i16x8(quants[0], values[0]),
-                    i32x4_dot_i16x8(quants[1], values[1]),
-                ),
-                i32x4_add(
-                    i32x4_dot_i16x8(quants[2], values[2]),
-                    i32x4_dot_i16x8(quants[3], values[3]),
-                ),
-            )
-        });
-        let scales = by_row::<ROWS>(|row| rows[row].scale());
-        totals = accumulate(totals, scales, activations.d, block_sums(sums));
-    }
-    lanes(totals)
 }
 
 /// A Q5_0 block's values `q − 16` in [`nibbles_by_parity`]' order. Value i's fifth bit is bit
@@ -220,20 +178,112 @@ fn q5_0_by_parity(block: &BlockQ5_0) -> [v128; 4] {
     })
 }
 
-fn q8_0_rows<const ROWS: usize>(weights: &[u8], blocks: &[ActivationBlock]) -> [f32; ROWS] {
-    let mut totals = f32x4_splat(0.0);
-    for (index, activations) in blocks.iter().enumerate() {
-        let values = widen_activations(activations);
-        let rows: [&BlockQ8_0; ROWS] = rows_of(weights, index);
-        let sums = rows.map(|block| {
-            let [first, second] = [0, 1]
-                .map(|half| products(widen_signed(load(half_of(&block.qs, half))), values[half]));
-            i32x4_add(first, second)
-        });
-        let scales = by_row::<ROWS>(|row| rows[row].scale());
-        totals = accumulate(totals, scales, activations.d, block_sums(sums));
+/// What the kernel does with each quantisation's blocks.
+pub trait Unpack: WeightBlock {
+    /// Q4_1's minimum: `m · d·Σx` per block, added up apart from the products.
+    const OFFSET: bool = false;
+
+    /// The block's 32 weights as four vectors of eight 16-bit values, in the order of
+    /// [`Self::activations`].
+    fn weights(&self) -> [v128; 4];
+
+    /// A block of activations in the order of [`Self::weights`].
+    fn activations(activations: &ActivationBlock) -> [v128; 4];
+
+    fn offset(&self) -> f32 {
+        0.0
     }
-    lanes(totals)
+}
+
+impl Unpack for BlockQ4_1 {
+    const OFFSET: bool = true;
+
+    fn weights(&self) -> [v128; 4] {
+        nibbles_by_parity(load(&self.qs))
+    }
+
+    fn activations(activations: &ActivationBlock) -> [v128; 4] {
+        activations_by_parity(activations)
+    }
+
+    fn offset(&self) -> f32 {
+        self.minimum()
+    }
+}
+
+impl Unpack for BlockQ5_0 {
+    fn weights(&self) -> [v128; 4] {
+        q5_0_by_parity(self)
+    }
+
+    fn activations(activations: &ActivationBlock) -> [v128; 4] {
+        activations_by_parity(activations)
+    }
+}
+
+impl Unpack for BlockQ8_0 {
+    fn weights(&self) -> [v128; 4] {
+        in_order(&self.qs)
+    }
+
+    fn activations(activations: &ActivationBlock) -> [v128; 4] {
+        in_order(&activations.qs)
+    }
+}
+
+/// 32 signed bytes widened to 16 bits, in their order.
+fn in_order(bytes: &[i8; 32]) -> [v128; 4] {
+    let [first, second] = [0, 1].map(|half| widen_signed(load(half_of(bytes, half))));
+    [first[0], first[1], second[0], second[1]]
+}
+
+/// Partial sums of a block's products: exact integers.
+fn products(weights: [v128; 4], activations: [v128; 4]) -> v128 {
+    i32x4_add(
+        i32x4_add(
+            i32x4_dot_i16x8(weights[0], activations[0]),
+            i32x4_dot_i16x8(weights[1], activations[1]),
+        ),
+        i32x4_add(
+            i32x4_dot_i16x8(weights[2], activations[2]),
+            i32x4_dot_i16x8(weights[3], activations[3]),
+        ),
+    )
+}
+
+/// `ROWS` rows of a group against `INPUTS` input rows, `[input][row]`: each input's sums
+/// take the same float steps, in the same order, as when it is alone.
+fn rows_and_inputs<B: Unpack, const ROWS: usize, const INPUTS: usize>(
+    weights: &[u8],
+    inputs: [&[ActivationBlock]; INPUTS],
+) -> [[f32; ROWS]; INPUTS] {
+    let mut totals = [f32x4_splat(0.0); INPUTS];
+    let mut offsets = [f32x4_splat(0.0); INPUTS];
+    for index in 0..inputs[0].len() {
+        let rows: [&B; ROWS] = rows_of(weights, index);
+        let unpacked = rows.map(B::weights);
+        let scales = by_row::<ROWS>(|row| rows[row].scale());
+        let minimums = by_row::<ROWS>(|row| rows[row].offset());
+        for (input, (totals, offsets)) in inputs.iter().zip(totals.iter_mut().zip(&mut offsets)) {
+            let activations = &input[index];
+            let values = B::activations(activations);
+            let sums = unpacked.map(|weights| products(weights, values));
+            *totals = accumulate(*totals, scales, activations.d, block_sums(sums));
+            if B::OFFSET {
+                *offsets = f32x4_add(
+                    *offsets,
+                    f32x4_mul(minimums, f32x4_splat(activations.scaled_sum)),
+                );
+            }
+        }
+    }
+    std::array::from_fn(|input| {
+        lanes(if B::OFFSET {
+            f32x4_add(totals[input], offsets[input])
+        } else {
+            totals[input]
+        })
+    })
 }
 
 /// Four floats.
