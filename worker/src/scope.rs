@@ -128,7 +128,13 @@ async fn load(url: &str, sha256: &str, bytes: u64, requantize: bool) -> Result<(
     )
     .map_err(|error| error.to_string())?;
     let info = model.info.clone();
-    MODEL.with(|slot| *slot.borrow_mut() = Some(model));
+    // An answer holds the slot across its awaits; a load that came meanwhile says so instead
+    // of panicking (a panic aborts the worker, and every later answer with it).
+    MODEL.with(|slot| {
+        slot.try_borrow_mut()
+            .map(|mut slot| *slot = Some(model))
+            .map_err(|_| "the browser model is answering; stop the answer, then load".to_owned())
+    })?;
     post(&WorkerEvent::Ready {
         info,
         from_cache,
@@ -216,6 +222,9 @@ async fn read_verified(
     Ok(file)
 }
 
+// The borrow held across the awaits is the answer's lock: a second request finds it taken
+// (`try_borrow_mut`) and is told so; nothing borrows the slot without `try_`.
+#[expect(clippy::await_holding_refcell_ref)]
 async fn generate(
     messages: &[engine::ChatMessage],
     params: &engine::GenerateParams,
