@@ -117,8 +117,9 @@ fn rows_of<B: WeightBlock, const ROWS: usize>(weights: &[u8], index: usize) -> [
 
 /// A Q4_1 or Q5_0 block's 16 bytes of nibbles read as eight 16-bit lanes, each holding two
 /// bytes, and so four nibbles, which 16-bit shifts and masks take apart without widening a
-/// byte: values 2k, 2k + 1, 16 + 2k and 17 + 2k in lane k of the four vectors. A third fewer instructions per block than
-/// masking the bytes and widening them (x86 has no byte shift, and a high half widens in two).
+/// byte: values 2k, 2k + 1, 16 + 2k and 17 + 2k in lane k of the four vectors. A third fewer
+/// instructions per block than masking the bytes and widening them (x86 has no byte shift, and
+/// a high half widens in two).
 fn nibbles_by_parity(packed: v128) -> [v128; 4] {
     let nibble = u16x8_splat(0x0f);
     [

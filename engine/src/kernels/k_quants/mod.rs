@@ -10,7 +10,10 @@
 
 /// Runs `$kernel` for every input of `$inputs` (1 to 4 of them), four, two or one at a time,
 /// into `$sums`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 macro_rules! by_inputs {
     ($kernel:ident, $tiles:expr, $inputs:expr, $sums:expr) => {{
         let mut first = 0;

@@ -67,7 +67,7 @@ fn add_scaled<const INPUTS: usize>(
 /// unpacked once for all of them (a prompt's), and each input's sums are those it gets alone.
 fn q4k_inputs<const INPUTS: usize>(
     tiles: &[TileQ4K],
-    inputs: [&[ActivationSuperBlock]; INPUTS],
+    inputs: &[&[ActivationSuperBlock]],
 ) -> [[f32; TILE_ROWS]; INPUTS] {
     let mut sums = [[0f32; TILE_ROWS]; INPUTS];
     for (index, tile) in tiles.iter().enumerate() {
@@ -102,7 +102,7 @@ fn q4k_inputs<const INPUTS: usize>(
                 });
             }
         }
-        for ((sums, integers), input) in sums.iter_mut().zip(&integers).zip(&inputs) {
+        for ((sums, integers), input) in sums.iter_mut().zip(&integers).zip(inputs) {
             let x = &input[index];
             for (r, sum) in sums.iter_mut().enumerate() {
                 *sum = q4k_step(
@@ -122,7 +122,7 @@ fn q4k_inputs<const INPUTS: usize>(
 /// As [`q4k_inputs`], for Q6_K.
 fn q6k_inputs<const INPUTS: usize>(
     tiles: &[TileQ6K],
-    inputs: [&[ActivationSuperBlock]; INPUTS],
+    inputs: &[&[ActivationSuperBlock]],
 ) -> [[f32; TILE_ROWS]; INPUTS] {
     let mut sums = [[0f32; TILE_ROWS]; INPUTS];
     for (index, tile) in tiles.iter().enumerate() {
@@ -161,7 +161,7 @@ fn q6k_inputs<const INPUTS: usize>(
                 });
             }
         }
-        for ((sums, integers), input) in sums.iter_mut().zip(&integers).zip(&inputs) {
+        for ((sums, integers), input) in sums.iter_mut().zip(&integers).zip(inputs) {
             let x = &input[index];
             for (r, sum) in sums.iter_mut().enumerate() {
                 *sum = q6k_step(*sum, half(tile.d[r]), x.d, total(integers[r]));
@@ -171,47 +171,17 @@ fn q6k_inputs<const INPUTS: usize>(
     sums
 }
 
-/// Input rows taken in one pass over the tiles. A 64-token prompt of the llama-1b shape under
-/// WASI, in turns against one input at a time: 0.91–0.93 of its time with two, 0.90–0.96 with
-/// four — whose 16 sums per pair of rows outnumber the vector registers V8 gives x86 (16) —
-/// so two, the smaller code. (The block kernels' four inputs took Qwen2.5-0.5B's to 0.67.)
-const SEVERAL_INPUTS: usize = 2;
-
-/// `sums[input]` for any number of inputs: [`SEVERAL_INPUTS`] per pass, the rest one by one.
-fn by_inputs<'a>(
-    inputs: &[&'a [ActivationSuperBlock]],
-    sums: &mut [[f32; TILE_ROWS]],
-    several: impl Fn([&'a [ActivationSuperBlock]; SEVERAL_INPUTS]) -> [[f32; TILE_ROWS]; SEVERAL_INPUTS],
-    one: impl Fn(&'a [ActivationSuperBlock]) -> [f32; TILE_ROWS],
-) {
-    let whole = inputs.len() / SEVERAL_INPUTS * SEVERAL_INPUTS;
-    for (chunk, sums) in inputs[..whole]
-        .chunks_exact(SEVERAL_INPUTS)
-        .zip(sums.chunks_exact_mut(SEVERAL_INPUTS))
-    {
-        sums.copy_from_slice(&several(std::array::from_fn(|input| chunk[input])));
-    }
-    for (input, sums) in inputs[whole..].iter().zip(&mut sums[whole..]) {
-        *sums = one(input);
-    }
-}
+// Inputs four, two or one at a time, as on x86. A 64-token prompt of the llama-1b shape under
+// WASI, in turns against one input at a time: 0.90–0.96 of its time with four, 0.91–0.93 with
+// two (the 16 sums of four inputs per pair of rows outnumber the vector registers V8 gives
+// x86); the block kernels' four inputs took Qwen2.5-0.5B's to 0.67.
 
 /// [`portable::q4k_tiles`](super::portable::q4k_tiles) with simd128: the same bits.
 pub fn q4k_tiles(tiles: &[TileQ4K], inputs: &[&[ActivationSuperBlock]], sums: &mut [[f32; 8]]) {
-    by_inputs(
-        inputs,
-        sums,
-        |inputs| q4k_inputs(tiles, inputs),
-        |input| q4k_inputs(tiles, [input])[0],
-    );
+    by_inputs!(q4k_inputs, tiles, inputs, sums)
 }
 
 /// [`portable::q6k_tiles`](super::portable::q6k_tiles) with simd128: the same bits.
 pub fn q6k_tiles(tiles: &[TileQ6K], inputs: &[&[ActivationSuperBlock]], sums: &mut [[f32; 8]]) {
-    by_inputs(
-        inputs,
-        sums,
-        |inputs| q6k_inputs(tiles, inputs),
-        |input| q6k_inputs(tiles, [input])[0],
-    );
+    by_inputs!(q6k_inputs, tiles, inputs, sums)
 }
