@@ -14,14 +14,14 @@
 //! - [`sse`]: one decoder for server-sent events.
 //! - [`limits`]: every bound and default of a request, in one table.
 //! - [`pages`]: which hydration bundle each page loads.
-//! - `js` (feature `js`): how an error thrown by JavaScript reads as text, for the page and
-//!   the worker.
+//! - `js` (in the browser's bundles only): how an error thrown by JavaScript reads as text,
+//!   for the page and the worker.
 
 pub mod chat;
 pub mod feedback;
 pub mod generation;
 pub mod health;
-#[cfg(feature = "js")]
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 pub mod js;
 pub mod limits;
 pub mod openai;
