@@ -133,9 +133,16 @@ mod imp {
                 .map_err(|error| ChatError::browser(text_of(error)))
         }
 
+        // The borrow held across the await is the worker's reply channel's lock: one answer
+        // at a time (the chat's busy flag), and a second reader is told so instead of
+        // panicking (a panic ends the page's wasm).
+        #[expect(clippy::await_holding_refcell_ref)]
         async fn next(&self) -> Result<WorkerMessage, ChatError> {
-            // One answer at a time (the chat's busy flag), so the borrow is never contended.
-            match self.messages.borrow_mut().next().await {
+            let mut messages = self
+                .messages
+                .try_borrow_mut()
+                .map_err(|_| ChatError::browser("the browser model is already answering".into()))?;
+            match messages.next().await {
                 Some(json) => parse_worker_message(&json),
                 None => Err(ChatError::browser("the browser model stopped".into())),
             }
