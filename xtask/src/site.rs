@@ -30,17 +30,16 @@ const BUNDLES: [Bundle; 4] = [
     },
     Bundle {
         step: "hydrate bundle of every page (wasm: the judges' and permalinks' islands too)",
-        package: "app",
-        features: &["--no-default-features", "--features", "hydrate-all-pages"],
+        // `app` with `hydrate-all-pages`, through a crate of its own (see its doc).
+        package: "app-all-pages",
+        features: &[],
         profile: "wasm-release",
         output_name: wire::pages::ALL_PAGES_BUNDLE,
         wasm_opt: Some("-Oz"),
         name: "hydrate-all-pages",
         memory: Memory::Private,
         panics: Panics::Reported,
-        // A cdylib is fingerprinted without its features: built in the same folder, the two
-        // hydrate bundles compiled `app` again at every build (25 s each, warm).
-        target_dir: "target/wasm-all-pages",
+        target_dir: "target",
         gzip_budget: 340_000,
     },
     // They run the model: the engine is compiled for speed and the rest for size (Cargo.toml's
@@ -145,7 +144,7 @@ fn build_bundle(tools: &Tools, bundle: &Bundle) -> Result<()> {
     let compiled = Path::new(bundle.target_dir)
         .join(WASM_TARGET)
         .join(bundle.profile)
-        .join(format!("{}.wasm", bundle.package));
+        .join(format!("{}.wasm", bundle.package.replace('-', "_")));
     run(Command::new(&tools.wasm_bindgen)
         .args([
             "--target",
