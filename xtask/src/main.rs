@@ -285,7 +285,8 @@ fn browser_kernel_tests() -> Result<()> {
     run(cargo()
         .args([
             "test",
-            "--release",
+            "--profile",
+            "wasi-kernels",
             "-p",
             "engine",
             "--lib",
