@@ -17,7 +17,7 @@ const BUNDLES: [Bundle; 4] = [
     Bundle {
         step: "hydrate bundle of the project page (wasm: its islands)",
         package: "app",
-        features: &["--no-default-features", "--features", "hydrate"],
+        features: &["--features", "hydrate"],
         profile: "wasm-release",
         output_name: wire::pages::HOME_BUNDLE,
         wasm_opt: Some("-Oz"),
