@@ -409,7 +409,7 @@ fn cpu_attention(
             let value_start = value_layout.start_offset() + group * value_layout.stride()[0];
             let keys = &key_data[key_start..key_start + visible * head_dim];
             crate::kernels::lanes::dots(query, keys, weights);
-            let largest = weights.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let largest = crate::kernels::lanes::largest(weights);
             for weight in weights.iter_mut() {
                 *weight -= largest;
             }

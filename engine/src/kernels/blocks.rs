@@ -117,16 +117,46 @@ pub fn quantize(values: &[f32]) -> ActivationBlock {
 }
 
 /// `values` as `d · qs` (as many of each), d = max |value| / 127; returns d.
+///
+/// Every product's inputs go through here, on one thread, before the threads share the product:
+/// with `f32::max` and `f32::round`, library calls in WebAssembly (their NaN and halfway rules
+/// are not its instructions'), it took 1.6 ms of a 28 ms browser token (SmolLM2 at 600
+/// positions, one thread, Node's WASI); the simd128 version of these steps takes 0.2 ms.
 pub fn quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
-    let largest = values
-        .iter()
-        .fold(0f32, |largest, value| largest.max(value.abs()));
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if values.len().is_multiple_of(16) {
+        return super::simd128::quantize_into(values, qs);
+    }
+    portable_quantize_into(values, qs)
+}
+
+/// [`quantize_into`] one value at a time.
+pub fn portable_quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
+    // A NaN is passed over, as `f32::max` passes it over.
+    let largest = values.iter().fold(0f32, |largest, value| {
+        if value.abs() > largest {
+            value.abs()
+        } else {
+            largest
+        }
+    });
     let d = largest / 127.0;
     let inverse = if d == 0.0 { 0.0 } else { 1.0 / d };
     for (q, value) in qs.iter_mut().zip(values) {
-        *q = (value * inverse).round() as i8;
+        *q = round_half_away(value * inverse) as i8;
     }
     d
+}
+
+/// `value.round()`, halfway cases away from zero, with instructions every SIMD set has: the
+/// fraction `value − trunc(value)` is exact, so comparing it with ½ decides as `round` does.
+pub fn round_half_away(value: f32) -> f32 {
+    let whole = value.trunc();
+    if (value - whole).abs() >= 0.5 {
+        whole + 1f32.copysign(value)
+    } else {
+        whole
+    }
 }
 
 /// Weight rows multiplied per pass over the activations.

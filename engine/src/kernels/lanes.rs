@@ -33,6 +33,18 @@ pub fn sum_lanes(lanes: [f32; 8]) -> f32 {
     pairs[0] + pairs[1]
 }
 
+/// The largest of `values` (−∞ for none), a NaN passed over as `f32::max` passes it over. By
+/// comparison: in WebAssembly `f32::max` is a library call (its NaN rule is not the
+/// instruction's), one per score of attention's softmax; four lanes at a time there.
+pub fn largest(values: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::simd128::largest(values);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    values.iter().fold(f32::NEG_INFINITY, |largest, &value| {
+        if value > largest { value } else { largest }
+    })
+}
+
 /// The f16 scales of the blocks as f32, exactly for every finite value (the only kind sane
 /// weights hold): the exponent and mantissa bits moved into place, then rebiased by multiplying
 /// by 2¹¹², which also scales subnormals right. WebAssembly has no conversion instruction and

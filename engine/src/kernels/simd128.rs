@@ -312,6 +312,60 @@ pub fn dots(query: &[f32], keys: &[f32], scores: &mut [f32]) {
     }
 }
 
+/// [`super::lanes::largest`]: `f32x4_pmax` keeps its first operand where the second is a NaN,
+/// as the portable comparison does, and the largest of a set is the same in any order.
+pub fn largest(values: &[f32]) -> f32 {
+    let mut chunks = values.chunks_exact(4);
+    let lanes = (&mut chunks).fold(f32x4_splat(f32::NEG_INFINITY), |largest, chunk| {
+        f32x4_pmax(largest, floats(chunk))
+    });
+    let halves = f32x4_pmax(lanes, i32x4_shuffle::<2, 3, 0, 1>(lanes, lanes));
+    let largest = f32x4_pmax(halves, i32x4_shuffle::<1, 0, 3, 2>(halves, halves));
+    chunks
+        .remainder()
+        .iter()
+        .fold(f32x4_extract_lane::<0>(largest), |largest, &value| {
+            if value > largest { value } else { largest }
+        })
+}
+
+/// [`super::blocks::quantize_into`] for a multiple of 16 values, to the bit: `f32x4_pmax`
+/// passes a NaN over as the portable comparison does, the fraction decides the rounding as
+/// there, and the saturating conversions and narrowings give what `as i8` gives.
+pub fn quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
+    let largest = values
+        .chunks_exact(4)
+        .fold(f32x4_splat(0.0), |largest, chunk| {
+            f32x4_pmax(largest, f32x4_abs(floats(chunk)))
+        });
+    let halves = f32x4_pmax(largest, i32x4_shuffle::<2, 3, 0, 1>(largest, largest));
+    let largest = f32x4_pmax(halves, i32x4_shuffle::<1, 0, 3, 2>(halves, halves));
+    let d = f32x4_extract_lane::<0>(largest) / 127.0;
+    let inverse = f32x4_splat(if d == 0.0 { 0.0 } else { 1.0 / d });
+    let rounded = |chunk: &[f32]| {
+        let scaled = f32x4_mul(floats(chunk), inverse);
+        let whole = f32x4_trunc(scaled);
+        let one_signed = v128_or(v128_and(scaled, f32x4_splat(-0.0)), f32x4_splat(1.0));
+        let halfway_or_more = f32x4_ge(f32x4_abs(f32x4_sub(scaled, whole)), f32x4_splat(0.5));
+        i32x4_trunc_sat_f32x4(v128_bitselect(
+            f32x4_add(whole, one_signed),
+            whole,
+            halfway_or_more,
+        ))
+    };
+    for (values, qs) in values.chunks_exact(16).zip(qs.chunks_exact_mut(16)) {
+        let [first, second, third, fourth] = [0, 4, 8, 12].map(|at| rounded(&values[at..at + 4]));
+        let bytes = i8x16_narrow_i16x8(
+            i16x8_narrow_i32x4(first, second),
+            i16x8_narrow_i32x4(third, fourth),
+        );
+        let qs: &mut [i8; 16] = qs.try_into().expect("sixteen values");
+        // SAFETY: the array holds the 16 bytes stored; v128_store takes any alignment.
+        unsafe { v128_store(qs.as_mut_ptr().cast(), bytes) };
+    }
+    d
+}
+
 /// [`super::lanes::weighted_sum`] for `out.len()` a multiple of 8: 32 of `out` kept in eight
 /// vectors while every row passes, each still summed from the first row to the last.
 pub fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) {

@@ -108,6 +108,82 @@ fn f16_scales_convert_exactly() {
     }
 }
 
+/// The activations' rounding is `f32::round`'s, halfway cases and all, over a spread of every
+/// exponent; and the quantisation in use (simd128 in WebAssembly) gives the one-value loop's
+/// bits, NaNs, infinities, signed zeros and halfway values included.
+#[test]
+fn activations_quantize_as_the_one_value_loop() {
+    for bits in (0..=u32::MAX).step_by(4099) {
+        for value in [f32::from_bits(bits), f32::from_bits(bits) + 0.5] {
+            let (ours, std) = (blocks::round_half_away(value), value.round());
+            // A NaN's payload may differ; it quantises to 0 all the same.
+            if !(ours.is_nan() && std.is_nan()) {
+                assert_eq!(ours.to_bits(), std.to_bits(), "{value:e}");
+            }
+        }
+    }
+    let special = [
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -2.5,
+        126.5,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+        1e-40,
+        3.4e38,
+    ];
+    for case in 0..64usize {
+        let values: Vec<f32> = (0..BLOCK)
+            .map(|i| match case {
+                // Halfway after scaling: the largest is 127, so d is 1.
+                0 => i as f32 - 15.5 + if i == 0 { 127.0 + 15.5 } else { 0.0 },
+                1 => 0.0,
+                _ if (i + case) % 5 == 0 => special[(i * 7 + case) % special.len()],
+                _ => ((i * 7919 + case * 104_729) % 2001) as f32 / 1000.0 - 1.0,
+            })
+            .collect();
+        let (mut fast, mut slow) = ([0i8; BLOCK], [0i8; BLOCK]);
+        let (d_fast, d_slow) = (
+            blocks::quantize_into(&values, &mut fast),
+            blocks::portable_quantize_into(&values, &mut slow),
+        );
+        assert_eq!(
+            d_fast.to_bits(),
+            d_slow.to_bits(),
+            "case {case}: {values:?}"
+        );
+        assert_eq!(fast, slow, "case {case}: {values:?}");
+    }
+}
+
+/// Softmax's largest score (simd128 in WebAssembly) is `f32::max`'s, NaNs passed over, for
+/// lengths that do and do not fill the vectors.
+#[test]
+fn largest_is_that_of_f32_max() {
+    for len in [0, 1, 3, 4, 7, 16, 33] {
+        for case in 0..8usize {
+            let values: Vec<f32> = (0..len)
+                .map(|i| match (i * 5 + case) % 9 {
+                    0 => f32::NAN,
+                    1 => f32::NEG_INFINITY,
+                    _ => ((i * 7919 + case * 31) % 1000) as f32 - 600.0,
+                })
+                .collect();
+            let want = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(
+                lanes::largest(&values).to_bits(),
+                want.to_bits(),
+                "{values:?}"
+            );
+        }
+    }
+}
+
 /// This machine's one-row kernels (AVX2; simd128 in WebAssembly, whose tests run under WASI)
 /// and the portable ones give the same bits, for whole and partial groups of rows.
 #[test]
