@@ -31,10 +31,10 @@ struct Pool {
     handles: Mutex<Vec<Thread>>,
     /// Workers still on the current piece of work.
     busy: AtomicUsize,
-    /// The next item not yet taken, and the work's size.
+    /// The next item not yet taken, the work's size, and the smallest range handed out.
     cursor: AtomicUsize,
     items: AtomicUsize,
-    chunk: AtomicUsize,
+    smallest: AtomicUsize,
     /// The current work; set before `generation` moves, cleared once `busy` is zero.
     task: UnsafeCell<Option<Task<'static>>>,
     /// One asking thread at a time.
@@ -63,7 +63,7 @@ fn pool() -> &'static Pool {
             busy: AtomicUsize::new(0),
             cursor: AtomicUsize::new(0),
             items: AtomicUsize::new(0),
-            chunk: AtomicUsize::new(1),
+            smallest: AtomicUsize::new(1),
             task: UnsafeCell::new(None),
             asking: Mutex::new(()),
         }));
@@ -90,10 +90,11 @@ pub fn for_each_range(items: usize, task: impl Fn(Range<usize>) + Sync) {
         return;
     }
     let _asking = pool.asking.lock().unwrap_or_else(PoisonError::into_inner);
-    // About eight ranges a thread, as candle's pool takes them natively.
-    let chunk = items.div_ceil((pool.workers + 1) * 8).max(1);
     pool.items.store(items, Ordering::Relaxed);
-    pool.chunk.store(chunk, Ordering::Relaxed);
+    pool.smallest.store(
+        items.div_ceil((pool.workers + 1) * 16).max(1),
+        Ordering::Relaxed,
+    );
     pool.cursor.store(0, Ordering::Relaxed);
     pool.busy.store(pool.workers, Ordering::Relaxed);
     let task: Task<'_> = &task;
@@ -120,17 +121,31 @@ pub fn for_each_range(items: usize, task: impl Fn(Range<usize>) + Sync) {
     unsafe { *pool.task.get() = None };
 }
 
+/// Takes ranges until none is left: a share of what remains, so that the first are large and
+/// the last small — the thread that finishes first then waits for at most a small range of the
+/// other's (ranges of a fixed eighth of a thread's share left it waiting 0.8–1.7 ms a token for a
+/// preempted other, SmolLM2 in headless Chromium on this 2-core machine; 0.5–1.0 ms with these).
 fn take_ranges(pool: &Pool, task: Task<'_>) {
-    let (items, chunk) = (
+    let (items, smallest) = (
         pool.items.load(Ordering::Relaxed),
-        pool.chunk.load(Ordering::Relaxed),
+        pool.smallest.load(Ordering::Relaxed),
     );
-    loop {
-        let start = pool.cursor.fetch_add(chunk, Ordering::Relaxed);
-        if start >= items {
-            break;
+    let threads = pool.workers + 1;
+    let mut start = pool.cursor.load(Ordering::Relaxed);
+    while start < items {
+        let size = ((items - start) / (2 * threads)).max(smallest);
+        match pool.cursor.compare_exchange_weak(
+            start,
+            start + size,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                task(start..items.min(start + size));
+                start = pool.cursor.load(Ordering::Relaxed);
+            }
+            Err(now) => start = now,
         }
-        task(start..items.min(start + chunk));
     }
 }
 
