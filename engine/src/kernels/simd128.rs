@@ -369,26 +369,37 @@ pub fn quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
 /// [`super::lanes::weighted_sum`] for `out.len()` a multiple of 8: 32 of `out` kept in eight
 /// vectors while every row passes, each still summed from the first row to the last.
 pub fn weighted_sum(weights: &[f32], values: &[f32], out: &mut [f32]) {
+    for start in (0..out.len()).step_by(32) {
+        match out.len() - start {
+            8 => columns::<8>(weights, values, start, out),
+            16 => columns::<16>(weights, values, start, out),
+            24 => columns::<24>(weights, values, start, out),
+            _ => columns::<32>(weights, values, start, out),
+        }
+    }
+}
+
+/// `WIDTH` (8 to 32) columns of [`weighted_sum`] from `start`. Each row's columns are read as
+/// an array of a length known when compiling: read through a slice of a length known only at
+/// run time, the loop ran 1.65× slower (SmolLM2's 64-wide heads, Node's WASI).
+fn columns<const WIDTH: usize>(weights: &[f32], values: &[f32], start: usize, out: &mut [f32]) {
     let dim = out.len();
-    for start in (0..dim).step_by(32) {
-        let width = (dim - start).min(32);
-        let mut sums = [f32x4_splat(0.0); 8];
-        for (row, &weight) in values.chunks_exact(dim).zip(weights) {
-            let weight = f32x4_splat(weight);
-            for (sum, chunk) in sums
-                .iter_mut()
-                .zip(row[start..start + width].chunks_exact(4))
-            {
-                *sum = f32x4_add(*sum, f32x4_mul(weight, floats(chunk)));
-            }
+    let mut sums = [f32x4_splat(0.0); 8];
+    for (row, &weight) in values.chunks_exact(dim).zip(weights) {
+        let row: &[f32; WIDTH] = row[start..start + WIDTH].try_into().expect("WIDTH floats");
+        let weight = f32x4_splat(weight);
+        for (lane, sum) in sums.iter_mut().take(WIDTH / 4).enumerate() {
+            *sum = f32x4_add(
+                *sum,
+                f32x4_mul(weight, floats(&row[4 * lane..4 * lane + 4])),
+            );
         }
-        for (sum, chunk) in sums
-            .iter()
-            .zip(out[start..start + width].chunks_exact_mut(4))
-        {
-            let chunk: &mut [f32; 4] = chunk.try_into().expect("four floats");
-            // SAFETY: the array holds the four floats stored; v128_store takes any alignment.
-            unsafe { v128_store(chunk.as_mut_ptr().cast(), *sum) };
-        }
+    }
+    for (lane, sum) in sums.iter().take(WIDTH / 4).enumerate() {
+        let chunk: &mut [f32; 4] = (&mut out[start + 4 * lane..start + 4 * lane + 4])
+            .try_into()
+            .expect("four floats");
+        // SAFETY: the array holds the four floats stored; v128_store takes any alignment.
+        unsafe { v128_store(chunk.as_mut_ptr().cast(), *sum) };
     }
 }
