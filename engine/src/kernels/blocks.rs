@@ -44,8 +44,12 @@ pub unsafe trait Plain: Sized {}
 
 /// A 32-value weight block.
 pub trait WeightBlock: Plain {
-    /// The block's scale `d`.
-    fn scale(&self) -> f32;
+    /// The block's scale `d`, as f16 bits.
+    fn scale_bits(&self) -> u16;
+
+    fn scale(&self) -> f32 {
+        f16_to_f32(self.scale_bits())
+    }
 }
 
 // SAFETY: byte arrays only (asserted above).
@@ -56,26 +60,31 @@ unsafe impl Plain for BlockQ5_0 {}
 unsafe impl Plain for BlockQ8_0 {}
 
 impl WeightBlock for BlockQ4_1 {
-    fn scale(&self) -> f32 {
-        half(self.d)
+    fn scale_bits(&self) -> u16 {
+        u16::from_le_bytes(self.d)
     }
 }
 
 impl WeightBlock for BlockQ5_0 {
-    fn scale(&self) -> f32 {
-        half(self.d)
+    fn scale_bits(&self) -> u16 {
+        u16::from_le_bytes(self.d)
     }
 }
 
 impl WeightBlock for BlockQ8_0 {
-    fn scale(&self) -> f32 {
-        half(self.d)
+    fn scale_bits(&self) -> u16 {
+        u16::from_le_bytes(self.d)
     }
 }
 
 impl BlockQ4_1 {
+    /// The block's minimum `m`, as f16 bits.
+    pub fn minimum_bits(&self) -> u16 {
+        u16::from_le_bytes(self.m)
+    }
+
     pub fn minimum(&self) -> f32 {
-        half(self.m)
+        f16_to_f32(self.minimum_bits())
     }
 }
 
