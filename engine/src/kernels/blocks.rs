@@ -143,8 +143,9 @@ pub fn quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
 pub fn portable_quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
     // A NaN is passed over, as `f32::max` passes it over.
     let largest = values.iter().fold(0f32, |largest, value| {
-        if value.abs() > largest {
-            value.abs()
+        let magnitude = value.abs();
+        if magnitude > largest {
+            magnitude
         } else {
             largest
         }

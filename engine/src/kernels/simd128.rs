@@ -84,8 +84,8 @@ fn block_sums<const ROWS: usize>(rows: [v128; ROWS]) -> v128 {
 }
 
 /// An f16 per row, lane r for row r (zero past `ROWS`), converted four at a time with
-/// [`super::lanes::f16_to_f32`]'s steps: one at a time, the conversions of a group's scales and minimums
-/// were near half of the instructions of its Q4_1 block products.
+/// [`super::lanes::f16_to_f32`]'s steps: one at a time, the conversions of a group's scales
+/// and minimums were near half of the instructions of its Q4_1 block products.
 fn f16_by_row<const ROWS: usize>(bits: impl Fn(usize) -> u16) -> v128 {
     let lane = |r: usize| if r < ROWS { u32::from(bits(r)) } else { 0 };
     let bits = u32x4(lane(0), lane(1), lane(2), lane(3));
@@ -330,14 +330,21 @@ pub fn largest(values: &[f32]) -> f32 {
     let lanes = (&mut chunks).fold(f32x4_splat(f32::NEG_INFINITY), |largest, chunk| {
         f32x4_pmax(largest, floats(chunk))
     });
-    let halves = f32x4_pmax(lanes, i32x4_shuffle::<2, 3, 0, 1>(lanes, lanes));
-    let largest = f32x4_pmax(halves, i32x4_shuffle::<1, 0, 3, 2>(halves, halves));
     chunks
         .remainder()
         .iter()
-        .fold(f32x4_extract_lane::<0>(largest), |largest, &value| {
+        .fold(largest_lane(lanes), |largest, &value| {
             if value > largest { value } else { largest }
         })
+}
+
+/// The largest of four lanes, none of them a NaN.
+fn largest_lane(lanes: v128) -> f32 {
+    let halves = f32x4_pmax(lanes, i32x4_shuffle::<2, 3, 0, 1>(lanes, lanes));
+    f32x4_extract_lane::<0>(f32x4_pmax(
+        halves,
+        i32x4_shuffle::<1, 0, 3, 2>(halves, halves),
+    ))
 }
 
 /// [`super::blocks::quantize_into`] for a multiple of 16 values, to the bit: `f32x4_pmax`
@@ -349,9 +356,7 @@ pub fn quantize_into(values: &[f32], qs: &mut [i8]) -> f32 {
         .fold(f32x4_splat(0.0), |largest, chunk| {
             f32x4_pmax(largest, f32x4_abs(floats(chunk)))
         });
-    let halves = f32x4_pmax(largest, i32x4_shuffle::<2, 3, 0, 1>(largest, largest));
-    let largest = f32x4_pmax(halves, i32x4_shuffle::<1, 0, 3, 2>(halves, halves));
-    let d = f32x4_extract_lane::<0>(largest) / 127.0;
+    let d = largest_lane(largest) / 127.0;
     let inverse = f32x4_splat(if d == 0.0 { 0.0 } else { 1.0 / d });
     let rounded = |chunk: &[f32]| {
         let scaled = f32x4_mul(floats(chunk), inverse);
