@@ -264,14 +264,31 @@ fn rows_function(kind: Kind) -> RowsDot {
             },
         };
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(
+        target_arch = "wasm32",
+        target_feature = "simd128",
+        feature = "relaxed-simd"
+    ))]
     return match kind {
+        Kind::Q4_1 => simd128::relaxed_dot::<BlockQ4_1>,
+        Kind::Q5_0 => simd128::relaxed_dot::<BlockQ5_0>,
+        Kind::Q8_0 => simd128::dot::<BlockQ8_0>,
+    };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[allow(unreachable_code)]
+    return simd128_rows(kind);
+    #[allow(unreachable_code)]
+    portable_rows(kind)
+}
+
+/// The browser's kernels without relaxed SIMD.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn simd128_rows(kind: Kind) -> RowsDot {
+    match kind {
         Kind::Q4_1 => simd128::dot::<BlockQ4_1>,
         Kind::Q5_0 => simd128::dot::<BlockQ5_0>,
         Kind::Q8_0 => simd128::dot::<BlockQ8_0>,
-    };
-    #[allow(unreachable_code)]
-    portable_rows(kind)
+    }
 }
 
 /// The one-row portable kernels, row after row: the reference the others match bit for bit.
@@ -316,14 +333,30 @@ fn inputs_function(kind: Kind) -> Option<InputsDot> {
         // SAFETY: AVX2 is present, and AVX-VNNI where asked for (checked just above).
         return Some(unsafe { avx2_inputs_function(kind, vnni) });
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(
+        target_arch = "wasm32",
+        target_feature = "simd128",
+        feature = "relaxed-simd"
+    ))]
     return Some(match kind {
+        Kind::Q4_1 => simd128::relaxed_dot_inputs::<BlockQ4_1>,
+        Kind::Q5_0 => simd128::relaxed_dot_inputs::<BlockQ5_0>,
+        Kind::Q8_0 => simd128::dot_inputs::<BlockQ8_0>,
+    });
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Some(simd128_inputs(kind));
+    let _ = kind;
+    None
+}
+
+/// The browser's several-inputs kernels without relaxed SIMD.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn simd128_inputs(kind: Kind) -> InputsDot {
+    match kind {
         Kind::Q4_1 => simd128::dot_inputs::<BlockQ4_1>,
         Kind::Q5_0 => simd128::dot_inputs::<BlockQ5_0>,
         Kind::Q8_0 => simd128::dot_inputs::<BlockQ8_0>,
-    });
-    let _ = kind;
-    None
+    }
 }
 
 /// `$several::<Block, VNNI>` for a kind of block and whether AVX-VNNI runs: the several-inputs

@@ -4,6 +4,11 @@
 //! loop — which then takes its float steps for the four rows at once. Like AVX2's, they take up
 //! to four rows per pass, widening the activations once for all, and a prompt's rows four at
 //! a time, unpacking the weights once for all.
+//!
+//! Browsers with relaxed SIMD get a bundle of their own (feature `relaxed-simd`), where Q4_1 and
+//! Q5_0 blocks take `i32x4.relaxed_dot_i8x16_i7x16_add`: a multiply-add of bytes, exact when one
+//! side's values fit 7 bits, as their unsigned values do ([`SevenBit`]). Its results differ
+//! between machines only for bytes over 127, which these kernels never give it.
 
 use std::arch::wasm32::*;
 
@@ -13,17 +18,57 @@ use super::blocks::{
 
 /// A group of 1 to [`ROW_GROUP`] rows (`sums.len()`) against one input row.
 pub fn dot<B: Unpack>(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
-    group!(sums, rows_and_inputs::<B, N, 1>(weights, [blocks])[0])
+    dot_with::<B, Widened>(weights, blocks, sums)
 }
 
-/// Input rows taken at once by [`dot_inputs`].
-const SEVERAL_INPUTS: usize = 4;
+/// [`dot`] with relaxed SIMD's byte products.
+#[cfg(feature = "relaxed-simd")]
+#[target_feature(enable = "relaxed-simd")]
+pub fn relaxed_dot<B: SevenBit>(weights: &[u8], blocks: &[ActivationBlock], sums: &mut [f32]) {
+    dot_with::<B, ByteDot>(weights, blocks, sums)
+}
 
 /// Any number of input rows (a prompt's) against a group of `rows` rows: the sums of [`dot`]
 /// for each, with each weight block unpacked once for four inputs where the group is whole.
 /// Unpacking is most of a block's instructions here (WebAssembly multiplies no bytes), so the
 /// browser read a prompt hardly faster than it decoded.
 pub fn dot_inputs<B: Unpack>(
+    weights: &[u8],
+    inputs: &[&[ActivationBlock]],
+    sums: &mut [[f32; ROW_GROUP]],
+    rows: usize,
+) {
+    dot_inputs_with::<B, Widened>(weights, inputs, sums, rows)
+}
+
+/// [`dot_inputs`] with relaxed SIMD's byte products.
+#[cfg(feature = "relaxed-simd")]
+#[target_feature(enable = "relaxed-simd")]
+pub fn relaxed_dot_inputs<B: SevenBit>(
+    weights: &[u8],
+    inputs: &[&[ActivationBlock]],
+    sums: &mut [[f32; ROW_GROUP]],
+    rows: usize,
+) {
+    dot_inputs_with::<B, ByteDot>(weights, inputs, sums, rows)
+}
+
+// Always inlined, here and below: into the relaxed kernels, whose target feature the byte
+// products need, and which cannot inline a function compiled without it.
+#[inline(always)]
+fn dot_with<B: Unpack, P: Products<B>>(
+    weights: &[u8],
+    blocks: &[ActivationBlock],
+    sums: &mut [f32],
+) {
+    group!(sums, rows_and_inputs::<B, P, N, 1>(weights, [blocks])[0])
+}
+
+/// Input rows taken at once by [`dot_inputs`].
+const SEVERAL_INPUTS: usize = 4;
+
+#[inline(always)]
+fn dot_inputs_with<B: Unpack, P: Products<B>>(
     weights: &[u8],
     inputs: &[&[ActivationBlock]],
     sums: &mut [[f32; ROW_GROUP]],
@@ -36,14 +81,14 @@ pub fn dot_inputs<B: Unpack>(
             .zip(sums.chunks_exact_mut(SEVERAL_INPUTS))
         {
             let chunk = std::array::from_fn(|input| chunk[input]);
-            sums.copy_from_slice(&rows_and_inputs::<B, ROW_GROUP, SEVERAL_INPUTS>(
+            sums.copy_from_slice(&rows_and_inputs::<B, P, ROW_GROUP, SEVERAL_INPUTS>(
                 weights, chunk,
             ));
             done += SEVERAL_INPUTS;
         }
     }
     for (input, sums) in inputs[done..].iter().zip(&mut sums[done..]) {
-        dot::<B>(weights, input, &mut sums[..rows]);
+        dot_with::<B, P>(weights, input, &mut sums[..rows]);
     }
 }
 
@@ -249,23 +294,160 @@ fn in_order(bytes: &[i8; 32]) -> [v128; 4] {
     [first[0], first[1], second[0], second[1]]
 }
 
-/// Partial sums of a block's products: exact integers.
-fn products(weights: [v128; 4], activations: [v128; 4]) -> v128 {
-    i32x4_add(
+/// How a block's products are summed: four vectors of exact partial sums of integers, which
+/// [`block_sums`] adds up.
+trait Products<B> {
+    /// A weight block, unpacked once for every input.
+    type Weights: Copy;
+    /// An activation block, unpacked once for every row.
+    type Activations: Copy;
+    fn weights(block: &B) -> Self::Weights;
+    fn activations(block: &ActivationBlock) -> Self::Activations;
+    fn sums(weights: Self::Weights, activations: Self::Activations) -> v128;
+}
+
+/// Every browser's: bytes widened to 16 bits, products summed in pairs.
+struct Widened;
+
+impl<B: Unpack> Products<B> for Widened {
+    type Weights = [v128; 4];
+    type Activations = [v128; 4];
+
+    #[inline(always)]
+    fn weights(block: &B) -> [v128; 4] {
+        block.weights()
+    }
+
+    #[inline(always)]
+    fn activations(block: &ActivationBlock) -> [v128; 4] {
+        B::activations(block)
+    }
+
+    #[inline(always)]
+    fn sums(weights: [v128; 4], activations: [v128; 4]) -> v128 {
         i32x4_add(
-            i32x4_dot_i16x8(weights[0], activations[0]),
-            i32x4_dot_i16x8(weights[1], activations[1]),
-        ),
-        i32x4_add(
-            i32x4_dot_i16x8(weights[2], activations[2]),
-            i32x4_dot_i16x8(weights[3], activations[3]),
-        ),
+            i32x4_add(
+                i32x4_dot_i16x8(weights[0], activations[0]),
+                i32x4_dot_i16x8(weights[1], activations[1]),
+            ),
+            i32x4_add(
+                i32x4_dot_i16x8(weights[2], activations[2]),
+                i32x4_dot_i16x8(weights[3], activations[3]),
+            ),
+        )
+    }
+}
+
+/// Blocks whose values, plus an excess, fit 7 bits: Q4_1's nibbles (0–15) and Q5_0's five-bit
+/// values before 16 is taken away (0–31). `Σ (q − excess)·x = Σ q·x − excess·Σ x`, exactly.
+#[cfg(feature = "relaxed-simd")]
+pub trait SevenBit: Unpack {
+    /// What the unsigned values exceed the block's values by.
+    const EXCESS: i8;
+
+    /// The block's values plus [`Self::EXCESS`], as bytes in order: values 0–15, then 16–31.
+    fn excess_values(&self) -> [v128; 2];
+}
+
+#[cfg(feature = "relaxed-simd")]
+impl SevenBit for BlockQ4_1 {
+    const EXCESS: i8 = 0;
+
+    #[inline(always)]
+    fn excess_values(&self) -> [v128; 2] {
+        let packed = load(&self.qs);
+        let nibble = u8x16_splat(0x0f);
+        [
+            v128_and(packed, nibble),
+            v128_and(u16x8_shr(packed, 4), nibble),
+        ]
+    }
+}
+
+#[cfg(feature = "relaxed-simd")]
+impl SevenBit for BlockQ5_0 {
+    const EXCESS: i8 = 16;
+
+    #[inline(always)]
+    fn excess_values(&self) -> [v128; 2] {
+        let packed = load(&self.qs);
+        let nibble = u8x16_splat(0x0f);
+        let fifth_bits = self.fifth_bits();
+        // Byte i of a half tests bit i of the half's 16 bits.
+        let bit_of_byte = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        let sixteens = |bits: u32| {
+            let bits = u16x8_splat(bits as u16);
+            let spread =
+                i8x16_shuffle::<0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1>(bits, bits);
+            v128_and(
+                i8x16_eq(v128_and(spread, bit_of_byte), bit_of_byte),
+                u8x16_splat(16),
+            )
+        };
+        [
+            v128_or(v128_and(packed, nibble), sixteens(fifth_bits)),
+            v128_or(
+                v128_and(u16x8_shr(packed, 4), nibble),
+                sixteens(fifth_bits >> 16),
+            ),
+        ]
+    }
+}
+
+/// Relaxed SIMD's: products of bytes added four to a lane, the weights' side unsigned.
+#[cfg(feature = "relaxed-simd")]
+struct ByteDot;
+
+#[cfg(feature = "relaxed-simd")]
+impl<B: SevenBit> Products<B> for ByteDot {
+    type Weights = [v128; 2];
+    /// The activations' two halves, and `excess·Σx` in the lanes of the products.
+    type Activations = ([v128; 2], v128);
+
+    #[inline(always)]
+    fn weights(block: &B) -> [v128; 2] {
+        block.excess_values()
+    }
+
+    #[inline(always)]
+    fn activations(block: &ActivationBlock) -> ([v128; 2], v128) {
+        let halves = [0, 1].map(|half| load(half_of(&block.qs, half)));
+        let excess = if B::EXCESS == 0 {
+            i32x4_splat(0)
+        } else {
+            byte_products([i8x16_splat(B::EXCESS); 2], halves)
+        };
+        (halves, excess)
+    }
+
+    #[inline(always)]
+    fn sums(weights: [v128; 2], (activations, excess): ([v128; 2], v128)) -> v128 {
+        let products = byte_products(weights, activations);
+        if B::EXCESS == 0 {
+            products
+        } else {
+            i32x4_sub(products, excess)
+        }
+    }
+}
+
+/// Each lane: the sum of four lanes' products of bytes, over both halves of a block. Exact:
+/// the weights' bytes are at most 31 and the activations' at most 127 apart from their sign,
+/// so no 16-bit pair sum saturates.
+#[cfg(feature = "relaxed-simd")]
+#[inline(always)]
+fn byte_products(weights: [v128; 2], activations: [v128; 2]) -> v128 {
+    i32x4_relaxed_dot_i8x16_i7x16_add(
+        activations[1],
+        weights[1],
+        i32x4_relaxed_dot_i8x16_i7x16_add(activations[0], weights[0], i32x4_splat(0)),
     )
 }
 
 /// `ROWS` rows of a group against `INPUTS` input rows, `[input][row]`: each input's sums
 /// take the same float steps, in the same order, as when it is alone.
-fn rows_and_inputs<B: Unpack, const ROWS: usize, const INPUTS: usize>(
+#[inline(always)]
+fn rows_and_inputs<B: Unpack, P: Products<B>, const ROWS: usize, const INPUTS: usize>(
     weights: &[u8],
     inputs: [&[ActivationBlock]; INPUTS],
 ) -> [[f32; ROWS]; INPUTS] {
@@ -273,13 +455,13 @@ fn rows_and_inputs<B: Unpack, const ROWS: usize, const INPUTS: usize>(
     let mut offsets = [f32x4_splat(0.0); INPUTS];
     for index in 0..inputs[0].len() {
         let rows: [&B; ROWS] = rows_of(weights, index);
-        let unpacked = rows.map(B::weights);
+        let unpacked = rows.map(P::weights);
         let scales = f16_by_row::<ROWS>(|row| rows[row].scale_bits());
         let minimums = f16_by_row::<ROWS>(|row| rows[row].offset_bits());
         for (input, (totals, offsets)) in inputs.iter().zip(totals.iter_mut().zip(&mut offsets)) {
             let activations = &input[index];
-            let values = B::activations(activations);
-            let sums = unpacked.map(|weights| products(weights, values));
+            let values = P::activations(activations);
+            let sums = unpacked.map(|weights| P::sums(weights, values));
             *totals = accumulate(*totals, scales, activations.d, block_sums(sums));
             if B::OFFSET {
                 *offsets = f32x4_add(

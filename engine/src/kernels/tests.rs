@@ -275,6 +275,53 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
     }
 }
 
+/// The bundle built with relaxed SIMD runs its own Q4_1 and Q5_0 kernels (the ones in use,
+/// tested above); its build also holds every other browser's, which must still give the
+/// portable kernels' bits, one input row and several.
+#[test]
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    feature = "relaxed-simd"
+))]
+fn browser_kernels_without_relaxed_simd_agree_to_the_bit() {
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
+        let columns = 512;
+        let (weights, inputs) = matrices(dtype, ROW_GROUP, columns, 7);
+        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+        let Format::Blocks(kind) = matmul.format else {
+            panic!("{dtype:?} is held in blocks")
+        };
+        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+        let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let rows: Vec<&[ActivationBlock]> = blocks.chunks_exact(columns / BLOCK).collect();
+        let bits = |sums: &[[f32; ROW_GROUP]]| -> Vec<u32> {
+            sums.iter().flatten().map(|sum| sum.to_bits()).collect()
+        };
+        let mut portable = [[0f32; ROW_GROUP]; 7];
+        let mut one_row = [[0f32; ROW_GROUP]; 7];
+        for ((row, portable), one_row) in rows.iter().zip(&mut portable).zip(&mut one_row) {
+            portable_rows(kind)(&matmul.weights, row, portable);
+            simd128_rows(kind)(&matmul.weights, row, one_row);
+        }
+        assert_eq!(bits(&one_row), bits(&portable), "{dtype:?}, one row");
+        for count in 1..=7 {
+            let mut sums = [[0f32; ROW_GROUP]; 7];
+            simd128_inputs(kind)(
+                &matmul.weights,
+                &rows[..count],
+                &mut sums[..count],
+                ROW_GROUP,
+            );
+            assert_eq!(
+                bits(&sums[..count]),
+                bits(&portable[..count]),
+                "{dtype:?}, {count} inputs"
+            );
+        }
+    }
+}
+
 /// Columns of the K-quant cases: three super-blocks.
 const K_QUANT_COLUMNS: usize = 3 * SUPER_BLOCK;
 
