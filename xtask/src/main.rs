@@ -394,8 +394,8 @@ fn bench_command(bench: &NativeBench) -> std::process::Command {
     command
 }
 
-/// Decode speed in the browser worker on one thread and on `threads`, then natively on the
-/// same counts, in [`BENCH_ROUNDS`] rounds, and the ratios the browser's threads are judged by,
+/// Decode speed in the browser worker on one thread and on `threads`, and natively on the
+/// same counts, in [`BENCH_ROUNDS`] rounds of both, and the ratios the browser's threads are judged by,
 /// between the medians: one JSON line each. The native speedup from one thread to `threads` is
 /// what this machine allows any threads (this 2-core one gave native code 1.3–1.55×).
 fn browser_bench(model: &str, threads: usize) -> Result<()> {
@@ -407,34 +407,40 @@ fn browser_bench(model: &str, threads: usize) -> Result<()> {
     if threads > 1 {
         thread_counts.push(threads);
     }
-    let browser_lines =
-        e2e::run_browser_bench(&tools, &models, model, &thread_counts, BENCH_ROUNDS)?;
-    let mut native_lines = String::new();
-    for round in 0..BENCH_ROUNDS {
-        let mut order = thread_counts.clone();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for thread_count in order {
-            native_lines += &bench_output(&NativeBench {
-                model: Some(model.to_owned()),
-                shape: Vec::new(),
-                threads: Some(thread_count),
-                requantize: false,
-                prompt_tokens: 512,
-                batch: 1,
-            })?;
-        }
-    }
     let parse = |lines: &str| -> Vec<serde_json::Value> {
         lines
             .lines()
             .filter_map(|line| serde_json::from_str(line.trim()).ok())
             .collect()
     };
-    let (browser, mut native) = (parse(&browser_lines), parse(&native_lines));
-    for line in &mut native {
-        line["backend"] = "native".into();
+    // Round by round, the browser and then native code, the thread counts in turns and in the
+    // other order every other round: this machine's speed drifts within minutes, and with every
+    // browser round first, then every native one, browser_vs_native moved from 0.65 to 0.94
+    // between three runs of one build.
+    let (mut browser, mut native) = (Vec::new(), Vec::new());
+    for round in 1..=BENCH_ROUNDS {
+        let mut order = thread_counts.clone();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for mut line in parse(&e2e::run_browser_bench(&tools, &models, model, &order, 1)?) {
+            line["round"] = round.into();
+            browser.push(line);
+        }
+        for &thread_count in &order {
+            for mut line in parse(&bench_output(&NativeBench {
+                model: Some(model.to_owned()),
+                shape: Vec::new(),
+                threads: Some(thread_count),
+                requantize: false,
+                prompt_tokens: 512,
+                batch: 1,
+            })?) {
+                line["backend"] = "native".into();
+                line["round"] = round.into();
+                native.push(line);
+            }
+        }
     }
     for line in browser.iter().chain(&native) {
         println!("{line}");
