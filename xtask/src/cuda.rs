@@ -222,7 +222,7 @@ fn cargo_registry_sources() -> Result<Vec<PathBuf>> {
 /// The workspace's target, because cargo keeps a crate built with other features beside the
 /// one built without: on a fresh clone, as in CI, only what CUDA changes is compiled again.
 /// The CUDA `vitrina` replaces `target/debug/vitrina` until the next plain build puts the CPU
-/// one back, which is why `cargo xtask test` builds it before the unit and end-to-end tests.
+/// one back, which is why `cargo xtask test` builds it before the end-to-end tests.
 pub fn build(toolkit: &Toolkit) -> Result<()> {
     crate::step("server and device check with CUDA (compute 7.5)", || {
         let mut both = cargo();
@@ -288,79 +288,6 @@ pub fn prepare(toolkit: &Toolkit, out: &Path) -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-/// `cargo xtask gpu-check --prepare DIR` run by `cargo xtask test` as a child process beside
-/// its other steps, its output kept in a log file so that it does not interleave with theirs.
-pub struct BackgroundPrepare {
-    child: std::process::Child,
-    log: PathBuf,
-}
-
-impl BackgroundPrepare {
-    pub fn start(out: &Path) -> Result<Self> {
-        let log = Path::new("target").join("cuda-build.log");
-        std::fs::create_dir_all("target")?;
-        let file = std::fs::File::create(&log)
-            .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut command = Command::new(std::env::current_exe()?);
-        command
-            .args(["gpu-check", "--prepare"])
-            .arg(out)
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        println!(
-            "xtask: $ {} (in the background, log: {})",
-            crate::process::describe(&command),
-            log.display()
-        );
-        let child = command
-            .spawn()
-            .context("cannot start the background CUDA build")?;
-        Ok(Self { child, log })
-    }
-
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-
-    /// Waits for it; on failure, shows the log's end, where cargo and nvcc say what went wrong.
-    pub fn finish(mut self) -> Result<Toolkit> {
-        let status = self.child.wait()?;
-        let said = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = said.lines().collect();
-        let shown = if status.success() { 3 } else { 80 };
-        println!("{}", lines[lines.len().saturating_sub(shown)..].join("\n"));
-        ensure!(
-            status.success(),
-            "the CUDA build failed ({status}); its whole output is in {}",
-            self.log.display()
-        );
-        ensure()
-    }
-}
-
-/// An earlier step failed: the build stops with it, nvcc and rustc included.
-impl Drop for BackgroundPrepare {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            kill_tree(self.child.id());
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Kills a process and every process it started (cargo's rustc, candle's nvcc…), parents
-/// first, so that none starts another meanwhile.
-fn kill_tree(pid: u32) {
-    let children = output(Command::new("pgrep").arg("-P").arg(pid.to_string())).unwrap_or_default();
-    let _ = Command::new("kill")
-        .arg("-KILL")
-        .arg(pid.to_string())
-        .status();
-    for child in children.split_whitespace().filter_map(|id| id.parse().ok()) {
-        kill_tree(child);
-    }
 }
 
 fn set_executable(path: &Path) -> Result<()> {

@@ -223,36 +223,28 @@ fn build_release_server() -> Result<()> {
 fn test() -> Result<()> {
     let started = Instant::now();
     let tools = toolchain::ensure(Needs::everything())?;
-    // The T4 build and the device check a GPU machine runs (which here must say that there is
-    // no GPU), compiled beside the browser's bundles: each of those ends in minutes on one core
-    // (fat LTO, the last crates), which the CUDA build (nvcc, most of it) fills.
-    let gpu_check = Path::new("target/gpu-check");
-    let cuda_build = cuda::BackgroundPrepare::start(gpu_check)?;
     site::build(&tools)?;
     step("wasm bundles within their budgets", site::check_budgets)?;
-    step(
-        "the browser's kernels (simd128, relaxed SIMD, under WASI) against the portable ones",
-        browser_kernel_tests,
-    )?;
-    let toolkit = step(
-        &format!(
-            "server and device check with CUDA, built in the background (log: {})",
-            cuda_build.log().display()
-        ),
-        || cuda_build.finish(),
-    )?;
-    step("device check without a GPU", || {
-        cuda::check_refuses_without_gpu(&toolkit, gpu_check)
-    })?;
     // Models fetched by the tests live outside the clone, so a fresh clone reuses them.
     let models = std::env::var_os("VITRINA_MODEL_CACHE")
         .unwrap_or_else(|| toolchain::cache_dir().join("models").into());
-    // After the CUDA build: this puts the CPU server back in `target/debug` (see cuda::build)
-    // for the tests that follow.
     step("unit and integration tests", || {
         run(cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("VITRINA_MODEL_CACHE", &models))
+    })?;
+    step(
+        "the browser's kernels (simd128, relaxed SIMD, under WASI) against the portable ones",
+        browser_kernel_tests,
+    )?;
+    // The T4 build, compiled and linked on every run, before the end-to-end tests build the CPU
+    // server again (see cuda::build); and the device check a GPU machine runs, which here must
+    // say that there is no GPU.
+    let gpu_check = Path::new("target/gpu-check");
+    let toolkit = cuda::ensure()?;
+    cuda::prepare(&toolkit, gpu_check)?;
+    step("device check without a GPU", || {
+        cuda::check_refuses_without_gpu(&toolkit, gpu_check)
     })?;
     step(
         "end-to-end tests (headless Chromium, openai client)",
