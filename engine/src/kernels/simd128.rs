@@ -355,12 +355,7 @@ impl SevenBit for BlockQ4_1 {
 
     #[inline(always)]
     fn excess_values(&self) -> [v128; 2] {
-        let packed = load(&self.qs);
-        let nibble = u8x16_splat(0x0f);
-        [
-            v128_and(packed, nibble),
-            v128_and(u16x8_shr(packed, 4), nibble),
-        ]
+        nibbles_in_order(&self.qs)
     }
 }
 
@@ -370,8 +365,6 @@ impl SevenBit for BlockQ5_0 {
 
     #[inline(always)]
     fn excess_values(&self) -> [v128; 2] {
-        let packed = load(&self.qs);
-        let nibble = u8x16_splat(0x0f);
         let fifth_bits = self.fifth_bits();
         // Byte i of a half tests bit i of the half's 16 bits.
         let bit_of_byte = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
@@ -384,14 +377,24 @@ impl SevenBit for BlockQ5_0 {
                 u8x16_splat(16),
             )
         };
+        let [low, high] = nibbles_in_order(&self.qs);
         [
-            v128_or(v128_and(packed, nibble), sixteens(fifth_bits)),
-            v128_or(
-                v128_and(u16x8_shr(packed, 4), nibble),
-                sixteens(fifth_bits >> 16),
-            ),
+            v128_or(low, sixteens(fifth_bits)),
+            v128_or(high, sixteens(fifth_bits >> 16)),
         ]
     }
+}
+
+/// A block's 16 bytes of nibbles as its values 0–15 (the low nibbles) and 16–31, a byte each.
+#[cfg(feature = "relaxed-simd")]
+#[inline(always)]
+fn nibbles_in_order(packed: &[u8; 16]) -> [v128; 2] {
+    let packed = load(packed);
+    let nibble = u8x16_splat(0x0f);
+    [
+        v128_and(packed, nibble),
+        v128_and(u16x8_shr(packed, 4), nibble),
+    ]
 }
 
 /// Relaxed SIMD's: products of bytes added four to a lane, the weights' side unsigned.

@@ -217,6 +217,36 @@ fn simd_and_portable_agree_to_the_bit() {
     }
 }
 
+/// A group of rows held in 32-value blocks, and `inputs` input rows quantised as the kernels
+/// take them. For the tests of several kernels of one machine.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", feature = "relaxed-simd")
+))]
+fn group_case(
+    dtype: GgmlDType,
+    columns: usize,
+    inputs: usize,
+) -> (QuantMatMul, Kind, Vec<ActivationBlock>) {
+    let (weights, inputs) = matrices(dtype, ROW_GROUP, columns, inputs);
+    let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
+    let Format::Blocks(kind) = matmul.format else {
+        panic!("{dtype:?} is held in blocks")
+    };
+    let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
+    let blocks = inputs.chunks_exact(BLOCK).map(quantize).collect();
+    (matmul, kind, blocks)
+}
+
+/// Each input's sums for a group of rows, as bits.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", feature = "relaxed-simd")
+))]
+fn bits(sums: &[[f32; ROW_GROUP]]) -> Vec<u32> {
+    sums.iter().flatten().map(|sum| sum.to_bits()).collect()
+}
+
 /// The kernels that take several input rows give each row the one-row kernel's bits, with
 /// AVX-VNNI and without (a machine with it would otherwise never run the other).
 #[test]
@@ -227,13 +257,7 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
     }
     for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0] {
         let columns = 512;
-        let (weights, inputs) = matrices(dtype, ROW_GROUP, columns, 11);
-        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
-        let Format::Blocks(kind) = matmul.format else {
-            panic!("{dtype:?} is held in blocks")
-        };
-        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
-        let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let (matmul, kind, blocks) = group_case(dtype, columns, 11);
         let rows: Vec<&[ActivationBlock]> = blocks.chunks_exact(columns / BLOCK).collect();
         let alone: Vec<[f32; ROW_GROUP]> = rows
             .iter()
@@ -243,9 +267,6 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
                 sums
             })
             .collect();
-        let bits = |sums: &[[f32; ROW_GROUP]]| -> Vec<u32> {
-            sums.iter().flatten().map(|sum| sum.to_bits()).collect()
-        };
         let avx2 = [false, true]
             .into_iter()
             .filter(|&vnni| !vnni || std::is_x86_feature_detected!("avxvnni"))
@@ -287,17 +308,8 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
 fn browser_kernels_without_relaxed_simd_agree_to_the_bit() {
     for dtype in [GgmlDType::Q4_1, GgmlDType::Q5_0] {
         let columns = 512;
-        let (weights, inputs) = matrices(dtype, ROW_GROUP, columns, 7);
-        let matmul = QuantMatMul::new(&weights).unwrap().unwrap();
-        let Format::Blocks(kind) = matmul.format else {
-            panic!("{dtype:?} is held in blocks")
-        };
-        let inputs: Vec<f32> = inputs.flatten_all().unwrap().to_vec1().unwrap();
-        let blocks: Vec<ActivationBlock> = inputs.chunks_exact(BLOCK).map(quantize).collect();
+        let (matmul, kind, blocks) = group_case(dtype, columns, 7);
         let rows: Vec<&[ActivationBlock]> = blocks.chunks_exact(columns / BLOCK).collect();
-        let bits = |sums: &[[f32; ROW_GROUP]]| -> Vec<u32> {
-            sums.iter().flatten().map(|sum| sum.to_bits()).collect()
-        };
         let mut portable = [[0f32; ROW_GROUP]; 7];
         let mut one_row = [[0f32; ROW_GROUP]; 7];
         for ((row, portable), one_row) in rows.iter().zip(&mut portable).zip(&mut one_row) {
