@@ -247,6 +247,30 @@ fn bits(sums: &[[f32; ROW_GROUP]]) -> Vec<u32> {
     sums.iter().flatten().map(|sum| sum.to_bits()).collect()
 }
 
+/// `several` gives `expected`'s bits for the first `fewest` to all of `rows` at once.
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", feature = "relaxed-simd")
+))]
+fn assert_inputs_give(
+    several: InputsDot,
+    weights: &[u8],
+    rows: &[&[ActivationBlock]],
+    expected: &[[f32; ROW_GROUP]],
+    fewest: usize,
+    what: &str,
+) {
+    for count in fewest..=rows.len() {
+        let mut sums = vec![[0f32; ROW_GROUP]; count];
+        several(weights, &rows[..count], &mut sums, ROW_GROUP);
+        assert_eq!(
+            bits(&sums),
+            bits(&expected[..count]),
+            "{what}, {count} inputs"
+        );
+    }
+}
+
 /// The kernels that take several input rows give each row the one-row kernel's bits, with
 /// AVX-VNNI and without (a machine with it would otherwise never run the other).
 #[test]
@@ -278,20 +302,8 @@ fn several_inputs_get_the_bits_of_one_row_with_avx2_vnni_and_avx512() {
         let avx512 = avx512_inputs_function(kind).map(|several| ("AVX-512".to_owned(), several));
         for (kernel, several) in avx2.chain(avx512) {
             // AVX-512 from eight inputs, repeating the last input to fill its lanes past them.
-            for count in 2..=11 {
-                let mut sums = [[0f32; ROW_GROUP]; 11];
-                several(
-                    &matmul.weights,
-                    &rows[..count],
-                    &mut sums[..count],
-                    ROW_GROUP,
-                );
-                assert_eq!(
-                    bits(&sums[..count]),
-                    bits(&alone[..count]),
-                    "{dtype:?}, {kernel}, {count} inputs"
-                );
-            }
+            let what = format!("{dtype:?}, {kernel}");
+            assert_inputs_give(several, &matmul.weights, &rows, &alone, 2, &what);
         }
     }
 }
@@ -317,20 +329,15 @@ fn browser_kernels_without_relaxed_simd_agree_to_the_bit() {
             simd128_rows(kind)(&matmul.weights, row, one_row);
         }
         assert_eq!(bits(&one_row), bits(&portable), "{dtype:?}, one row");
-        for count in 1..=7 {
-            let mut sums = [[0f32; ROW_GROUP]; 7];
-            simd128_inputs(kind)(
-                &matmul.weights,
-                &rows[..count],
-                &mut sums[..count],
-                ROW_GROUP,
-            );
-            assert_eq!(
-                bits(&sums[..count]),
-                bits(&portable[..count]),
-                "{dtype:?}, {count} inputs"
-            );
-        }
+        let what = format!("{dtype:?}");
+        assert_inputs_give(
+            simd128_inputs(kind),
+            &matmul.weights,
+            &rows,
+            &portable,
+            1,
+            &what,
+        );
     }
 }
 
