@@ -294,8 +294,8 @@ fn in_order(bytes: &[i8; 32]) -> [v128; 4] {
     [first[0], first[1], second[0], second[1]]
 }
 
-/// How a block's products are summed: four vectors of exact partial sums of integers, which
-/// [`block_sums`] adds up.
+/// How a block's products are summed, for one row: a vector of exact partial sums of integers,
+/// which [`block_sums`] adds up with the other rows'.
 trait Products<B> {
     /// A weight block, unpacked once for every input.
     type Weights: Copy;
