@@ -66,6 +66,9 @@ impl Toolkit {
             .env("CUDA_ROOT", &self.root)
             .env("CUDA_HOME", &self.root)
             .env("CUDA_COMPUTE_CAP", COMPUTE_CAP)
+            // cudaforge compiles candle's kernels on half the cores unless told: on CI's two,
+            // one nvcc at a time, 675 s of the CUDA step; on both, 336 s (2026-12-07).
+            .env("CUDAFORGE_THREADS", crate::cores().to_string())
             // The wheels split the headers (cccl apart); and PTX goes into the static kernels
             // too (cudaforge asks for sm_75 machine code only), so they also run past Turing.
             .env(

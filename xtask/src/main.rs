@@ -188,9 +188,7 @@ fn dispatch(command: Command) -> Result<()> {
             ..
         } => browser_bench(
             model.as_deref().unwrap_or("smollm2-135m"),
-            threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            }),
+            threads.unwrap_or_else(cores),
         ),
         Command::Bench {
             model,
@@ -218,6 +216,11 @@ fn build_release_server() -> Result<()> {
     step("server (release)", || {
         run(cargo().args(["build", "--release", "-p", "server", "--bin", SERVER_BINARY]))
     })
+}
+
+/// The cores this process may use (1 where the system cannot say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn test() -> Result<()> {
