@@ -240,9 +240,8 @@ fn test() -> Result<()> {
         "the browser's kernels (simd128, relaxed SIMD, under WASI) against the portable ones",
         browser_kernel_tests,
     )?;
-    // The T4 build, compiled and linked on every run, before the end-to-end tests build the CPU
-    // server again (see cuda::build); and the device check a GPU machine runs, which here must
-    // say that there is no GPU.
+    // The T4 build of the engine, compiled and linked on every run as the device check a GPU
+    // machine runs (see cuda::build), which here must say that there is no GPU.
     let gpu_check = Path::new("target/gpu-check");
     let toolkit = cuda::ensure()?;
     cuda::prepare(&toolkit, gpu_check)?;
