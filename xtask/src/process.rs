@@ -20,6 +20,22 @@ pub fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// [`run`], with the command line and everything it prints written to `log` instead of the
+/// terminal: for commands that run beside others, whose output would interleave.
+pub fn run_logged(command: &mut Command, log: &std::fs::File) -> Result<()> {
+    use std::io::Write;
+    writeln!(&*log, "xtask: $ {}", describe(command))?;
+    let status = command
+        .stdout(log.try_clone()?)
+        .stderr(log.try_clone()?)
+        .status()
+        .with_context(|| format!("cannot start `{}`", describe(command)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", describe(command));
+    }
+    Ok(())
+}
+
 /// Runs quietly and returns stdout, or `None` when the program is missing or fails.
 pub fn output(command: &mut Command) -> Option<String> {
     let output = command.output().ok()?;
