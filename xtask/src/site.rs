@@ -3,7 +3,6 @@
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
@@ -12,8 +11,9 @@ use crate::toolchain::{Memory, Panics, Tools, WASM_TARGET};
 
 pub const SITE_ROOT: &str = "target/site";
 
-/// Every wasm bundle the site serves, in the order they are built, with the most each may
-/// weigh gzipped (what a visitor downloads): `cargo xtask test` fails on a bundle over it.
+/// Every wasm bundle the site serves, in the order each lane builds them (see [`build`]), with
+/// the most each may weigh gzipped (what a visitor downloads): `cargo xtask test` fails on a
+/// bundle over it.
 const BUNDLES: [Bundle; 5] = [
     Bundle {
         step: "hydrate bundle of the project page (wasm: its islands)",
@@ -109,11 +109,10 @@ pub fn build(tools: &Tools) -> Result<()> {
         }
     }
     std::fs::create_dir_all(LOGS)?;
-    let terminal = Mutex::new(());
     let results: Vec<Result<()>> = std::thread::scope(|scope| {
         let running: Vec<_> = lanes
             .iter()
-            .map(|lane| scope.spawn(|| build_lane(tools, lane, &terminal)))
+            .map(|lane| scope.spawn(|| build_lane(tools, lane)))
             .collect();
         running
             .into_iter()
@@ -132,7 +131,7 @@ pub fn build(tools: &Tools) -> Result<()> {
 /// Where each lane's output is kept (the last build's), by the lane's first bundle.
 const LOGS: &str = "target/bundle-logs";
 
-fn build_lane(tools: &Tools, lane: &[&Bundle], terminal: &Mutex<()>) -> Result<()> {
+fn build_lane(tools: &Tools, lane: &[&Bundle]) -> Result<()> {
     let path = Path::new(LOGS).join(format!("{}.log", lane[0].name));
     let mut log = std::fs::File::options()
         .create(true)
@@ -151,9 +150,7 @@ fn build_lane(tools: &Tools, lane: &[&Bundle], terminal: &Mutex<()>) -> Result<(
     let mut said = String::new();
     log.rewind()?;
     log.read_to_string(&mut said)?;
-    let _whole = terminal
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // One `println!`, which holds the terminal for the whole log.
     println!(
         "xtask: ┌ what built {}:\n{said}xtask: └ (kept in {})",
         names(lane),
