@@ -11,13 +11,7 @@ pub fn cargo() -> Command {
 
 pub fn run(command: &mut Command) -> Result<()> {
     println!("xtask: $ {}", describe(command));
-    let status = command
-        .status()
-        .with_context(|| format!("cannot start `{}`", describe(command)))?;
-    if !status.success() {
-        bail!("`{}` failed with {status}", describe(command));
-    }
-    Ok(())
+    succeed(command)
 }
 
 /// [`run`], with the command line and everything it prints written to `log` instead of the
@@ -25,9 +19,12 @@ pub fn run(command: &mut Command) -> Result<()> {
 pub fn run_logged(command: &mut Command, log: &std::fs::File) -> Result<()> {
     use std::io::Write;
     writeln!(&*log, "xtask: $ {}", describe(command))?;
+    succeed(command.stdout(log.try_clone()?).stderr(log.try_clone()?))
+}
+
+/// Runs `command` to its end; an error if it cannot start or fails.
+fn succeed(command: &mut Command) -> Result<()> {
     let status = command
-        .stdout(log.try_clone()?)
-        .stderr(log.try_clone()?)
         .status()
         .with_context(|| format!("cannot start `{}`", describe(command)))?;
     if !status.success() {
