@@ -8,7 +8,7 @@ use web_time::Instant;
 
 use crate::error::{EngineError, Result};
 use crate::model::{Model, Sequence, Step};
-use crate::prefix::PrefixCache;
+use crate::prefix::{Owner, PrefixCache};
 use crate::sampling::Sampler;
 use crate::template::ChatTemplate;
 use crate::tokenizer::{TextStream, Tokenizer};
@@ -247,9 +247,21 @@ impl ChatModel {
         Ok(self.finish(answer))
     }
 
-    /// An answer to `prompt_ids`, ready to be stepped ([`ChatModel::step`] or
-    /// [`ChatModel::next`]); it starts from the longest prefix kept of an earlier prompt.
+    /// An answer to `prompt_ids` of a model everyone shares the conversations of (see
+    /// [`ChatModel::start_for`]).
     pub fn start(&mut self, prompt_ids: &[u32], params: &GenerateParams) -> Result<Answer> {
+        self.start_for(prompt_ids, params, Owner::Everyone)
+    }
+
+    /// An answer to `owner`'s `prompt_ids`, ready to be stepped ([`ChatModel::step`] or
+    /// [`ChatModel::next`]); it starts from the longest prefix kept of an earlier prompt of
+    /// `owner`'s or everyone's, and is kept as `owner`'s when it finishes.
+    pub fn start_for(
+        &mut self,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        owner: Owner,
+    ) -> Result<Answer> {
         let context_length = self.prompter.context_length;
         if prompt_ids.is_empty() {
             return Err(EngineError::InvalidParameter {
@@ -264,9 +276,10 @@ impl ChatModel {
             });
         }
         let sampler = Sampler::new(params.sampling.clone())?;
-        let start = self.prefixes.start(&mut self.model, prompt_ids)?;
+        let start = self.prefixes.start(&mut self.model, prompt_ids, owner)?;
         Ok(Answer {
             sequence: start.sequence,
+            owner,
             prompt: prompt_ids.to_vec(),
             reused_tokens: start.reused,
             max_tokens: params.max_tokens.min(context_length - prompt_ids.len()),
@@ -373,7 +386,7 @@ impl ChatModel {
     /// the prompts that will start the same way.
     pub fn finish(&mut self, answer: Answer) -> Completion {
         // Keeping is an optimisation: a copy that fails (out of memory) costs only the reuse.
-        let _ = self.prefixes.keep(&answer.sequence);
+        let _ = self.prefixes.keep(&answer.sequence, answer.owner);
         answer.completion(FinishReason::Cancelled)
     }
 }
@@ -381,6 +394,8 @@ impl ChatModel {
 /// One answer being written: its sequence's keys and values, its sampler and what it has said.
 pub struct Answer {
     sequence: Sequence,
+    /// Whose conversation it is, for the prefix cache.
+    owner: Owner,
     prompt: Vec<u32>,
     /// Prompt tokens found already computed (kept from an earlier turn or another
     /// conversation that starts the same way).

@@ -38,7 +38,7 @@ pub use generate::{
 pub use gguf::{Architecture, Gguf};
 pub use kernels::parallel::threads;
 pub use model::{Model, Sequence};
-pub use prefix::PrefixCache;
+pub use prefix::{Owner, PrefixCache};
 pub use sampling::SamplingParams;
 pub use template::ChatTemplate;
 pub use tokenizer::Tokenizer;

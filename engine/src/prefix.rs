@@ -2,9 +2,13 @@
 //! repeats the conversation so far — reads only what is new, and a new visitor's first turn
 //! starts after the Space's system prompt, which every conversation shares.
 //!
-//! Entries are looked up by their tokens, never by who asked: a prompt reuses exactly the
-//! longest run of tokens it shares with an entry, so an edited earlier question (different
-//! tokens from the edit on) reuses only what comes before the edit. A reused prefix gives the
+//! Each entry belongs to whoever's conversation it is ([`Owner`]): a visitor's prompt reuses
+//! only the entries kept of that visitor's own answers and those everyone shares (the system
+//! prompt read ahead). Were they shared, another visitor could send guesses of what someone
+//! typed and learn from the reuse reported (`cached_tokens`), or from a first token that came
+//! sooner, which guess was right. Among the entries it may use, a prompt reuses exactly the
+//! longest run of tokens it shares with one, so an edited earlier question (different tokens
+//! from the edit on) reuses only what comes before the edit. A reused prefix gives the
 //! very tokens a cold start would, because each token's keys and values are computed the same
 //! way however the batch around it was made (see [`crate::llama::Llama::forward`]).
 
@@ -15,6 +19,24 @@ use crate::model::{Model, Sequence};
 /// copy is not grown again at once.
 const ROOM_AHEAD: usize = 256;
 
+/// Whose conversation a kept sequence is, and so who may continue it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Owner {
+    /// What every conversation starts with, and a model only one person talks to (the
+    /// browser's).
+    #[default]
+    Everyone,
+    /// One visitor of a server (its address, or its block: see the server's `client`).
+    Visitor(u128),
+}
+
+impl Owner {
+    /// Whether a prompt of `self`'s may continue an entry of `entry`'s.
+    fn may_use(self, entry: Owner) -> bool {
+        entry == Owner::Everyone || entry == self
+    }
+}
+
 pub struct PrefixCache {
     budget_bytes: usize,
     entries: Vec<Entry>,
@@ -24,6 +46,7 @@ pub struct PrefixCache {
 
 struct Entry {
     sequence: Sequence,
+    owner: Owner,
     last_used: u64,
 }
 
@@ -60,15 +83,17 @@ impl PrefixCache {
         self.entries.is_empty()
     }
 
-    /// A sequence for `prompt`: a copy of the longest prefix any entry shares with it (the entry
-    /// stays, for the other conversations that share it), or a new one. At least the prompt's
-    /// last token is left to run, since its logits give the first token of the answer.
-    pub fn start(&mut self, model: &mut Model, prompt: &[u32]) -> Result<Start> {
+    /// A sequence for `owner`'s `prompt`: a copy of the longest prefix an entry it may use
+    /// shares with it (the entry stays, for the other conversations that share it), or a new
+    /// one. At least the prompt's last token is left to run, since its logits give the first
+    /// token of the answer.
+    pub fn start(&mut self, model: &mut Model, prompt: &[u32], owner: Owner) -> Result<Start> {
         self.clock += 1;
         let usable = prompt.len().saturating_sub(1);
         let best = self
             .entries
             .iter_mut()
+            .filter(|entry| owner.may_use(entry.owner))
             .map(|entry| {
                 let shared = common_prefix(entry.sequence.tokens(), prompt).min(usable);
                 (shared, entry)
@@ -91,10 +116,11 @@ impl PrefixCache {
         })
     }
 
-    /// Keeps a finished sequence (copied to its length, without the room it had grown), in
-    /// place of the entries it continues, and forgets the least recently used entries until
-    /// the budget holds. A sequence the model cannot copy is not kept.
-    pub fn keep(&mut self, sequence: &Sequence) -> Result<()> {
+    /// Keeps `owner`'s finished sequence (copied to its length, without the room it had
+    /// grown), in place of the entries of the same owner it continues, and forgets the least
+    /// recently used entries until the budget holds. A sequence the model cannot copy is not
+    /// kept.
+    pub fn keep(&mut self, sequence: &Sequence, owner: Owner) -> Result<()> {
         if self.budget_bytes == 0 || sequence.tokens().is_empty() {
             return Ok(());
         }
@@ -104,13 +130,17 @@ impl PrefixCache {
         if kept.bytes() > self.budget_bytes {
             return Ok(());
         }
-        // An entry whose every token the new one starts with serves no lookup better than it.
+        // An entry whose every token the new one starts with serves no lookup better than it,
+        // unless others may use it and not the new one.
         self.entries.retain(|entry| {
-            common_prefix(entry.sequence.tokens(), kept.tokens()) < entry.sequence.tokens().len()
+            entry.owner != owner
+                || common_prefix(entry.sequence.tokens(), kept.tokens())
+                    < entry.sequence.tokens().len()
         });
         self.clock += 1;
         self.entries.push(Entry {
             sequence: kept,
+            owner,
             last_used: self.clock,
         });
         let mut held = self.bytes();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,7 +32,7 @@ use crate::error::ApiError;
 use crate::inference::{Inference, ModelState};
 use crate::receipts::Receipts;
 use crate::remote::RemoteBackend;
-use crate::scheduler::{Scheduler, Ticket};
+use crate::scheduler::{Priority, Scheduler, Ticket};
 use crate::validation::{self, ValidRequest};
 /// The `model` that asks for `[compare]`'s base model.
 pub const COMPARE_MODEL: &str = "compare";
@@ -95,18 +95,28 @@ impl Api {
         })
     }
 
-    /// Generates the answer once its turn has come; `place` is held until the work ends.
+    /// The line in front of the model, which remakes of browser answers wait in too.
+    pub fn scheduler(&self) -> Arc<Scheduler> {
+        Arc::clone(&self.scheduler)
+    }
+
+    /// Generates `visitor`'s answer once its turn has come; `place` is held until the work
+    /// ends.
     async fn generate(
         &self,
         prompt: Prompt,
         params: GenerateParams,
-        place: Ticket,
+        mut place: Ticket,
+        visitor: IpAddr,
         cancel: CancellationToken,
         on_delta: impl FnMut(&str) -> Flow + Send + 'static,
     ) -> Result<Completion, ApiError> {
         match (prompt, &self.remote) {
             (Prompt::Messages(messages), Some(remote)) => {
                 let completion = remote.generate(&messages, &params, &cancel, on_delta).await;
+                if let Ok(completion) = &completion {
+                    place.settle(completion.usage.tokens_spent());
+                }
                 drop(place);
                 let completion = completion?;
                 self.inference.record(&completion);
@@ -114,7 +124,7 @@ impl Api {
             }
             (Prompt::Ids(ids, inference), _) => {
                 inference
-                    .generate(ids, params, place, cancel, on_delta)
+                    .generate(ids, params, place, prefix_owner(visitor), cancel, on_delta)
                     .await
             }
             (Prompt::Messages(_), None) => {
@@ -284,6 +294,11 @@ async fn health(State(api): State<Arc<Api>>) -> Response {
                 gpu: place.gpu,
             },
             ModelState::Failed(message) => Health::Error { message },
+            ModelState::Restarting(reason) => Health::Restarting {
+                message: format!(
+                    "the model's thread stopped ({reason}); the model is being loaded again"
+                ),
+            },
             ModelState::Disabled => Health::Disabled {
                 message: ApiError::NoServerModel.to_string(),
             },
@@ -318,9 +333,14 @@ async fn metrics(State(api): State<Arc<Api>>) -> impl IntoResponse {
 async fn chat_completions(
     State(api): State<Arc<Api>>,
     Visitor(client): Visitor,
+    headers: HeaderMap,
     request: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let response = match answer(&api, client, request).await {
+    let answered = match validation::require_json(&headers) {
+        Ok(()) => answer(&api, client, request).await,
+        Err(refusal) => Err(refusal),
+    };
+    let response = match answered {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -421,11 +441,17 @@ async fn answer(
     // The visitor's limits and the line first: a request that may not run costs neither
     // parsing nor tokenising, and one refused for what it holds still counts against its
     // visitor.
-    let ticket = api.scheduler.admit(client)?;
+    let mut ticket = api.scheduler.admit(client, Priority::Chat)?;
     validation::check_body_size(body.len(), &api.limits)?;
     let request = api.parse(body).await?;
     let stream = request.stream;
     let (prompt, params, asked) = api.prepare(request).await?;
+    let prompt_tokens = match &prompt {
+        Prompt::Ids(ids, _) => ids.len(),
+        // A remote backend counts them itself; its answer's usage is charged when it ends.
+        Prompt::Messages(_) => 0,
+    };
+    ticket.reserve_tokens(prompt_tokens + params.max_tokens)?;
     let model = api.answering_model(&prompt);
     let answer = Answer {
         id: format!("chatcmpl-{}", unix_time_millis()),
@@ -438,17 +464,36 @@ async fn answer(
             params: params.clone(),
         }),
     };
+    let asked = Asked {
+        ticket,
+        prompt,
+        params,
+        visitor: client,
+    };
     if stream {
-        Ok(stream_answer(
-            Arc::clone(api),
-            ticket,
-            prompt,
-            params,
-            answer,
-        ))
+        Ok(stream_answer(Arc::clone(api), asked, answer))
     } else {
-        whole_answer(api, ticket, prompt, params, &answer).await
+        whole_answer(api, asked, &answer).await
     }
+}
+
+/// A request admitted and checked: its place in the line, what the model reads and how it
+/// answers, for whom.
+struct Asked {
+    ticket: Ticket,
+    prompt: Prompt,
+    params: GenerateParams,
+    visitor: IpAddr,
+}
+
+/// The prefix cache's owner for `visitor`'s conversations (IPv4 as IPv6-mapped, so that one
+/// number names either).
+fn prefix_owner(visitor: IpAddr) -> engine::Owner {
+    let address = match visitor {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    engine::Owner::Visitor(u128::from(address))
 }
 
 /// Waits for the request's turn and generates its answer, unless `cancel` comes first: a
@@ -456,36 +501,35 @@ async fn answer(
 /// answered stops the model at its next step (see [`crate::batches`]).
 async fn run_answer(
     api: Arc<Api>,
-    mut ticket: Ticket,
-    prompt: Prompt,
-    params: GenerateParams,
+    asked: Asked,
     cancel: CancellationToken,
     on_wait: impl FnMut(usize, Option<f64>),
     on_delta: impl FnMut(&str) -> Flow + Send + 'static,
 ) -> Option<Result<Completion, ApiError>> {
+    let Asked {
+        mut ticket,
+        prompt,
+        params,
+        visitor,
+    } = asked;
     tokio::select! {
         () = ticket.wait_for_turn(on_wait) => {}
         () = cancel.cancelled() => return None,
     }
-    Some(api.generate(prompt, params, ticket, cancel, on_delta).await)
+    Some(
+        api.generate(prompt, params, ticket, visitor, cancel, on_delta)
+            .await,
+    )
 }
 
-async fn whole_answer(
-    api: &Arc<Api>,
-    ticket: Ticket,
-    prompt: Prompt,
-    params: GenerateParams,
-    answer: &Answer,
-) -> Result<Response, ApiError> {
+async fn whole_answer(api: &Arc<Api>, asked: Asked, answer: &Answer) -> Result<Response, ApiError> {
     let cancel = CancellationToken::new();
     // The handler is dropped when its client hangs up; the answer runs on a task of its own
     // so that it still ends as a cancelled answer (and is counted as one).
     let _cancel_on_hang_up = cancel.clone().drop_guard();
     let running = tokio::spawn(run_answer(
         Arc::clone(api),
-        ticket,
-        prompt,
-        params,
+        asked,
         cancel,
         |_, _| {},
         |_: &str| Flow::Continue,
@@ -499,13 +543,7 @@ async fn whole_answer(
     Ok(Json(body).into_response())
 }
 
-fn stream_answer(
-    api: Arc<Api>,
-    ticket: Ticket,
-    prompt: Prompt,
-    params: GenerateParams,
-    answer: Answer,
-) -> Response {
+fn stream_answer(api: Arc<Api>, asked: Asked, answer: Answer) -> Response {
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
     let _ = sender.send(event_data(&answer.chunk(Delta {
         role: Some(Role::Assistant),
@@ -525,15 +563,7 @@ fn stream_answer(
             Err(_) => Flow::Cancel,
         };
         let receipts = Arc::clone(&api.receipts);
-        let running = run_answer(
-            api,
-            ticket,
-            prompt,
-            params,
-            cancel.clone(),
-            on_wait,
-            on_delta,
-        );
+        let running = run_answer(api, asked, cancel.clone(), on_wait, on_delta);
         tokio::pin!(running);
         let ended = tokio::select! {
             ended = &mut running => ended,

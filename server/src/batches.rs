@@ -6,7 +6,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
-use engine::{Answer, ChatModel, Completion, FinishReason, Flow, GenerateParams, Timings, Usage};
+use engine::{
+    Answer, ChatModel, Completion, FinishReason, Flow, GenerateParams, Owner, Timings, Usage,
+};
 
 use crate::error::ApiError;
 use crate::metrics::EngineMetrics;
@@ -17,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Job {
     pub prompt_ids: Vec<u32>,
     pub params: GenerateParams,
+    /// Whose conversation it is: it continues only that visitor's kept prefixes, and
+    /// everyone's (see [`engine::prefix`]).
+    pub owner: Owner,
     /// Called on the model's thread with each piece of text; [`Flow::Cancel`] ends the answer.
     pub on_delta: Box<dyn FnMut(&str) -> Flow + Send>,
     /// Set when the visitor has gone: looked at before the prompt is read and before every
@@ -65,12 +70,13 @@ pub fn run(mut chat: ChatModel, jobs: Receiver<Job>, metrics: &EngineMetrics) {
     }
 }
 
-fn join(chat: &mut ChatModel, job: Job, running: &mut Vec<Running>) {
+fn join(chat: &mut ChatModel, mut job: Job, running: &mut Vec<Running>) {
     if job.cancelled() {
+        job.place.settle(0);
         let _ = job.done.send(Ok(never_begun(job.prompt_ids.len())));
         return;
     }
-    match chat.start(&job.prompt_ids, &job.params) {
+    match chat.start_for(&job.prompt_ids, &job.params, job.owner) {
         Ok(answer) => running.push(Running {
             answer,
             job,
@@ -152,8 +158,9 @@ fn leave(chat: &mut ChatModel, running: &mut Vec<Running>) {
         let member = &running[index];
         if member.leaving || member.answer.ended() {
             // In order: prompts are read oldest first.
-            let member = running.remove(index);
+            let mut member = running.remove(index);
             let completion = chat.finish(member.answer);
+            member.job.place.settle(completion.usage.tokens_spent());
             let _ = member.job.done.send(Ok(completion));
         } else {
             index += 1;

@@ -2,7 +2,8 @@
 //! cache like the server's own, described at `GET /models` and served from the cache at
 //! `GET /models/<file>` with Range requests, its sha256 as ETag and year-long caching, so that
 //! each browser downloads it once. The server keeps a copy of its own to make a browser's
-//! answer again before it vouches for it ([`BrowserModel::remake`]).
+//! answer again before it vouches for it ([`BrowserModel::remake`]), at the lowest priority of
+//! the chat's line ([`crate::scheduler::Priority::Remake`]).
 
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -13,8 +14,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use engine::{ChatMessage, ChatModel, Flow, GenerateParams, LoadOptions};
-use tokio::sync::Semaphore;
+use engine::{ChatModel, LoadOptions};
+use space::Limits;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use wire::health::{BrowserModelFile, Health};
@@ -22,6 +24,8 @@ use wire::limits::too_large_for_a_browser;
 
 use crate::error::ApiError;
 use crate::inference::{FetchedFile, ResolvedModel};
+use crate::scheduler::{Scheduler, Ticket};
+use crate::validation::ValidRequest;
 
 pub struct BrowserModel {
     /// The models to try, in order: `[browser] model`, or the server's own and then the small
@@ -30,15 +34,22 @@ pub struct BrowserModel {
     /// `[browser] requantize`: how the browsers load it, and so how the server's copy must.
     requantize: bool,
     fetched: RwLock<Fetched>,
-    /// The server's own copy, loaded the first time a browser's answer is made again.
+    /// The server's own copy, loaded the first time a browser's answer is made again; one
+    /// remake at a time uses it.
     remaker: Mutex<Option<ChatModel>>,
-    /// Answers being made again or waiting for it: each takes a core for up to `max_tokens`
-    /// steps, so a few at most; more are told to try again.
-    remaking: Arc<Semaphore>,
 }
 
-/// How many browser answers may be made again or wait to be at once.
-const REMAKES_AT_ONCE: usize = 4;
+/// How often a remake that waits (for the chat to be idle, or for the copy another remake
+/// uses) looks again: a chat request that arrives waits at most one step of a remake, and a
+/// waiting remake costs nothing.
+const REMAKE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// A browser's answer to make again: the conversation and settings, checked as a chat request
+/// is ([`crate::validation::validate`]), and the text the browser says it wrote.
+pub struct Remake {
+    pub request: ValidRequest,
+    pub answer: String,
+}
 
 enum Fetched {
     Pending,
@@ -63,7 +74,6 @@ impl BrowserModel {
             requantize,
             fetched: RwLock::new(Fetched::Pending),
             remaker: Mutex::new(None),
-            remaking: Arc::new(Semaphore::new(REMAKES_AT_ONCE)),
         })
     }
 
@@ -93,19 +103,24 @@ impl BrowserModel {
     /// it made: the same conversation and settings give the same tokens (the kernels add in one
     /// order everywhere). Holds when the browser's answer is what the copy writes, or the start
     /// of it (the visitor stopped it early).
+    ///
+    /// It costs what a chat request costs and is bounded as one: `place` is a
+    /// [`crate::scheduler::Priority::Remake`] place in the chat's line, the conversation must fit `limits` once
+    /// tokenised, its tokens are charged to the visitor's budget, and it yields to the chat
+    /// (each step waits until no chat request is running or waiting). Dropping the future (the
+    /// visitor left) stops it at its next step.
     pub async fn remake(
         self: &Arc<Self>,
-        messages: Vec<ChatMessage>,
-        params: GenerateParams,
-        answer: String,
+        remake: Remake,
+        place: Ticket,
+        line: Arc<Scheduler>,
+        limits: Limits,
     ) -> Result<(), ApiError> {
-        let place = Arc::clone(&self.remaking)
-            .try_acquire_owned()
-            .map_err(|_| ApiError::RemakesBusy)?;
         let model = Arc::clone(self);
+        let cancel = CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
         tokio::task::spawn_blocking(move || {
-            let _place = place;
-            model.remake_now(&messages, &params, &answer)
+            model.remake_now(remake, place, &line, &limits, &cancel)
         })
         .await
         .map_err(|error| ApiError::GenerationFailed(error.to_string()))?
@@ -113,19 +128,31 @@ impl BrowserModel {
 
     fn remake_now(
         &self,
-        messages: &[ChatMessage],
-        params: &GenerateParams,
-        answer: &str,
+        Remake {
+            mut request,
+            answer,
+        }: Remake,
+        mut place: Ticket,
+        line: &Scheduler,
+        limits: &Limits,
+        cancel: &CancellationToken,
     ) -> Result<(), ApiError> {
         let (path, file_name) = match &*self.fetched() {
             Fetched::Ready(ready) => (ready.file.path.clone(), ready.file_name.clone()),
             Fetched::Pending => return Err(ApiError::Loading(self.name())),
             Fetched::Failed(error) => return Err(ApiError::LoadFailed(error.clone())),
         };
-        let mut remaker = self
-            .remaker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cancelled = || ApiError::GenerationFailed("the visitor left".into());
+        let mut remaker = loop {
+            if cancel.is_cancelled() {
+                return Err(cancelled());
+            }
+            match self.remaker.try_lock() {
+                Ok(remaker) => break remaker,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::sleep(REMAKE_POLL),
+            }
+        };
         let model = match &mut *remaker {
             Some(model) => model,
             empty => {
@@ -146,16 +173,38 @@ impl BrowserModel {
                 empty.insert(loaded)
             }
         };
+        let prompt_ids = model
+            .prompter
+            .prompt_ids(&request.messages, &request.params)?;
+        crate::validation::fit_length(prompt_ids.len(), &mut request, limits)?;
+        place.reserve_tokens(prompt_ids.len() + request.params.max_tokens)?;
+        let mut written = model.start(&prompt_ids, &request.params)?;
         let mut made = String::new();
-        model.generate(messages, params, &mut |piece| {
-            made.push_str(piece);
-            if made.len() >= answer.len() || !answer.starts_with(made.as_str()) {
-                Flow::Cancel
-            } else {
-                Flow::Continue
+        let mut step = || -> Result<(), ApiError> {
+            while !written.ended() {
+                while !line.chat_is_idle() {
+                    if cancel.is_cancelled() {
+                        return Err(cancelled());
+                    }
+                    std::thread::sleep(REMAKE_POLL);
+                }
+                if cancel.is_cancelled() {
+                    return Err(cancelled());
+                }
+                let [piece] = <[Option<String>; 1]>::try_from(model.step(&mut [&mut written])?)
+                    .expect("one answer, one piece");
+                made.push_str(piece.as_deref().unwrap_or_default());
+                if made.len() >= answer.len() || !answer.starts_with(made.as_str()) {
+                    break;
+                }
             }
-        })?;
-        if made.starts_with(answer) {
+            Ok(())
+        };
+        let stepped = step();
+        let completion = model.finish(written);
+        place.settle(completion.usage.tokens_spent());
+        stepped?;
+        if made.starts_with(&answer) {
             Ok(())
         } else {
             Err(ApiError::NotRemade(self.name()))

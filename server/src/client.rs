@@ -33,7 +33,7 @@ impl<S: TrustsProxies + Send + Sync> FromRequestParts<Arc<S>> for Visitor {
 }
 
 /// The window of a per-minute limit.
-const MINUTE: Duration = Duration::from_secs(60);
+pub const MINUTE: Duration = Duration::from_secs(60);
 /// Past this many visitors, those without a request in the last minute are forgotten.
 pub const VISITORS_KEPT: usize = 10_000;
 

@@ -41,6 +41,20 @@ pub enum ApiError {
         limit: usize,
         retry_after_seconds: u64,
     },
+    #[error(
+        "this request would have the model read and write {asked} tokens, more than is left of your {limit} a minute (limits.tokens_per_minute_per_client = {limit} in space.toml); try again in {retry_after_seconds} s, or send a shorter conversation or a smaller max_tokens"
+    )]
+    ClientTokens {
+        limit: usize,
+        asked: usize,
+        retry_after_seconds: u64,
+    },
+    /// A POST whose body is not declared as JSON: what a cross-site form or a `text/plain`
+    /// fetch (which needs no CORS preflight) sends.
+    #[error(
+        "this route takes a JSON body: send it with `Content-Type: application/json` (found {0})"
+    )]
+    NotJson(String),
     /// The remote backend (`[server] backend = "remote"`) failed or could not be reached. The
     /// visitor gets the request id only: the upstream's address and its words go to the log.
     #[error(
@@ -101,9 +115,12 @@ impl ApiError {
             Self::Loading(_) | Self::LoadFailed(_) | Self::NoServerModel => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Overloaded { .. } | Self::ClientBusy { .. } | Self::ClientRateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::Overloaded { .. }
+            | Self::ClientBusy { .. }
+            | Self::ClientRateLimited { .. }
+            | Self::ClientTokens { .. }
+            | Self::RemakesBusy => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(error) => error.status(),
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -118,7 +135,6 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::NoReceipt => StatusCode::BAD_REQUEST,
             Self::ForgedAnswer | Self::NotRemade(_) => StatusCode::FORBIDDEN,
-            Self::RemakesBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::AlreadyStored(_) => StatusCode::CONFLICT,
             Self::FeedbackUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ExportsDisabled => StatusCode::FORBIDDEN,
@@ -150,6 +166,8 @@ impl ApiError {
             Self::Overloaded { .. } => "max_queue",
             Self::ClientBusy { .. } => "max_concurrent_per_client",
             Self::ClientRateLimited { .. } => "requests_per_minute_per_client",
+            Self::ClientTokens { .. } => "tokens_per_minute_per_client",
+            Self::NotJson(_) => "not_json",
             Self::Upstream { .. } => "upstream_failed",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Engine(_) if self.status().is_client_error() => "invalid_request",
@@ -183,6 +201,10 @@ impl IntoResponse for ApiError {
                 ..
             }
             | Self::ClientRateLimited {
+                retry_after_seconds,
+                ..
+            }
+            | Self::ClientTokens {
                 retry_after_seconds,
                 ..
             } => Some(retry_after_seconds),

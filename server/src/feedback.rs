@@ -1,13 +1,14 @@
 //! Storage of visitors' feedback in SQLite (one file in the data directory, WAL, every write
 //! synced before it is acknowledged), and the exports that turn it into a corpus: liked answers
-//! in the hackathon's schema, and preference pairs for DPO.
+//! in the hackathon's schema, and preference data for DPO and KTO, each with the whole
+//! conversation the answer's receipt covers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use wire::feedback::{AnswerReport, Rating, StoredAnswer};
+use wire::feedback::{AnswerReport, Rating, StoredAnswer, WireMessage};
 
 /// What the store cannot do, with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -70,16 +71,65 @@ CREATE TABLE IF NOT EXISTS answers (
 CREATE INDEX IF NOT EXISTS answers_by_turn ON answers (turn_key);
 ";
 
-/// Databases made before receipts get their column; one answer is stored once.
+fn has_column(connection: &Connection, column: &str) -> rusqlite::Result<bool> {
+    connection
+        .prepare("SELECT 1 FROM pragma_table_info('answers') WHERE name = ?1")?
+        .exists([column])
+}
+
+/// Databases made before receipts get their column; one answer is stored once, keyed by its
+/// receipt's nonce as bytes (the hex a visitor sends can be written in either case: keyed by
+/// the text, one receipt was stored again under every spelling).
 fn add_receipts(connection: &Connection) -> rusqlite::Result<()> {
-    let has_receipts = connection
-        .prepare("SELECT 1 FROM pragma_table_info('answers') WHERE name = 'receipt'")?
-        .exists([])?;
-    if !has_receipts {
+    if !has_column(connection, "receipt")? {
         connection.execute_batch("ALTER TABLE answers ADD COLUMN receipt TEXT;")?;
     }
-    connection
-        .execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS answers_by_receipt ON answers (receipt);")
+    if !has_column(connection, "receipt_nonce")? {
+        // Rows stored twice under two spellings before keep their text; the first of each
+        // nonce is the one its key names.
+        connection.execute_batch(&format!(
+            "ALTER TABLE answers ADD COLUMN receipt_nonce TEXT;
+             UPDATE answers SET receipt_nonce = lower(substr(receipt, 1, {hex}))
+             WHERE rowid IN (SELECT MIN(rowid) FROM answers WHERE receipt IS NOT NULL
+                             GROUP BY lower(substr(receipt, 1, {hex})));",
+            hex = crate::receipts::NONCE_BYTES * 2
+        ))?;
+    }
+    connection.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS answers_by_receipt ON answers (receipt);
+         CREATE UNIQUE INDEX IF NOT EXISTS answers_by_receipt_nonce ON answers (receipt_nonce);",
+    )
+}
+
+/// Every answer is grouped with the others to the same conversation by the digest of what its
+/// receipt covers ([`conversation_digest`]); rows stored before get theirs now.
+fn add_conversation_digests(connection: &Connection) -> rusqlite::Result<()> {
+    if !has_column(connection, "conversation_sha256")? {
+        connection.execute_batch("ALTER TABLE answers ADD COLUMN conversation_sha256 TEXT;")?;
+    }
+    let missing: Vec<(i64, String)> = connection
+        .prepare("SELECT rowid, messages FROM answers WHERE conversation_sha256 IS NULL")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (rowid, messages) in missing {
+        let messages: Vec<WireMessage> = serde_json::from_str(&messages).unwrap_or_default();
+        connection.execute(
+            "UPDATE answers SET conversation_sha256 = ?1 WHERE rowid = ?2",
+            params![conversation_digest(&messages), rowid],
+        )?;
+    }
+    connection.execute_batch(
+        "CREATE INDEX IF NOT EXISTS answers_by_conversation ON answers (conversation_sha256);",
+    )
+}
+
+/// The sha256 of a conversation as the receipt covers it (its messages as JSON): answers to
+/// the very same conversation are alternatives of one another, whatever the browser calls its
+/// turn.
+pub fn conversation_digest(messages: &[WireMessage]) -> String {
+    use sha2::Digest;
+    let json = serde_json::to_vec(messages).expect("messages serialise");
+    hex::encode(sha2::Sha256::digest(json))
 }
 
 impl FeedbackStore {
@@ -98,6 +148,7 @@ impl FeedbackStore {
             connection.busy_timeout(std::time::Duration::from_secs(5))?;
             connection.execute_batch(SCHEMA)?;
             add_receipts(&connection)?;
+            add_conversation_digests(&connection)?;
             Ok(connection)
         };
         let connection = open(&path).map_err(|source| StoreError::Open {
@@ -139,11 +190,13 @@ impl FeedbackStore {
             )?;
             return Ok(id);
         }
-        if let Some(receipt) = &report.receipt {
+        let receipt = report.receipt.as_deref().map(str::to_ascii_lowercase);
+        let nonce = report.receipt.as_deref().and_then(crate::receipts::nonce);
+        if let Some(nonce) = &nonce {
             let stored: Option<String> = connection
                 .query_row(
-                    "SELECT id FROM answers WHERE receipt = ?1",
-                    [receipt],
+                    "SELECT id FROM answers WHERE receipt_nonce = ?1",
+                    [nonce],
                     |row| row.get(0),
                 )
                 .optional()?;
@@ -153,8 +206,8 @@ impl FeedbackStore {
         }
         let id = new_id();
         connection.execute(
-            "INSERT INTO answers (id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at, updated_at, receipt)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13)",
+            "INSERT INTO answers (id, answer_key, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at, updated_at, receipt, receipt_nonce, conversation_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15)",
             params![
                 id,
                 report.answer_key,
@@ -168,7 +221,9 @@ impl FeedbackStore {
                 report.comment,
                 serde_json::to_string(&report.provenance).expect("provenance serialises"),
                 now,
-                report.receipt,
+                receipt,
+                nonce,
+                conversation_digest(&report.messages),
             ],
         )?;
         Ok(id)
@@ -176,9 +231,10 @@ impl FeedbackStore {
 
     /// Whether an answer under `answer_key`, or with `receipt`, is stored.
     pub fn knows(&self, answer_key: &str, receipt: &str) -> Result<bool, StoreError> {
+        let nonce = crate::receipts::nonce(receipt).unwrap_or_default();
         Ok(self.connection().query_row(
-            "SELECT EXISTS (SELECT 1 FROM answers WHERE answer_key = ?1 OR receipt = ?2)",
-            [answer_key, receipt],
+            "SELECT EXISTS (SELECT 1 FROM answers WHERE answer_key = ?1 OR receipt_nonce = ?2)",
+            [answer_key, &nonce],
             |row| row.get(0),
         )?)
     }
@@ -189,23 +245,54 @@ impl FeedbackStore {
         Ok(statement.query_row([id], read_answer).optional()?)
     }
 
-    /// Every stored answer, oldest first.
-    pub fn all(&self) -> Result<Vec<StoredAnswer>, StoreError> {
-        let connection = self.connection();
-        let mut statement = connection.prepare(&format!("{SELECT_ANSWER} ORDER BY rowid"))?;
-        let answers = statement
-            .query_map([], read_answer)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(answers)
+    /// Hands `each` every stored answer, one at a time, in `order`, until it says to stop
+    /// (its reader left): an export of any size holds one row, not the database. The rows are
+    /// read on a connection of their own, so visitors' feedback is stored meanwhile.
+    pub fn each(
+        &self,
+        order: Order,
+        mut each: impl FnMut(StoredAnswer) -> bool,
+    ) -> Result<(), StoreError> {
+        let connection = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        let order = match order {
+            Order::Stored => "ORDER BY rowid",
+            // A conversation's answers together, conversations in the order first answered.
+            Order::ByConversation => {
+                "ORDER BY MIN(rowid) OVER (PARTITION BY conversation_sha256), rowid"
+            }
+        };
+        let mut statement = connection.prepare(&format!("{SELECT_ANSWER} {order}"))?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            if !each(read_answer(row)?) {
+                break;
+            }
+        }
+        Ok(())
     }
+}
+
+/// The order [`FeedbackStore::each`] reads answers in.
+#[derive(Clone, Copy, Debug)]
+pub enum Order {
+    /// As they were stored.
+    Stored,
+    /// Each conversation's answers together (by [`conversation_digest`]), conversations in the
+    /// order they were first answered.
+    ByConversation,
 }
 
 /// Everything but `answer_key`, which is never read back: it is what lets the visitor who
 /// made the answer change its rating, so it leaves the database only to be compared.
-const SELECT_ANSWER: &str = "SELECT id, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at FROM answers";
+const SELECT_ANSWER: &str = "SELECT id, conversation, turn_key, messages, pregunta, entrada, respuesta, rating, comment, provenance, created_at, conversation_sha256 FROM answers";
 
 fn read_answer(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAnswer> {
     Ok(StoredAnswer {
+        conversation_sha256: row.get(11)?,
         id: row.get(0)?,
         created_at: row.get(10)?,
         report: AnswerReport {
@@ -250,114 +337,123 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// One row of the hackathon's corpus schema.
+/// A message of a conversational dataset (TRL's and the Hub's `messages` columns).
 #[derive(Debug, Serialize)]
-pub struct CorpusRow<'a> {
-    pub pregunta: &'a str,
-    pub entrada: &'a str,
-    pub respuesta: &'a str,
-    pub idioma: &'a str,
+struct Message<'a> {
+    role: &'a str,
+    content: &'a str,
 }
 
-/// Liked answers as corpus rows, one JSON line each, in the order they were given.
-pub fn corpus_lines(answers: Vec<StoredAnswer>, idioma: String) -> impl Iterator<Item = String> {
-    answers
-        .into_iter()
-        .filter(|answer| answer.report.rating == Rating::Up)
-        .map(move |answer| {
-            let row = CorpusRow {
-                pregunta: &answer.report.pregunta,
-                entrada: answer.report.entrada.as_deref().unwrap_or_default(),
-                respuesta: &answer.report.respuesta,
-                idioma: &idioma,
-            };
-            serde_json::to_string(&row).expect("a corpus row serialises") + "\n"
-        })
-}
-
-/// The question as the model read it (with its context, if any): what a preference trainer
-/// prompts with.
-fn prompt_of(report: &AnswerReport) -> &str {
+/// The conversation the model read, as the receipt covers it: the system prompt (the Space's
+/// or the visitor's own) and every earlier turn, not just the last question. An answer read
+/// without them may say what only they asked for.
+fn conversation(report: &AnswerReport) -> Vec<Message<'_>> {
     report
         .messages
-        .last()
-        .map_or("", |message| message.content.as_str())
+        .iter()
+        .map(|message| Message {
+            role: &message.role,
+            content: &message.content,
+        })
+        .collect()
 }
 
+/// The model's answer as a conversation's last turn.
+fn answer_turn(answer: &str) -> [Message<'_>; 1] {
+    [Message {
+        role: "assistant",
+        content: answer,
+    }]
+}
+
+/// One row of the hackathon's corpus schema, with the whole conversation it answers
+/// (`messages`, ending with the answer) beside it.
+#[derive(Debug, Serialize)]
+pub struct CorpusRow<'a> {
+    pregunta: &'a str,
+    entrada: &'a str,
+    respuesta: &'a str,
+    idioma: &'a str,
+    messages: Vec<Message<'a>>,
+}
+
+/// A liked answer as a corpus row (one JSON line); `None` for any other.
+pub fn corpus_line(answer: &StoredAnswer, idioma: &str) -> Option<String> {
+    let report = &answer.report;
+    if report.rating != Rating::Up {
+        return None;
+    }
+    let mut messages = conversation(report);
+    messages.extend(answer_turn(&report.respuesta));
+    let row = CorpusRow {
+        pregunta: &report.pregunta,
+        entrada: report.entrada.as_deref().unwrap_or_default(),
+        respuesta: &report.respuesta,
+        idioma,
+        messages,
+    };
+    Some(serde_json::to_string(&row).expect("a corpus row serialises") + "\n")
+}
+
+/// A preference pair in TRL's conversational form: the conversation, then the liked and the
+/// other answer as assistant turns.
 #[derive(Debug, Serialize)]
 struct PreferencePair<'a> {
-    prompt: &'a str,
-    chosen: &'a str,
-    rejected: &'a str,
+    prompt: Vec<Message<'a>>,
+    chosen: [Message<'a>; 1],
+    rejected: [Message<'a>; 1],
 }
 
-/// Preference pairs: for every question, each liked answer against each alternative that was
+/// Preference pairs of one conversation's answers (all with one `conversation_sha256`, as
+/// [`Order::ByConversation`] hands them): each liked answer against each alternative that was
 /// disliked or not liked (the visitor asked for another one), at most `per_question` of them,
-/// one JSON line each, made as they are sent. The prompt is the question as the model read it.
-/// Questions come in the order they were first answered, so that the export is stable.
-pub fn dpo_lines(answers: Vec<StoredAnswer>, per_question: usize) -> impl Iterator<Item = String> {
-    let mut questions: Vec<Vec<usize>> = Vec::new();
-    let mut by_turn: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (index, answer) in answers.iter().enumerate() {
-        let question = *by_turn
-            .entry(answer.report.turn_key.as_str())
-            .or_insert_with(|| {
-                questions.push(Vec::new());
-                questions.len() - 1
-            });
-        questions[question].push(index);
-    }
-    questions.into_iter().flat_map(move |question| {
-        let of = |index: &usize| &answers[*index].report;
-        let prompt = prompt_of(of(&question[0]));
-        let chosen = question
-            .iter()
-            .map(of)
-            .filter(|answer| answer.rating == Rating::Up);
-        let pairs: Vec<String> = chosen
-            .flat_map(|chosen| {
-                question
-                    .iter()
-                    .map(of)
-                    .filter(|answer| answer.rating != Rating::Up)
-                    .map(move |rejected| (chosen, rejected))
-            })
-            .take(per_question)
-            .map(|(chosen, rejected)| {
-                let pair = PreferencePair {
-                    prompt,
-                    chosen: &chosen.respuesta,
-                    rejected: &rejected.respuesta,
-                };
-                serde_json::to_string(&pair).expect("a pair serialises") + "\n"
-            })
-            .collect();
-        pairs
-    })
+/// one JSON line each.
+pub fn dpo_lines(answers: &[StoredAnswer], per_question: usize) -> Vec<String> {
+    let Some(first) = answers.first() else {
+        return Vec::new();
+    };
+    let prompt = || conversation(&first.report);
+    let reports = || answers.iter().map(|answer| &answer.report);
+    reports()
+        .filter(|answer| answer.rating == Rating::Up)
+        .flat_map(|chosen| {
+            reports()
+                .filter(|answer| answer.rating != Rating::Up)
+                .map(move |rejected| (chosen, rejected))
+        })
+        .take(per_question)
+        .map(|(chosen, rejected)| {
+            let pair = PreferencePair {
+                prompt: prompt(),
+                chosen: answer_turn(&chosen.respuesta),
+                rejected: answer_turn(&rejected.respuesta),
+            };
+            serde_json::to_string(&pair).expect("a pair serialises") + "\n"
+        })
+        .collect()
 }
 
+/// An unpaired preference for KTO, in TRL's conversational form.
 #[derive(Debug, Serialize)]
 struct RatedCompletion<'a> {
-    prompt: &'a str,
-    completion: &'a str,
+    prompt: Vec<Message<'a>>,
+    completion: [Message<'a>; 1],
     label: bool,
 }
 
-/// Unpaired preferences for KTO (TRL's `prompt`/`completion`/`label` format): one JSON line per
-/// answer a visitor rated, `label` true where liked and false where disliked, in the order
-/// they were given; answers nobody rated are left out.
-pub fn kto_lines(answers: Vec<StoredAnswer>) -> impl Iterator<Item = String> {
-    answers.into_iter().filter_map(|answer| {
-        let label = match answer.report.rating {
-            Rating::Up => true,
-            Rating::Down => false,
-            Rating::None => return None,
-        };
-        let line = RatedCompletion {
-            prompt: prompt_of(&answer.report),
-            completion: &answer.report.respuesta,
-            label,
-        };
-        Some(serde_json::to_string(&line).expect("a rated completion serialises") + "\n")
-    })
+/// A rated answer as a KTO line, `label` true where liked and false where disliked; `None`
+/// for an answer nobody rated.
+pub fn kto_line(answer: &StoredAnswer) -> Option<String> {
+    let report = &answer.report;
+    let label = match report.rating {
+        Rating::Up => true,
+        Rating::Down => false,
+        Rating::None => return None,
+    };
+    let line = RatedCompletion {
+        prompt: conversation(report),
+        completion: answer_turn(&report.respuesta),
+        label,
+    };
+    Some(serde_json::to_string(&line).expect("a rated completion serialises") + "\n")
 }

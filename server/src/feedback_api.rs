@@ -24,10 +24,16 @@ use crate::error::ApiError;
 use crate::facts::Facts;
 use wire::feedback::StoredAnswer;
 
-use crate::feedback::{FeedbackStore, StoreError};
+use crate::browser_model::Remake;
+use crate::feedback::{FeedbackStore, Order, StoreError};
+use crate::validation::ValidRequest;
+use futures_util::StreamExt;
 
-const MAX_BODY_BYTES: usize = 512 * 1024;
-const MAX_COMMENT_CHARS: usize = 2000;
+use wire::limits::{
+    KEY_CHARS, MAX_ANSWER_BYTES, MAX_COMMENT_CHARS, MAX_FEEDBACK_BODY_BYTES, RECEIPT_HEX_CHARS,
+};
+
+use crate::scheduler::{Priority, Scheduler};
 
 pub struct FeedbackApi {
     pub facts: Arc<Facts>,
@@ -41,6 +47,11 @@ pub struct FeedbackApi {
     pub per_minute: PerMinute,
     /// `[feedback] dpo_pairs_per_question`.
     pub dpo_pairs_per_question: usize,
+    /// The chat's line, which a browser answer's remake waits in (at the lowest priority).
+    pub line: Arc<Scheduler>,
+    /// `[limits]` and `[chat]`: a remake is checked as a chat request is.
+    pub limits: space::Limits,
+    pub chat: space::ChatDefaults,
 }
 
 impl crate::client::TrustsProxies for FeedbackApi {
@@ -56,7 +67,7 @@ pub fn routes(api: Arc<FeedbackApi>) -> Router {
             .route("/v1/feedback", post(save))
             .route("/v1/feedback/{id}", get(read))
             .route("/v1/export/{file}", get(export))
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(DefaultBodyLimit::max(MAX_FEEDBACK_BODY_BYTES))
             .with_state(api),
         inference,
     )
@@ -102,7 +113,9 @@ impl FeedbackApi {
     }
 }
 
-/// Checks what a browser sent before it is stored.
+/// Checks what a browser sent before it is stored: every field is bounded (the conversation
+/// by the chat's own limits, see [`FeedbackApi::conversation`]), and what the server can
+/// say itself it says (see [`save`]).
 fn validate(report: &AnswerReport) -> Result<(), ApiError> {
     let invalid = |message: String| Err(ApiError::InvalidRequest(message));
     for (name, key) in [
@@ -110,15 +123,33 @@ fn validate(report: &AnswerReport) -> Result<(), ApiError> {
         ("conversation", &report.conversation),
         ("turn_key", &report.turn_key),
     ] {
-        let valid = (8..=64).contains(&key.len())
+        let valid = KEY_CHARS.contains(&key.len())
             && key
                 .bytes()
                 .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
         if !valid {
+            let shown: String = key.chars().take(*KEY_CHARS.end()).collect();
             return invalid(format!(
-                "`{name}` is {key:?}; allowed: 8 to 64 letters, digits, '-' or '_'"
+                "`{name}` is {shown:?}…; allowed: {} to {} letters, digits, '-' or '_'",
+                KEY_CHARS.start(),
+                KEY_CHARS.end()
             ));
         }
+    }
+    if report.respuesta.len() > MAX_ANSWER_BYTES {
+        return invalid(format!(
+            "`respuesta` is {} bytes long; the limit is {MAX_ANSWER_BYTES} (no answer of this Space is longer)",
+            report.respuesta.len()
+        ));
+    }
+    if report
+        .receipt
+        .as_ref()
+        .is_some_and(|receipt| receipt.len() > RECEIPT_HEX_CHARS)
+    {
+        return invalid(format!(
+            "`receipt` is longer than {RECEIPT_HEX_CHARS} characters; send the receipt the answer came with"
+        ));
     }
     if report.pregunta.trim().is_empty() || report.respuesta.trim().is_empty() {
         return invalid("`pregunta` and `respuesta` must not be empty".into());
@@ -162,15 +193,31 @@ fn validate(report: &AnswerReport) -> Result<(), ApiError> {
     Ok(())
 }
 
+impl FeedbackApi {
+    /// The conversation and settings of `report`, checked as a chat request is: the same
+    /// bounds on messages, bytes and settings as `/v1/chat/completions`.
+    fn conversation(&self, report: &AnswerReport) -> Result<ValidRequest, ApiError> {
+        let request = wire::feedback::reproduction_request(report);
+        Ok(crate::validation::validate(
+            request,
+            &self.chat,
+            &self.limits,
+        )?)
+    }
+}
+
 async fn save(
     State(api): State<Arc<FeedbackApi>>,
     Visitor(visitor): Visitor,
+    headers: HeaderMap,
     report: Result<Json<AnswerReport>, JsonRejection>,
 ) -> Result<Json<Stored>, ApiError> {
+    crate::validation::require_json(&headers)?;
     api.per_minute.admit(visitor)?;
     let Json(mut report) = report
         .map_err(|rejection| ApiError::Rejected(rejection.status(), rejection.body_text()))?;
     validate(&report)?;
+    let conversation = api.conversation(&report)?;
     report.comment = report.comment.filter(|comment| !comment.trim().is_empty());
     // The model is the server's to name: the browser only says where the answer ran.
     let role = match report.provenance.backend {
@@ -210,23 +257,35 @@ async fn save(
                 .with_store(move |store| store.knows(&answer_key, &known_receipt))
                 .await?;
             if !stored {
+                let place = api.line.admit(visitor, Priority::Remake)?;
+                let remake = Remake {
+                    request: conversation,
+                    answer: report.respuesta.clone(),
+                };
                 browser_model
-                    .remake(
-                        report.chat_messages(),
-                        report.chat_params(),
-                        report.respuesta.clone(),
-                    )
+                    .remake(remake, place, Arc::clone(&api.line), api.limits.clone())
                     .await?;
             }
             report.receipt = Some(receipt);
         }
     }
-    if let Some(model) = api.facts.model(role) {
-        let provenance = &mut report.provenance;
-        provenance.model = model.name;
-        provenance.sha256 = model.sha256.unwrap_or_default();
-        provenance.quantization = model.quantization.unwrap_or_default();
-    }
+    // What the server knows it says itself: nothing the visitor wrote of the model or where it
+    // ran is stored (a free text there was unbounded and vouched for by nobody).
+    let model = api.facts.model(role);
+    let provenance = &mut report.provenance;
+    provenance.model = model
+        .as_ref()
+        .map(|model| model.name.clone())
+        .unwrap_or_default();
+    provenance.sha256 = model
+        .as_ref()
+        .and_then(|model| model.sha256.clone())
+        .unwrap_or_default();
+    provenance.quantization = model
+        .as_ref()
+        .and_then(|model| model.quantization.clone())
+        .unwrap_or_default();
+    provenance.device = model.map(|model| model.device).unwrap_or_default();
     let id = api.with_store(move |store| store.save(&report)).await?;
     Ok(Json(Stored {
         permalink: permalink(&id),
@@ -259,20 +318,6 @@ struct ExportOptions {
     include_browser: bool,
 }
 
-/// The stored answers an export is made of, for a caller entitled to it.
-async fn stored_answers(
-    api: &FeedbackApi,
-    headers: &HeaderMap,
-    options: &ExportOptions,
-) -> Result<Vec<StoredAnswer>, ApiError> {
-    api.authorise(headers)?;
-    let mut answers = api.with_store(FeedbackStore::all).await?;
-    if !options.include_browser {
-        answers.retain(|answer| answer.report.provenance.backend == AnswerBackend::Server);
-    }
-    Ok(answers)
-}
-
 fn export_options(
     options: Result<Query<ExportOptions>, QueryRejection>,
 ) -> Result<ExportOptions, ApiError> {
@@ -284,34 +329,70 @@ fn export_options(
     })
 }
 
-/// An export streamed line by line: however many answers are stored, no copy of the whole
-/// file is made.
-fn jsonl(file_name: &str, lines: impl Iterator<Item = String> + Send + 'static) -> Response {
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
-        .expect("a plain file name");
-    let body = Body::from_stream(futures_util::stream::iter(lines.map(Ok::<_, Infallible>)));
-    (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/jsonl; charset=utf-8"),
-            ),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response()
-}
+/// Lines of an export held at once between the database and the connection: the reader's
+/// speed, not the database's size, sets how much is in memory.
+const EXPORT_LINES_AHEAD: usize = 64;
 
 /// What `GET /v1/export/{file}` makes of the stored answers.
+#[derive(Clone, Copy)]
 enum Export {
     Corpus,
     Dpo,
     Kto,
 }
 
+impl Export {
+    /// Reads the store row by row and sends each line made of it, until the reader leaves.
+    fn write(
+        self,
+        store: &FeedbackStore,
+        api: &FeedbackApi,
+        options: &ExportOptions,
+        lines: &tokio::sync::mpsc::Sender<String>,
+    ) -> Result<(), StoreError> {
+        let wanted = |answer: &StoredAnswer| {
+            options.include_browser || answer.report.provenance.backend == AnswerBackend::Server
+        };
+        let send = |line: String| lines.blocking_send(line).is_ok();
+        match self {
+            Self::Corpus => store.each(Order::Stored, |answer| {
+                !wanted(&answer)
+                    || crate::feedback::corpus_line(&answer, &api.idioma).is_none_or(send)
+            }),
+            Self::Kto => store.each(Order::Stored, |answer| {
+                !wanted(&answer) || crate::feedback::kto_line(&answer).is_none_or(send)
+            }),
+            Self::Dpo => {
+                // One conversation's answers at a time, as they come together.
+                let mut group: Vec<StoredAnswer> = Vec::new();
+                let flush = |group: &mut Vec<StoredAnswer>| {
+                    let lines = crate::feedback::dpo_lines(group, api.dpo_pairs_per_question);
+                    group.clear();
+                    lines.into_iter().all(send)
+                };
+                let mut reading = true;
+                store.each(Order::ByConversation, |answer| {
+                    if group.first().is_some_and(|first| {
+                        first.conversation_sha256 != answer.conversation_sha256
+                    }) {
+                        reading = flush(&mut group);
+                    }
+                    if wanted(&answer) {
+                        group.push(answer);
+                    }
+                    reading
+                })?;
+                if reading {
+                    flush(&mut group);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// `GET /v1/export/{file}`: the caller admitted and entitled, then the stored answers streamed
-/// as the file asked for.
+/// as the file asked for, row by row.
 async fn export(
     State(api): State<Arc<FeedbackApi>>,
     Visitor(visitor): Visitor,
@@ -330,16 +411,35 @@ async fn export(
             )));
         }
     };
-    let answers = stored_answers(&api, &headers, &export_options(options)?).await?;
-    Ok(match export {
-        Export::Corpus => jsonl(
-            &file,
-            crate::feedback::corpus_lines(answers, api.idioma.clone()),
-        ),
-        Export::Dpo => jsonl(
-            &file,
-            crate::feedback::dpo_lines(answers, api.dpo_pairs_per_question),
-        ),
-        Export::Kto => jsonl(&file, crate::feedback::kto_lines(answers)),
-    })
+    api.authorise(&headers)?;
+    let options = export_options(options)?;
+    let store = api
+        .facts
+        .store
+        .clone()
+        .map_err(ApiError::FeedbackUnavailable)?;
+    let (lines, received) = tokio::sync::mpsc::channel(EXPORT_LINES_AHEAD);
+    let writer = Arc::clone(&api);
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = export.write(&store, &writer, &options, &lines) {
+            // The status is sent: the file ends early, and the log says why.
+            tracing::error!(%error, "an export stopped");
+        }
+    });
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{file}\""))
+        .expect("a plain file name");
+    let body = Body::from_stream(
+        tokio_stream::wrappers::ReceiverStream::new(received).map(Ok::<_, Infallible>),
+    );
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jsonl; charset=utf-8"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
 }

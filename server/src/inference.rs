@@ -32,6 +32,8 @@ pub enum ModelState {
         file: ModelFile,
     },
     Failed(String),
+    /// The model's thread stopped (the reason) and the model is being loaded again.
+    Restarting(String),
     /// Started with `--no-model`: visitors' browsers answer.
     Disabled,
 }
@@ -228,10 +230,15 @@ impl Inference {
     /// Fetches the model (if it comes from the catalogue) and loads it; `/health` follows along.
     /// `read_ahead` are the messages every conversation starts with (the system prompt): they
     /// are read before the first visitor comes, and kept, so no visitor waits for them.
-    pub fn load(&self, source: ResolvedModel, options: &LoadOptions, read_ahead: &[ChatMessage]) {
+    pub fn load(
+        self: &Arc<Self>,
+        source: ResolvedModel,
+        options: &LoadOptions,
+        read_ahead: &[ChatMessage],
+    ) {
         let name = source.name();
         tracing::info!(model = %name, "loading the model (the first start downloads it)");
-        let loaded = (|| -> Result<(ChatModel, Where, ModelFile), String> {
+        let loaded = (|| -> Result<(ChatModel, Reload, ModelFile), String> {
             let FetchedFile {
                 path,
                 sha256,
@@ -242,63 +249,98 @@ impl Inference {
             if let Some(reason) = &chosen.cpu_because {
                 tracing::warn!(%reason, "this build has CUDA but runs on the CPU");
             }
-            let (mut model, place) = match (
-                &chosen.gpu,
-                load_and_test(&path, options, &chosen.device),
-            ) {
-                (None, loaded) => (loaded?, Where::cpu()),
-                (Some(gpu), Ok(model)) => (
-                    model,
-                    Where {
-                        gpu: Some(gpu.clone()),
-                    },
-                ),
+            let mut reload = Reload {
+                path,
+                options: options.clone(),
+                device: chosen.device.clone(),
+                place: Where::cpu(),
+                read_ahead: read_ahead.to_vec(),
+            };
+            let model = match (&chosen.gpu, reload.load()) {
+                (None, loaded) => loaded?,
+                (Some(gpu), Ok(model)) => {
+                    reload.place.gpu = Some(gpu.clone());
+                    model
+                }
                 // A model the GPU cannot run (a kernel missing for this GPU, memory) is still
                 // served, more slowly: a Space never shows a runtime error for it.
                 (Some(gpu), Err(error)) => {
                     tracing::warn!(%gpu, %error, "the model failed on the GPU; loading it on the CPU");
-                    (load_and_test(&path, options, &Device::Cpu)?, Where::cpu())
+                    reload.device = Device::Cpu;
+                    reload.load()?
                 }
             };
-            if !read_ahead.is_empty() {
-                let tokens = model
-                    .read_ahead(read_ahead)
-                    .map_err(|error| format!("the system prompt cannot be read: {error}"))?;
-                tracing::info!(tokens, "system prompt read ahead and kept");
-            }
-            Ok((model, place, ModelFile { bytes, sha256 }))
+            Ok((model, reload, ModelFile { bytes, sha256 }))
         })();
         match loaded {
-            Ok((model, place, file)) => {
-                let info = model.info.clone();
-                *self
-                    .prompter
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                    Some(Arc::clone(&model.prompter));
-                let (jobs, received) = std::sync::mpsc::channel();
-                let metrics = self.metrics.engine();
-                std::thread::Builder::new()
-                    .name("model".into())
-                    .spawn(move || crate::batches::run(model, received, &metrics))
-                    .expect("a thread can be started");
-                *self
-                    .jobs
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(jobs);
-                tracing::info!(model = %name, ?info, device = place.device(), gpu = ?place.gpu, "model ready");
-                self.set_state(ModelState::Ready {
-                    name,
-                    info,
-                    place,
-                    file,
-                });
-            }
+            Ok((model, reload, file)) => self.serve(name, model, reload, file),
             Err(error) => {
                 tracing::error!(model = %name, %error, "model failed to load");
                 self.set_state(ModelState::Failed(error));
             }
         }
+    }
+
+    /// Runs `model` on a thread of its own, and keeps a thread that watches it: a model thread
+    /// that dies (a panic outside a forward step, which the batch survives by itself) is
+    /// replaced by a new one with the model loaded again, while `/health` and every request
+    /// say it is restarting; its answers in progress end with an error, their places given
+    /// back.
+    fn serve(self: &Arc<Self>, name: String, model: ChatModel, reload: Reload, file: ModelFile) {
+        let inference = Arc::clone(self);
+        let keeper = move || {
+            let mut model = Some(model);
+            loop {
+                let model = match model.take().map_or_else(|| reload.load(), Ok) {
+                    Ok(model) => model,
+                    Err(error) => {
+                        tracing::error!(model = %name, %error, "the model failed to load again");
+                        inference.set_state(ModelState::Failed(error));
+                        return;
+                    }
+                };
+                let info = model.info.clone();
+                *inference
+                    .prompter
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    Some(Arc::clone(&model.prompter));
+                let (jobs, received) = std::sync::mpsc::channel();
+                let metrics = inference.metrics.engine();
+                let thread = std::thread::Builder::new()
+                    .name("model".into())
+                    .spawn(move || crate::batches::run(model, received, &metrics))
+                    .expect("a thread can be started");
+                *inference.jobs() = Some(jobs);
+                let place = &reload.place;
+                tracing::info!(model = %name, ?info, device = place.device(), gpu = ?place.gpu, "model ready");
+                inference.set_state(ModelState::Ready {
+                    name: name.clone(),
+                    info,
+                    place: place.clone(),
+                    file: file.clone(),
+                });
+                let Err(panic) = thread.join() else {
+                    // Every sender is gone: the server is stopping.
+                    return;
+                };
+                let reason = panic_message(panic.as_ref());
+                *inference.jobs() = None;
+                inference.metrics.model_restarts.inc();
+                tracing::error!(model = %name, %reason, "the model's thread stopped; loading the model again");
+                inference.set_state(ModelState::Restarting(reason));
+            }
+        };
+        std::thread::Builder::new()
+            .name("model-keeper".into())
+            .spawn(keeper)
+            .expect("a thread can be started");
+    }
+
+    fn jobs(&self) -> std::sync::MutexGuard<'_, Option<Sender<Job>>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The loaded model's tokenizer and template, or why there is none yet.
@@ -312,6 +354,9 @@ impl Inference {
                 Err(ApiError::Loading(progress))
             }
             ModelState::Failed(error) => Err(ApiError::LoadFailed(error)),
+            ModelState::Restarting(reason) => Err(ApiError::Loading(format!(
+                "its thread stopped ({reason}) and it is being loaded again"
+            ))),
             ModelState::Disabled => Err(ApiError::NoServerModel),
             ModelState::Ready { .. } => Ok(self
                 .prompter
@@ -322,7 +367,7 @@ impl Inference {
         }
     }
 
-    /// Continues `prompt_ids`, calling `on_delta` (on the model's thread) with each piece of
+    /// Continues `owner`'s `prompt_ids`, calling `on_delta` (on the model's thread) with each piece of
     /// text. The caller holds the request's turn (see [`crate::scheduler`]): the answer joins
     /// the batch being decoded at its next step.
     /// `cancel` (or dropping the returned future) stops the answer at the model's next step,
@@ -332,6 +377,7 @@ impl Inference {
         prompt_ids: Vec<u32>,
         params: GenerateParams,
         place: Ticket,
+        owner: engine::Owner,
         cancel: CancellationToken,
         on_delta: impl FnMut(&str) -> Flow + Send + 'static,
     ) -> Result<Completion, ApiError> {
@@ -340,17 +386,13 @@ impl Inference {
         let job = Job {
             prompt_ids,
             params,
+            owner,
             on_delta: Box::new(on_delta),
             cancel,
             place,
             done,
         };
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_ref()
-            .map(|jobs| jobs.send(job).is_ok());
+        let sent = self.jobs().as_ref().map(|jobs| jobs.send(job).is_ok());
         let stopped = || ApiError::GenerationFailed("the model's thread has stopped".into());
         match sent {
             Some(true) => {}
@@ -430,6 +472,9 @@ impl Inference {
                 );
             }
             ModelState::Failed(error) => facts.status = format!("failed: {error}"),
+            ModelState::Restarting(reason) => {
+                facts.status = format!("restarting: its thread stopped ({reason})");
+            }
             ModelState::Disabled => facts.status = "disabled (--no-model)".into(),
         }
         facts
@@ -445,22 +490,51 @@ pub fn fill_from_info(facts: &mut ModelFacts, info: ModelInfo) {
     facts.context_length = Some(info.context_length);
 }
 
-/// A few greedy tokens before the model is declared ready: a file that loads but cannot
-/// generate (broken weights, a template that fails) is reported at start-up, in `/health`,
-/// not to the first visitor.
-fn load_and_test(
-    path: &std::path::Path,
-    options: &LoadOptions,
-    device: &Device,
-) -> Result<ChatModel, String> {
-    let opened = std::fs::File::open(path)
-        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-    let mut reader = std::io::BufReader::new(opened);
-    let mut model =
-        engine::load_chat_model(&mut reader, &path.display().to_string(), options, device)
-            .map_err(|error| error.to_string())?;
-    self_test(&mut model)?;
-    Ok(model)
+/// What loads the model again: its file, how and where it was loaded, and the system prompt
+/// read ahead.
+struct Reload {
+    path: PathBuf,
+    options: LoadOptions,
+    device: Device,
+    place: Where,
+    read_ahead: Vec<ChatMessage>,
+}
+
+impl Reload {
+    /// Loads the file, tests it with a few greedy tokens before the model is declared ready
+    /// (a file that loads but cannot generate — broken weights, a template that fails — is
+    /// reported at start-up, in `/health`, not to the first visitor) and reads the system
+    /// prompt ahead.
+    fn load(&self) -> Result<ChatModel, String> {
+        let path = &self.path;
+        let opened = std::fs::File::open(path)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+        let mut reader = std::io::BufReader::new(opened);
+        let mut model = engine::load_chat_model(
+            &mut reader,
+            &path.display().to_string(),
+            &self.options,
+            &self.device,
+        )
+        .map_err(|error| error.to_string())?;
+        self_test(&mut model)?;
+        if !self.read_ahead.is_empty() {
+            let tokens = model
+                .read_ahead(&self.read_ahead)
+                .map_err(|error| format!("the system prompt cannot be read: {error}"))?;
+            tracing::info!(tokens, "system prompt read ahead and kept");
+        }
+        Ok(model)
+    }
+}
+
+/// What a panic said, when it said it in words.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic (see the server log)".to_owned())
 }
 
 fn self_test(model: &mut ChatModel) -> Result<(), String> {

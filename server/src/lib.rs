@@ -54,6 +54,9 @@ pub fn router(
         trusted_proxies: space.limits.trusted_proxies.clone(),
         per_minute: client::PerMinute::new(space.limits.requests_per_minute_per_client),
         dpo_pairs_per_question: space.feedback.dpo_pairs_per_question as usize,
+        line: api.scheduler(),
+        limits: space.limits.clone(),
+        chat: space.chat.clone(),
     });
     let browser_model = Arc::clone(&facts.browser_model);
     let space = Arc::new(space);

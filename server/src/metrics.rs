@@ -36,6 +36,8 @@ pub struct Metrics {
     /// Answers whose prompt began with keys and values kept of an earlier one.
     pub prefix_cache_hits: Counter,
     pub reused_prompt_tokens: Counter,
+    /// Times the model's thread stopped and was started again with the model loaded anew.
+    pub model_restarts: Counter,
     engine: EngineMetrics,
 }
 
@@ -62,6 +64,7 @@ impl Default for Metrics {
         let time_to_first_token = Histogram::new(exponential_buckets(0.05, 2.0, 10));
         let decode_tokens_per_second = Histogram::new(exponential_buckets(1.0, 2.0, 10));
         let (prefix_cache_hits, reused_prompt_tokens) = (Counter::default(), Counter::default());
+        let model_restarts = Counter::default();
         let engine = EngineMetrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
             engine_busy_seconds: Counter::default(),
@@ -124,6 +127,11 @@ impl Default for Metrics {
             reused_prompt_tokens.clone(),
         );
         registry.register(
+            "model_restarts",
+            "Times the model's thread stopped and the model was loaded again",
+            model_restarts.clone(),
+        );
+        registry.register(
             "prefix_cache_bytes",
             "Memory held by kept keys and values",
             engine.prefix_cache_bytes.clone(),
@@ -147,6 +155,7 @@ impl Default for Metrics {
             registry,
             prefix_cache_hits,
             reused_prompt_tokens,
+            model_restarts,
             engine,
             requests,
             refusals,

@@ -16,7 +16,7 @@ const KEY_FILE: &str = "receipts.key";
 const KEY_BYTES: usize = 32;
 /// Random bytes of each receipt's own: two answers alike (greedy, one seed) still get receipts
 /// of their own, so that a receipt names one answer and can be stored once.
-const NONCE_BYTES: usize = 16;
+pub const NONCE_BYTES: usize = 16;
 
 pub struct Receipts {
     key: [u8; KEY_BYTES],
@@ -109,6 +109,13 @@ impl Receipts {
         let (nonce, mac) = bytes.split_at(NONCE_BYTES);
         self.mac(nonce, claim).verify_slice(mac).is_ok()
     }
+}
+
+/// The nonce of a receipt, in lowercase hex: what names the answer it was given for, however
+/// the hex is spelt. `None` for what is not a receipt's hex.
+pub fn nonce(receipt: &str) -> Option<String> {
+    let bytes = hex::decode(receipt).ok()?;
+    (bytes.len() > NONCE_BYTES).then(|| hex::encode(&bytes[..NONCE_BYTES]))
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {

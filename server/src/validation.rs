@@ -54,6 +54,10 @@ pub enum ValidationError {
         bytes: usize,
         max_input_tokens: usize,
     },
+    #[error(
+        "`ignore_eos` is taken only by a server started for a benchmark (`vitrina --bench`): it makes every answer run to max_tokens; leave it out"
+    )]
+    IgnoreEosRefused,
     /// An OpenAI field this server does not honour, sent with a value that asks for it.
     #[error("`{field}` is not supported by this server: {what_to_do}")]
     Unsupported {
@@ -194,6 +198,30 @@ fn check_other_fields(other: &Map<String, Value>) -> Result<(), ValidationError>
     Ok(())
 }
 
+/// Refuses a POST whose body is not declared JSON. A page on another site can make its
+/// visitors' browsers send a `text/plain` (or form) POST here without asking first; with
+/// `application/json` the browser asks this server (a CORS preflight), which allows no other
+/// site, so no other page can spend this Space's model through its visitors.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), crate::error::ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let is_json = declared.as_deref().is_some_and(|value| {
+        value
+            .split(';')
+            .next()
+            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if is_json {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::NotJson(declared.map_or_else(
+            || "no Content-Type".to_owned(),
+            |value| format!("{value:?}"),
+        )))
+    }
+}
+
 /// Refuses a body too large for `[limits]` before it is parsed.
 pub fn check_body_size(bytes: usize, space_limits: &Limits) -> Result<(), ValidationError> {
     let max_input_tokens = space_limits.max_input_tokens;
@@ -241,6 +269,9 @@ pub fn validate(
         })?);
     }
     check_other_fields(&request.other)?;
+    if request.ignore_eos && !space_limits.allow_ignore_eos {
+        return Err(ValidationError::IgnoreEosRefused);
+    }
     let stop = request.stop.map(Stop::into_vec).unwrap_or_default();
     if stop.len() > limits::MAX_STOP_STRINGS {
         return Err(ValidationError::TooManyStops(stop.len()));

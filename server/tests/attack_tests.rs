@@ -509,6 +509,9 @@ async fn serve_with_feedback(dir: &std::path::Path) -> SocketAddr {
         trusted_proxies: roomy_limits().trusted_proxies,
         per_minute: server::client::PerMinute::new(20),
         dpo_pairs_per_question: 16,
+        line: chat.scheduler(),
+        limits: roomy_limits(),
+        chat: ChatDefaults::default(),
     });
     let app = server::api::routes(chat).merge(server::feedback_api::routes(feedback));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -82,12 +82,15 @@ fn facts(store: FeedbackStore) -> Arc<Facts> {
 /// The feedback routes on a real loopback socket; returns the base URL.
 async fn serve(facts: Arc<Facts>, admin_token: Option<&str>) -> String {
     let api = Arc::new(FeedbackApi {
-        facts,
+        facts: Arc::clone(&facts),
         admin_token: admin_token.map(Into::into),
         idioma: "es".into(),
         trusted_proxies: space::Limits::default().trusted_proxies,
         per_minute: server::client::PerMinute::new(10_000),
         dpo_pairs_per_question: 3,
+        line: common::api(Arc::clone(&facts.inference), common::roomy_limits()).scheduler(),
+        limits: common::roomy_limits(),
+        chat: space::ChatDefaults::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -198,9 +201,9 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
     assert_eq!(
         corpus,
         concat!(
-            r#"{"pregunta":"¿Qué es el ODS 4?","entrada":"","respuesta":"Educación de calidad.","idioma":"es"}"#,
+            r#"{"pregunta":"¿Qué es el ODS 4?","entrada":"","respuesta":"Educación de calidad.","idioma":"es","messages":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Qué es el ODS 4?"},{"role":"assistant","content":"Educación de calidad."}]}"#,
             "\n",
-            r#"{"pregunta":"Resume el texto.","entrada":"Texto \"largo\".","respuesta":"Un texto\nlargo.","idioma":"es"}"#,
+            r#"{"pregunta":"Resume el texto.","entrada":"Texto \"largo\".","respuesta":"Un texto\nlargo.","idioma":"es","messages":[{"role":"system","content":"Eres útil."},{"role":"user","content":"Resume el texto.\n\nTexto \"largo\"."},{"role":"assistant","content":"Un texto\nlargo."}]}"#,
             "\n",
         )
     );
@@ -209,26 +212,26 @@ async fn exports_give_exact_lines_for_known_feedback_and_only_to_the_team() {
     assert_eq!(
         dpo,
         concat!(
-            r#"{"prompt":"¿Qué es el ODS 4?","chosen":"Educación de calidad.","rejected":"Uno sobre pobreza."}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Qué es el ODS 4?"}],"chosen":[{"role":"assistant","content":"Educación de calidad."}],"rejected":[{"role":"assistant","content":"Uno sobre pobreza."}]}"#,
             "\n",
-            r#"{"prompt":"¿Qué es el ODS 4?","chosen":"Educación de calidad.","rejected":"No sé."}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Qué es el ODS 4?"}],"chosen":[{"role":"assistant","content":"Educación de calidad."}],"rejected":[{"role":"assistant","content":"No sé."}]}"#,
             "\n",
         )
     );
     // KTO: every rated answer, liked or not; the unrated first try left out. The prompt is the
-    // question as the model read it (with its context).
+    // whole conversation the model read (the system prompt, the question with its context).
     let (status, _, kto) = export("/v1/export/kto.jsonl", Some(TOKEN)).await;
     assert_eq!(status, 200);
     assert_eq!(
         kto,
         concat!(
-            r#"{"prompt":"¿Qué es el ODS 4?","completion":"Educación de calidad.","label":true}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Qué es el ODS 4?"}],"completion":[{"role":"assistant","content":"Educación de calidad."}],"label":true}"#,
             "\n",
-            r#"{"prompt":"¿Qué es el ODS 4?","completion":"No sé.","label":false}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Qué es el ODS 4?"}],"completion":[{"role":"assistant","content":"No sé."}],"label":false}"#,
             "\n",
-            r#"{"prompt":"Hola","completion":"Adiós","label":false}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"Hola"}],"completion":[{"role":"assistant","content":"Adiós"}],"label":false}"#,
             "\n",
-            r#"{"prompt":"Resume el texto.\n\nTexto \"largo\".","completion":"Un texto\nlargo.","label":true}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"Resume el texto.\n\nTexto \"largo\"."}],"completion":[{"role":"assistant","content":"Un texto\nlargo."}],"label":true}"#,
             "\n",
         )
     );
@@ -366,7 +369,14 @@ async fn fifty_clients_at_once_lose_no_row() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 50);
-    let stored = FeedbackStore::open(dir.path()).unwrap().all().unwrap();
+    let mut stored = Vec::new();
+    FeedbackStore::open(dir.path())
+        .unwrap()
+        .each(server::feedback::Order::Stored, |answer| {
+            stored.push(answer);
+            true
+        })
+        .unwrap();
     assert_eq!(stored.len(), 50);
     let mut answers: Vec<&str> = stored
         .iter()
@@ -494,11 +504,11 @@ async fn a_question_answered_many_times_gives_at_most_its_share_of_pairs() {
     assert_eq!(
         dpo,
         concat!(
-            r#"{"prompt":"¿Otra vez?","chosen":"Intento 0","rejected":"Intento 1"}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Otra vez?"}],"chosen":[{"role":"assistant","content":"Intento 0"}],"rejected":[{"role":"assistant","content":"Intento 1"}]}"#,
             "\n",
-            r#"{"prompt":"¿Otra vez?","chosen":"Intento 0","rejected":"Intento 2"}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Otra vez?"}],"chosen":[{"role":"assistant","content":"Intento 0"}],"rejected":[{"role":"assistant","content":"Intento 2"}]}"#,
             "\n",
-            r#"{"prompt":"¿Otra vez?","chosen":"Intento 0","rejected":"Intento 4"}"#,
+            r#"{"prompt":[{"role":"system","content":"Eres útil."},{"role":"user","content":"¿Otra vez?"}],"chosen":[{"role":"assistant","content":"Intento 0"}],"rejected":[{"role":"assistant","content":"Intento 4"}]}"#,
             "\n",
         ),
         "2 liked × 3 others would be 6 pairs"
@@ -572,7 +582,12 @@ async fn browser_answers_are_stored_as_such_and_exported_only_when_asked_for() {
             "pregunta": "¿Y sin servidor?",
             "entrada": "",
             "respuesta": in_browser.respuesta,
-            "idioma": "es"
+            "idioma": "es",
+            "messages": [
+                {"role": "system", "content": "Eres útil."},
+                {"role": "user", "content": "¿Y sin servidor?"},
+                {"role": "assistant", "content": in_browser.respuesta},
+            ],
         })]
     );
     let (status, body) = corpus("?everything=1").await;

@@ -113,7 +113,11 @@ pub struct Limits {
     pub max_total_tokens: usize,
     pub max_concurrent_per_client: usize,
     pub requests_per_minute_per_client: usize,
+    pub tokens_per_minute_per_client: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `ignore_eos` is taken only from a server started with `--bench` (never from space.toml):
+    /// otherwise any visitor could make every answer run to `max_tokens`.
+    pub allow_ignore_eos: bool,
 }
 
 #[cfg(feature = "load")]
@@ -143,6 +147,8 @@ struct LimitsInToml {
     max_concurrent_per_client: u32,
     #[serde(deserialize_with = "requests_per_minute_per_client")]
     requests_per_minute_per_client: u32,
+    #[serde(deserialize_with = "tokens_per_minute_per_client")]
+    tokens_per_minute_per_client: u32,
     #[serde(deserialize_with = "proxy_ranges")]
     trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -158,6 +164,7 @@ impl Default for LimitsInToml {
             max_total_tokens: limits::MAX_TOTAL_TOKENS.default,
             max_concurrent_per_client: limits::MAX_CONCURRENT_PER_CLIENT.default,
             requests_per_minute_per_client: limits::REQUESTS_PER_MINUTE_PER_CLIENT.default,
+            tokens_per_minute_per_client: limits::TOKENS_PER_MINUTE_PER_CLIENT.default,
             // Loopback and the private ranges: where a Space's own proxy connects from.
             trusted_proxies: [
                 "127.0.0.0/8",
@@ -189,6 +196,12 @@ impl TryFrom<LimitsInToml> for Limits {
                 limits.max_input_tokens, limits.max_total_tokens
             ));
         }
+        if limits.tokens_per_minute_per_client < limits.max_total_tokens {
+            return Err(format!(
+                "tokens_per_minute_per_client ({}) is smaller than max_total_tokens ({}); allowed: tokens_per_minute_per_client >= max_total_tokens (one request of the largest size must fit)",
+                limits.tokens_per_minute_per_client, limits.max_total_tokens
+            ));
+        }
         let size = |value: u32| value as usize;
         Ok(Self {
             max_concurrent: size(limits.max_concurrent),
@@ -198,7 +211,9 @@ impl TryFrom<LimitsInToml> for Limits {
             max_total_tokens: size(limits.max_total_tokens),
             max_concurrent_per_client: size(limits.max_concurrent_per_client),
             requests_per_minute_per_client: size(limits.requests_per_minute_per_client),
+            tokens_per_minute_per_client: size(limits.tokens_per_minute_per_client),
             trusted_proxies: limits.trusted_proxies,
+            allow_ignore_eos: false,
         })
     }
 }
@@ -240,6 +255,7 @@ bounded! {
     max_total_tokens: u32(limits::MAX_TOTAL_TOKENS),
     max_concurrent_per_client: u32(limits::MAX_CONCURRENT_PER_CLIENT),
     requests_per_minute_per_client: u32(limits::REQUESTS_PER_MINUTE_PER_CLIENT),
+    tokens_per_minute_per_client: u32(limits::TOKENS_PER_MINUTE_PER_CLIENT),
     dpo_pairs_per_question: u32(limits::DPO_PAIRS_PER_QUESTION),
     connect_timeout_s: u32(limits::REMOTE_CONNECT_TIMEOUT_S),
     read_timeout_s: u32(limits::REMOTE_READ_TIMEOUT_S),

@@ -184,6 +184,10 @@ pub struct StoredAnswer {
     pub id: String,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// The digest of the conversation its receipt covers, which the DPO export groups
+    /// alternatives by; the server's own, never sent.
+    #[serde(skip)]
+    pub conversation_sha256: String,
     #[serde(flatten)]
     pub report: AnswerReport,
 }

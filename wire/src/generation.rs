@@ -147,6 +147,13 @@ pub struct Usage {
     pub cached_tokens: usize,
 }
 
+impl Usage {
+    /// The tokens the model really read and wrote: what a visitor's token budget is charged.
+    pub fn tokens_spent(&self) -> usize {
+        self.prompt_tokens.saturating_sub(self.cached_tokens) + self.completion_tokens
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     pub prefill_ms: f64,

@@ -28,6 +28,11 @@ pub enum Health {
     Error {
         message: String,
     },
+    /// The model's thread stopped (a bug, said in `message`) and the model is being loaded
+    /// again: the page answers in the browser meanwhile.
+    Restarting {
+        message: String,
+    },
     /// Started with `--no-model`: the page answers in the browser.
     Disabled {
         message: String,
@@ -47,6 +52,7 @@ impl Health {
         match self {
             Self::Ok { .. } => None,
             Self::Loading { .. } => Some(("loading", "")),
+            Self::Restarting { message } => Some(("loading", message)),
             Self::Error { message } => Some(("error", message)),
             Self::Disabled { message } => Some(("disabled", message)),
         }

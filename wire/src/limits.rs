@@ -211,6 +211,43 @@ pub const REQUESTS_PER_MINUTE_PER_CLIENT: Bound<u32> = Bound {
     default: 30,
 };
 
+/// `[limits] tokens_per_minute_per_client`: the tokens one visitor may have the model read
+/// and write in a minute. An answer reserves its prompt (what is not reused from the
+/// visitor's own earlier turns) and its `max_tokens` when it starts and is charged what it
+/// really took when it ends, so a visitor with long answers running cannot start more of them:
+/// four visitors asking for 3,000-token answers each are no longer a way to hold every place
+/// for minutes at the price of four requests. At least `max_total_tokens`, so that one
+/// request of the largest size is always possible.
+pub const TOKENS_PER_MINUTE_PER_CLIENT: Bound<u32> = Bound {
+    name: "tokens_per_minute_per_client",
+    min: 2,
+    max: 10_000_000,
+    default: 8192,
+};
+
+/// Answers made in visitors' browsers that the server may be making again, or waiting to, at
+/// once (see the server's `browser_model`): each may read a conversation of `max_input_tokens`.
+pub const REMAKES_AT_ONCE: usize = 4;
+
+/// The feedback routes' largest request body: a conversation of `max_input_tokens` as JSON is
+/// bounded apart ([`max_body_bytes`]); this is the most any feedback body is read.
+pub const MAX_FEEDBACK_BODY_BYTES: usize = 512 * 1024;
+
+/// The longest comment a visitor may leave on an answer, in characters.
+pub const MAX_COMMENT_CHARS: usize = 2000;
+
+/// The longest answer stored, in bytes: `max_tokens`' bound at 16 bytes a token (no tokenizer
+/// of the catalogue has a token longer than 16 bytes of text in practice; a longer answer
+/// was not written by a model with these limits).
+pub const MAX_ANSWER_BYTES: usize = MAX_TOKENS.max as usize * 16;
+
+/// The longest key a browser names its conversation, question or answer with, and the
+/// shortest: enough random digits not to be guessed.
+pub const KEY_CHARS: std::ops::RangeInclusive<usize> = 8..=64;
+
+/// The longest receipt read, in hex digits: 16 bytes of nonce and 32 of HMAC-SHA256.
+pub const RECEIPT_HEX_CHARS: usize = 96;
+
 /// `[feedback] dpo_pairs_per_question`: preference pairs the DPO export makes of one
 /// question's answers (each liked one against each other), so that a question answered hundreds
 /// of times does not fill the export.
@@ -292,6 +329,7 @@ mod tests {
             MAX_CONCURRENT_PER_CLIENT,
             REQUESTS_PER_MINUTE_PER_CLIENT,
             DPO_PAIRS_PER_QUESTION,
+            TOKENS_PER_MINUTE_PER_CLIENT,
             REMOTE_CONNECT_TIMEOUT_S,
             REMOTE_READ_TIMEOUT_S,
             REMOTE_TIMEOUT_S,

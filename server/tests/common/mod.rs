@@ -14,6 +14,7 @@ pub fn roomy_limits() -> Limits {
     Limits {
         max_concurrent_per_client: 64,
         requests_per_minute_per_client: 10_000,
+        tokens_per_minute_per_client: 10_000_000,
         ..Limits::default()
     }
 }
@@ -60,10 +61,14 @@ pub fn wait_until_ready(inference: Arc<Inference>) -> Arc<Inference> {
             ModelState::Ready { .. } => return inference,
             ModelState::Failed(error) => panic!("model failed to load: {error}"),
             ModelState::Disabled => unreachable!("nothing disables this server"),
-            ModelState::Loading { .. } if started.elapsed() > Duration::from_secs(600) => {
+            ModelState::Loading { .. } | ModelState::Restarting(_)
+                if started.elapsed() > Duration::from_secs(600) =>
+            {
                 panic!("model still loading after 10 minutes")
             }
-            ModelState::Loading { .. } => std::thread::sleep(Duration::from_millis(100)),
+            ModelState::Loading { .. } | ModelState::Restarting(_) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
         }
     }
 }
