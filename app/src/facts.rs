@@ -82,12 +82,27 @@ pub enum FetchedCard {
     },
 }
 
+/// Where the server keeps visitors' feedback and the key of its receipts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageFacts {
+    pub dir: String,
+    /// Whether it outlives a restart (see the server's `feedback::DataDir`).
+    pub persistent: bool,
+}
+
 /// The server's side of the pages, provided as `Arc<dyn ServerFacts>` in the context.
 #[cfg(feature = "ssr")]
 pub trait ServerFacts: Send + Sync {
     fn models(&self) -> Vec<ModelFacts>;
     /// The model's or dataset's card fetched from the Hub; `None` when none was (yet).
     fn fetched_card(&self, kind: crate::cards::CardKind) -> Option<FetchedCard>;
-    /// A stored answer by its permalink id; `Err` says why the store cannot be read.
-    fn answer(&self, id: &str) -> Result<Option<wire::feedback::StoredAnswer>, String>;
+    /// Where feedback is kept, and whether its database opened (`Err` says why not).
+    fn storage(&self) -> (StorageFacts, Result<(), String>);
 }
+
+/// A permalink's stored answer, read by the server before the page renders (SQLite waits for
+/// the disk, which a render must not do on the async threads): left in the request's
+/// extensions, `Err` saying why the store cannot be read.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Debug)]
+pub struct StoredAnswerRead(pub Result<Option<wire::feedback::StoredAnswer>, String>);

@@ -184,6 +184,8 @@ pub struct Strings {
     pub no_dataset: &'static str,
     pub corpus_link: &'static str,
     pub stored_answer: &'static str,
+    /// The heading of what the model read before the question (system prompt, earlier turns).
+    pub earlier_turns: &'static str,
     pub question: &'static str,
     pub how_made: &'static str,
     pub provenance_labels: [&'static str; 12],
@@ -329,6 +331,7 @@ pub const ES: Strings = Strings {
     no_dataset: "Este Space no describe su corpus: añade [dataset] file = \"corpus.jsonl\" a space.toml (JSONL, CSV o Parquet con el esquema del hackathon).",
     corpus_link: "El corpus",
     stored_answer: "Respuesta guardada",
+    earlier_turns: "La conversación antes de la pregunta",
     question: "Pregunta",
     how_made: "Cómo se generó",
     provenance_labels: [
@@ -503,6 +506,7 @@ pub const EN: Strings = Strings {
     no_dataset: "This Space does not describe its corpus: add [dataset] file = \"corpus.jsonl\" to space.toml (JSONL, CSV or Parquet in the hackathon's schema).",
     corpus_link: "The corpus",
     stored_answer: "Stored answer",
+    earlier_turns: "The conversation before the question",
     question: "Question",
     how_made: "How it was made",
     provenance_labels: [
@@ -677,6 +681,7 @@ pub const PT: Strings = Strings {
     no_dataset: "Este Space não descreve seu corpus: adicione [dataset] file = \"corpus.jsonl\" ao space.toml (JSONL, CSV ou Parquet com o esquema do hackathon).",
     corpus_link: "O corpus",
     stored_answer: "Resposta guardada",
+    earlier_turns: "A conversa antes da pergunta",
     question: "Pergunta",
     how_made: "Como foi gerada",
     provenance_labels: [

@@ -125,7 +125,7 @@ pub struct JudgeReport {
 }
 
 #[cfg(feature = "ssr")]
-pub use build::build_report;
+pub use build::{build_report, storage_group};
 
 #[cfg(feature = "ssr")]
 mod build {
@@ -676,6 +676,55 @@ mod build {
             examples: space.examples.clone(),
             chat: space.chat.clone(),
             compare: space.compare.is_some(),
+        }
+    }
+
+    /// Whether visitors' ratings (the team's next corpus) are kept: a Space without
+    /// persistent storage loses them, and the receipts' key, at every restart, silently.
+    pub fn storage_group(
+        storage: &crate::facts::StorageFacts,
+        opened: &Result<(), String>,
+    ) -> CheckGroup {
+        let dir = &storage.dir;
+        let item = said!(
+            "Valoraciones guardadas tras un reinicio",
+            "Ratings kept across a restart",
+            "Avaliações guardadas após um reinício"
+        );
+        let check = match opened {
+            Err(error) => Check::fail(
+                item,
+                said!(
+                    "no se guardan: {error}",
+                    "they are not stored: {error}",
+                    "não são guardadas: {error}"
+                ),
+            ),
+            Ok(()) if storage.persistent => Check::pass(
+                item,
+                said!(
+                    "se guardan en {dir}, que sobrevive a los reinicios",
+                    "stored in {dir}, which outlives restarts",
+                    "guardadas em {dir}, que sobrevive aos reinícios"
+                ),
+            ),
+            Ok(()) => Check::warn(
+                item,
+                said!(
+                    "se guardan en {dir}, dentro del contenedor: se pierden en cada reinicio. Activa el almacenamiento persistente del Space (se monta en /data) o pon VITRINA_DATA_DIR en un volumen",
+                    "stored in {dir}, inside the container: lost at every restart. Enable the Space's persistent storage (mounted at /data) or set VITRINA_DATA_DIR to a volume",
+                    "guardadas em {dir}, dentro do contêiner: perdem-se a cada reinício. Ative o armazenamento persistente do Space (montado em /data) ou defina VITRINA_DATA_DIR num volume"
+                ),
+            ),
+        };
+        CheckGroup {
+            title: said!(
+                "Almacenamiento de las valoraciones",
+                "Storage of the ratings",
+                "Armazenamento das avaliações"
+            ),
+            source: "VITRINA_DATA_DIR, /data".into(),
+            checks: vec![check],
         }
     }
 }

@@ -4,8 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use app::cards::CardKind;
-use app::facts::{FetchedCard, ModelFacts, ModelRole, ServerFacts};
-use wire::feedback::StoredAnswer;
+use app::facts::{FetchedCard, ModelFacts, ModelRole, ServerFacts, StorageFacts};
 
 use crate::browser_model::BrowserModel;
 use crate::feedback::FeedbackStore;
@@ -22,6 +21,8 @@ pub struct Facts {
     pub store: Result<Arc<FeedbackStore>, String>,
     /// The key that signs answers and checks the feedback on them.
     pub receipts: Arc<crate::receipts::Receipts>,
+    /// Where the feedback and the key are kept, and whether that outlives a restart.
+    pub storage: StorageFacts,
     pub cards: Arc<FetchedCards>,
 }
 
@@ -94,8 +95,9 @@ impl ServerFacts for Facts {
             .map(|(_, card)| card.clone())
     }
 
-    fn answer(&self, id: &str) -> Result<Option<StoredAnswer>, String> {
-        let store = self.store.as_ref().map_err(Clone::clone)?;
-        store.get(id).map_err(|error| error.to_string())
+    fn storage(&self) -> (StorageFacts, Result<(), String>) {
+        let opened = self.store.as_ref().map(drop).map_err(Clone::clone);
+        (self.storage.clone(), opened)
     }
+
 }

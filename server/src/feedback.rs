@@ -41,14 +41,34 @@ pub struct FeedbackStore {
     connection: Mutex<Connection>,
 }
 
-/// The data directory when none is given: a Space's persistent storage (`/data`) when it is
-/// mounted, else `./data`.
-pub fn default_data_dir() -> PathBuf {
-    let persistent = Path::new("/data");
-    if persistent.is_dir() {
-        persistent.to_owned()
-    } else {
-        PathBuf::from("data")
+/// Where the feedback database and the receipts' key are kept, and whether they outlive a
+/// restart.
+pub struct DataDir {
+    pub path: PathBuf,
+    /// Given by the team (`--data-dir`, `VITRINA_DATA_DIR`) or a Space's persistent storage
+    /// (`/data`); else `./data`, which in a Space's container is the image's writable layer,
+    /// emptied at every restart.
+    pub persistent: bool,
+}
+
+impl DataDir {
+    /// `given`, or a Space's persistent storage (`/data`) when it is mounted, else `./data`.
+    pub fn choose(given: Option<PathBuf>) -> Self {
+        let persistent = Path::new("/data");
+        match given {
+            Some(path) => Self {
+                path,
+                persistent: true,
+            },
+            None if persistent.is_dir() => Self {
+                path: persistent.to_owned(),
+                persistent: true,
+            },
+            None => Self {
+                path: PathBuf::from("data"),
+                persistent: false,
+            },
+        }
     }
 }
 

@@ -293,14 +293,20 @@ async fn save(
     }))
 }
 
+impl FeedbackApi {
+    /// The answer stored under `id`, read off the async threads.
+    pub async fn read(&self, id: String) -> Result<Option<StoredAnswer>, ApiError> {
+        self.with_store(move |store| store.get(&id)).await
+    }
+}
+
 async fn read(
     State(api): State<Arc<FeedbackApi>>,
     Visitor(visitor): Visitor,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     api.per_minute.admit(visitor)?;
-    let lookup = id.clone();
-    let answer = api.with_store(move |store| store.get(&lookup)).await?;
+    let answer = api.read(id.clone()).await?;
     match answer {
         Some(answer) => Ok(Json(answer).into_response()),
         None => Err(ApiError::NotFound(format!(

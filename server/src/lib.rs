@@ -14,6 +14,7 @@ pub mod feedback_api;
 pub mod hub_cards;
 pub mod inference;
 pub mod isolation;
+pub mod listen;
 pub mod metrics;
 pub mod receipts;
 pub mod remote;
@@ -74,7 +75,7 @@ pub fn router(
         .fallback(file_and_error_handler(shell))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&feedback),
-            limit_stored_answer_reads,
+            read_stored_answer,
         ))
         .layer(CompressionLayer::new())
         .with_state(options);
@@ -97,20 +98,30 @@ fn page_routes() -> Vec<leptos_axum::AxumRouteListing> {
 }
 
 /// Permalink pages read stored answers: they count against the visitor's per-minute limit of
-/// the feedback routes, like `GET /v1/feedback/<id>`.
-async fn limit_stored_answer_reads(
+/// the feedback routes, like `GET /v1/feedback/<id>`, and the answer is read here, off the
+/// async threads, for the page to render (`app::facts::StoredAnswerRead`).
+async fn read_stored_answer(
     axum::extract::State(feedback): axum::extract::State<Arc<feedback_api::FeedbackApi>>,
     client::Visitor(visitor): client::Visitor,
-    request: Request,
+    mut request: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let path = request.uri().path();
-    if path.starts_with(&wire::feedback::permalink(""))
-        && let Err(refusal) = feedback.per_minute.admit(visitor)
-    {
+    let Some(id) = request
+        .uri()
+        .path()
+        .strip_prefix(&wire::feedback::permalink(""))
+        .map(str::to_owned)
+    else {
+        return next.run(request).await;
+    };
+    if let Err(refusal) = feedback.per_minute.admit(visitor) {
         return refusal.into_response();
     }
+    let read = feedback.read(id).await.map_err(|error| error.to_string());
+    request
+        .extensions_mut()
+        .insert(app::facts::StoredAnswerRead(read));
     next.run(request).await
 }
 

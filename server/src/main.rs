@@ -48,6 +48,11 @@ struct Cli {
     /// persistent storage), else ./data.
     #[arg(long, env = "VITRINA_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// A server for a benchmark: requests may send `ignore_eos` (every answer then runs to its
+    /// `max_tokens`, as the benchmarks need). Never on a public Space: any visitor could make
+    /// every answer as long as the limits allow.
+    #[arg(long)]
+    bench: bool,
     /// Serve without the cross-origin isolation headers (COOP/COEP/CORP): the browser model
     /// then runs on one thread and says why. For testing that fallback.
     #[arg(long)]
@@ -97,6 +102,7 @@ async fn main() -> ExitCode {
 /// The start-up, step by step.
 async fn serve(cli: Cli) -> Result<(), Refusal> {
     let mut space = space::load(&cli.config).map_err(|error| Refusal::config(error.to_string()))?;
+    space.limits.allow_ignore_eos = cli.bench;
     if let Some(source) = &cli.browser_model {
         space.browser.model = Some(source.clone());
     }
@@ -115,11 +121,20 @@ async fn serve(cli: Cli) -> Result<(), Refusal> {
             ))
         })?;
     let loading = load_in_background(models, cards_to_fetch(&space), cache);
-    let data_dir = cli
-        .data_dir
-        .clone()
-        .unwrap_or_else(server::feedback::default_data_dir);
+    let data_dir = server::feedback::DataDir::choose(cli.data_dir.clone());
+    if !data_dir.persistent {
+        tracing::warn!(
+            dir = %data_dir.path.display(),
+            "visitors' feedback and the receipts' key are kept in a folder that a Space's container loses at every restart: enable the Space's persistent storage (mounted at /data) or set VITRINA_DATA_DIR to a mounted volume (see README, Feedback that becomes a corpus)"
+        );
+    }
+    let storage = app::facts::StorageFacts {
+        dir: data_dir.path.display().to_string(),
+        persistent: data_dir.persistent,
+    };
+    let data_dir = data_dir.path;
     let facts = Arc::new(Facts {
+        storage,
         inference: loading.inference,
         compare: loading.compare,
         browser_model: loading.browser_model,
@@ -140,13 +155,14 @@ async fn serve(cli: Cli) -> Result<(), Refusal> {
         server::isolation::isolated(app)
     };
     tracing::info!("Vitrina listening on http://{address}");
-    axum::serve(
+    server::listen::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        server::listen::Connections::default(),
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|error| Refusal(1, format!("server stopped: {error}")))
+    .await;
+    Ok(())
 }
 
 fn warn_without_bundle(site_root: &str) {

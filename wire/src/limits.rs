@@ -229,6 +229,14 @@ pub const TOKENS_PER_MINUTE_PER_CLIENT: Bound<u32> = Bound {
 /// once (see the server's `browser_model`): each may read a conversation of `max_input_tokens`.
 pub const REMAKES_AT_ONCE: usize = 4;
 
+/// Connections the server holds open at once; more wait to be accepted. Each costs a task
+/// and a socket, and without a bound enough idle ones exhaust the process's files.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// Seconds a connection may take to send a request's headers: a client that sends them a byte
+/// at a time (slowloris) is let go, rather than holding its connection for ever.
+pub const HEADER_READ_TIMEOUT_S: u64 = 10;
+
 /// The feedback routes' largest request body: a conversation of `max_input_tokens` as JSON is
 /// bounded apart ([`max_body_bytes`]); this is the most any feedback body is read.
 pub const MAX_FEEDBACK_BODY_BYTES: usize = 512 * 1024;

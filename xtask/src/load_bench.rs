@@ -64,6 +64,8 @@ fn start_release_server(model: &str) -> Result<(RunningServer, String)> {
             &port.to_string(),
             "--model",
             model,
+            // Its answers run to ANSWER_TOKENS (`ignore_eos`), which only a bench server takes.
+            "--bench",
         ])
         .arg("--data-dir")
         .arg(&data_dir)

@@ -24,13 +24,18 @@ fn judge_report() -> Result<JudgeReport, String> {
         let readme = std::fs::read_to_string("README.md").ok();
         // The Hub tells a Space its own `owner/name`; elsewhere it is not known.
         let space_id = std::env::var("SPACE_ID").ok();
-        Ok(crate::judge::build_report(
+        let mut report = crate::judge::build_report(
             &space,
             space_id.as_deref(),
             readme.as_deref(),
             facts.models(),
             |kind| facts.fetched_card(kind),
-        ))
+        );
+        let (storage, opened) = facts.storage();
+        report
+            .groups
+            .push(crate::judge::storage_group(&storage, &opened));
+        Ok(report)
     }
     #[cfg(not(feature = "ssr"))]
     Err(super::RENDERED_BY_THE_SERVER.to_owned())

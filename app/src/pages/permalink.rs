@@ -4,7 +4,6 @@
 use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::use_params_map;
 
 use super::api_usage::{curl_command, use_origin};
 use super::chat::platform;
@@ -14,32 +13,28 @@ use crate::markdown;
 use wire::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
 use wire::openai::ChatCompletionRequest;
 
-fn stored_answer(id: &str) -> Result<Option<StoredAnswer>, String> {
+fn stored_answer() -> Result<Option<StoredAnswer>, String> {
     #[cfg(feature = "ssr")]
     {
-        let facts = use_context::<std::sync::Arc<dyn crate::facts::ServerFacts>>()
-            .ok_or("the server provides no storage")?;
-        facts.answer(id)
+        use_context::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<crate::facts::StoredAnswerRead>().cloned())
+            .ok_or("the server read no stored answer for this page")?
+            .0
     }
     #[cfg(not(feature = "ssr"))]
-    {
-        let _ = id;
-        Err(super::RENDERED_BY_THE_SERVER.to_owned())
-    }
+    Err(super::RENDERED_BY_THE_SERVER.to_owned())
 }
 
 #[component]
 pub fn PermalinkPage() -> impl IntoView {
     let strings = use_strings();
-    let params = use_params_map();
-    let id = params.with_untracked(|params| params.get("id").unwrap_or_default());
     view! {
         <Title text=move || strings().stored_answer />
         <TopBar />
         <main id="contenido" class="page permalink-page">
             <p class="eyebrow"><a href="/">{move || strings().back_to_project}</a></p>
             <h1>{move || strings().stored_answer}</h1>
-            {loaded(stored_answer(&id), move |answer| match answer {
+            {loaded(stored_answer(), move |answer| match answer {
                 Some(answer) => Either::Left(view! { <Answer answer /> }),
                 None => Either::Right(view! { <p role="alert">{move || strings().answer_not_found}</p> }),
             })}
@@ -125,7 +120,40 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
             .map(|(label, value)| view! { <tr><th scope="row">{*label}</th><td>{value}</td></tr> })
             .collect_view()
     };
+    // What the model read before the question: the system prompt (the Space's or the
+    // visitor's own) and the earlier turns, without which the answer may not be understood.
+    let earlier: Vec<_> = report
+        .messages
+        .split_last()
+        .map(|(_, earlier)| earlier.to_vec())
+        .unwrap_or_default();
+    let earlier = (!earlier.is_empty()).then(|| {
+        let turns = earlier
+            .into_iter()
+            .map(|message| {
+                let role = message.role.clone();
+                let label = move || match role.as_str() {
+                    "system" => strings().system_prompt,
+                    "assistant" => strings().model,
+                    _ => strings().you,
+                };
+                view! {
+                    <div class="turn" data-role=message.role.clone()>
+                        <p class="who">{label}</p>
+                        <p class="bubble">{message.content}</p>
+                    </div>
+                }
+            })
+            .collect_view();
+        view! {
+            <section class="section earlier-turns">
+                <h2>{move || strings().earlier_turns}</h2>
+                {turns}
+            </section>
+        }
+    });
     view! {
+        {earlier}
         <section class="section">
             <h2>{move || strings().question}</h2>
             <p class="question">{report.pregunta}</p>

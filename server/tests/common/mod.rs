@@ -78,14 +78,12 @@ pub async fn serve(api: Arc<Api>) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let app = server::api::routes(api);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(server::listen::serve(
+        listener,
+        app,
+        server::listen::Connections::default(),
+        std::future::pending(),
+    ));
     address
 }
 
@@ -117,6 +115,10 @@ pub fn facts(
         remote_model: None,
         store,
         receipts,
+        storage: app::facts::StorageFacts {
+            dir: "(the test's own)".into(),
+            persistent: true,
+        },
         cards: Default::default(),
     })
 }

@@ -340,14 +340,30 @@ mod imp {
         }
     }
 
-    /// A fresh random seed, small enough for JavaScript's numbers to carry exactly.
-    pub fn random_seed() -> u64 {
-        (js_sys::Math::random() * 4_294_967_296.0) as u64
+    /// Bytes from the browser's cryptographic generator. Not `Math.random()`: its state can be
+    /// worked out from a few of its outputs, and seeds are published beside each stored answer,
+    /// so the secret key that edits a rating could be predicted from them.
+    fn random_bytes<const N: usize>() -> [u8; N] {
+        let mut bytes = [0u8; N];
+        let filled = web_sys::window()
+            .and_then(|window| window.crypto().ok())
+            .and_then(|crypto| crypto.get_random_values_with_u8_array(&mut bytes).ok());
+        // Every browser that runs this bundle has it; without it no key is made at all.
+        filled.expect("the browser's crypto.getRandomValues");
+        bytes
     }
 
-    /// A random id for conversations, questions and answers (16 hex digits).
+    /// A fresh random seed, small enough for JavaScript's numbers to carry exactly.
+    pub fn random_seed() -> u64 {
+        u64::from(u32::from_le_bytes(random_bytes()))
+    }
+
+    /// A random id for conversations, questions and answers (32 hex digits, 128 bits).
     pub fn random_key() -> String {
-        format!("{:08x}{:08x}", random_seed(), random_seed())
+        random_bytes::<16>()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 
     /// Posts `body` to the chat API and hands each event of the answer to `on_event`. A stop
