@@ -300,21 +300,30 @@ impl ChatModel {
     /// answer, the text it makes ready (often empty: a character or a possible stop string may
     /// be incomplete), or `None` once it has ended.
     pub fn step(&mut self, answers: &mut [&mut Answer]) -> Result<Vec<Option<String>>> {
+        let decoding = answers
+            .iter()
+            .any(|answer| answer.running() && !answer.reading_prompt());
+        let prompt_budget = if decoding {
+            PROMPT_CHUNK_BESIDE_ANSWERS
+        } else {
+            PROMPT_CHUNK_ALONE
+        };
+        self.step_reading(answers, prompt_budget)
+    }
+
+    /// [`ChatModel::step`], reading at most `prompt_budget` prompt tokens in it: a caller that
+    /// must be able to stop between steps soon (work that yields to others) takes smaller ones.
+    pub fn step_reading(
+        &mut self,
+        answers: &mut [&mut Answer],
+        mut prompt_budget: usize,
+    ) -> Result<Vec<Option<String>>> {
         let mut pieces: Vec<Option<String>> = vec![None; answers.len()];
         for (piece, answer) in pieces.iter_mut().zip(answers.iter_mut()) {
             if answer.finish_reason.is_none() && answer.generated.len() >= answer.max_tokens {
                 *piece = Some(answer.end(FinishReason::Length));
             }
         }
-        let decoding = answers
-            .iter()
-            .filter(|answer| answer.running() && !answer.reading_prompt())
-            .count();
-        let mut prompt_budget = if decoding > 0 {
-            PROMPT_CHUNK_BESIDE_ANSWERS
-        } else {
-            PROMPT_CHUNK_ALONE
-        };
         let batch = self.model.max_batch();
         let mut inputs: Vec<(usize, Vec<u32>, bool)> = Vec::new();
         for (index, answer) in answers.iter().enumerate() {

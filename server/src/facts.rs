@@ -99,5 +99,4 @@ impl ServerFacts for Facts {
         let opened = self.store.as_ref().map(drop).map_err(Clone::clone);
         (self.storage.clone(), opened)
     }
-
 }

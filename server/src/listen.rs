@@ -68,7 +68,9 @@ pub async fn serve(
         let service = tower::ServiceExt::map_request(
             app.clone(),
             move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(peer));
                 request
             },
         );

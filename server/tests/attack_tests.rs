@@ -481,8 +481,8 @@ fn special_tokens_a_visitor_writes_do_not_open_a_turn() {
 }
 
 /// The chat API and the feedback routes of one Space, on one port, with a feedback database in
-/// `dir`; returns its address.
-async fn serve_with_feedback(dir: &std::path::Path) -> SocketAddr {
+/// `dir`, its exports behind `ADMIN_TOKEN`; returns its address.
+async fn serve_with_feedback(dir: &std::path::Path, limits: Limits) -> SocketAddr {
     let receipts = Arc::new(server::receipts::Receipts::open(dir));
     let browser_model = common::browser_smollm2();
     browser_model.fetch();
@@ -498,34 +498,34 @@ async fn serve_with_feedback(dir: &std::path::Path) -> SocketAddr {
         Arc::clone(&SMOLLM2),
         None,
         ChatDefaults::default(),
-        roomy_limits(),
+        limits.clone(),
         &space::ServerBackend::Local,
         receipts,
     );
     let feedback = Arc::new(server::feedback_api::FeedbackApi {
         facts,
-        admin_token: None,
+        admin_token: Some(ADMIN_TOKEN.into()),
         idioma: "es".into(),
         trusted_proxies: roomy_limits().trusted_proxies,
         per_minute: server::client::PerMinute::new(20),
         dpo_pairs_per_question: 16,
         line: chat.scheduler(),
-        limits: roomy_limits(),
+        limits,
         chat: ChatDefaults::default(),
     });
     let app = server::api::routes(chat).merge(server::feedback_api::routes(feedback));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    tokio::spawn(server::listen::serve(
+        listener,
+        app,
+        server::listen::Connections::default(),
+        std::future::pending(),
+    ));
     address
 }
+
+const ADMIN_TOKEN: &str = "token-del-equipo";
 
 async fn send_feedback(
     http: &reqwest::Client,
@@ -549,7 +549,7 @@ fn feedback_is_stored_only_for_answers_this_space_gave_and_only_their_visitor_ed
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     RUNTIME.block_on(async {
-        let address = serve_with_feedback(dir.path()).await;
+        let address = serve_with_feedback(dir.path(), roomy_limits()).await;
         let http = reqwest::Client::new();
         // The counts are the shared model's, which the other tests' refusals add to.
         let reasons = ["no_receipt", "forged_answer", "replayed_receipt"];
@@ -615,7 +615,7 @@ fn an_answer_said_to_come_from_the_browser_is_stored_only_if_its_model_writes_it
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     RUNTIME.block_on(async {
-        let address = serve_with_feedback(dir.path()).await;
+        let address = serve_with_feedback(dir.path(), roomy_limits()).await;
         let http = reqwest::Client::new();
         let not_remade_before = metric(&http, address, &refusals("not_remade")).await;
         let honest: wire::feedback::AnswerReport = serde_json::from_value(json!({
@@ -716,5 +716,137 @@ fn a_kept_model_file_that_was_altered_is_fetched_anew_before_it_answers() {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+    });
+}
+
+/// A conversation of about `tokens` SmolLM2 tokens (Spanish prose), as one user message.
+fn conversation_of(tokens: usize) -> String {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../engine/tests/data/texto_es.txt"
+    ))
+    .unwrap();
+    let prompter = SMOLLM2.prompter().unwrap();
+    let mut content = String::new();
+    for piece in text.split_inclusive(' ').cycle() {
+        content.push_str(piece);
+        if content.len() % 64 < piece.len()
+            && prompter.tokenizer.encode(&content).unwrap().len() >= tokens
+        {
+            return content;
+        }
+    }
+    unreachable!("the text cycles")
+}
+
+/// A feedback report that says the browser wrote `answer` to `content`.
+fn browser_report(number: usize, content: &str, answer: &str) -> Value {
+    json!({
+        "answer_key": format!("clave-rehacer-{number:04}"), "conversation": format!("conversacion-r{number:04}"),
+        "turn_key": format!("turno-r{number:04}"),
+        "messages": [{"role": "user", "content": content}],
+        "pregunta": content, "respuesta": answer, "rating": "up",
+        "provenance": {"backend": "browser", "temperature": 0, "top_p": 1, "max_tokens": 64, "seed": 1},
+    })
+}
+
+#[test]
+fn twenty_remakes_of_maximal_conversations_are_bounded_and_yield_to_a_visitor_chatting() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    // A Space that reads conversations of 1024 tokens at most: the test's remakes take half
+    // as long as at the default 2048, and a visitor waits for the same steps.
+    let limits = Limits {
+        max_input_tokens: 1024,
+        ..roomy_limits()
+    };
+    RUNTIME.block_on(async {
+        let address = serve_with_feedback(dir.path(), limits.clone()).await;
+        let http = reqwest::Client::new();
+        let mut unloaded = Vec::new();
+        for _ in 0..3 {
+            unloaded.push(first_token(&http, address, "198.51.100.20").await);
+        }
+        unloaded.sort_by(f64::total_cmp);
+        let unloaded = unloaded[1];
+        // As long as the model's context allows, which a remake used to read whatever the chat's
+        // limits: refused once tokenised, before the model reads any of it.
+        let beyond_the_limits = conversation_of(3_000);
+        let (status, body) = send_feedback(
+            &http,
+            address,
+            "203.0.113.99",
+            &browser_report(99, &beyond_the_limits, "Hola"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            error_message(&body).contains("limits.max_input_tokens is 1024"),
+            "{body}"
+        );
+        // Twenty as long as `max_input_tokens` allows: the answer is the attacker's own words, so
+        // each remake reads the whole conversation first.
+        let at_the_limits = conversation_of(limits.max_input_tokens - 100);
+        let flood: Vec<_> = (0..20)
+            .map(|number| {
+                let report = browser_report(
+                    number,
+                    &at_the_limits,
+                    "Esto lo escribió el navegador, seguro.",
+                );
+                let http = http.clone();
+                tokio::spawn(async move {
+                    send_feedback(
+                        &http,
+                        address,
+                        &format!("203.0.113.{}", 100 + number),
+                        &report,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        // The visitor asks while the remakes run.
+        while SMOLLM2
+            .metrics
+            .refusals
+            .get_or_create(&server::metrics::ReasonLabel {
+                reason: "remakes_busy",
+            })
+            .get()
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut loaded = Vec::new();
+        for _ in 0..3 {
+            loaded.push(first_token(&http, address, "198.51.100.20").await);
+        }
+        let mut statuses = Vec::new();
+        for post in flood {
+            let (status, body) = post.await.unwrap();
+            statuses.push(status);
+            let expected = match status {
+                StatusCode::TOO_MANY_REQUESTS => "already checking other answers",
+                StatusCode::FORBIDDEN => "not made by the browser model",
+                other => panic!("{other}: {body}"),
+            };
+            assert!(error_message(&body).contains(expected), "{status}: {body}");
+        }
+        // Four places at once: most are told to come back, the others are made again (and
+        // found not to be the model's).
+        let count =
+            |wanted: StatusCode| statuses.iter().filter(|status| **status == wanted).count();
+        assert!(count(StatusCode::TOO_MANY_REQUESTS) >= 10, "{statuses:?}");
+        assert!(
+            count(StatusCode::FORBIDDEN) >= 1,
+            "no remake ran: {statuses:?}"
+        );
+        let worst = loaded.iter().copied().fold(0.0, f64::max);
+        println!("20 remakes: first token {loaded:?} s, unloaded {unloaded:.3} s");
+        assert!(
+            worst <= 3.0 * unloaded,
+            "first token {worst:.3} s while remakes ran, {unloaded:.3} s without"
+        );
     });
 }

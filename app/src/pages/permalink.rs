@@ -17,7 +17,12 @@ fn stored_answer() -> Result<Option<StoredAnswer>, String> {
     #[cfg(feature = "ssr")]
     {
         use_context::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<crate::facts::StoredAnswerRead>().cloned())
+            .and_then(|parts| {
+                parts
+                    .extensions
+                    .get::<crate::facts::StoredAnswerRead>()
+                    .cloned()
+            })
             .ok_or("the server read no stored answer for this page")?
             .0
     }
