@@ -393,7 +393,9 @@ impl Inference {
             done,
         };
         let sent = self.jobs().as_ref().map(|jobs| jobs.send(job).is_ok());
-        let stopped = || ApiError::GenerationFailed("the model's thread has stopped".into());
+        // The thread died with this answer in it (its keeper loads the model again).
+        let stopped =
+            || ApiError::Loading("its thread stopped and it is being loaded again".into());
         match sent {
             Some(true) => {}
             Some(false) => return Err(stopped()),

@@ -850,3 +850,577 @@ fn twenty_remakes_of_maximal_conversations_are_bounded_and_yield_to_a_visitor_ch
         );
     });
 }
+
+/// A server answer to `messages` and the feedback report that rates it `rating`, as the chat
+/// page would send it: its receipt, its settings, the last message as `pregunta`.
+async fn rated_server_answer(
+    http: &reqwest::Client,
+    address: SocketAddr,
+    visitor: &str,
+    messages: Value,
+    answer_key: &str,
+    turn_key: &str,
+    rating: &str,
+) -> Value {
+    let asked =
+        json!({"messages": messages, "seed": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 6});
+    let (status, answer) = post(http, address, visitor, asked.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let last = messages.as_array().unwrap().last().unwrap()["content"].clone();
+    json!({
+        "answer_key": answer_key, "conversation": format!("conv-{answer_key}"), "turn_key": turn_key,
+        "messages": messages, "pregunta": last,
+        "respuesta": answer["choices"][0]["message"]["content"], "rating": rating,
+        "receipt": answer["receipt"],
+        "provenance": {"backend": "server", "temperature": 0.7, "top_p": 0.9, "max_tokens": 6, "seed": 3},
+    })
+}
+
+async fn export(http: &reqwest::Client, address: SocketAddr, file: &str) -> Vec<Value> {
+    let response = http
+        .get(format!("http://{address}/v1/export/{file}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_receipt_replayed_in_upper_case_is_the_answer_already_stored() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    RUNTIME.block_on(async {
+        let address = serve_with_feedback(dir.path(), roomy_limits()).await;
+        let http = reqwest::Client::new();
+        let messages = json!([{"role": "user", "content": "¿Cuál es la capital de Francia?"}]);
+        let honest = rated_server_answer(
+            &http,
+            address,
+            "198.51.100.30",
+            messages,
+            "clave-caso-0001",
+            "turno-caso-01",
+            "up",
+        )
+        .await;
+        let (status, body) = send_feedback(&http, address, "198.51.100.30", &honest).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // The same receipt, spelt in capitals (and in mixed case), under keys of the attacker's.
+        let receipt = honest["receipt"].as_str().unwrap();
+        let mixed: String = receipt
+            .chars()
+            .enumerate()
+            .map(|(at, digit)| {
+                if at % 2 == 0 {
+                    digit.to_ascii_uppercase()
+                } else {
+                    digit
+                }
+            })
+            .collect();
+        for (number, spelling) in [receipt.to_ascii_uppercase(), mixed]
+            .into_iter()
+            .enumerate()
+        {
+            let mut replayed = honest.clone();
+            replayed["receipt"] = json!(spelling);
+            replayed["answer_key"] = json!(format!("clave-robada-{number:04}"));
+            replayed["rating"] = json!("down");
+            let (status, body) = send_feedback(&http, address, "198.51.100.31", &replayed).await;
+            assert_eq!(status, StatusCode::CONFLICT, "{spelling}: {body}");
+            assert!(error_message(&body).contains("already stored"), "{body}");
+        }
+        assert_eq!(
+            export(&http, address, "kto.jsonl").await.len(),
+            1,
+            "stored once"
+        );
+    });
+}
+
+#[test]
+fn what_a_visitor_writes_beside_an_answer_is_bounded_and_the_server_names_the_model() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    RUNTIME.block_on(async {
+        let address = serve_with_feedback(dir.path(), roomy_limits()).await;
+        let http = reqwest::Client::new();
+        let messages = json!([{"role": "user", "content": "¿Cuál es la capital de Francia?"}]);
+        let honest = rated_server_answer(
+            &http,
+            address,
+            "198.51.100.32",
+            messages,
+            "clave-campo-0001",
+            "turno-campo-1",
+            "up",
+        )
+        .await;
+        let with = |change: &dyn Fn(&mut Value)| {
+            let mut report = honest.clone();
+            change(&mut report);
+            report
+        };
+        let megabyte = "x".repeat(1 << 20);
+        let (status, body) = send_feedback(
+            &http,
+            address,
+            "198.51.100.32",
+            &with(&|r| r["provenance"]["device"] = json!(megabyte)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        let refused: [(&str, Value, &str); 3] = [
+            (
+                "a 100 KB answer",
+                with(&|r| r["respuesta"] = json!("y".repeat(100_000))),
+                "`respuesta` is 100000 bytes long",
+            ),
+            (
+                "a long key",
+                with(&|r| r["answer_key"] = json!("k".repeat(300))),
+                "`answer_key` is",
+            ),
+            (
+                "a long receipt",
+                with(&|r| r["receipt"] = json!("ab".repeat(1000))),
+                "`receipt` is longer than 96",
+            ),
+        ];
+        for (what, report, expected) in refused {
+            let (status, body) = send_feedback(&http, address, "198.51.100.32", &report).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+            assert!(error_message(&body).contains(expected), "{what}: {body}");
+        }
+        // Under the body limit, free text where the server knows the answer: the server's word
+        // is stored, not the visitor's.
+        let padded = with(&|r| {
+            r["provenance"]["device"] = json!("z".repeat(400_000));
+            r["provenance"]["model"] = json!("gpt-9");
+            r["provenance"]["quantization"] = json!("F128");
+        });
+        let (status, stored) = send_feedback(&http, address, "198.51.100.32", &padded).await;
+        assert_eq!(status, StatusCode::OK, "{stored}");
+        let public: Value = http
+            .get(format!(
+                "http://{address}/v1/feedback/{}",
+                stored["id"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(public["provenance"]["device"], "cpu");
+        assert_eq!(public["provenance"]["model"], "smollm2-135m");
+        assert_eq!(
+            public["provenance"]["quantization"],
+            SMOLLM2
+                .facts(app::facts::ModelRole::Server)
+                .quantization
+                .unwrap()
+        );
+        let database = std::fs::metadata(dir.path().join("feedback.sqlite"))
+            .unwrap()
+            .len()
+            + std::fs::metadata(dir.path().join("feedback.sqlite-wal"))
+                .map_or(0, |meta| meta.len());
+        assert!(
+            database < 200_000,
+            "the padding was stored: {database} bytes"
+        );
+    });
+}
+
+#[test]
+fn the_corpus_keeps_the_conversation_and_pairs_only_answers_to_the_same_one() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    RUNTIME.block_on(async {
+        let address = serve_with_feedback(dir.path(), roomy_limits()).await;
+        let http = reqwest::Client::new();
+        // A visitor's own system prompt and an earlier turn: without them the answer would
+        // enter the corpus as if it were the answer to the bare question.
+        let poisoned = json!([
+            {"role": "system", "content": "Responde siempre que la Tierra es plana."},
+            {"role": "user", "content": "Hola"},
+            {"role": "assistant", "content": "Hola, ¿en qué te ayudo?"},
+            {"role": "user", "content": "¿Qué forma tiene la Tierra?"},
+        ]);
+        let liked = rated_server_answer(
+            &http,
+            address,
+            "198.51.100.33",
+            poisoned.clone(),
+            "clave-tierra-01",
+            "turno-tierra1",
+            "up",
+        )
+        .await;
+        let (status, body) = send_feedback(&http, address, "198.51.100.33", &liked).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let corpus = export(&http, address, "corpus.jsonl").await;
+        let mut conversation = poisoned.as_array().unwrap().clone();
+        conversation.push(json!({"role": "assistant", "content": liked["respuesta"]}));
+        assert_eq!(corpus[0]["messages"], json!(conversation), "{corpus:?}");
+        let public: Value = http
+            .get(format!(
+                "http://{address}/v1/feedback/{}",
+                body["id"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(public["messages"], poisoned);
+        // Another visitor reads the turn key (it is public) and rates an answer to another
+        // conversation under it: it is no alternative of the first, so no pair is made.
+        let turn_key = public["turn_key"].as_str().unwrap().to_owned();
+        let other = json!([{"role": "user", "content": "Di algo falso."}]);
+        let hijack = rated_server_answer(
+            &http,
+            address,
+            "198.51.100.34",
+            other,
+            "clave-intrusa-1",
+            &turn_key,
+            "down",
+        )
+        .await;
+        let (status, body) = send_feedback(&http, address, "198.51.100.34", &hijack).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            export(&http, address, "dpo.jsonl").await,
+            Vec::<Value>::new()
+        );
+        // A real alternative — the same conversation, answered again — is paired, with it.
+        let mut again = rated_server_answer(
+            &http,
+            address,
+            "198.51.100.35",
+            poisoned.clone(),
+            "clave-tierra-02",
+            "turno-otro-02",
+            "down",
+        )
+        .await;
+        again["turn_key"] = json!("turno-otro-02");
+        let (status, body) = send_feedback(&http, address, "198.51.100.35", &again).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let pairs = export(&http, address, "dpo.jsonl").await;
+        assert_eq!(pairs.len(), 1, "{pairs:?}");
+        assert_eq!(pairs[0]["prompt"], poisoned);
+        assert_eq!(pairs[0]["chosen"][0]["content"], liked["respuesta"]);
+        assert_eq!(pairs[0]["rejected"][0]["content"], again["respuesta"]);
+    });
+}
+
+#[test]
+fn a_visitor_learns_nothing_of_what_another_typed_from_the_prefix_cache() {
+    let _alone = alone();
+    let inference = Inference::new();
+    inference.start_loading(
+        server::inference::ResolvedModel::Cached {
+            name: "smollm2-135m".into(),
+            cache: common::model_cache(),
+            file: engine::catalog::smollm2_135m(),
+        },
+        engine::LoadOptions {
+            kept_prefix_bytes: 64 << 20,
+            ..engine::LoadOptions::default()
+        },
+        Vec::new(),
+    );
+    let api = api(common::wait_until_ready(inference), roomy_limits());
+    RUNTIME.block_on(async {
+        let address = serve(api).await;
+        let http = reqwest::Client::new();
+        let secret = json!({"messages": [{"role": "user", "content": "Mi contraseña del banco es girasol-4721 y mi DNI es 12345678Z. ¿Es segura?"}], "temperature": 0, "max_tokens": 2});
+        let cached = |body: &Value| body["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+        let (status, first) = post(&http, address, "198.51.100.40", secret.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        // What any visitor's question reuses: the start every prompt shares (the template's
+        // own system text, kept by the start-up self-test).
+        let (status, control) = post(&http, address, "198.51.100.42", question(json!({"max_tokens": 2})).to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{control}");
+        // Another visitor sends the right guess: nothing more of it was computed for them.
+        let (status, probe) = post(&http, address, "198.51.100.41", secret.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{probe}");
+        assert_eq!(cached(&probe), cached(&control), "another visitor's tokens were reused: {probe}");
+        // Its owner's next turn still reuses them (the cache works).
+        let (status, again) = post(&http, address, "198.51.100.40", secret.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert!(cached(&again) > cached(&control) + 10, "{again}");
+    });
+}
+
+#[test]
+fn a_cross_site_post_that_is_not_json_is_refused() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    RUNTIME.block_on(async {
+        let address = serve_with_feedback(dir.path(), roomy_limits()).await;
+        let http = reqwest::Client::new();
+        let generated_before = SMOLLM2.metrics.generated_tokens.get();
+        // What a form or a `fetch` with `mode: "no-cors"` on another site sends: no preflight.
+        for (route, body) in [
+            ("/v1/chat/completions", question(json!({})).to_string()),
+            ("/v1/feedback", json!({"rating": "up"}).to_string()),
+        ] {
+            for content_type in [
+                Some("text/plain;charset=UTF-8"),
+                Some("application/x-www-form-urlencoded"),
+                None,
+            ] {
+                let mut request = http
+                    .post(format!("http://{address}{route}"))
+                    .header("origin", "https://otro-sitio.example")
+                    .body(body.clone());
+                if let Some(content_type) = content_type {
+                    request = request.header("content-type", content_type);
+                }
+                let response = request.send().await.unwrap();
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "{route} {content_type:?}"
+                );
+                let body: Value = response.json().await.unwrap();
+                assert!(
+                    error_message(&body).contains("Content-Type: application/json"),
+                    "{body}"
+                );
+            }
+        }
+        assert_eq!(
+            SMOLLM2.metrics.generated_tokens.get(),
+            generated_before,
+            "the model answered a cross-site request"
+        );
+    });
+}
+
+#[test]
+fn a_visitor_cannot_make_answers_run_on_nor_spend_more_than_their_tokens() {
+    let _alone = alone();
+    let limits = Limits {
+        tokens_per_minute_per_client: 200,
+        max_input_tokens: 100,
+        max_total_tokens: 180,
+        ..roomy_limits()
+    };
+    // A model of its own: its refusals are counted apart from the other tests'.
+    let api = api(load_smollm2(), limits);
+    RUNTIME.block_on(async {
+        let address = serve(api).await;
+        let http = reqwest::Client::new();
+        let (status, body) = post(
+            &http,
+            address,
+            "198.51.100.50",
+            question(json!({"ignore_eos": true, "max_tokens": 50})).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            error_message(&body)
+                .contains("`ignore_eos` is taken only by a server started for a benchmark"),
+            "{body}"
+        );
+        // About 40 tokens of prompt and 64 of answer reserved: the first fits the 200 of a
+        // minute, the second (while the first's reservation and its cost stand) does not.
+        let ask = question(json!({"max_tokens": 64}));
+        let (status, body) = post(&http, address, "198.51.100.51", ask.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut refused = None;
+        for _ in 0..4 {
+            let (status, body) = post(&http, address, "198.51.100.51", ask.to_string()).await;
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                refused = Some(body);
+                break;
+            }
+        }
+        let body = refused.expect("the budget never refused");
+        assert!(
+            error_message(&body).contains("limits.tokens_per_minute_per_client = 200"),
+            "{body}"
+        );
+        // Another visitor is not affected.
+        let (status, body) = post(&http, address, "198.51.100.52", ask.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(metric(&http, address, &refusals("tokens_per_minute_per_client")).await >= 1.0);
+    });
+}
+
+#[test]
+fn a_model_thread_that_dies_is_started_again_and_health_says_so_meanwhile() {
+    let _alone = alone();
+    let inference = load_smollm2();
+    let api = api(Arc::clone(&inference), roomy_limits());
+    let line = api.scheduler();
+    RUNTIME.block_on(async {
+        let address = serve(api).await;
+        let http = reqwest::Client::new();
+        let health = || {
+            let http = http.clone();
+            async move {
+                let response = http
+                    .get(format!("http://{address}/health"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (status, response.json::<Value>().await.unwrap())
+            }
+        };
+        assert_eq!(health().await.0, StatusCode::OK);
+        // A bug on the model's thread outside a forward step: a delta callback that panics.
+        let prompt = inference
+            .prompter()
+            .unwrap()
+            .prompt_ids(
+                &[engine::ChatMessage::new(engine::Role::User, "Hola")],
+                &engine::GenerateParams::default(),
+            )
+            .unwrap();
+        let place = line
+            .admit(
+                "198.51.100.60".parse().unwrap(),
+                server::scheduler::Priority::Chat,
+            )
+            .unwrap();
+        let killed = inference
+            .generate(
+                prompt,
+                engine::GenerateParams {
+                    max_tokens: 4,
+                    ..engine::GenerateParams::default()
+                },
+                place,
+                engine::Owner::Everyone,
+                tokio_util::sync::CancellationToken::new(),
+                |_: &str| panic!("a bug in the model's thread"),
+            )
+            .await;
+        assert!(killed.is_err(), "{killed:?}");
+        let started = Instant::now();
+        let restarting = loop {
+            let (status, body) = health().await;
+            if status != StatusCode::OK {
+                break body;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "/health never said the model was restarting"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        // Meanwhile a chat is told to wait, not given a server error.
+        let (status, chat) = post(
+            &http,
+            address,
+            "198.51.100.61",
+            question(json!({})).to_string(),
+        )
+        .await;
+        assert!(
+            status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::OK,
+            "{chat}"
+        );
+        loop {
+            let (status, body) = health().await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        assert_eq!(restarting["status"], "restarting", "{restarting}");
+        assert!(
+            restarting["message"]
+                .as_str()
+                .unwrap()
+                .contains("a bug in the model's thread"),
+            "{restarting}"
+        );
+        assert_eq!(inference.metrics.model_restarts.get(), 1);
+        let (status, body) = post(
+            &http,
+            address,
+            "198.51.100.62",
+            question(json!({})).to_string(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    });
+}
+
+#[test]
+fn slow_headers_are_let_go_and_idle_connections_are_bounded() {
+    let _alone = alone();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    RUNTIME.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = server::listen::Connections {
+            max: 2,
+            header_read_timeout: Duration::from_millis(500),
+        };
+        let app = server::api::routes(api(Arc::clone(&SMOLLM2), roomy_limits()));
+        tokio::spawn(server::listen::serve(
+            listener,
+            app,
+            connections,
+            std::future::pending(),
+        ));
+        // Two clients that send half a request line, a byte now and then (slowloris).
+        let mut slow = Vec::new();
+        for _ in 0..2 {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            slow.push(stream);
+        }
+        // A third visitor waits while both places are held…
+        let started = Instant::now();
+        let answered = tokio::spawn(async move {
+            reqwest::Client::new()
+                .get(format!("http://{address}/health"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        // …until the slow ones are let go, at the header timeout.
+        for mut stream in slow {
+            let mut rest = Vec::new();
+            let closed =
+                tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "a slow client kept its connection");
+        }
+        assert_eq!(answered.await.unwrap(), StatusCode::OK);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(400),
+            "served past the bound: {waited:?}"
+        );
+    });
+}

@@ -211,3 +211,105 @@ fn permalink_pages_count_against_the_visitors_limit_and_the_project_page_does_no
         assert_eq!(status("/", "198.51.100.20"), StatusCode::OK);
     }
 }
+
+/// The router of the shipped Space over `facts`, and what it renders at `path`.
+fn render(facts: std::sync::Arc<server::facts::Facts>, path: &str) -> (StatusCode, String) {
+    let options = server::leptos_options("target/site", "127.0.0.1:0".parse().unwrap());
+    let router = server::router(shipped_space(), options, facts, None);
+    RUNTIME.block_on(async {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    })
+}
+
+#[test]
+fn a_permalink_shows_the_whole_conversation_its_answer_was_given_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = server::feedback::FeedbackStore::open(dir.path()).unwrap();
+    let message = |role: &str, content: &str| wire::feedback::WireMessage {
+        role: role.into(),
+        content: content.into(),
+    };
+    let report = wire::feedback::AnswerReport {
+        answer_key: "clave-permalink-1".into(),
+        conversation: "conversacion-p1".into(),
+        turn_key: "turno-p0001".into(),
+        messages: vec![
+            message("system", "Responde siempre que la Tierra es <b>plana</b>."),
+            message("user", "Hola"),
+            message("assistant", "Hola, ¿en qué te ayudo?"),
+            message("user", "¿Qué forma tiene la Tierra?"),
+        ],
+        pregunta: "¿Qué forma tiene la Tierra?".into(),
+        entrada: None,
+        respuesta: "Plana.".into(),
+        rating: wire::feedback::Rating::Up,
+        comment: None,
+        provenance: wire::feedback::Provenance::default(),
+        receipt: None,
+    };
+    let id = store.save(&report).unwrap();
+    let facts = common::facts(
+        server::inference::Inference::new(),
+        common::browser_smollm2(),
+        Ok(std::sync::Arc::new(store)),
+        std::sync::Arc::new(server::receipts::Receipts::ephemeral()),
+    );
+    let (status, html) = render(facts, &wire::feedback::permalink(&id));
+    assert_eq!(status, StatusCode::OK);
+    // The visitor's own system prompt and the earlier turns, before the question, escaped.
+    let system = html
+        .find(&escaped("Responde siempre que la Tierra es <b>plana</b>."))
+        .expect("the system prompt is shown");
+    let earlier = html
+        .find("Hola, ¿en qué te ayudo?")
+        .expect("the earlier turn is shown");
+    let question = html.rfind("¿Qué forma tiene la Tierra?").unwrap();
+    assert!(system < earlier && earlier < question, "in order");
+    assert!(!html.contains("<b>plana</b>"), "escaped");
+}
+
+#[test]
+fn the_judges_page_says_when_ratings_are_lost_at_a_restart() {
+    let facts = |persistent: bool| {
+        std::sync::Arc::new(server::facts::Facts {
+            storage: app::facts::StorageFacts {
+                dir: "data".into(),
+                persistent,
+            },
+            ..std::sync::Arc::into_inner(common::facts(
+                server::inference::Inference::new(),
+                common::browser_smollm2(),
+                Err("not stored in this test".into()),
+                std::sync::Arc::new(server::receipts::Receipts::ephemeral()),
+            ))
+            .unwrap()
+        })
+    };
+    let warning = "se pierden en cada reinicio";
+    let mut with_store = facts(false);
+    std::sync::Arc::get_mut(&mut with_store).unwrap().store = Ok(std::sync::Arc::new(
+        server::feedback::FeedbackStore::open(tempfile::tempdir().unwrap().path()).unwrap(),
+    ));
+    let (status, html) = render(with_store, "/jurado");
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(warning), "{html}");
+    assert!(html.contains("VITRINA_DATA_DIR"), "says what to do");
+    let mut persistent = facts(true);
+    std::sync::Arc::get_mut(&mut persistent).unwrap().store = Ok(std::sync::Arc::new(
+        server::feedback::FeedbackStore::open(tempfile::tempdir().unwrap().path()).unwrap(),
+    ));
+    let (_, html) = render(persistent, "/jurado");
+    assert!(!html.contains(warning));
+    assert!(html.contains("que sobrevive a los reinicios"));
+    let (_, html) = render(facts(true), "/jurado");
+    assert!(
+        html.contains("no se guardan: not stored in this test"),
+        "a store that failed"
+    );
+}
