@@ -74,7 +74,10 @@ def test_dpo_export_loads_with_datasets(rated_question, tmp_path):
     question, (liked, disliked) = rated_question
     pairs = datasets.load_dataset("json", data_files=export("dpo", tmp_path), split="train")
     assert pairs.column_names == ["prompt", "chosen", "rejected"]
-    assert {"prompt": question, "chosen": liked, "rejected": disliked} in list(pairs)
+    prompt = [{"role": "user", "content": question}]
+    chosen = [{"role": "assistant", "content": liked}]
+    rejected = [{"role": "assistant", "content": disliked}]
+    assert {"prompt": prompt, "chosen": chosen, "rejected": rejected} in list(pairs)
 
 
 def test_kto_export_loads_with_datasets(rated_question, tmp_path):
@@ -83,5 +86,7 @@ def test_kto_export_loads_with_datasets(rated_question, tmp_path):
     assert rated.column_names == ["prompt", "completion", "label"]
     assert rated.features["label"].dtype == "bool"
     rows = list(rated)
-    assert {"prompt": question, "completion": liked, "label": True} in rows
-    assert {"prompt": question, "completion": disliked, "label": False} in rows
+    prompt = [{"role": "user", "content": question}]
+    for answer, label in [(liked, True), (disliked, False)]:
+        completion = [{"role": "assistant", "content": answer}]
+        assert {"prompt": prompt, "completion": completion, "label": label} in rows
