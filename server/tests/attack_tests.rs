@@ -1105,7 +1105,7 @@ fn the_corpus_keeps_the_conversation_and_pairs_only_answers_to_the_same_one() {
             Vec::<Value>::new()
         );
         // A real alternative — the same conversation, answered again — is paired, with it.
-        let mut again = rated_server_answer(
+        let again = rated_server_answer(
             &http,
             address,
             "198.51.100.35",
@@ -1115,7 +1115,6 @@ fn the_corpus_keeps_the_conversation_and_pairs_only_answers_to_the_same_one() {
             "down",
         )
         .await;
-        again["turn_key"] = json!("turno-otro-02");
         let (status, body) = send_feedback(&http, address, "198.51.100.35", &again).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let pairs = export(&http, address, "dpo.jsonl").await;
