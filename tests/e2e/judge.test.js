@@ -106,10 +106,12 @@ test('a liked answer gets a permalink, and with the regenerated one it becomes a
   const dpo = await fetch(`${baseUrl}/v1/export/dpo.jsonl`, { headers: { Authorization: `Bearer ${process.env.VITRINA_ADMIN_TOKEN}` } });
   assert.equal(dpo.status, 200);
   const pairs = (await dpo.text()).trim().split('\n').filter(Boolean).map((line) => JSON.parse(line));
-  const pair = pairs.find((candidate) => candidate.prompt === question);
+  // TRL's conversational form: the whole signed conversation as the prompt, each answer a message.
+  const pair = pairs.find((candidate) => candidate.prompt.at(-1)?.content === question);
   assert.ok(pair, JSON.stringify(pairs));
-  assert.equal(pair.chosen, chosen);
-  assert.equal(pair.rejected, rejected);
+  assert.equal(pair.prompt.at(-1).role, 'user');
+  assert.deepEqual(pair.chosen, [{ role: 'assistant', content: chosen }]);
+  assert.deepEqual(pair.rejected, [{ role: 'assistant', content: rejected }]);
   const unauthorised = await fetch(`${baseUrl}/v1/export/corpus.jsonl`);
   assert.equal(unauthorised.status, 401);
   assert.deepEqual(errors, []);
