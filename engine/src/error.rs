@@ -34,6 +34,14 @@ pub enum EngineError {
     #[error("invalid generation parameter `{name}`: {problem}")]
     InvalidParameter { name: &'static str, problem: String },
 
+    /// A team's checkpoint that cannot become a GGUF file; the message names the file and
+    /// what to change.
+    #[error("{0}")]
+    Conversion(String),
+
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+
     #[error("inference failed: {0}")]
     Inference(#[from] candle_core::Error),
 }

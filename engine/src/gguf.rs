@@ -12,6 +12,8 @@ pub enum Architecture {
     /// Llama and its relatives that llama.cpp files as `llama`: Mistral, SmolLM…
     Llama,
     Qwen2,
+    /// Qwen2 with each head's query and key normalised (`attn_q_norm`, `attn_k_norm`).
+    Qwen3,
     /// Gemma 1, 2 and 3 (candle's `quantized_gemma3` reads all three).
     Gemma,
     Phi3,
@@ -20,13 +22,14 @@ pub enum Architecture {
 
 impl Architecture {
     pub const SUPPORTED: &[&str] = &[
-        "llama", "mistral", "qwen2", "gemma", "gemma2", "gemma3", "phi3", "phi2",
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3", "phi2",
     ];
 
     pub fn from_gguf_name(name: &str) -> Option<Self> {
         match name {
             "llama" | "mistral" => Some(Self::Llama),
             "qwen2" => Some(Self::Qwen2),
+            "qwen3" => Some(Self::Qwen3),
             "gemma" | "gemma2" | "gemma3" => Some(Self::Gemma),
             "phi3" => Some(Self::Phi3),
             "phi2" => Some(Self::Phi2),

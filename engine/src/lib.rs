@@ -4,7 +4,8 @@
 //! CUDA) and the visitor's browser (wasm32 in a Web Worker) run the very same generation code:
 //! read a GGUF ([`gguf`]), load its quantized weights ([`model`]), tokenize ([`tokenizer`]),
 //! render the chat template ([`template`]), sample ([`sampling`]) and stream the answer
-//! ([`generate`]), on the CPU or a GPU ([`device`]). Natively it also fetches and verifies model files ([`cache`], [`catalog`]).
+//! ([`generate`]), on the CPU or a GPU ([`device`]). Natively it also fetches and verifies model files ([`cache`], [`catalog`]) and converts
+//! teams' safetensors checkpoints and LoRA adapters into GGUF ([`convert`]).
 
 // Every `unsafe` says why it holds (the kernels have most of them).
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -13,6 +14,8 @@
 pub mod cache;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod catalog;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
 pub mod device;
 pub mod digest;
 mod error;

@@ -1,4 +1,4 @@
-//! The llama family (Llama, Mistral, SmolLM, Qwen2) written for decoding speed.
+//! The llama family (Llama, Mistral, SmolLM, Qwen2, Qwen3) written for decoding speed.
 //!
 //! candle-transformers' `quantized_llama` and `quantized_qwen2` grow their KV cache with
 //! `Tensor::cat` at every step (a copy of the whole cache in every layer) and then copy it
@@ -31,6 +31,8 @@ pub struct Config {
     /// ("NEOX"): the wrong one garbles every answer.
     pub rope_interleaved: bool,
     pub context_length: usize,
+    /// Llama 3's divisors of the rotation frequencies (the file's `rope_freqs.weight`).
+    pub rope_divisors: Option<Vec<f32>>,
 }
 
 impl Config {
@@ -65,8 +67,9 @@ impl Config {
             head_dim,
             rms_norm_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             rope_base: float("rope.freq_base").unwrap_or(10_000.0),
-            rope_interleaved: architecture != "qwen2",
+            rope_interleaved: matches!(architecture, "llama" | "mistral"),
             context_length: number("context_length").unwrap_or(2048),
+            rope_divisors: None,
         })
     }
 }
@@ -83,6 +86,8 @@ pub struct Llama {
 struct Layer {
     attention_norm: Tensor,
     qkv: Projections,
+    /// Qwen3 normalises each head's query and key before rotating them.
+    query_key_norms: Option<(Tensor, Tensor)>,
     attention_output: Linear,
     ffn_norm: Tensor,
     gate_up: Projections,
@@ -93,7 +98,7 @@ impl Llama {
     /// `requantize`: on the CPU, matrices in a type multiplied more slowly than Q8_0 are
     /// rewritten as Q8_0, one at a time as they are read.
     pub fn new<R: Read + Seek>(
-        config: Config,
+        mut config: Config,
         content: &Content,
         reader: &mut R,
         device: &Device,
@@ -113,14 +118,36 @@ impl Llama {
             None => embeddings_table,
         };
         let output = weights.requantized(output)?;
+        if let Some(divisors) = weights.optional("rope_freqs.weight")? {
+            let divisors: Vec<f32> = divisors
+                .dequantize(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1()?;
+            if divisors.len() != config.head_dim / 2 {
+                bail!(
+                    "rope_freqs.weight has {} values for heads of {}",
+                    divisors.len(),
+                    config.head_dim
+                );
+            }
+            config.rope_divisors = Some(divisors);
+        }
         let mut layers = Vec::with_capacity(config.layers);
         for index in 0..config.layers {
             let name = |part: &str| format!("blk.{index}.{part}");
             let qkv = weights.projections(&[name("attn_q"), name("attn_k"), name("attn_v")])?;
             let gate_up = weights.projections(&[name("ffn_gate"), name("ffn_up")])?;
+            let query_key_norms = match weights.optional(&name("attn_q_norm.weight"))? {
+                Some(_) => Some((
+                    weights.vector(&name("attn_q_norm.weight"))?,
+                    weights.vector(&name("attn_k_norm.weight"))?,
+                )),
+                None => None,
+            };
             layers.push(Layer {
                 attention_norm: weights.vector(&name("attn_norm.weight"))?,
                 qkv,
+                query_key_norms,
                 attention_output: weights.single(&name("attn_output.weight"))?,
                 ffn_norm: weights.vector(&name("ffn_norm.weight"))?,
                 gate_up,
@@ -301,8 +328,16 @@ impl Layer {
                     .transpose(1, 2)?
                     .contiguous()
             };
-            let q = rope(by_head(&q, heads)?)?;
-            let k = rope(by_head(&k, kv_heads)?)?.squeeze(0)?;
+            let (q, k) = (by_head(&q, heads)?, by_head(&k, kv_heads)?);
+            let (q, k) = match &self.query_key_norms {
+                Some((q_norm, k_norm)) => (
+                    candle_nn::ops::rms_norm(&q, q_norm, config.rms_norm_eps)?,
+                    candle_nn::ops::rms_norm(&k, k_norm, config.rms_norm_eps)?,
+                ),
+                None => (q, k),
+            };
+            let q = rope(q)?;
+            let k = rope(k)?.squeeze(0)?;
             let v = by_head(&v, kv_heads)?.squeeze(0)?;
             let (keys, values) = cache.append(&k, &v, span.position, config.context_length)?;
             let q = (q * (1.0 / (head_dim as f64).sqrt()))?.reshape((heads, span.len, head_dim))?;
@@ -464,7 +499,14 @@ fn rope_tables(
 ) -> Result<(Tensor, Tensor)> {
     let half = config.head_dim / 2;
     let inverse_frequencies: Vec<f32> = (0..half)
-        .map(|i| 1.0 / libm::powf(config.rope_base, (2 * i) as f32 / config.head_dim as f32))
+        .map(|i| {
+            let frequency =
+                1.0 / libm::powf(config.rope_base, (2 * i) as f32 / config.head_dim as f32);
+            match &config.rope_divisors {
+                Some(divisors) => frequency / divisors[i],
+                None => frequency,
+            }
+        })
         .collect();
     let angles: Vec<f32> = (position..position + seq_len)
         .flat_map(|p| {
@@ -862,6 +904,7 @@ mod tests {
             rope_base: 10_000.0,
             rope_interleaved: false,
             context_length: 64,
+            rope_divisors: None,
         };
         let (position, len, capacity) = (5, 4, 16);
         let values = |count: usize, seed: usize| -> Vec<f32> {

@@ -12,7 +12,7 @@ use crate::gguf::{Architecture, Gguf};
 use crate::llama::{Config, Llama, LlamaCache, LlamaStep};
 
 enum Weights {
-    /// Llama, Mistral, SmolLM and Qwen2.
+    /// Llama, Mistral, SmolLM, Qwen2 and Qwen3.
     Llama(Llama),
     Gemma(quantized_gemma3::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),
@@ -91,7 +91,12 @@ impl Model {
         requantize: bool,
     ) -> Result<Self> {
         let requantize = requantize && device.is_cpu();
-        if requantize && !matches!(gguf.architecture, Architecture::Llama | Architecture::Qwen2) {
+        if requantize
+            && !matches!(
+                gguf.architecture,
+                Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3
+            )
+        {
             // candle-transformers reads the weights from a GGUF stream: give it a rewritten one.
             if let Some(rewritten) =
                 requantize_file(&gguf, reader, &SLOWER_THAN_Q8_0_ON_CPU, GgmlDType::Q8_0)?
@@ -113,7 +118,7 @@ impl Model {
             reason: format!("its weights cannot be loaded ({error})"),
         };
         let weights = match architecture {
-            Architecture::Llama | Architecture::Qwen2 => {
+            Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3 => {
                 let config = Config::from_gguf(&content, &architecture_name).map_err(failed)?;
                 Weights::Llama(
                     Llama::new(config, &content, reader, device, requantize).map_err(failed)?,

@@ -254,6 +254,10 @@ impl Tokenizer {
     /// SmolLM, Llama 3…) or SentencePiece (`llama`: Gemma, Llama 2, Mistral…), rebuilt as the
     /// equivalent Hugging Face tokenizer.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
+        // Files Vitrina converted carry the team's own tokenizer.json: exactly its splits.
+        if let Some(json) = gguf.string("tokenizer.huggingface.json") {
+            return Self::from_json(json.as_bytes());
+        }
         let missing = |key: &str| EngineError::Metadata {
             file: gguf.file.clone(),
             key: key.into(),

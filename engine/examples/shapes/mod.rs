@@ -2,11 +2,8 @@
 //! publish, for the bench (`cargo xtask bench --shape …`) and the GPU device check: speed does
 //! not depend on the weights' values, and these are made in seconds instead of downloaded.
 //!
-//! The tensor types follow llama.cpp's own Q4_K_M recipe (`llama_tensor_get_type` in its
-//! `llama-quant.cpp`): Q4_K everywhere, Q6_K for the output matrix and for `attn_v` and
-//! `ffn_down` in the layers `use_more_bits` picks, and where a row is not a whole number of
-//! 256-value blocks the types llama.cpp falls back to (Q5_0 for Q4_K, Q8_0 for Q6_K).
-//! `tests/shapes_tests.rs` checks it tensor by tensor against the catalogue's
+//! The tensor types follow llama.cpp's own Q4_K_M recipe, as the converter applies it
+//! ([`engine::convert::recipe`]). `tests/shapes_tests.rs` checks it tensor by tensor against the catalogue's
 //! Qwen2.5-Coder-0.5B Q4_K_M, whose 896-wide rows give a mix of Q5_0, Q8_0, Q4_K and Q6_K.
 
 use std::borrow::Cow;
@@ -115,48 +112,9 @@ pub fn names() -> Vec<&'static str> {
     SHAPES.iter().map(|shape| shape.name).collect()
 }
 
-/// How the weights are quantised.
-#[derive(Clone, Copy, Debug)]
-pub enum Mix {
-    /// llama.cpp's Q4_K_M (see the module's doc).
-    Q4KM,
-    Q8_0,
-}
-
-impl Mix {
-    pub fn label(self) -> &'static str {
-        match self {
-            Mix::Q4KM => "Q4_K_M",
-            Mix::Q8_0 => "Q8_0",
-        }
-    }
-
-    /// The type of a matrix whose rows hold `columns` values; `more_bits` where the recipe
-    /// gives it the wider type.
-    pub fn dtype(self, more_bits: bool, columns: usize) -> GgmlDType {
-        if let Mix::Q8_0 = self {
-            return GgmlDType::Q8_0;
-        }
-        match (more_bits, columns.is_multiple_of(256)) {
-            (true, true) => GgmlDType::Q6K,
-            (true, false) => GgmlDType::Q8_0,
-            (false, true) => GgmlDType::Q4K,
-            (false, false) => GgmlDType::Q5_0,
-        }
-    }
-}
-
-/// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third one
-/// between — counted in the order the layers' tensors reach it, which is their names' order
-/// as text (`blk.10` before `blk.2`), as the safetensors it converts list them.
-fn use_more_bits(layer: usize, layers: usize) -> bool {
-    let mut as_text: Vec<usize> = (0..layers).collect();
-    as_text.sort_by_key(|layer| layer.to_string());
-    let Some(i) = as_text.iter().position(|&other| other == layer) else {
-        return false;
-    };
-    i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2
-}
+/// How the weights are quantised: the converter's own recipe ([`engine::convert::recipe`]),
+/// so that the bench's files are typed as teams' converted models are.
+pub use engine::convert::Quantization as Mix;
 
 /// The vocabulary the file carries: a catalogue model's own (tokenizer, merges, template),
 /// padded to the shape's size, so prompts tokenise and render as with a real model; or made-up
@@ -186,17 +144,8 @@ impl Planned {
 pub fn layout(shape: &Shape, mix: Mix) -> Vec<Planned> {
     let head_dim = shape.dim / shape.heads;
     let kv_dim = shape.kv_heads * head_dim;
-    // Which matrices get the wider type: the output matrix (the embedding table when tied;
-    // an untied table is only looked up), and `attn_v` and `ffn_down` where `use_more_bits`.
-    let more_bits = |name: &str, layer: Option<usize>| match layer {
-        None => name == "output.weight" || shape.tied,
-        Some(layer) => {
-            (name.ends_with("attn_v.weight") || name.ends_with("ffn_down.weight"))
-                && use_more_bits(layer, shape.layers)
-        }
-    };
-    let matrix = |name: String, layer: Option<usize>, rows: usize, columns: usize| Planned {
-        dtype: mix.dtype(more_bits(&name, layer), columns),
+    let matrix = |name: String, rows: usize, columns: usize| Planned {
+        dtype: mix.tensor_type(&name, &[rows, columns], shape.layers, shape.tied),
         name,
         rows,
         columns,
@@ -209,33 +158,27 @@ pub fn layout(shape: &Shape, mix: Mix) -> Vec<Planned> {
         columns: length,
         fill: Some(value),
     };
-    let mut tensors = vec![matrix(
-        "token_embd.weight".into(),
-        None,
-        shape.vocab,
-        shape.dim,
-    )];
+    let mut tensors = vec![matrix("token_embd.weight".into(), shape.vocab, shape.dim)];
     if !shape.tied {
-        tensors.push(matrix("output.weight".into(), None, shape.vocab, shape.dim));
+        tensors.push(matrix("output.weight".into(), shape.vocab, shape.dim));
     }
     tensors.push(vector("output_norm.weight".into(), shape.dim, 1.0));
     for layer in 0..shape.layers {
         let name = |part: &str| format!("blk.{layer}.{part}");
-        let at = Some(layer);
         tensors.push(vector(name("attn_norm.weight"), shape.dim, 1.0));
         tensors.push(vector(name("ffn_norm.weight"), shape.dim, 1.0));
-        tensors.push(matrix(name("attn_q.weight"), at, shape.dim, shape.dim));
-        tensors.push(matrix(name("attn_k.weight"), at, kv_dim, shape.dim));
-        tensors.push(matrix(name("attn_v.weight"), at, kv_dim, shape.dim));
+        tensors.push(matrix(name("attn_q.weight"), shape.dim, shape.dim));
+        tensors.push(matrix(name("attn_k.weight"), kv_dim, shape.dim));
+        tensors.push(matrix(name("attn_v.weight"), kv_dim, shape.dim));
         if shape.qkv_bias {
             tensors.push(vector(name("attn_q.bias"), shape.dim, 0.0));
             tensors.push(vector(name("attn_k.bias"), kv_dim, 0.0));
             tensors.push(vector(name("attn_v.bias"), kv_dim, 0.0));
         }
-        tensors.push(matrix(name("attn_output.weight"), at, shape.dim, shape.dim));
-        tensors.push(matrix(name("ffn_gate.weight"), at, shape.ffn, shape.dim));
-        tensors.push(matrix(name("ffn_up.weight"), at, shape.ffn, shape.dim));
-        tensors.push(matrix(name("ffn_down.weight"), at, shape.dim, shape.ffn));
+        tensors.push(matrix(name("attn_output.weight"), shape.dim, shape.dim));
+        tensors.push(matrix(name("ffn_gate.weight"), shape.ffn, shape.dim));
+        tensors.push(matrix(name("ffn_up.weight"), shape.ffn, shape.dim));
+        tensors.push(matrix(name("ffn_down.weight"), shape.dim, shape.ffn));
     }
     tensors
 }
