@@ -298,11 +298,11 @@ pub fn write_tokenizer(dir: &Path, sentencepiece: bool) -> Result<(), Failure> {
     };
     let mut vocab = serde_json::Map::new();
     let chars = byte_chars();
-    for byte in 0..256usize {
+    for (byte, char) in chars.iter().enumerate() {
         let token = if sentencepiece {
             format!("<0x{byte:02X}>")
         } else {
-            chars[byte].to_string()
+            char.to_string()
         };
         vocab.insert(token, json!(byte));
     }
