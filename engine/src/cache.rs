@@ -106,8 +106,11 @@ impl ModelCache {
         std::fs::create_dir_all(&self.dir)?;
         self.remove_abandoned_downloads();
         let mut failures = Vec::new();
+        if let Some(parent) = destination.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         for source in &file.sources {
-            match self.fetch(file, source, &destination, progress) {
+            match self.fetch(&file.file_name, Some(&file.sha256), source, &destination, progress) {
                 Ok(()) => return Ok(destination),
                 // A lone source's checksum error says it all; with several, list every one.
                 Err(error @ CacheError::Checksum { .. }) if file.sources.len() == 1 => {
@@ -161,9 +164,24 @@ impl ModelCache {
         }
     }
 
+    /// A file that no sha256 pins but the commit it is read at (a Hub repository's small
+    /// JSON files, which the Hub keeps in git rather than LFS): fetched once, kept as it came.
+    pub fn get_at_commit(&self, file_name: &str, source: &Source) -> Result<PathBuf, CacheError> {
+        let destination = self.dir.join(file_name);
+        if destination.is_file() {
+            return Ok(destination);
+        }
+        if let Some(parent) = destination.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        self.fetch(file_name, None, source, &destination, &mut |_, _| {})?;
+        Ok(destination)
+    }
+
     fn fetch(
         &self,
-        file: &CachedFile,
+        file_name: &str,
+        expected: Option<&str>,
         source: &Source,
         destination: &Path,
         progress: Progress,
@@ -234,10 +252,12 @@ impl ModelCache {
             }
         }
         let found = digest::hex(writer.hasher);
-        if found != file.sha256 {
+        if let Some(expected) = expected
+            && found != expected
+        {
             return Err(CacheError::Checksum {
-                file: file.file_name.clone(),
-                expected: file.sha256.clone(),
+                file: file_name.to_owned(),
+                expected: expected.to_owned(),
                 found,
                 hint: match source {
                     Source::LocalPath(path) => {
@@ -254,6 +274,44 @@ impl ModelCache {
         }
         Ok(())
     }
+}
+
+/// A file of a Hub repository as its listing gives it.
+#[derive(Clone, Debug)]
+pub struct RepoFile {
+    pub name: String,
+    pub size: Option<u64>,
+    /// The sha256 the Hub keeps for files stored with LFS (weights); `None` for small files
+    /// kept in git, which the commit pins.
+    pub sha256: Option<String>,
+}
+
+/// The commit `revision` (a branch, a tag or a commit) names in `repo`, and the files there
+/// (the Hub's `api/models/…/revision/…?blobs=true`).
+pub fn hub_listing(repo: &str, revision: &str) -> std::io::Result<(String, Vec<RepoFile>)> {
+    let url = format!("{}/api/models/{repo}/revision/{revision}?blobs=true", hub_endpoint());
+    let listing: serde_json::Value = serde_json::from_reader(hub_get(&url)?.into_reader())
+        .map_err(|error| std::io::Error::other(format!("{url}: not the Hub's JSON ({error})")))?;
+    let commit = listing["sha"]
+        .as_str()
+        .ok_or_else(|| std::io::Error::other(format!("{url}: no commit (`sha`) in the answer")))?
+        .to_owned();
+    let files = listing["siblings"]
+        .as_array()
+        .map(|siblings| {
+            siblings
+                .iter()
+                .filter_map(|file| {
+                    Some(RepoFile {
+                        name: file["rfilename"].as_str()?.to_owned(),
+                        size: file["size"].as_u64().or(file["lfs"]["size"].as_u64()),
+                        sha256: file["lfs"]["sha256"].as_str().map(str::to_ascii_lowercase),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((commit, files))
 }
 
 /// The Hub's address: `HF_ENDPOINT` (a mirror), else huggingface.co.

@@ -92,6 +92,7 @@ fn convert_to(
         &Conversion {
             model,
             adapter,
+            tokenizer: None,
             quantization,
             chat_template: None,
             name: "prueba",
@@ -316,6 +317,7 @@ fn bad_checkpoints_are_refused_and_leave_no_file() {
             &Conversion {
                 model: dir,
                 adapter,
+                tokenizer: None,
                 quantization: Quantization::Q8_0,
                 chat_template: None,
                 name: "x",

@@ -281,7 +281,7 @@ pub fn first_that_fits(
         // A file on this machine is measured before its sha256 is read (a 7B file: seconds).
         let size_on_disk = match candidate {
             ResolvedModel::File(path) => std::fs::metadata(path).ok().map(|meta| meta.len()),
-            ResolvedModel::Cached { .. } => None,
+            _ => None,
         };
         let fetched = match size_on_disk.and_then(too_large_for_a_browser) {
             Some(refusal) => Err(refusal),

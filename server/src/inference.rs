@@ -77,6 +77,21 @@ pub enum ResolvedModel {
         cache: ModelCache,
         file: CachedFile,
     },
+    /// A GGUF file in a Hub repository pinned by a commit: its sha256 is the one the Hub
+    /// keeps for it, read when it is first fetched.
+    HubAtCommit {
+        name: String,
+        cache: ModelCache,
+        repo: String,
+        file: String,
+        commit: String,
+    },
+    /// A team's safetensors checkpoint or LoRA adapter, converted to GGUF once.
+    Converted {
+        name: String,
+        cache: ModelCache,
+        checkpoint: engine::convert::HubCheckpoint,
+    },
     /// A GGUF file on this machine, used as it is.
     File(PathBuf),
 }
@@ -92,6 +107,16 @@ impl ResolvedModel {
     /// Where `source` says the file is: a catalogue model or a pinned Hub file through the
     /// cache, or a file on this machine. The error says what is wrong with the source.
     pub fn resolve(source: &space::ModelSource, cache: &ModelCache) -> Result<Self, String> {
+        Self::resolve_with(source, &space::ModelSettings::default(), cache)
+    }
+
+    /// As [`ResolvedModel::resolve`], a checkpoint converted as `settings` say (its
+    /// quantisation and chat template).
+    pub fn resolve_with(
+        source: &space::ModelSource,
+        settings: &space::ModelSettings,
+        cache: &ModelCache,
+    ) -> Result<Self, String> {
         match source {
             space::ModelSource::Catalog(name) => {
                 let file = engine::catalog::by_name(name).ok_or_else(|| {
@@ -110,7 +135,40 @@ impl ResolvedModel {
                 repo,
                 file,
                 revision,
-                sha256,
+                sha256: None,
+            } => Ok(Self::HubAtCommit {
+                name: file.rsplit('/').next().unwrap_or(file).trim_end_matches(".gguf").to_owned(),
+                cache: cache.clone(),
+                repo: repo.as_str().to_owned(),
+                file: file.clone(),
+                commit: revision.clone(),
+            }),
+            space::ModelSource::HubCheckpoint {
+                repo,
+                revision,
+                base,
+            } => {
+                let quantization = engine::convert::Quantization::from_name(&settings.quantization)
+                    .ok_or_else(|| format!("quantization {:?} is not one of {}", settings.quantization, engine::convert::Quantization::NAMES.join(", ")))?;
+                Ok(Self::Converted {
+                    name: repo.as_str().rsplit('/').next().unwrap_or(repo.as_str()).to_owned(),
+                    cache: cache.clone(),
+                    checkpoint: engine::convert::HubCheckpoint {
+                        repo: repo.as_str().to_owned(),
+                        revision: revision.clone(),
+                        base: base
+                            .as_ref()
+                            .map(|(repo, revision)| (repo.as_str().to_owned(), revision.clone())),
+                        quantization,
+                        chat_template: settings.chat_template.clone(),
+                    },
+                })
+            }
+            space::ModelSource::Hub {
+                repo,
+                file,
+                revision,
+                sha256: Some(sha256),
             } => {
                 let file_name = file.rsplit('/').next().unwrap_or(file).to_owned();
                 Ok(Self::Cached {
@@ -145,12 +203,60 @@ impl ResolvedModel {
                     .map_err(|error| error.to_string())?;
                 (path, file.sha256.clone())
             }
+            Self::HubAtCommit {
+                cache,
+                repo,
+                file,
+                commit,
+                ..
+            } => {
+                let kept = format!("hub/{}/{commit}/{file}", repo.replace('/', "--"));
+                let sha256 = match engine::cache::hub_listing(repo, commit) {
+                    Ok((_, files)) => files
+                        .into_iter()
+                        .find(|listed| &listed.name == file)
+                        .ok_or_else(|| format!("{repo}@{commit} has no {file}"))?
+                        .sha256
+                        .ok_or_else(|| format!("the Hub keeps no sha256 for {repo}/{file} (not an LFS file): give `sha256` in space.toml"))?,
+                    // Offline, the copy verified when it was fetched serves.
+                    Err(_) if cache.dir().join(&kept).is_file() => {
+                        let path = cache.dir().join(&kept);
+                        let sha256 = engine::cache::file_sha256(&path)
+                            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+                        return Self::fetched(path, sha256);
+                    }
+                    Err(error) => return Err(format!("cannot list {repo}@{commit}: {error}")),
+                };
+                let cached = CachedFile {
+                    file_name: kept,
+                    sha256: sha256.clone(),
+                    sources: vec![engine::cache::Source::Hub {
+                        repo: repo.clone(),
+                        file: file.clone(),
+                        revision: commit.clone(),
+                    }],
+                };
+                let path = cache.get(&cached, progress).map_err(|error| error.to_string())?;
+                (path, sha256)
+            }
+            Self::Converted {
+                cache, checkpoint, ..
+            } => {
+                let path = checkpoint.get(cache, progress)?;
+                let sha256 = engine::cache::file_sha256(&path)
+                    .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+                (path, sha256)
+            }
             Self::File(path) => {
                 let sha256 = engine::cache::file_sha256(path)
                     .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
                 (path.clone(), sha256)
             }
         };
+        Self::fetched(path, sha256)
+    }
+
+    fn fetched(path: PathBuf, sha256: String) -> Result<FetchedFile, String> {
         let bytes = std::fs::metadata(&path)
             .map_err(|error| format!("cannot read {}: {error}", path.display()))?
             .len();
@@ -164,7 +270,9 @@ impl ResolvedModel {
     /// The name the API and `/health` give the model: the catalogue's, or the file's stem.
     pub fn name(&self) -> String {
         match self {
-            Self::Cached { name, .. } => name.clone(),
+            Self::Cached { name, .. }
+            | Self::HubAtCommit { name, .. }
+            | Self::Converted { name, .. } => name.clone(),
             Self::File(path) => path.file_stem().map_or_else(
                 || path.display().to_string(),
                 |stem| stem.to_string_lossy().into_owned(),

@@ -110,7 +110,7 @@ async fn serve(cli: Cli) -> Result<(), Refusal> {
     let cache = ModelCache::from_env();
     let models = Models::resolve(&cli, &space, &cache)?;
     if cli.prefetch {
-        return prefetch(&cache, &models);
+        return prefetch(&models);
     }
     let address = SocketAddr::new(cli.host, cli.port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -189,14 +189,21 @@ struct Models {
 impl Models {
     fn resolve(cli: &Cli, space: &Space, cache: &ModelCache) -> Result<Self, Refusal> {
         let config = cli.config.display();
-        let resolve = |source: &ModelSource, key: &str| {
-            ResolvedModel::resolve(source, cache)
+        let resolve_with = |source: &ModelSource, settings: &space::ModelSettings, key: &str| {
+            ResolvedModel::resolve_with(source, settings, cache)
                 .map_err(|problem| Refusal::config(format!("{config}: key `{key}`: {problem}")))
+        };
+        let resolve = |source: &ModelSource, key: &str| {
+            resolve_with(source, &space::ModelSettings::default(), key)
         };
         let kept = space.limits.prefix_cache_mb << 20;
         let elsewhere = cli.no_model || matches!(space.backend, space::ServerBackend::Remote(_));
         // The team's model, whether or not this server runs it: browsers run it by default.
-        let team_model = match resolve(cli.model.as_ref().unwrap_or(&space.model.source), "model") {
+        let team_model = match resolve_with(
+            cli.model.as_ref().unwrap_or(&space.model.source),
+            &space.model,
+            "model",
+        ) {
             Ok(model) => Some(model),
             // A server that runs no model need not have its file: browsers run the small one.
             Err(_) if elsewhere => None,
@@ -219,7 +226,7 @@ impl Models {
             .map(|model| (model, load_options(&space.model, cli.model.is_none(), kept)));
         let compare = match &space.compare {
             Some(settings) => Some((
-                resolve(&settings.source, "compare")?,
+                resolve_with(&settings.source, settings, "compare")?,
                 load_options(settings, true, kept),
             )),
             None => None,
@@ -255,7 +262,7 @@ fn load_options(
 }
 
 /// `--prefetch`: every model into the cache, with progress on the terminal.
-fn prefetch(cache: &ModelCache, models: &Models) -> Result<(), Refusal> {
+fn prefetch(models: &Models) -> Result<(), Refusal> {
     let (browser_candidates, _) = &models.browser;
     let fitting = server::browser_model::first_that_fits(browser_candidates, &mut |name| {
         Box::new(terminal_progress(&format!("browser model {name}")))
@@ -266,17 +273,17 @@ fn prefetch(cache: &ModelCache, models: &Models) -> Result<(), Refusal> {
         fitting.name,
         fitting.file.path.display()
     );
-    let mut files = Vec::new();
+    // Converting a team's checkpoint happens here, in the image's build: a cold start then
+    // downloads and converts nothing.
     for (model, _) in models.server.iter().chain(&models.compare) {
-        if let ResolvedModel::Cached { name, file, .. } = model {
-            files.push((name.clone(), file));
+        if matches!(model, ResolvedModel::File(_)) {
+            continue;
         }
-    }
-    for (name, file) in files {
-        let path = cache
-            .get(file, &mut terminal_progress(&name))
+        let name = model.name();
+        let file = model
+            .fetch(&mut terminal_progress(&name))
             .map_err(|error| Refusal(1, format!("{name}: {error}")))?;
-        println!("{name}: {}", path.display());
+        println!("{name}: {}", file.path.display());
     }
     Ok(())
 }

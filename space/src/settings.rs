@@ -315,6 +315,9 @@ pub struct ModelSettings {
     /// engine's own Q4_1/Q5_0 kernels: the file's weights then decode 12–25% faster (fewer bytes
     /// read per token), read prompts as fast, take less memory, and give the browser's tokens.
     pub requantize: bool,
+    /// What a converted checkpoint's weights become (`q4_k_m`, `q8_0`, `f16`); GGUF files are
+    /// served as they are.
+    pub quantization: String,
     /// `special_tokens_in_messages = "control"`: the special tokens a message writes steer the
     /// model (for a team whose demo sends them on purpose); by default (`"text"`) they are read
     /// as text, so a visitor cannot fake a turn of the conversation.
@@ -326,12 +329,20 @@ pub struct ModelSettings {
 pub enum ModelSource {
     /// A model Vitrina knows how to fetch (`smollm2-135m`, `qwen2.5-coder-0.5b`).
     Catalog(String),
-    /// A GGUF file in a Hub repository, pinned by its sha256.
+    /// A GGUF file in a Hub repository, pinned by its sha256, or by a commit (then the
+    /// sha256 the Hub keeps for the file is checked).
     Hub {
         repo: super::HubId,
         file: String,
         revision: String,
-        sha256: String,
+        sha256: Option<String>,
+    },
+    /// A Hugging Face checkpoint (safetensors) or a PEFT LoRA adapter in a Hub repository,
+    /// converted to GGUF at build time; `base` is an adapter's base model (repo, revision).
+    HubCheckpoint {
+        repo: super::HubId,
+        revision: String,
+        base: Option<(super::HubId, String)>,
     },
     /// A GGUF file on the machine (or in the image).
     Path(std::path::PathBuf),
@@ -344,6 +355,7 @@ impl Default for ModelSettings {
             source: ModelSource::Catalog("qwen2.5-coder-0.5b".into()),
             chat_template: None,
             requantize: false,
+            quantization: wire::limits::QUANTIZATIONS[0].into(),
             control_tokens_in_messages: false,
         }
     }
@@ -358,7 +370,19 @@ struct ModelInToml {
     path: Option<String>,
     chat_template: Option<String>,
     requantize: Option<bool>,
+    quantization: Option<String>,
+    base: Option<BaseInToml>,
     special_tokens_in_messages: Option<String>,
+}
+
+/// An adapter's base model.
+#[cfg(feature = "load")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseInToml {
+    repo: super::HubId,
+    #[serde(default = "main_revision")]
+    revision: String,
 }
 
 /// Where a model file comes from: exactly one of the three.
@@ -376,10 +400,16 @@ struct SourceInToml {
 #[serde(deny_unknown_fields)]
 struct HubFileInToml {
     repo: super::HubId,
-    file: String,
+    file: Option<String>,
     #[serde(default = "main_revision")]
     revision: String,
-    sha256: String,
+    sha256: Option<String>,
+}
+
+/// A revision that is a commit (40 hexadecimal digits) pins every file it holds.
+#[cfg(feature = "load")]
+fn is_commit(revision: &str) -> bool {
+    revision.len() == 40 && revision.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
 #[cfg(feature = "load")]
@@ -394,25 +424,43 @@ impl TryFrom<SourceInToml> for ModelSource {
         Ok(match (source.catalog, source.hub, source.path) {
             (Some(name), None, None) => ModelSource::Catalog(name),
             (None, Some(hub), None) => {
-                if hub.sha256.len() != 64
-                    || !hub.sha256.bytes().all(|byte| byte.is_ascii_hexdigit())
-                {
+                let Some(file) = hub.file else {
+                    return Ok(ModelSource::HubCheckpoint {
+                        repo: hub.repo,
+                        revision: hub.revision,
+                        base: None,
+                    });
+                };
+                let sha256 = match hub.sha256 {
+                    Some(sha256)
+                        if sha256.len() == 64
+                            && sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) =>
+                    {
+                        Some(sha256.to_ascii_lowercase())
+                    }
+                    Some(sha256) => {
+                        return Err(format!(
+                            "hub.sha256 is {sha256:?}; allowed: the file's sha256, 64 hexadecimal digits (shown on the file's page on the Hub, or `sha256sum FILE`)"
+                        ));
+                    }
+                    None if is_commit(&hub.revision) => None,
+                    None => {
+                        return Err(format!(
+                            "hub.revision is {:?} and no sha256 is given: pin the file by its commit (revision = the 40-digit commit id from the repository's history) or give its sha256",
+                            hub.revision
+                        ));
+                    }
+                };
+                if !file.ends_with(".gguf") {
                     return Err(format!(
-                        "hub.sha256 is {:?}; allowed: the file's sha256, 64 hexadecimal digits (shown on the file's page on the Hub, or `sha256sum FILE`)",
-                        hub.sha256
-                    ));
-                }
-                if !hub.file.ends_with(".gguf") {
-                    return Err(format!(
-                        "hub.file is {:?}; allowed: a .gguf file in the repository",
-                        hub.file
+                        "hub.file is {file:?}; allowed: a .gguf file in the repository (for a safetensors checkpoint or a LoRA adapter leave `file` out)"
                     ));
                 }
                 ModelSource::Hub {
                     repo: hub.repo,
-                    file: hub.file,
+                    file,
                     revision: hub.revision,
-                    sha256: hub.sha256.to_ascii_lowercase(),
+                    sha256,
                 }
             }
             (None, None, Some(path)) if path.ends_with(".gguf") => ModelSource::Path(path.into()),
@@ -423,7 +471,7 @@ impl TryFrom<SourceInToml> for ModelSource {
             }
             _ => {
                 return Err(
-                    "give exactly one of `catalog` (e.g. \"qwen2.5-coder-0.5b\"), `hub` ({ repo, file, revision, sha256 }) or `path` (a .gguf file)".into()
+                    "give exactly one of `catalog` (e.g. \"qwen2.5-coder-0.5b\"), `hub` ({ repo, revision } for a safetensors checkpoint or a LoRA adapter; { repo, file, revision, sha256 } for a GGUF) or `path` (a .gguf file)".into()
                 );
             }
         })
@@ -434,12 +482,34 @@ impl TryFrom<SourceInToml> for ModelSource {
 impl TryFrom<ModelInToml> for ModelSettings {
     type Error = String;
     fn try_from(model: ModelInToml) -> Result<Self, String> {
-        let source = SourceInToml {
+        let mut source = SourceInToml {
             catalog: model.catalog,
             hub: model.hub,
             path: model.path,
         }
         .try_into()?;
+        if let Some(base) = model.base {
+            match &mut source {
+                ModelSource::HubCheckpoint { base: slot, .. } => {
+                    *slot = Some((base.repo, base.revision));
+                }
+                _ => {
+                    return Err(
+                        "base is set, but the model is not an adapter: `base` names the model a LoRA adapter (hub = { repo, revision }) was trained on".into(),
+                    );
+                }
+            }
+        }
+        let quantization = model
+            .quantization
+            .map(|name| name.to_ascii_lowercase())
+            .unwrap_or_else(|| wire::limits::QUANTIZATIONS[0].into());
+        if !wire::limits::QUANTIZATIONS.contains(&quantization.as_str()) {
+            return Err(format!(
+                "quantization is {quantization:?}; allowed: {}",
+                wire::limits::QUANTIZATIONS.join(", ")
+            ));
+        }
         let control_tokens_in_messages = match model.special_tokens_in_messages.as_deref() {
             None | Some("text") => false,
             Some("control") => true,
@@ -455,6 +525,7 @@ impl TryFrom<ModelInToml> for ModelSettings {
             requantize: model
                 .requantize
                 .unwrap_or(ModelSettings::default().requantize),
+            quantization,
             control_tokens_in_messages,
         })
     }

@@ -366,3 +366,7 @@ mod tests {
         assert_eq!(MAX_TOKENS.clamp(0), 1);
     }
 }
+
+/// The quantisations a team's converted checkpoint can get (space.toml's `[model]
+/// quantization`); the first is the default.
+pub const QUANTIZATIONS: [&str; 3] = ["q4_k_m", "q8_0", "f16"];

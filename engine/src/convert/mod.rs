@@ -10,6 +10,7 @@
 
 mod architecture;
 mod checkpoint;
+mod from_hub;
 mod lora;
 pub mod recipe;
 mod vocabulary;
@@ -22,6 +23,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 pub use architecture::SUPPORTED;
+pub use from_hub::HubCheckpoint;
 use architecture::{Plan, Source, Transform};
 use checkpoint::Checkpoint;
 use lora::Adapter;
@@ -37,6 +39,9 @@ pub struct Conversion<'a> {
     pub model: &'a Path,
     /// A PEFT adapter's folder (adapter_config.json, adapter_model.safetensors), merged in.
     pub adapter: Option<&'a Path>,
+    /// Where tokenizer.json and tokenizer_config.json are, when not beside the weights (an
+    /// adapter trained with its own chat template ships them).
+    pub tokenizer: Option<&'a Path>,
     pub quantization: Quantization,
     /// Replaces the tokenizer's chat template (space.toml's `[model] chat_template`).
     pub chat_template: Option<&'a str>,

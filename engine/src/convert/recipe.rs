@@ -20,7 +20,7 @@ pub enum Quantization {
 
 impl Quantization {
     /// As space.toml's `[model] quantization` writes them.
-    pub const NAMES: [&str; 3] = ["q4_k_m", "q8_0", "f16"];
+    pub const NAMES: [&str; 3] = wire::limits::QUANTIZATIONS;
 
     pub fn from_name(name: &str) -> Option<Self> {
         match name.to_ascii_lowercase().as_str() {
