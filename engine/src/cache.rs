@@ -110,7 +110,13 @@ impl ModelCache {
             std::fs::create_dir_all(parent)?;
         }
         for source in &file.sources {
-            match self.fetch(&file.file_name, Some(&file.sha256), source, &destination, progress) {
+            match self.fetch(
+                &file.file_name,
+                Some(&file.sha256),
+                source,
+                &destination,
+                progress,
+            ) {
                 Ok(()) => return Ok(destination),
                 // A lone source's checksum error says it all; with several, list every one.
                 Err(error @ CacheError::Checksum { .. }) if file.sources.len() == 1 => {
@@ -289,7 +295,10 @@ pub struct RepoFile {
 /// The commit `revision` (a branch, a tag or a commit) names in `repo`, and the files there
 /// (the Hub's `api/models/…/revision/…?blobs=true`).
 pub fn hub_listing(repo: &str, revision: &str) -> std::io::Result<(String, Vec<RepoFile>)> {
-    let url = format!("{}/api/models/{repo}/revision/{revision}?blobs=true", hub_endpoint());
+    let url = format!(
+        "{}/api/models/{repo}/revision/{revision}?blobs=true",
+        hub_endpoint()
+    );
     let listing: serde_json::Value = serde_json::from_reader(hub_get(&url)?.into_reader())
         .map_err(|error| std::io::Error::other(format!("{url}: not the Hub's JSON ({error})")))?;
     let commit = listing["sha"]

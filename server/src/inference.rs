@@ -137,7 +137,12 @@ impl ResolvedModel {
                 revision,
                 sha256: None,
             } => Ok(Self::HubAtCommit {
-                name: file.rsplit('/').next().unwrap_or(file).trim_end_matches(".gguf").to_owned(),
+                name: file
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(file)
+                    .trim_end_matches(".gguf")
+                    .to_owned(),
                 cache: cache.clone(),
                 repo: repo.as_str().to_owned(),
                 file: file.clone(),
@@ -149,9 +154,20 @@ impl ResolvedModel {
                 base,
             } => {
                 let quantization = engine::convert::Quantization::from_name(&settings.quantization)
-                    .ok_or_else(|| format!("quantization {:?} is not one of {}", settings.quantization, engine::convert::Quantization::NAMES.join(", ")))?;
+                    .ok_or_else(|| {
+                        format!(
+                            "quantization {:?} is not one of {}",
+                            settings.quantization,
+                            engine::convert::Quantization::NAMES.join(", ")
+                        )
+                    })?;
                 Ok(Self::Converted {
-                    name: repo.as_str().rsplit('/').next().unwrap_or(repo.as_str()).to_owned(),
+                    name: repo
+                        .as_str()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(repo.as_str())
+                        .to_owned(),
                     cache: cache.clone(),
                     checkpoint: engine::convert::HubCheckpoint {
                         repo: repo.as_str().to_owned(),
@@ -236,7 +252,9 @@ impl ResolvedModel {
                         revision: commit.clone(),
                     }],
                 };
-                let path = cache.get(&cached, progress).map_err(|error| error.to_string())?;
+                let path = cache
+                    .get(&cached, progress)
+                    .map_err(|error| error.to_string())?;
                 (path, sha256)
             }
             Self::Converted {

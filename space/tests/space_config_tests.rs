@@ -322,7 +322,7 @@ fn the_model_is_one_of_catalog_hub_or_path() {
         } => {
             assert_eq!(
                 (repo.as_str(), revision.as_str(), sha256),
-                ("equipo/modelo-GGUF", "main", "ab".repeat(32))
+                ("equipo/modelo-GGUF", "main", Some("ab".repeat(32)))
             );
         }
         other => panic!("{other:?}"),
@@ -346,6 +346,58 @@ fn the_model_is_one_of_catalog_hub_or_path() {
     assert_eq!(invalid.key, "model.hub.repo");
     let message = error_for(&format!("{VALID}\n[model]\npath = \"modelo.bin\"\n"));
     assert_contains(&message, &["allowed: the path of a .gguf file"]);
+}
+
+/// What teams publish: a checkpoint or an adapter (no `file`), a GGUF pinned by a commit
+/// without its sha256; a branch without sha256, a `base` on a GGUF or an unknown quantisation
+/// say what to write.
+#[test]
+fn the_model_may_be_a_checkpoint_an_adapter_or_a_gguf_pinned_by_a_commit() {
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let space = parse(&format!("{VALID}\n[model]\nhub = {{ repo = \"equipo/adaptador\", revision = \"{commit}\" }}\nbase = {{ repo = \"google/gemma-2b-it\" }}\nquantization = \"Q8_0\"\n"), "space.toml").unwrap();
+    assert_eq!(space.model.quantization, "q8_0");
+    match space.model.source {
+        space::ModelSource::HubCheckpoint {
+            repo,
+            revision,
+            base: Some((base, base_revision)),
+        } => {
+            assert_eq!(
+                (
+                    repo.as_str(),
+                    revision.as_str(),
+                    base.as_str(),
+                    base_revision.as_str()
+                ),
+                ("equipo/adaptador", commit, "google/gemma-2b-it", "main")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        parse(VALID, "space.toml").unwrap().model.quantization,
+        "q4_k_m"
+    );
+    let pinned = parse(&format!("{VALID}\n[model]\nhub = {{ repo = \"a/b\", file = \"m.gguf\", revision = \"{commit}\" }}\n"), "space.toml").unwrap();
+    assert!(matches!(
+        pinned.model.source,
+        space::ModelSource::Hub { sha256: None, .. }
+    ));
+    let message = error_for(&format!(
+        "{VALID}\n[model]\nhub = {{ repo = \"a/b\", file = \"m.gguf\" }}\n"
+    ));
+    assert_contains(
+        &message,
+        &["hub.revision is \"main\"", "40-digit commit", "sha256"],
+    );
+    let message = error_for(&format!(
+        "{VALID}\n[model]\ncatalog = \"smollm2-135m\"\nbase = {{ repo = \"a/b\" }}\n"
+    ));
+    assert_contains(&message, &["base is set", "LoRA adapter"]);
+    let message = error_for(&format!(
+        "{VALID}\n[model]\nhub = {{ repo = \"a/b\", revision = \"{commit}\" }}\nquantization = \"q2_k\"\n"
+    ));
+    assert_contains(&message, &["quantization is \"q2_k\"", "q4_k_m, q8_0, f16"]);
 }
 
 #[test]

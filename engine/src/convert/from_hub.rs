@@ -57,7 +57,14 @@ impl HubCheckpoint {
         let (commit, files) = hub_listing(&self.repo, &self.revision)
             .map_err(|error| format!("cannot list {}@{}: {error}", self.repo, self.revision))?;
         let has = |name: &str| files.iter().any(|file| file.name == name);
-        let folder = fetch_folder(cache, &self.repo, &commit, &files, has("adapter_config.json"), progress)?;
+        let folder = fetch_folder(
+            cache,
+            &self.repo,
+            &commit,
+            &files,
+            has("adapter_config.json"),
+            progress,
+        )?;
         let (model, adapter) = if has("adapter_config.json") {
             let (base_repo, base_revision) = match &self.base {
                 Some(base) => base.clone(),
@@ -66,13 +73,27 @@ impl HubCheckpoint {
             let (base_commit, base_files) = hub_listing(&base_repo, &base_revision).map_err(|error| {
                 format!("cannot list the adapter's base model {base_repo}@{base_revision} ({error}); set `[model] base = {{ repo = \"…\", revision = \"…\" }}` in space.toml to the model it was trained on")
             })?;
-            let base = fetch_folder(cache, &base_repo, &base_commit, &base_files, false, progress)?;
+            let base = fetch_folder(
+                cache,
+                &base_repo,
+                &base_commit,
+                &base_files,
+                false,
+                progress,
+            )?;
             (base, Some(folder))
         } else {
             (folder, None)
         };
-        let tokenizer = adapter.as_deref().filter(|dir| dir.join("tokenizer.json").is_file());
-        let name = self.repo.rsplit('/').next().unwrap_or(&self.repo).to_owned();
+        let tokenizer = adapter
+            .as_deref()
+            .filter(|dir| dir.join("tokenizer.json").is_file());
+        let name = self
+            .repo
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repo)
+            .to_owned();
         let report = convert(
             &Conversion {
                 model: &model,
@@ -127,7 +148,11 @@ fn fetch_folder(
         let file_name = format!("{folder}/{}", file.name);
         match &file.sha256 {
             Some(sha256) => cache.get(
-                &CachedFile { file_name, sha256: sha256.clone(), sources: vec![source] },
+                &CachedFile {
+                    file_name,
+                    sha256: sha256.clone(),
+                    sources: vec![source],
+                },
                 progress,
             ),
             None => cache.get_at_commit(&file_name, &source),
@@ -135,7 +160,15 @@ fn fetch_folder(
         .map_err(|error| format!("{repo}@{commit}: {error}"))
     };
     let (needed, weights): (&[(&str, bool)], &str) = if adapter {
-        (&[("adapter_config.json", true), ("tokenizer.json", false), ("tokenizer_config.json", false), ("chat_template.jinja", false)], "adapter_model.safetensors")
+        (
+            &[
+                ("adapter_config.json", true),
+                ("tokenizer.json", false),
+                ("tokenizer_config.json", false),
+                ("chat_template.jinja", false),
+            ],
+            "adapter_model.safetensors",
+        )
     } else {
         (&CHECKPOINT_FILES, "model.safetensors")
     };
@@ -161,7 +194,11 @@ fn fetch_folder(
                 .map_err(|error| format!("{}: {error}", path.display()))?;
             let mut shards: Vec<String> = index["weight_map"]
                 .as_object()
-                .map(|map| map.values().filter_map(|file| file.as_str().map(str::to_owned)).collect())
+                .map(|map| {
+                    map.values()
+                        .filter_map(|file| file.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             shards.sort();
             shards.dedup();
@@ -181,7 +218,8 @@ fn fetch_folder(
 /// The base model an adapter names.
 fn adapter_base(folder: &Path) -> Result<String, String> {
     let path = folder.join("adapter_config.json");
-    let text = std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
     let config: serde_json::Value =
         serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
     config["base_model_name_or_path"]
@@ -201,7 +239,11 @@ fn adapter_base(folder: &Path) -> Result<String, String> {
 fn remove_weights(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
-            if entry.path().extension().is_some_and(|ext| ext == "safetensors") {
+            if entry
+                .path()
+                .extension()
+                .is_some_and(|ext| ext == "safetensors")
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

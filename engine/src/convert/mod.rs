@@ -23,9 +23,9 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 pub use architecture::SUPPORTED;
-pub use from_hub::HubCheckpoint;
 use architecture::{Plan, Source, Transform};
 use checkpoint::Checkpoint;
+pub use from_hub::HubCheckpoint;
 use lora::Adapter;
 pub use recipe::Quantization;
 use writer::{GgufWriter, PlannedTensor};
