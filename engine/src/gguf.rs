@@ -14,7 +14,9 @@ pub enum Architecture {
     Qwen2,
     /// Qwen2 with each head's query and key normalised (`attn_q_norm`, `attn_k_norm`).
     Qwen3,
-    /// Gemma 1, 2 and 3 (candle's `quantized_gemma3` reads all three).
+    /// Gemma 1, 2 and 3, run by the llama forward with their switches (`llama::Config`):
+    /// candle-transformers' `quantized_gemma3` gates with SiLU where Gemma uses GELU, and reads
+    /// no Gemma 1 or 2 file.
     Gemma,
     Phi3,
     Phi2,

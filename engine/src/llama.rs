@@ -1,4 +1,5 @@
-//! The llama family (Llama, Mistral, SmolLM, Qwen2, Qwen3) written for decoding speed.
+//! The llama family (Llama, Mistral, SmolLM, Qwen2, Qwen3, and Gemma 1–3, which differ from it
+//! only in a few switches of [`Config`]) written for decoding speed.
 //!
 //! candle-transformers' `quantized_llama` and `quantized_qwen2` grow their KV cache with
 //! `Tensor::cat` at every step (a copy of the whole cache in every layer) and then copy it
@@ -33,6 +34,37 @@ pub struct Config {
     pub context_length: usize,
     /// Llama 3's divisors of the rotation frequencies (the file's `rope_freqs.weight`).
     pub rope_divisors: Option<Vec<f32>>,
+    /// Gemma multiplies the embeddings by √width.
+    pub embedding_scale: Option<f32>,
+    /// Gemma's feed-forward gate is GELU (tanh form), the others' SiLU.
+    pub gelu: bool,
+    /// Gemma 2 caps attention scores and the output's logits at ±cap with cap·tanh(x/cap).
+    pub attention_softcap: Option<f32>,
+    pub final_softcap: Option<f32>,
+    /// Gemma 2 and 3: layers that see only the last tokens, with a rotation of their own.
+    pub sliding: Option<Sliding>,
+    /// Gemma 3 (4B and up) stretches the positions of its global layers by this factor.
+    pub rope_linear_factor: f32,
+}
+
+/// Which layers attend to a window of the last tokens only, and how they rotate.
+#[derive(Clone, Debug)]
+pub struct Sliding {
+    pub window: usize,
+    /// Gemma 2: the even layers; Gemma 3: all but every `n`-th (`(layer + 1) % n != 0`).
+    pub every: Option<usize>,
+    /// Gemma 3's local layers rotate with their own base (10,000).
+    pub rope_base: Option<f32>,
+}
+
+impl Config {
+    fn is_sliding(&self, layer: usize) -> bool {
+        match &self.sliding {
+            None => false,
+            Some(Sliding { every: None, .. }) => layer.is_multiple_of(2),
+            Some(Sliding { every: Some(n), .. }) => !(layer + 1).is_multiple_of(*n),
+        }
+    }
 }
 
 impl Config {
@@ -51,6 +83,7 @@ impl Config {
                 .get(&key(suffix))
                 .and_then(|value| value.to_f32().ok())
         };
+        let gemma = architecture.starts_with("gemma");
         let heads = number("attention.head_count")?;
         let kv_heads = number("attention.head_count_kv").unwrap_or(heads);
         let embedding = number("embedding_length")?;
@@ -70,6 +103,28 @@ impl Config {
             rope_interleaved: matches!(architecture, "llama" | "mistral"),
             context_length: number("context_length").unwrap_or(2048),
             rope_divisors: None,
+            embedding_scale: gemma.then(|| (embedding as f32).sqrt()),
+            gelu: gemma,
+            attention_softcap: (architecture == "gemma2")
+                .then(|| float("attn_logit_softcapping").unwrap_or(50.0)),
+            final_softcap: (architecture == "gemma2")
+                .then(|| float("final_logit_softcapping").unwrap_or(30.0)),
+            sliding: match architecture {
+                "gemma2" => Some(Sliding {
+                    window: number("attention.sliding_window").unwrap_or(4096),
+                    every: None,
+                    rope_base: None,
+                }),
+                "gemma3" => Some(Sliding {
+                    window: number("attention.sliding_window").unwrap_or(512),
+                    every: Some(number("attention.sliding_window_type").unwrap_or(6).max(1)),
+                    rope_base: Some(float("rope.local_freq_base").unwrap_or(10_000.0)),
+                }),
+                _ => None,
+            },
+            rope_linear_factor: float("rope.scaling.factor")
+                .filter(|factor| *factor > 0.0)
+                .unwrap_or(1.0),
         })
     }
 }
@@ -84,6 +139,8 @@ pub struct Llama {
 }
 
 struct Layer {
+    /// Whether it attends to the last `sliding.window` tokens only.
+    sliding: bool,
     attention_norm: Tensor,
     qkv: Projections,
     /// Qwen3 normalises each head's query and key before rotating them.
@@ -92,6 +149,8 @@ struct Layer {
     ffn_norm: Tensor,
     gate_up: Projections,
     down: Linear,
+    /// Gemma 2 and 3 normalise the attention's and the feed-forward's outputs too.
+    post_norms: Option<(Tensor, Tensor)>,
 }
 
 impl Llama {
@@ -144,7 +203,16 @@ impl Llama {
                 )),
                 None => None,
             };
+            let post_norms = match weights.optional(&name("post_attention_norm.weight"))? {
+                Some(_) => Some((
+                    weights.vector(&name("post_attention_norm.weight"))?,
+                    weights.vector(&name("post_ffw_norm.weight"))?,
+                )),
+                None => None,
+            };
             layers.push(Layer {
+                sliding: config.is_sliding(index),
+                post_norms,
                 attention_norm: weights.vector(&name("attn_norm.weight"))?,
                 qkv,
                 query_key_norms,
@@ -198,18 +266,45 @@ impl Llama {
                     config.context_length
                 );
             }
-            let (cos, sin) = rope_tables(config, step.position, step.tokens.len(), &self.device)?;
+            let len = step.tokens.len();
+            let on_gpu = !self.device.is_cpu();
+            let mask = |window| -> Result<Option<Tensor>> {
+                if on_gpu {
+                    causal_mask(config, step.position, len, window, &self.device)
+                } else {
+                    Ok(None)
+                }
+            };
+            let global = rope_tables(
+                config,
+                config.rope_base,
+                config.rope_linear_factor,
+                step.position,
+                len,
+                &self.device,
+            )?;
+            let local = match &config.sliding {
+                Some(sliding) => Some(Rotation {
+                    tables: match sliding.rope_base {
+                        Some(base) => {
+                            rope_tables(config, base, 1.0, step.position, len, &self.device)?.tables
+                        }
+                        None => global.tables.clone(),
+                    },
+                    mask: mask(Some(sliding.window))?,
+                }),
+                None => None,
+            };
+            let global = Rotation {
+                mask: mask(None)?,
+                ..global
+            };
             spans.push(Span {
                 start: tokens.len(),
-                len: step.tokens.len(),
+                len,
                 position: step.position,
-                cos,
-                sin,
-                mask: if self.device.is_cpu() {
-                    None
-                } else {
-                    causal_mask(config, step.position, step.tokens.len(), &self.device)?
-                },
+                global,
+                local,
             });
             tokens.extend_from_slice(step.tokens);
         }
@@ -217,6 +312,9 @@ impl Llama {
             bail!("nothing to run: no steps were given");
         }
         let mut x = self.embeddings.forward(&tokens, &self.device)?;
+        if let Some(scale) = config.embedding_scale {
+            x = (x * scale as f64)?;
+        }
         for (index, layer) in self.layers.iter().enumerate() {
             let mut caches: Vec<&mut KvCache> = steps
                 .iter_mut()
@@ -241,6 +339,10 @@ impl Llama {
         let last = x.index_select(&rows, 0)?;
         let last = candle_nn::ops::rms_norm(&last, &self.output_norm, config.rms_norm_eps)?;
         let scores = self.output.forward(&last)?;
+        let scores = match config.final_softcap {
+            Some(cap) => softcap(&scores, cap)?,
+            None => scores,
+        };
         let mut row = 0;
         for (slot, step) in logits.iter_mut().zip(steps.iter()) {
             if step.logits {
@@ -268,9 +370,15 @@ struct Span {
     start: usize,
     len: usize,
     position: usize,
-    cos: Tensor,
-    sin: Tensor,
-    /// For the matrix-product attention (off the CPU).
+    global: Rotation,
+    /// The sliding layers' (Gemma 2 and 3).
+    local: Option<Rotation>,
+}
+
+/// cos and sin of a step's positions, and the mask of the matrix-product attention (off the
+/// CPU).
+struct Rotation {
+    tables: (Tensor, Tensor),
     mask: Option<Tensor>,
 }
 
@@ -314,12 +422,22 @@ impl Layer {
             .try_into()
             .map_err(|_| candle_core::Error::Msg("q/k/v split".into()))?;
         let mut attended = Vec::with_capacity(spans.len());
+        let window = config
+            .sliding
+            .as_ref()
+            .filter(|_| self.sliding)
+            .map(|sliding| sliding.window);
         for (span, cache) in spans.iter().zip(caches.iter_mut()) {
+            let rotation = match (&span.local, self.sliding) {
+                (Some(local), true) => local,
+                _ => &span.global,
+            };
+            let (cos, sin) = &rotation.tables;
             let rope = |x: Tensor| -> Result<Tensor> {
                 if config.rope_interleaved {
-                    candle_nn::rotary_emb::rope_i(&x, &span.cos, &span.sin)
+                    candle_nn::rotary_emb::rope_i(&x, cos, sin)
                 } else {
-                    candle_nn::rotary_emb::rope(&x, &span.cos, &span.sin)
+                    candle_nn::rotary_emb::rope(&x, cos, sin)
                 }
             };
             let by_head = |x: &Tensor, count: usize| {
@@ -341,17 +459,28 @@ impl Layer {
             let v = by_head(&v, kv_heads)?.squeeze(0)?;
             let (keys, values) = cache.append(&k, &v, span.position, config.context_length)?;
             let q = (q * (1.0 / (head_dim as f64).sqrt()))?.reshape((heads, span.len, head_dim))?;
+            let limits = Attention {
+                n_rep,
+                position: span.position,
+                window,
+                softcap: config.attention_softcap,
+            };
             attended.push(if cache.on_cpu() {
-                cpu_attention(&q, &keys, &values, n_rep, span.position)?
+                cpu_attention(&q, &keys, &values, &limits)?
             } else {
-                matrix_attention(&q, &keys, &values, n_rep, span.mask.as_ref())?
+                matrix_attention(&q, &keys, &values, &limits, rotation.mask.as_ref())?
             });
         }
         let attended = match attended.len() {
             1 => attended.pop().expect("one span"),
             _ => Tensor::cat(&attended, 0)?,
         };
-        let x = (x + self.attention_output.forward(&attended)?)?;
+        let post_norm =
+            |output: Tensor, which: fn(&(Tensor, Tensor)) -> &Tensor| match &self.post_norms {
+                Some(norms) => candle_nn::ops::rms_norm(&output, which(norms), config.rms_norm_eps),
+                None => Ok(output),
+            };
+        let x = (x + post_norm(self.attention_output.forward(&attended)?, |norms| &norms.0)?)?;
 
         let normed = candle_nn::ops::rms_norm(&x, &self.ffn_norm, config.rms_norm_eps)?;
         let [gate, up] = self
@@ -359,8 +488,8 @@ impl Layer {
             .forward(&normed)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("gate/up split".into()))?;
-        let hidden = gated(&gate, &up)?;
-        x + self.down.forward(&hidden)?
+        let hidden = gated(&gate, &up, config.gelu)?;
+        x + post_norm(self.down.forward(&hidden)?, |norms| &norms.1)?
     }
 }
 /// The token embedding table, kept quantised: as f32 it would be the largest thing in memory
@@ -413,13 +542,13 @@ impl Embeddings {
 /// shared out over candle's thread pool. `q` is (heads, len, head_dim), scaled; `keys` and
 /// `values` are (kv_heads, position + len, head_dim) views of the cache. Returns
 /// (len, heads × head_dim).
-fn cpu_attention(
-    q: &Tensor,
-    keys: &Tensor,
-    values: &Tensor,
-    n_rep: usize,
-    position: usize,
-) -> Result<Tensor> {
+fn cpu_attention(q: &Tensor, keys: &Tensor, values: &Tensor, limits: &Attention) -> Result<Tensor> {
+    let Attention {
+        n_rep,
+        position,
+        window,
+        softcap,
+    } = *limits;
     let (heads, len, head_dim) = q.dims3()?;
     let queries: Vec<f32> = q.flatten_all()?.to_vec1()?;
     let (key_storage, key_layout) = keys.storage_and_layout();
@@ -436,14 +565,23 @@ fn cpu_attention(
         let mut row = vec![0f32; head_dim];
         for task in range {
             let (head, t) = (task / len, task % len);
-            let visible = position + t + 1;
+            let end = position + t + 1;
+            let first = window.map_or(0, |window| end.saturating_sub(window));
+            let visible = end - first;
             let weights = &mut weights[..visible];
             let group = head / n_rep;
             let query = &queries[task * head_dim..(task + 1) * head_dim];
-            let key_start = key_layout.start_offset() + group * key_layout.stride()[0];
-            let value_start = value_layout.start_offset() + group * value_layout.stride()[0];
+            let key_start =
+                key_layout.start_offset() + group * key_layout.stride()[0] + first * head_dim;
+            let value_start =
+                value_layout.start_offset() + group * value_layout.stride()[0] + first * head_dim;
             let keys = &key_data[key_start..key_start + visible * head_dim];
             crate::kernels::lanes::dots(query, keys, weights);
+            if let Some(cap) = softcap {
+                for weight in weights.iter_mut() {
+                    *weight = cap * libm::tanhf(*weight / cap);
+                }
+            }
             let largest = crate::kernels::lanes::largest(weights);
             for weight in weights.iter_mut() {
                 *weight -= largest;
@@ -470,12 +608,17 @@ fn matrix_attention(
     q: &Tensor,
     keys: &Tensor,
     values: &Tensor,
-    n_rep: usize,
+    limits: &Attention,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let n_rep = limits.n_rep;
     let (heads, len, head_dim) = q.dims3()?;
     let q = q.reshape((heads / n_rep, n_rep * len, head_dim))?;
     let scores = q.matmul(&keys.t()?)?;
+    let scores = match limits.softcap {
+        Some(cap) => softcap(&scores, cap)?,
+        None => scores,
+    };
     let scores = match mask {
         Some(mask) => scores.broadcast_add(mask)?,
         None => scores,
@@ -487,21 +630,38 @@ fn matrix_attention(
         .reshape((len, heads * head_dim))
 }
 
+/// What one step's attention sees: `n_rep` query heads a key head, the step at `position`,
+/// the last `window` tokens only (Gemma's sliding layers), scores capped (Gemma 2).
+#[derive(Clone, Copy)]
+struct Attention {
+    n_rep: usize,
+    position: usize,
+    window: Option<usize>,
+    softcap: Option<f32>,
+}
+
+/// cap·tanh(x/cap) (Gemma 2's soft cap of scores and logits).
+fn softcap(x: &Tensor, cap: f32) -> Result<Tensor> {
+    (x / cap as f64)?.tanh()? * cap as f64
+}
+
 /// cos and sin of every rotation angle for the positions `position..position + seq_len`,
 /// computed in f32 as the reference implementations do, with [`libm`]'s functions: the
 /// platforms' own (glibc natively, another libm in WebAssembly) differ in the last bit now and
 /// then, and the browser's answers would drift from the server's.
 fn rope_tables(
     config: &Config,
+    base: f32,
+    linear_factor: f32,
     position: usize,
     seq_len: usize,
     device: &Device,
-) -> Result<(Tensor, Tensor)> {
+) -> Result<Rotation> {
     let half = config.head_dim / 2;
     let inverse_frequencies: Vec<f32> = (0..half)
         .map(|i| {
             let frequency =
-                1.0 / libm::powf(config.rope_base, (2 * i) as f32 / config.head_dim as f32);
+                1.0 / libm::powf(base, (2 * i) as f32 / config.head_dim as f32) / linear_factor;
             match &config.rope_divisors {
                 Some(divisors) => frequency / divisors[i],
                 None => frequency,
@@ -525,7 +685,10 @@ fn rope_tables(
             device,
         )
     };
-    Ok((table(libm::cosf)?, table(libm::sinf)?))
+    Ok(Rotation {
+        tables: (table(libm::cosf)?, table(libm::sinf)?),
+        mask: None,
+    })
 }
 
 /// Values of a row of [`gated`] per task: the narrowest rows (SmolLM2's 1,536) still make a
@@ -538,9 +701,13 @@ const GATED_PIECE: usize = 256;
 /// are shared out between the threads: each value is its own, so any split gives the same bits,
 /// and a decoded token's one row would otherwise run on one thread (0.3 ms of a browser token,
 /// SmolLM2).
-fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+fn gated(gate: &Tensor, up: &Tensor, gelu: bool) -> Result<Tensor> {
     if !gate.device().is_cpu() {
-        return gate.silu()? * up;
+        return if gelu {
+            gate.gelu()? * up
+        } else {
+            gate.silu()? * up
+        };
     }
     let (len, width) = gate.dims2()?;
     let (gate_storage, gate_layout) = gate.storage_and_layout();
@@ -571,12 +738,22 @@ fn gated(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
             let gate = &gates[row_of(gate_layout, t)][columns.clone()];
             let up = &ups[row_of(up_layout, t)][columns.clone()];
             let values = &mut values[..columns.len()];
-            for (value, &g) in values.iter_mut().zip(gate) {
-                *value = -g;
-            }
-            crate::kernels::exp::exp_in_place(values);
-            for ((value, &g), &u) in values.iter_mut().zip(gate).zip(up) {
-                *value = g / (1.0 + *value) * u;
+            if gelu {
+                // GELU's tanh form, as Gemma's `gelu_pytorch_tanh`.
+                for ((value, &g), &u) in values.iter_mut().zip(gate).zip(up) {
+                    let inner = std::f32::consts::FRAC_2_SQRT_PI
+                        * std::f32::consts::FRAC_1_SQRT_2
+                        * (g + 0.044_715 * g * g * g);
+                    *value = 0.5 * g * (1.0 + libm::tanhf(inner)) * u;
+                }
+            } else {
+                for (value, &g) in values.iter_mut().zip(gate) {
+                    *value = -g;
+                }
+                crate::kernels::exp::exp_in_place(values);
+                for ((value, &g), &u) in values.iter_mut().zip(gate).zip(up) {
+                    *value = g / (1.0 + *value) * u;
+                }
             }
             // SAFETY: each piece of each token's row is written by the one task that owns it.
             unsafe { shared.write_row(t * width + columns.start, values) };
@@ -592,9 +769,10 @@ fn causal_mask(
     config: &Config,
     position: usize,
     seq_len: usize,
+    window: Option<usize>,
     device: &Device,
 ) -> Result<Option<Tensor>> {
-    if seq_len == 1 {
+    if seq_len == 1 && window.is_none_or(|window| position < window) {
         return Ok(None);
     }
     let visible = position + seq_len;
@@ -603,7 +781,8 @@ fn causal_mask(
         .flat_map(|row| {
             let token = row % seq_len;
             (0..visible).map(move |column| {
-                if column > position + token {
+                let seen = position + token;
+                if column > seen || window.is_some_and(|window| column + window <= seen) {
                     f32::NEG_INFINITY
                 } else {
                     0.0
@@ -892,7 +1071,8 @@ mod tests {
 
     /// The GPU's attention is the CPU's, computed as matrix products: checked here on the CPU,
     /// with a cache that holds more than it shows (as the KV cache's views do) and a prompt that
-    /// continues an earlier one, so the mask and the grouped rows are exercised.
+    /// continues an earlier one, so the mask and the grouped rows are exercised; and so for
+    /// Gemma's sliding window (narrower than what the prompt sees) and Gemma 2's soft cap.
     #[test]
     fn matrix_attention_equals_the_cpus() {
         let config = Config {
@@ -905,6 +1085,12 @@ mod tests {
             rope_interleaved: false,
             context_length: 64,
             rope_divisors: None,
+            embedding_scale: None,
+            gelu: false,
+            attention_softcap: None,
+            final_softcap: None,
+            sliding: None,
+            rope_linear_factor: 1.0,
         };
         let (position, len, capacity) = (5, 4, 16);
         let values = |count: usize, seed: usize| -> Vec<f32> {
@@ -931,25 +1117,39 @@ mod tests {
         };
         let (keys, values) = (cache(2), cache(3));
         let n_rep = heads / kv_heads;
-        let on_cpu: Vec<f32> = cpu_attention(&q, &keys, &values, n_rep, position)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let mask = causal_mask(&config, position, len, &Device::Cpu).unwrap();
-        let as_matrices: Vec<f32> = matrix_attention(&q, &keys, &values, n_rep, mask.as_ref())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!(on_cpu.len(), as_matrices.len());
-        for (index, (a, b)) in on_cpu.iter().zip(&as_matrices).enumerate() {
-            assert!(
-                (a - b).abs() < 1e-5,
-                "value {index}: {a} on the CPU, {b} as matrices"
-            );
+        for (window, softcap) in [
+            (None, None),
+            (Some(3), None),
+            (None, Some(0.2)),
+            (Some(6), Some(0.5)),
+        ] {
+            let limits = Attention {
+                n_rep,
+                position,
+                window,
+                softcap,
+            };
+            let on_cpu: Vec<f32> = cpu_attention(&q, &keys, &values, &limits)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let mask = causal_mask(&config, position, len, window, &Device::Cpu).unwrap();
+            let as_matrices: Vec<f32> =
+                matrix_attention(&q, &keys, &values, &limits, mask.as_ref())
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+            assert_eq!(on_cpu.len(), as_matrices.len());
+            for (index, (a, b)) in on_cpu.iter().zip(&as_matrices).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "window {window:?}, cap {softcap:?}, value {index}: {a} on the CPU, {b} as matrices"
+                );
+            }
         }
     }
 }

@@ -5,16 +5,15 @@ use std::io::{Read, Seek};
 
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
-use candle_transformers::models::{quantized_gemma3, quantized_phi, quantized_phi3};
+use candle_transformers::models::{quantized_phi, quantized_phi3};
 
 use crate::error::{EngineError, Result};
 use crate::gguf::{Architecture, Gguf};
 use crate::llama::{Config, Llama, LlamaCache, LlamaStep};
 
 enum Weights {
-    /// Llama, Mistral, SmolLM, Qwen2 and Qwen3.
+    /// Llama, Mistral, SmolLM, Qwen2, Qwen3 and Gemma 1–3.
     Llama(Llama),
-    Gemma(quantized_gemma3::ModelWeights),
     Phi3(quantized_phi3::ModelWeights),
     Phi2(quantized_phi::ModelWeights),
 }
@@ -118,16 +117,15 @@ impl Model {
             reason: format!("its weights cannot be loaded ({error})"),
         };
         let weights = match architecture {
-            Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3 => {
+            Architecture::Llama
+            | Architecture::Qwen2
+            | Architecture::Qwen3
+            | Architecture::Gemma => {
                 let config = Config::from_gguf(&content, &architecture_name).map_err(failed)?;
                 Weights::Llama(
                     Llama::new(config, &content, reader, device, requantize).map_err(failed)?,
                 )
             }
-            Architecture::Gemma => Weights::Gemma(
-                quantized_gemma3::ModelWeights::from_gguf(content, reader, device)
-                    .map_err(failed)?,
-            ),
             Architecture::Phi3 => Weights::Phi3(
                 quantized_phi3::ModelWeights::from_gguf(false, content, reader, device)
                     .map_err(failed)?,
@@ -211,7 +209,6 @@ impl Model {
                 }
                 let input = Tensor::new(step.tokens, &self.device)?.unsqueeze(0)?;
                 let logits = match weights {
-                    Weights::Gemma(model) => model.forward(&input, position)?,
                     Weights::Phi3(model) => model.forward(&input, position)?,
                     Weights::Phi2(model) => model.forward(&input, position)?,
                     Weights::Llama(_) => unreachable!("matched above"),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{gemma3, llama, qwen2, qwen3};
+use candle_transformers::models::{gemma, gemma2, gemma3, llama, qwen2, qwen3};
 use engine::convert::{Conversion, Quantization, convert};
 
 #[allow(dead_code)]
@@ -58,12 +58,34 @@ fn reference_logits(dir: &Path, model_type: &str) -> Vec<f32> {
                 .forward(&input, 0)
                 .unwrap()
         }
-        _ => {
-            let config: gemma3::Config = serde_json::from_str(&config).unwrap();
-            gemma3::Model::new(false, &config, vb)
+        "gemma" => {
+            let config: gemma::Config = serde_json::from_str(&config).unwrap();
+            gemma::Model::new(false, &config, vb)
                 .unwrap()
                 .forward(&input, 0)
                 .unwrap()
+        }
+        "gemma2" => {
+            let config: gemma2::Config = serde_json::from_str(&config).unwrap();
+            gemma2::Model::new(false, &config, vb)
+                .unwrap()
+                .forward(&input, 0)
+                .unwrap()
+        }
+        _ => {
+            let config: gemma3::Config = serde_json::from_str(&config).unwrap();
+            let mut model = gemma3::Model::new(false, &config, vb).unwrap();
+            // Token by token: its rotating cache refuses a prompt longer than the window (which
+            // the checkpoint's window of 4 makes, so the local layers' window shows).
+            let mut logits = None;
+            for (position, token) in PROMPT.iter().enumerate() {
+                let input = Tensor::new(&[*token], &device)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap();
+                logits = Some(model.forward(&input, position).unwrap());
+            }
+            logits.unwrap()
         }
     };
     logits.flatten_all().unwrap().to_vec1().unwrap()
@@ -134,6 +156,9 @@ fn every_architecture_converts_and_matches_candle_transformers_float_model() {
         ("mistral", 0.001, 0.12),
         ("qwen2", 0.001, 0.12),
         ("qwen3", 0.001, 0.12),
+        ("gemma", 0.001, 0.12),
+        ("gemma2", 0.001, 0.12),
+        ("gemma3_text", 0.001, 0.12),
     ] {
         let mut spec = Spec::tiny(model_type);
         if model_type == "mistral" {

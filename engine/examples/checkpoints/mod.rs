@@ -73,6 +73,8 @@ impl Spec {
                 "mistral" => "MistralForCausalLM",
                 "qwen2" => "Qwen2ForCausalLM",
                 "qwen3" => "Qwen3ForCausalLM",
+                "gemma" => "GemmaForCausalLM",
+                "gemma2" => "Gemma2ForCausalLM",
                 _ => "Gemma3ForCausalLM",
             }],
             "model_type": self.model_type,
@@ -97,14 +99,16 @@ impl Spec {
             "eos_token_id": 258,
         });
         if self.gemma() {
+            config.as_object_mut().unwrap().remove("hidden_act");
             let extra = json!({
                 "hidden_activation": "gelu_pytorch_tanh",
                 "query_pre_attn_scalar": self.head_dim,
-                "sliding_window": 512,
-                "sliding_window_pattern": 6,
+                // Narrower than the tests' prompts, so that the local layers' window shows.
+                "sliding_window": if self.model_type == "gemma2" { 4096 } else { 4 },
+                "sliding_window_pattern": 2,
                 "rope_local_base_freq": 10_000.0,
-                "final_logit_softcapping": null,
-                "attn_logit_softcapping": null,
+                "final_logit_softcapping": if self.model_type == "gemma2" { json!(30.0) } else { Value::Null },
+                "attn_logit_softcapping": if self.model_type == "gemma2" { json!(50.0) } else { Value::Null },
             });
             for (key, value) in extra.as_object().unwrap() {
                 config[key] = value.clone();
@@ -134,13 +138,13 @@ impl Spec {
                 tensors.push((name("self_attn.k_proj.bias"), vec![kv]));
                 tensors.push((name("self_attn.v_proj.bias"), vec![kv]));
             }
-            if self.model_type == "qwen3" || self.gemma() {
+            if self.model_type == "qwen3" || self.model_type.starts_with("gemma3") {
                 tensors.push((name("self_attn.q_norm.weight"), vec![self.head_dim]));
                 tensors.push((name("self_attn.k_norm.weight"), vec![self.head_dim]));
             }
             tensors.push((name("self_attn.o_proj.weight"), vec![self.hidden, q]));
             tensors.push((name("post_attention_layernorm.weight"), vec![self.hidden]));
-            if self.gemma() {
+            if self.model_type == "gemma2" || self.model_type.starts_with("gemma3") {
                 tensors.push((name("pre_feedforward_layernorm.weight"), vec![self.hidden]));
                 tensors.push((name("post_feedforward_layernorm.weight"), vec![self.hidden]));
             }

@@ -8,17 +8,21 @@ use super::checkpoint::Checkpoint;
 use crate::error::{EngineError, Result};
 
 /// config.json's `model_type`s that convert, and the GGUF architecture each becomes.
-const ARCHITECTURES: [(&str, &str); 6] = [
+const ARCHITECTURES: [(&str, &str); 8] = [
     ("llama", "llama"),
     ("mistral", "llama"),
     ("qwen2", "qwen2"),
     ("qwen3", "qwen3"),
+    ("gemma", "gemma"),
+    ("gemma2", "gemma2"),
     ("gemma3_text", "gemma3"),
     ("gemma3", "gemma3"),
 ];
 
 /// The `model_type`s a team's checkpoint may have, for errors and README.
-pub const SUPPORTED: [&str; 5] = ["llama", "mistral", "qwen2", "qwen3", "gemma3"];
+pub const SUPPORTED: [&str; 7] = [
+    "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
+];
 
 /// Where a tensor's values come from.
 pub enum Source {
@@ -59,6 +63,11 @@ pub struct Plan {
     sliding_window: Option<usize>,
     /// Llama 3's divisors of the rotation frequencies (`rope_freqs.weight`).
     rope_factors: Option<Vec<f32>>,
+    /// Gemma 2's caps of attention scores and of logits.
+    softcaps: Option<(f64, f64)>,
+    /// Gemma 3: every how many layers one is global, the local layers' rotation base, and
+    /// the global layers' linear position scaling (4B and up).
+    gemma3_rotation: Option<(usize, f64, Option<f64>)>,
     tie_word_embeddings: bool,
     /// Where the language model's tensors are (`model.`; Gemma 3's multimodal checkpoints
     /// nest it as `language_model.model.`).
@@ -122,15 +131,27 @@ impl Plan {
                 "{file}: {heads} attention heads, {kv_heads} key/value heads and a head size of {head_dim} do not make a model"
             )));
         }
-        let gemma = architecture == "gemma3";
+        let gemma = architecture.starts_with("gemma");
+        let gemma3 = architecture == "gemma3";
+        if gemma {
+            let scalar = config["query_pre_attn_scalar"]
+                .as_u64()
+                .map_or(head_dim, |value| value as usize);
+            if scalar != head_dim {
+                return Err(EngineError::Conversion(format!(
+                    "{file}: query_pre_attn_scalar is {scalar}, not the head size {head_dim}: Vitrina runs the Gemma models whose queries are scaled by the head size (2B, 7B, 9B, Gemma 3 up to 12B)"
+                )));
+            }
+        }
         let rope_base =
             config["rope_theta"]
                 .as_f64()
                 .unwrap_or(if gemma { 1_000_000.0 } else { 10_000.0 });
         let rope_factors = llama3_rope_factors(&config["rope_scaling"], rope_base, head_dim, file)?;
-        if !gemma && rope_factors.is_none() && config["rope_scaling"].is_object() {
+        let gemma_linear = gemma && config["rope_scaling"].to_string().contains("linear");
+        if !gemma_linear && rope_factors.is_none() && config["rope_scaling"].is_object() {
             return Err(EngineError::Conversion(format!(
-                "{file}: rope_scaling {} is not one Vitrina converts (only Llama 3's `llama3`)",
+                "{file}: rope_scaling {} is not one Vitrina converts (Llama 3's `llama3`, Gemma 3's `linear`)",
                 config["rope_scaling"]
             )));
         }
@@ -153,15 +174,47 @@ impl Plan {
                 .map_or(4096, |value| value as usize),
             eps: config["rms_norm_eps"].as_f64().unwrap_or(1e-6),
             rope_base,
-            sliding_window: if gemma {
-                config["sliding_window"]
-                    .as_u64()
-                    .map(|value| value as usize)
-                    .or(Some(512))
-            } else {
-                None
+            sliding_window: match architecture {
+                "gemma2" => Some(
+                    config["sliding_window"]
+                        .as_u64()
+                        .map_or(4096, |value| value as usize),
+                ),
+                "gemma3" => Some(
+                    config["sliding_window"]
+                        .as_u64()
+                        .map_or(512, |value| value as usize),
+                ),
+                _ => None,
             },
+            softcaps: (architecture == "gemma2").then(|| {
+                (
+                    config["attn_logit_softcapping"].as_f64().unwrap_or(50.0),
+                    config["final_logit_softcapping"].as_f64().unwrap_or(30.0),
+                )
+            }),
             rope_factors,
+            gemma3_rotation: gemma3.then(|| {
+                let linear = match &config["rope_scaling"] {
+                    Json::Object(scaling)
+                        if scaling
+                            .get("rope_type")
+                            .or(scaling.get("type"))
+                            .and_then(Json::as_str)
+                            == Some("linear") =>
+                    {
+                        scaling.get("factor").and_then(Json::as_f64)
+                    }
+                    _ => None,
+                };
+                (
+                    config["sliding_window_pattern"]
+                        .as_u64()
+                        .map_or(6, |value| value as usize),
+                    config["rope_local_base_freq"].as_f64().unwrap_or(10_000.0),
+                    linear,
+                )
+            }),
             tie_word_embeddings: outer["tie_word_embeddings"]
                 .as_bool()
                 .or(config["tie_word_embeddings"].as_bool())
@@ -214,6 +267,21 @@ impl Plan {
         if let Some(window) = self.sliding_window {
             metadata.push((key("attention.sliding_window"), Value::U32(window as u32)));
         }
+        if let Some((attention, logits)) = self.softcaps {
+            metadata.push((key("attn_logit_softcapping"), Value::F32(attention as f32)));
+            metadata.push((key("final_logit_softcapping"), Value::F32(logits as f32)));
+        }
+        if let Some((pattern, local_base, linear)) = self.gemma3_rotation {
+            metadata.push((
+                key("attention.sliding_window_type"),
+                Value::U32(pattern as u32),
+            ));
+            metadata.push((key("rope.local_freq_base"), Value::F32(local_base as f32)));
+            if let Some(factor) = linear {
+                metadata.push((key("rope.scaling.type"), Value::String("linear".into())));
+                metadata.push((key("rope.scaling.factor"), Value::F32(factor as f32)));
+            }
+        }
         metadata
     }
 
@@ -222,7 +290,8 @@ impl Plan {
     /// architecture, or a shard of another model).
     pub fn tensors(&self, checkpoint: &Checkpoint) -> Result<Vec<PlannedSource>> {
         let p = self.prefix;
-        let gemma = self.architecture == "gemma3";
+        let gemma = self.architecture.starts_with("gemma");
+        let post_norms = matches!(self.architecture, "gemma2" | "gemma3");
         let norm = if gemma {
             Transform::PlusOne
         } else {
@@ -371,7 +440,7 @@ impl Plan {
                 Transform::None,
                 true,
             )?;
-            if gemma {
+            if post_norms {
                 add(
                     gg("post_attention_norm.weight"),
                     hf("post_attention_layernorm.weight"),
