@@ -183,7 +183,7 @@ pub fn write(dir: &Path, spec: &Spec) -> Result<(), Failure> {
         dir.join("config.json"),
         serde_json::to_string_pretty(&spec.config())?,
     )?;
-    write_tokenizer(dir, spec.gemma())?;
+    write_tokenizer(dir, spec.gemma(), spec.vocab)?;
     let mut random = Random::new(spec.seed);
     let tensors = spec.tensors();
     let per_shard = tensors.len().div_ceil(spec.shards.max(1));
@@ -286,9 +286,9 @@ fn byte_chars() -> Vec<char> {
 }
 
 /// A tokenizer of 256 byte tokens and three special ones (ids 256–258) with a ChatML
-/// template; for Gemma a SentencePiece-style one (byte fallback, `<0xNN>` pieces, ▁ for
-/// spaces) with Gemma's turn format.
-pub fn write_tokenizer(dir: &Path, sentencepiece: bool) -> Result<(), Failure> {
+/// template, padded with unused tokens to `vocab`; for Gemma a SentencePiece-style one (byte
+/// fallback, `<0xNN>` pieces, ▁ for spaces) with Gemma's turn format.
+pub fn write_tokenizer(dir: &Path, sentencepiece: bool, vocab_size: usize) -> Result<(), Failure> {
     let (specials, template) = if sentencepiece {
         (
             ["<bos>", "<start_of_turn>", "<end_of_turn>"],
@@ -317,6 +317,9 @@ pub fn write_tokenizer(dir: &Path, sentencepiece: bool) -> Result<(), Failure> {
         .collect();
     for (i, content) in specials.iter().enumerate() {
         vocab.insert((*content).to_owned(), json!(256 + i));
+    }
+    for id in 256 + specials.len()..vocab_size {
+        vocab.insert(format!("<unused{id}>"), json!(id));
     }
     let mut tokenizer = json!({
         "version": "1.0",
