@@ -40,20 +40,30 @@ fn main() -> Result<(), checkpoints::Failure> {
             "--shape" => shape_name = arguments.next().unwrap_or_default(),
             "--dir" => dir = arguments.next().map(std::path::PathBuf::from),
             other => {
-                eprintln!("convert_bench: unknown argument {other:?}; usage: convert_bench [--shape {}] [--dir DIR]", shapes::names().join("|"));
+                eprintln!(
+                    "convert_bench: unknown argument {other:?}; usage: convert_bench [--shape {}] [--dir DIR]",
+                    shapes::names().join("|")
+                );
                 std::process::exit(2);
             }
         }
     }
     let Some(shape) = shapes::by_name(&shape_name) else {
-        eprintln!("convert_bench: no shape {shape_name:?}; shapes: {}", shapes::names().join(", "));
+        eprintln!(
+            "convert_bench: no shape {shape_name:?}; shapes: {}",
+            shapes::names().join(", ")
+        );
         std::process::exit(2);
     };
     let temporary = tempfile::tempdir()?;
     let root = dir.unwrap_or_else(|| temporary.path().to_owned());
     let checkpoint = root.join(format!("{shape_name}-bf16"));
     let spec = checkpoints::Spec {
-        model_type: if shape.architecture == "qwen2" { "qwen2" } else { "llama" },
+        model_type: if shape.architecture == "qwen2" {
+            "qwen2"
+        } else {
+            "llama"
+        },
         layers: shape.layers,
         hidden: shape.dim,
         heads: shape.heads,
@@ -73,13 +83,25 @@ fn main() -> Result<(), checkpoints::Failure> {
     let write_seconds = written.elapsed().as_secs_f64();
     let shard_bytes: u64 = std::fs::read_dir(&checkpoint)?
         .flatten()
-        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "safetensors"))
+        .filter(|entry| {
+            entry
+                .path()
+                .extension()
+                .is_some_and(|ext| ext == "safetensors")
+        })
         .map(|entry| entry.metadata().map_or(0, |meta| meta.len()))
         .sum();
     let before = peak_rss_mb();
     let out = root.join(format!("{shape_name}-q4_k_m.gguf"));
     let report = convert(
-        &Conversion { model: &checkpoint, adapter: None, tokenizer: None, quantization: Quantization::Q4KM, chat_template: None, name: shape.of },
+        &Conversion {
+            model: &checkpoint,
+            adapter: None,
+            tokenizer: None,
+            quantization: Quantization::Q4KM,
+            chat_template: None,
+            name: shape.of,
+        },
         &out,
         &mut |_| {},
     )?;
@@ -97,15 +119,24 @@ fn main() -> Result<(), checkpoints::Failure> {
 
     // The converted file as the server runs it.
     let loaded = Instant::now();
-    let mut model = load_chat_model(&mut std::io::BufReader::new(std::fs::File::open(&out)?), &shape_name, &LoadOptions::default(), &Device::Cpu)?;
+    let mut model = load_chat_model(
+        &mut std::io::BufReader::new(std::fs::File::open(&out)?),
+        &shape_name,
+        &LoadOptions::default(),
+        &Device::Cpu,
+    )?;
     let load_seconds = loaded.elapsed().as_secs_f64();
     let prompt = shapes::prompt_ids(512, 259);
-    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: 32, ignore_eos: true, ..GenerateParams::default() };
+    let params = GenerateParams {
+        sampling: SamplingParams::greedy(),
+        max_tokens: 32,
+        ignore_eos: true,
+        ..GenerateParams::default()
+    };
     let completion = model.generate_from_ids(&prompt, &params, &mut |_| Flow::Continue)?;
     println!(
         "{{\"case\":\"converted\",\"shape\":\"{shape_name}\",\"load_s\":{load_seconds:.1},\"prefill_tokens_per_second\":{:.1},\"decode_tokens_per_second\":{:.2}}}",
-        completion.timings.prefill_tokens_per_second,
-        completion.timings.decode_tokens_per_second,
+        completion.timings.prefill_tokens_per_second, completion.timings.decode_tokens_per_second,
     );
     Ok(())
 }

@@ -109,8 +109,12 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         .test_python
         .as_ref()
         .context("the API tests' Python was not set up")?;
+    // A team's checkpoint converted as `--prefetch` converts it, for Python's own GGUF reader.
+    let converted = Path::new("target/e2e/converted");
+    run(Command::new("target/debug/examples/tiny_checkpoint").arg(converted))?;
     run(Command::new(python)
         .args(["-m", "pytest", "-q", "tests/api"])
+        .env("VITRINA_CONVERTED_DIR", converted)
         .env("VITRINA_URL", &url)
         .env("VITRINA_ADMIN_TOKEN", E2E_ADMIN_TOKEN))
 }
