@@ -314,6 +314,8 @@ pub fn parse_worker_message(json: &str) -> Result<WorkerMessage, ChatError> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamEvent {
     Text(String),
+    /// A reasoning model's thinking (`reasoning_content`).
+    Reasoning(String),
     /// Still waiting: `position` 1 is next.
     Queued {
         position: u64,
@@ -321,6 +323,28 @@ pub enum StreamEvent {
     },
     Finished(AnswerStats),
     Nothing,
+}
+
+/// Adds an event's text to `answer` as the model generated it: thinking between
+/// [`wire::reasoning::OPEN`] and [`wire::reasoning::CLOSE`], as receipts sign it and the next
+/// turn sends it back (the model's template leaves earlier thinking out).
+pub fn append_answer(answer: &mut String, event: &StreamEvent) {
+    use wire::reasoning::{CLOSE, OPEN};
+    match event {
+        StreamEvent::Reasoning(text) => {
+            if answer.is_empty() {
+                answer.push_str(OPEN);
+            }
+            answer.push_str(text);
+        }
+        StreamEvent::Text(text) => {
+            if answer.starts_with(OPEN) && !answer.contains(CLOSE) {
+                answer.push_str(CLOSE);
+            }
+            answer.push_str(text);
+        }
+        _ => {}
+    }
 }
 
 /// How an answer names its model: the name, then the file's quantisation when known.
@@ -348,8 +372,14 @@ pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
             estimated_wait_seconds: queue.estimated_wait_seconds,
         });
     }
-    if let Some(text) = chunk.text() {
-        return Ok(StreamEvent::Text(text.to_owned()));
+    if let Some(delta) = chunk.choices.first().map(|choice| &choice.delta) {
+        if let Some(reasoning) = &delta.reasoning_content {
+            return Ok(StreamEvent::Reasoning(reasoning.clone()));
+        }
+        // An empty text ends a reasoning model's thinking: see [`append_answer`].
+        if let Some(text) = delta.content.as_ref().filter(|_| chunk.usage.is_none()) {
+            return Ok(StreamEvent::Text(text.clone()));
+        }
     }
     if let Some(usage) = chunk.usage {
         let timings = chunk.timings.unwrap_or_default();

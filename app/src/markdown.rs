@@ -4,6 +4,21 @@
 
 use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd, html};
 
+/// A model's answer as safe HTML: a reasoning model's thinking folded under «Razonamiento»
+/// (`strings.reasoning`), then the answer.
+pub fn answer_to_safe_html(answer: &str, strings: &crate::i18n::Strings) -> String {
+    let (reasoning, content) = wire::reasoning::split(answer);
+    let body = to_safe_html(&content, strings.copy_code);
+    match reasoning {
+        None => body,
+        Some(reasoning) => format!(
+            "<details class=\"reasoning\"><summary>{}</summary>{}</details>{body}",
+            strings.reasoning,
+            to_safe_html(&reasoning, strings.copy_code)
+        ),
+    }
+}
+
 /// HTML for `markdown`, safe to set as `innerHTML`; `copy_label` names the code blocks' buttons.
 pub fn to_safe_html(markdown: &str, copy_label: &str) -> String {
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;

@@ -395,11 +395,24 @@ impl Answer {
         ChatCompletionChunk::new(&self.id, unix_time_seconds(), &self.model, delta)
     }
 
-    fn text(&self, text: &str) -> String {
-        event_data(&self.chunk(Delta {
-            content: Some(text.to_owned()),
-            ..Delta::default()
-        }))
+    /// A piece of the answer as a chunk: thinking as `reasoning_content`, the end of it as an
+    /// empty `content` (so that the page puts the answer back together as it was generated).
+    fn piece(&self, piece: wire::reasoning::Piece) -> String {
+        let delta = match piece {
+            wire::reasoning::Piece::Reasoning(text) => Delta {
+                reasoning_content: Some(text),
+                ..Delta::default()
+            },
+            wire::reasoning::Piece::Closed => Delta {
+                content: Some(String::new()),
+                ..Delta::default()
+            },
+            wire::reasoning::Piece::Content(text) => Delta {
+                content: Some(text),
+                ..Delta::default()
+            },
+        };
+        event_data(&self.chunk(delta))
     }
 
     /// A chunk like any other, so OpenAI clients read past it; the page shows it.
@@ -548,6 +561,7 @@ fn stream_answer(api: Arc<Api>, asked: Asked, answer: Answer) -> Response {
     let _ = sender.send(event_data(&answer.chunk(Delta {
         role: Some(Role::Assistant),
         content: Some(String::new()),
+        reasoning_content: None,
     })));
     tokio::spawn(async move {
         let cancel = CancellationToken::new();
@@ -558,9 +572,19 @@ fn stream_answer(api: Arc<Api>, asked: Asked, answer: Answer) -> Response {
         };
         let deltas = sender.clone();
         let texts = answer.clone();
-        let on_delta = move |text: &str| match deltas.send(texts.text(text)) {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Cancel,
+        let splitter = Arc::new(std::sync::Mutex::new(wire::reasoning::Splitter::default()));
+        let splitting = Arc::clone(&splitter);
+        let on_delta = move |text: &str| {
+            let pieces = splitting
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(text);
+            for piece in pieces {
+                if deltas.send(texts.piece(piece)).is_err() {
+                    return Flow::Cancel;
+                }
+            }
+            Flow::Continue
         };
         let receipts = Arc::clone(&api.receipts);
         let running = run_answer(api, asked, cancel.clone(), on_wait, on_delta);
@@ -574,6 +598,13 @@ fn stream_answer(api: Arc<Api>, asked: Asked, answer: Answer) -> Response {
                 running.await
             }
         };
+        let held = splitter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .finish();
+        for piece in held {
+            let _ = sender.send(answer.piece(piece));
+        }
         let last = match ended {
             Some(Ok(completion)) => answer.last(&completion, &receipts),
             Some(Err(error)) => event_data(&error.body()),

@@ -26,6 +26,7 @@ pub mod js;
 pub mod limits;
 pub mod openai;
 pub mod pages;
+pub mod reasoning;
 pub mod sse;
 pub mod worker;
 

@@ -307,6 +307,10 @@ pub fn too_large_for_a_browser(bytes: u64) -> Option<String> {
     })
 }
 
+/// The quantisations a team's converted checkpoint can get (space.toml's `[model]
+/// quantization`); the first is the default.
+pub const QUANTIZATIONS: [&str; 3] = ["q4_k_m", "q8_0", "f16"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,7 +370,3 @@ mod tests {
         assert_eq!(MAX_TOKENS.clamp(0), 1);
     }
 }
-
-/// The quantisations a team's converted checkpoint can get (space.toml's `[model]
-/// quantization`); the first is the default.
-pub const QUANTIZATIONS: [&str; 3] = ["q4_k_m", "q8_0", "f16"];

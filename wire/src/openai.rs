@@ -142,8 +142,18 @@ pub struct ChatCompletion {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     pub index: u32,
-    pub message: ChatMessage,
+    pub message: AnswerMessage,
     pub finish_reason: Option<FinishReason>,
+}
+
+/// The assistant's message of a whole answer: a reasoning model's thinking apart from its
+/// answer, as llama-server gives it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerMessage {
+    pub role: Role,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 impl ChatCompletion {
@@ -155,7 +165,14 @@ impl ChatCompletion {
             model: model.to_owned(),
             choices: vec![Choice {
                 index: 0,
-                message: ChatMessage::new(Role::Assistant, completion.text.clone()),
+                message: {
+                    let (reasoning_content, content) = crate::reasoning::split(&completion.text);
+                    AnswerMessage {
+                        role: Role::Assistant,
+                        content,
+                        reasoning_content,
+                    }
+                },
                 finish_reason: Some(completion.finish_reason.into()),
             }],
             usage: completion.usage.into(),
@@ -202,6 +219,9 @@ pub struct Delta {
     pub role: Option<Role>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// A reasoning model's thinking, apart from `content` (llama-server's field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 /// A waiting request's place in line: 1 is next.
@@ -351,6 +371,7 @@ mod tests {
             Delta {
                 role: Some(Role::Assistant),
                 content: Some(String::new()),
+                reasoning_content: None,
             },
         );
         assert_eq!(

@@ -281,9 +281,13 @@ fn ExampleRunner(examples: Vec<ChatExample>, chat: ChatDefaults, compare: bool) 
                     run.state.set(RunState::Generating);
                     let body =
                         request_body(std::slice::from_ref(&turn), &settings, EXAMPLE_SEED, model);
-                    let on_event = move |event| match event {
-                        StreamEvent::Text(text) => run.text.update(|answer| answer.push_str(&text)),
-                        StreamEvent::Finished(stats) => run.state.set(RunState::Done(stats)),
+                    let on_event = move |event: StreamEvent| match &event {
+                        StreamEvent::Text(_) | StreamEvent::Reasoning(_) => run
+                            .text
+                            .update(|answer| crate::conversation::append_answer(answer, &event)),
+                        StreamEvent::Finished(stats) => {
+                            run.state.set(RunState::Done(stats.clone()))
+                        }
                         StreamEvent::Queued { .. } | StreamEvent::Nothing => {}
                     };
                     if let Err(error) =
@@ -305,7 +309,7 @@ fn ExampleRunner(examples: Vec<ChatExample>, chat: ChatDefaults, compare: bool) 
                 RunState::Failed(_) => "failed",
             }>
                 <h4>{move || label(strings())}</h4>
-                <div class="bubble markdown" inner_html=move || markdown::to_safe_html(&run.text.get(), strings().copy_code)></div>
+                <div class="bubble markdown" inner_html=move || markdown::answer_to_safe_html(&run.text.get(), strings())></div>
                 <p class="answer-stats">
                     {move || match run.state.get() {
                         RunState::Waiting => strings().waiting.to_owned(),

@@ -8,7 +8,6 @@ use leptos_meta::Title;
 use super::api_usage::{curl_command, use_origin};
 use super::chat::platform;
 use super::{Footer, TopBar, loaded, use_strings};
-use crate::conversation::StreamEvent;
 use crate::markdown;
 use wire::feedback::{AnswerBackend, Rating, StoredAnswer, reproduction_request};
 use wire::openai::ChatCompletionRequest;
@@ -72,9 +71,9 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
         let body = streamed_request.clone();
         leptos::task::spawn_local(async move {
             let on_event = move |event| {
-                if let StreamEvent::Text(text) = event {
-                    again.update(|again| again.get_or_insert_default().push_str(&text));
-                }
+                again.update(|again| {
+                    crate::conversation::append_answer(again.get_or_insert_default(), &event)
+                });
             };
             if let Err(error) =
                 platform::stream_answer(&body, &platform::Abort::new(), on_event).await
@@ -164,7 +163,7 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
             <p class="question">{report.pregunta}</p>
             {report.entrada.map(|context| view! { <p class="context"><span class="label">{move || strings().context}": "</span>{context}</p> })}
             <h2>{move || strings().model}</h2>
-            <div class="bubble markdown answer" inner_html=markdown::to_safe_html(&report.respuesta, strings().copy_code)></div>
+            <div class="bubble markdown answer" inner_html=markdown::answer_to_safe_html(&report.respuesta, strings())></div>
         </section>
         <section class="section">
             <h2>{move || strings().how_made}</h2>
@@ -175,7 +174,7 @@ fn Answer(answer: StoredAnswer) -> impl IntoView {
                 {move || strings().reproduce_button}
             </button>
             <div class="bubble markdown reproduced" hidden=move || again.with(Option::is_none)
-                inner_html=move || again.get().map(|text| markdown::to_safe_html(&text, strings().copy_code)).unwrap_or_default()></div>
+                inner_html=move || again.get().map(|text| markdown::answer_to_safe_html(&text, strings())).unwrap_or_default()></div>
             <p class="reproduction-verdict" role="status">{verdict}</p>
         </section>
     }

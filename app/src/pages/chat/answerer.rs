@@ -34,7 +34,7 @@ pub async fn answer(
         let mut began = false;
         let result = places
             .on_server(&mut |event| {
-                began |= matches!(event, StreamEvent::Text(_));
+                began |= matches!(event, StreamEvent::Text(_) | StreamEvent::Reasoning(_));
                 on_event(event);
             })
             .await;

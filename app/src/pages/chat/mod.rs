@@ -248,7 +248,7 @@ fn TurnItem(turn: Turn, chat: Session) -> impl IntoView {
             </p>
             <div
                 class="bubble markdown"
-                inner_html=move || markdown::to_safe_html(&turn.text.get(), strings().copy_code)
+                inner_html=move || markdown::answer_to_safe_html(&turn.text.get(), strings())
             ></div>
             {move || turn.stats.get().map(|stats| view! {
                 <p class="answer-stats">
@@ -286,7 +286,7 @@ fn EarlierAnswers(earlier: RwSignal<Vec<EarlierAnswer>>) -> impl IntoView {
             <summary>{move || format!("{} ({})", strings().earlier_answers, earlier.with(Vec::len))}</summary>
             <ol>
                 {move || earlier.get().into_iter().map(|earlier| view! {
-                    <li class="bubble markdown" inner_html=markdown::to_safe_html(&earlier.text, strings().copy_code)></li>
+                    <li class="bubble markdown" inner_html=markdown::answer_to_safe_html(&earlier.text, strings())></li>
                 }).collect_view()}
             </ol>
         </details>

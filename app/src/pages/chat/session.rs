@@ -277,9 +277,10 @@ impl Turn {
     /// What each event of an answer does to this (the model's) turn.
     fn on_event(self) -> impl FnMut(StreamEvent) {
         move |event| match event {
-            StreamEvent::Text(text) => {
+            StreamEvent::Text(_) | StreamEvent::Reasoning(_) => {
                 self.queued.set(None);
-                self.text.update(|answer| answer.push_str(&text));
+                self.text
+                    .update(|answer| crate::conversation::append_answer(answer, &event));
             }
             StreamEvent::Queued {
                 position,
