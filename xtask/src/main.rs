@@ -120,6 +120,12 @@ enum Command {
             requires = "serve"
         )]
         concurrent: Vec<usize>,
+        /// What converting a team's checkpoint costs: a random bf16 checkpoint with this
+        /// shape (llama-1b, mistral-7b…) converted to Q4_K_M as `vitrina --prefetch` does (time,
+        /// peak memory), then the converted file's prefill and decode; a 7B shape needs 20 GB of
+        /// disk.
+        #[arg(long, conflicts_with_all = ["model", "shape", "browser", "serve"])]
+        convert: Option<String>,
     },
 }
 
@@ -181,6 +187,22 @@ fn dispatch(command: Command) -> Result<()> {
             model.as_deref().unwrap_or("qwen2.5-coder-0.5b"),
             &concurrent,
         ),
+        Command::Bench {
+            convert: Some(shape),
+            ..
+        } => run(cargo().args([
+            "run",
+            "--release",
+            "--target-dir",
+            "target/native",
+            "-p",
+            "engine",
+            "--example",
+            "convert_bench",
+            "--",
+            "--shape",
+            &shape,
+        ])),
         Command::Bench {
             model,
             browser: true,
