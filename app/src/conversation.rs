@@ -376,8 +376,13 @@ pub fn parse_event(data: &str) -> Result<StreamEvent, ChatError> {
         if let Some(reasoning) = &delta.reasoning_content {
             return Ok(StreamEvent::Reasoning(reasoning.clone()));
         }
-        // An empty text ends a reasoning model's thinking: see [`append_answer`].
-        if let Some(text) = delta.content.as_ref().filter(|_| chunk.usage.is_none()) {
+        // An empty text (but the opening chunk's, which names the role) ends a reasoning
+        // model's thinking: see [`append_answer`].
+        if let Some(text) = delta
+            .content
+            .as_ref()
+            .filter(|text| !text.is_empty() || delta.role.is_none())
+        {
             return Ok(StreamEvent::Text(text.clone()));
         }
     }
@@ -708,6 +713,18 @@ mod tests {
             parse_event(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
             Ok(StreamEvent::Nothing)
         );
+        // A reasoning model's thinking, its end (an empty text) and its answer: put back
+        // together as generated.
+        let mut answer = String::new();
+        for data in [
+            r#"{"choices":[{"delta":{"reasoning_content":""}}]}"#,
+            r#"{"choices":[{"delta":{"reasoning_content":"Pienso."}}]}"#,
+            r#"{"choices":[{"delta":{"content":""}}]}"#,
+            r#"{"choices":[{"delta":{"content":"Hola"}}]}"#,
+        ] {
+            append_answer(&mut answer, &parse_event(data).unwrap());
+        }
+        assert_eq!(answer, "<think>Pienso.</think>Hola");
         let error =
             parse_event(r#"{"error":{"message":"busy","type":"rate_limit_error"}}"#).unwrap_err();
         assert_eq!(error.failure, Failure::Busy);
