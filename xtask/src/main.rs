@@ -190,19 +190,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Bench {
             convert: Some(shape),
             ..
-        } => run(cargo().args([
-            "run",
-            "--release",
-            "--target-dir",
-            "target/native",
-            "-p",
-            "engine",
-            "--example",
-            "convert_bench",
-            "--",
-            "--shape",
-            &shape,
-        ])),
+        } => run(native_example("convert_bench").args(["--shape", &shape])),
         Command::Bench {
             model,
             browser: true,
@@ -376,7 +364,8 @@ fn bench_output(bench: &NativeBench) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-fn bench_command(bench: &NativeBench) -> std::process::Command {
+/// `cargo run` of one of the engine's examples, optimised, its arguments to follow.
+fn native_example(name: &str) -> std::process::Command {
     let mut command = cargo();
     command.args([
         "run",
@@ -386,9 +375,14 @@ fn bench_command(bench: &NativeBench) -> std::process::Command {
         "-p",
         "engine",
         "--example",
-        "bench",
+        name,
         "--",
     ]);
+    command
+}
+
+fn bench_command(bench: &NativeBench) -> std::process::Command {
+    let mut command = native_example("bench");
     command.args(
         bench
             .model
