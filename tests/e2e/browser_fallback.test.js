@@ -9,11 +9,12 @@ import { baseUrl, launchBrowser, launchProfile } from './browser.js';
 const browserOnlyUrl = process.env.VITRINA_BROWSER_ONLY_URL;
 const brokenModelUrl = process.env.VITRINA_BROKEN_MODEL_URL;
 const notIsolatedUrl = process.env.VITRINA_NOT_ISOLATED_URL;
+const convertedUrl = process.env.VITRINA_CONVERTED_URL;
 const MODEL_FILE = /\/models\/[^/?]+\.gguf(\?|$)/;
 let browser;
 
 before(async () => {
-  assert.ok(browserOnlyUrl && brokenModelUrl && notIsolatedUrl, 'VITRINA_BROWSER_ONLY_URL is not set: run these tests with `cargo xtask test`');
+  assert.ok(browserOnlyUrl && brokenModelUrl && notIsolatedUrl && convertedUrl, 'VITRINA_BROWSER_ONLY_URL is not set: run these tests with `cargo xtask test`');
   browser = await launchBrowser();
 });
 
@@ -172,6 +173,27 @@ test('at temperature 0 the browser gives the same tokens as the server, on 1, 2 
   await settings(page, { temperature: 0.8, maxTokens: 16, threads: 2 });
   assert.match(await ask(page, 'Tell me a very short story.', 0), /tu navegador/);
   assert.match(await rateLast(page), /Gracias/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a checkpoint converted from safetensors answers in the browser with the server\'s tokens', async () => {
+  // A tiny random Qwen3 in Hugging Face's format, converted by `tiny_checkpoint` as
+  // `vitrina --prefetch` converts a team's model: the server serves the very file to browsers.
+  const context = await browser.newContext();
+  const { page, errors } = await openPage(context, convertedUrl);
+  await settings(page, { temperature: 0, maxTokens: 12, backend: 'browser', threads: 1 });
+  assert.match(await ask(page, 'Hola', 0), /tu navegador \(WASM · 1 hilo\)/);
+  const [request] = await generateRequests(page);
+  const [inBrowser] = await modelAnswers(page);
+  const response = await fetch(`${convertedUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ messages: request.messages, temperature: 0, top_p: request.params.sampling.top_p, max_tokens: 12 }),
+  });
+  const answer = await response.json();
+  assert.equal(inBrowser, answer.choices[0].message.content);
+  assert.ok(answer.usage.completion_tokens > 0, JSON.stringify(answer));
   assert.deepEqual(errors, []);
   await context.close();
 });

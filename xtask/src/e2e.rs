@@ -66,6 +66,15 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         &["--model".as_ref(), hostile_model.as_os_str()],
         model_cache,
     )?;
+    // A team's checkpoint converted as `--prefetch` converts it: served, run in the browser,
+    // and read by Python's own GGUF reader.
+    let converted = Path::new("target/e2e/converted");
+    run(Command::new("target/debug/examples/tiny_checkpoint").arg(converted))?;
+    let converted_model = converted.join("converted.gguf");
+    let (mut converted_server, converted_url) = start_server(
+        &["--model".as_ref(), converted_model.as_os_str()],
+        model_cache,
+    )?;
     // No model of its own: every answer comes from the visitor's browser, which runs the
     // Space's model (space.toml names no browser model).
     let (mut browser_only_server, browser_only_url) = start_server(&["--no-model"], model_cache)?;
@@ -87,6 +96,7 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         start_server(&["--model".as_ref(), broken_model.as_os_str()], model_cache)?;
     wait_until_healthy(&mut server, &url)?;
     wait_until_healthy(&mut hostile_server, &hostile_url)?;
+    wait_until_healthy(&mut converted_server, &converted_url)?;
     wait_until_serving_the_browser_model(&mut browser_only_server, &browser_only_url)?;
     wait_until_serving_the_browser_model(&mut broken_server, &broken_url)?;
     wait_until_serving_the_browser_model(&mut not_isolated_server, &not_isolated_url)?;
@@ -97,7 +107,8 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
     browser_tests
         .env("VITRINA_URL", &url)
         .env("VITRINA_HOSTILE_URL", &hostile_url)
-        .env("VITRINA_BROWSER_ONLY_URL", &browser_only_url);
+        .env("VITRINA_BROWSER_ONLY_URL", &browser_only_url)
+        .env("VITRINA_CONVERTED_URL", &converted_url);
     browser_tests
         .env("VITRINA_BROKEN_MODEL_URL", &broken_url)
         .env("VITRINA_NOT_ISOLATED_URL", &not_isolated_url)
@@ -109,9 +120,6 @@ pub fn run_tests(tools: &Tools, model_cache: &std::ffi::OsStr) -> Result<()> {
         .test_python
         .as_ref()
         .context("the API tests' Python was not set up")?;
-    // A team's checkpoint converted as `--prefetch` converts it, for Python's own GGUF reader.
-    let converted = Path::new("target/e2e/converted");
-    run(Command::new("target/debug/examples/tiny_checkpoint").arg(converted))?;
     run(Command::new(python)
         .args(["-m", "pytest", "-q", "tests/api"])
         .env("VITRINA_CONVERTED_DIR", converted)
