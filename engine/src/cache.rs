@@ -286,10 +286,19 @@ impl ModelCache {
 #[derive(Clone, Debug)]
 pub struct RepoFile {
     pub name: String,
-    pub size: Option<u64>,
     /// The sha256 the Hub keeps for files stored with LFS (weights); `None` for small files
     /// kept in git, which the commit pins.
     pub sha256: Option<String>,
+}
+
+/// A Hub repository's name as one path component (`org/name` → `org--name`).
+pub fn repo_slug(repo: &str) -> String {
+    repo.replace('/', "--")
+}
+
+/// Where the cache keeps the files of `repo` at `commit`, relative to its folder.
+pub fn hub_folder(repo: &str, commit: &str) -> String {
+    format!("hub/{}/{commit}", repo_slug(repo))
 }
 
 /// The commit `revision` (a branch, a tag or a commit) names in `repo`, and the files there
@@ -313,7 +322,6 @@ pub fn hub_listing(repo: &str, revision: &str) -> std::io::Result<(String, Vec<R
                 .filter_map(|file| {
                     Some(RepoFile {
                         name: file["rfilename"].as_str()?.to_owned(),
-                        size: file["size"].as_u64().or(file["lfs"]["size"].as_u64()),
                         sha256: file["lfs"]["sha256"].as_str().map(str::to_ascii_lowercase),
                     })
                 })

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::io::{Read, Seek};
 
-use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{CpuStorage, D, DType, Device, Module, Result, Storage, Tensor, bail};
 
@@ -122,9 +122,14 @@ impl Config {
                 }),
                 _ => None,
             },
-            rope_linear_factor: float("rope.scaling.factor")
-                .filter(|factor| *factor > 0.0)
-                .unwrap_or(1.0),
+            // Only linear scaling stretches positions evenly; another type's factor (YaRN…)
+            // means something else and is not applied as if it were.
+            rope_linear_factor: match content.metadata.get(&key("rope.scaling.type")) {
+                Some(Value::String(kind)) if kind == "linear" => float("rope.scaling.factor")
+                    .filter(|factor| *factor > 0.0)
+                    .unwrap_or(1.0),
+                _ => 1.0,
+            },
         })
     }
 }
@@ -196,20 +201,12 @@ impl Llama {
             let name = |part: &str| format!("blk.{index}.{part}");
             let qkv = weights.projections(&[name("attn_q"), name("attn_k"), name("attn_v")])?;
             let gate_up = weights.projections(&[name("ffn_gate"), name("ffn_up")])?;
-            let query_key_norms = match weights.optional(&name("attn_q_norm.weight"))? {
-                Some(_) => Some((
-                    weights.vector(&name("attn_q_norm.weight"))?,
-                    weights.vector(&name("attn_k_norm.weight"))?,
-                )),
-                None => None,
-            };
-            let post_norms = match weights.optional(&name("post_attention_norm.weight"))? {
-                Some(_) => Some((
-                    weights.vector(&name("post_attention_norm.weight"))?,
-                    weights.vector(&name("post_ffw_norm.weight"))?,
-                )),
-                None => None,
-            };
+            let query_key_norms =
+                weights.optional_pair(&name("attn_q_norm.weight"), &name("attn_k_norm.weight"))?;
+            let post_norms = weights.optional_pair(
+                &name("post_attention_norm.weight"),
+                &name("post_ffw_norm.weight"),
+            )?;
             layers.push(Layer {
                 sliding: config.is_sliding(index),
                 post_norms,
@@ -966,6 +963,15 @@ impl<R: Read + Seek> Weights<'_, R> {
             .dequantize(&Device::Cpu)?
             .to_dtype(DType::F32)?
             .to_device(self.device)
+    }
+
+    /// Two vectors a layer has both or neither of (Qwen3's and Gemma 3's q/k norms, Gemma's
+    /// post-norms), each read once.
+    fn optional_pair(&mut self, first: &str, second: &str) -> Result<Option<(Tensor, Tensor)>> {
+        if !self.content.tensor_infos.contains_key(first) {
+            return Ok(None);
+        }
+        Ok(Some((self.vector(first)?, self.vector(second)?)))
     }
 
     fn on_device(&self, tensor: QTensor) -> Result<QTensor> {

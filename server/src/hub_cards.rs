@@ -22,7 +22,10 @@ pub fn fetch_card(
         CardKind::Dataset => ("datasets/", "dataset"),
     };
     let folder = cache_dir.join("cards");
-    let destination = folder.join(format!("{file_prefix}--{}.md", repo.replace('/', "--")));
+    let destination = folder.join(format!(
+        "{file_prefix}--{}.md",
+        engine::cache::repo_slug(repo)
+    ));
     let url = format!("{endpoint}/{prefix}{repo}/resolve/main/README.md");
     let fetched = (|| -> std::io::Result<()> {
         let mut text = Vec::new();

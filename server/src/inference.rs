@@ -226,7 +226,7 @@ impl ResolvedModel {
                 commit,
                 ..
             } => {
-                let kept = format!("hub/{}/{commit}/{file}", repo.replace('/', "--"));
+                let kept = format!("{}/{file}", engine::cache::hub_folder(repo, commit));
                 let sha256 = match engine::cache::hub_listing(repo, commit) {
                     Ok((_, files)) => files
                         .into_iter()

@@ -76,11 +76,6 @@ pub struct Plan {
     ignored: &'static [&'static str],
 }
 
-pub fn gguf_architecture(config_json: &str, file: &str) -> Result<&'static str> {
-    let config = parse(config_json, file)?;
-    architecture(&config, file)
-}
-
 fn parse(config_json: &str, file: &str) -> Result<Json> {
     serde_json::from_str(config_json)
         .map_err(|error| EngineError::Conversion(format!("{file} is not valid JSON: {error}")))

@@ -26,6 +26,26 @@ pub struct TensorEntry {
     end: u64,
 }
 
+/// A merged checkpoint's weights (or the stem of its shards' index).
+pub const MODEL_WEIGHTS: &str = "model.safetensors";
+/// A PEFT adapter's.
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+
+/// The shard files an index (`model.safetensors.index.json`) maps the tensors to, each once.
+pub fn listed_shards(index: &Path) -> Result<Vec<String>> {
+    let parsed = super::read_json(index)?;
+    let map = parsed["weight_map"].as_object().ok_or_else(|| {
+        EngineError::Conversion(format!("{} has no `weight_map`", index.display()))
+    })?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(|file| file.as_str().map(str::to_owned))
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
 pub struct Checkpoint {
     pub dir: PathBuf,
     shards: Vec<(PathBuf, File)>,
@@ -38,20 +58,7 @@ impl Checkpoint {
     pub fn open(dir: &Path, weights_file: &str) -> Result<Self> {
         let index = dir.join(format!("{weights_file}.index.json"));
         let names: Vec<String> = if index.is_file() {
-            let text = std::fs::read_to_string(&index)?;
-            let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
-                EngineError::Conversion(format!("{} is not valid JSON: {error}", index.display()))
-            })?;
-            let map = parsed["weight_map"].as_object().ok_or_else(|| {
-                EngineError::Conversion(format!("{} has no `weight_map`", index.display()))
-            })?;
-            let mut files: Vec<String> = map
-                .values()
-                .filter_map(|file| file.as_str().map(str::to_owned))
-                .collect();
-            files.sort();
-            files.dedup();
-            files
+            listed_shards(&index)?
         } else if dir.join(weights_file).is_file() {
             vec![weights_file.to_owned()]
         } else {

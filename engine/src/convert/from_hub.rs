@@ -7,16 +7,18 @@
 
 use std::path::{Path, PathBuf};
 
+use super::checkpoint::{ADAPTER_WEIGHTS, MODEL_WEIGHTS};
 use super::{Conversion, Quantization, convert};
-use crate::cache::{CachedFile, ModelCache, Progress, RepoFile, Source, hub_listing};
+use crate::cache::{
+    CachedFile, ModelCache, Progress, RepoFile, Source, hub_folder, hub_listing, repo_slug,
+};
 
-/// The files a checkpoint folder may hold besides its weights, and whether each is needed.
-const CHECKPOINT_FILES: [(&str, bool); 5] = [
-    ("config.json", true),
-    ("generation_config.json", false),
-    ("tokenizer.json", false),
-    ("tokenizer_config.json", false),
-    ("chat_template.jinja", false),
+/// The tokenizer's files: a checkpoint holds them, and so may an adapter trained with a chat
+/// template of its own.
+const TOKENIZER_FILES: [&str; 3] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,15 +35,14 @@ pub struct HubCheckpoint {
 impl HubCheckpoint {
     /// The converted file's name in the cache: everything that changes its bytes.
     pub fn file_name(&self) -> String {
-        let slug = |repo: &str| repo.replace('/', "--");
         let base = self
             .base
             .as_ref()
-            .map(|(repo, revision)| format!("+{}@{revision}", slug(repo)))
+            .map(|(repo, revision)| format!("+{}@{revision}", repo_slug(repo)))
             .unwrap_or_default();
         format!(
             "converted/{}@{}{base}-{}.gguf",
-            slug(&self.repo),
+            repo_slug(&self.repo),
             self.revision,
             self.quantization.name()
         )
@@ -137,7 +138,7 @@ fn fetch_folder(
     adapter: bool,
     progress: Progress,
 ) -> Result<PathBuf, String> {
-    let folder = format!("hub/{}/{commit}", repo.replace('/', "--"));
+    let folder = hub_folder(repo, commit);
     let find = |name: &str| files.iter().find(|file| file.name == name);
     let fetch = |file: &RepoFile, progress: Progress| -> Result<PathBuf, String> {
         let source = Source::Hub {
@@ -159,50 +160,27 @@ fn fetch_folder(
         }
         .map_err(|error| format!("{repo}@{commit}: {error}"))
     };
-    let (needed, weights): (&[(&str, bool)], &str) = if adapter {
-        (
-            &[
-                ("adapter_config.json", true),
-                ("tokenizer.json", false),
-                ("tokenizer_config.json", false),
-                ("chat_template.jinja", false),
-            ],
-            "adapter_model.safetensors",
-        )
+    let (config, extra, weights): (&str, &[&str], &str) = if adapter {
+        ("adapter_config.json", &[], ADAPTER_WEIGHTS)
     } else {
-        (&CHECKPOINT_FILES, "model.safetensors")
+        ("config.json", &["generation_config.json"], MODEL_WEIGHTS)
     };
-    for (name, required) in needed {
-        match find(name) {
-            Some(file) => {
-                fetch(file, progress)?;
-            }
-            None if *required => {
-                return Err(format!(
-                    "{repo}@{commit} has no {name}: is it a Hugging Face checkpoint (or a PEFT adapter)? For a GGUF repository give `file` too"
-                ));
-            }
-            None => {}
+    let config_file = find(config).ok_or_else(|| {
+        format!(
+            "{repo}@{commit} has no {config}: is it a Hugging Face checkpoint (or a PEFT adapter)? For a GGUF repository give `file` too"
+        )
+    })?;
+    fetch(config_file, progress)?;
+    for name in extra.iter().chain(&TOKENIZER_FILES) {
+        if let Some(file) = find(name) {
+            fetch(file, progress)?;
         }
     }
     let index_name = format!("{weights}.index.json");
     let shards: Vec<String> = match find(&index_name) {
         Some(index) => {
             let path = fetch(index, progress)?;
-            let text = std::fs::read_to_string(&path).map_err(|error| error.to_string())?;
-            let index: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|error| format!("{}: {error}", path.display()))?;
-            let mut shards: Vec<String> = index["weight_map"]
-                .as_object()
-                .map(|map| {
-                    map.values()
-                        .filter_map(|file| file.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
-            shards.sort();
-            shards.dedup();
-            shards
+            super::checkpoint::listed_shards(&path).map_err(|error| error.to_string())?
         }
         None => vec![weights.to_owned()],
     };
@@ -218,10 +196,7 @@ fn fetch_folder(
 /// The base model an adapter names.
 fn adapter_base(folder: &Path) -> Result<String, String> {
     let path = folder.join("adapter_config.json");
-    let text =
-        std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-    let config: serde_json::Value =
-        serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    let config = super::read_json(&path).map_err(|error| error.to_string())?;
     config["base_model_name_or_path"]
         .as_str()
         .filter(|name| name.contains('/') && !name.starts_with('/') && !name.starts_with('.'))

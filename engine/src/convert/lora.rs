@@ -2,8 +2,7 @@
 //! base model's weights as they are converted: W + scale·B·A in f32, with scale = alpha/r, or
 //! alpha/√r where the adapter was trained with rsLoRA.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -22,7 +21,6 @@ pub struct Adapter {
     low_rank: BTreeMap<String, (String, String, bool)>,
     /// Base tensor name → the adapter's full replacement (`modules_to_save`).
     replaced: BTreeMap<String, String>,
-    merged: RefCell<BTreeSet<String>>,
 }
 
 impl Adapter {
@@ -30,15 +28,7 @@ impl Adapter {
     /// there with the shape its A and B multiply to.
     pub fn open(dir: &Path, base: &Checkpoint) -> Result<Self> {
         let config_path = dir.join("adapter_config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|error| {
-            EngineError::Conversion(format!("{}: {error}", config_path.display()))
-        })?;
-        let config: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
-            EngineError::Conversion(format!(
-                "{} is not valid JSON: {error}",
-                config_path.display()
-            ))
-        })?;
+        let config = super::read_json(&config_path)?;
         let refused = |problem: String| {
             EngineError::Conversion(format!("{}: {problem}", config_path.display()))
         };
@@ -68,7 +58,7 @@ impl Adapter {
             alpha / rank
         };
 
-        let weights = Checkpoint::open(dir, "adapter_model.safetensors")?;
+        let weights = Checkpoint::open(dir, super::checkpoint::ADAPTER_WEIGHTS)?;
         let mut low_rank = BTreeMap::new();
         let mut replaced = BTreeMap::new();
         for (name, entry) in &weights.tensors {
@@ -138,7 +128,6 @@ impl Adapter {
             scale,
             low_rank,
             replaced,
-            merged: RefCell::new(BTreeSet::new()),
         })
     }
 
@@ -146,7 +135,6 @@ impl Adapter {
     pub fn merge_into(&self, name: &str, shape: &[usize], values: &mut Vec<f32>) -> Result<()> {
         if let Some(replacement) = self.replaced.get(name) {
             *values = self.weights.read_f32(replacement)?;
-            self.merged.borrow_mut().insert(name.to_owned());
         }
         let Some((a_name, b_name, embedding)) = self.low_rank.get(name) else {
             return Ok(());
@@ -174,18 +162,17 @@ impl Adapter {
         for (value, change) in values.iter_mut().zip(delta) {
             *value += change;
         }
-        self.merged.borrow_mut().insert(name.to_owned());
         Ok(())
     }
 
-    /// Every tensor the adapter changes was in the converted model.
-    pub fn check_all_used(&self) -> Result<()> {
-        let merged = self.merged.borrow();
+    /// Every tensor the adapter changes is one the conversion reads (`read`: their Hugging
+    /// Face names), checked before anything is written.
+    pub fn check_targets(&self, read: &HashSet<&str>) -> Result<()> {
         let missed: Vec<&String> = self
             .low_rank
             .keys()
             .chain(self.replaced.keys())
-            .filter(|name| !merged.contains(*name))
+            .filter(|name| !read.contains(name.as_str()))
             .collect();
         if missed.is_empty() {
             return Ok(());

@@ -66,12 +66,6 @@ pub struct Report {
     pub seconds: f64,
 }
 
-/// The architecture config.json names, checked before anything is downloaded or converted:
-/// an error lists what is supported.
-pub fn architecture_of(config_json: &str, file: &str) -> Result<String> {
-    architecture::gguf_architecture(config_json, file).map(str::to_owned)
-}
-
 /// Converts `conversion` into the GGUF file `out`. The file is written beside `out` under a
 /// temporary name and renamed only when complete: a failure (a missing shard, a shape that
 /// does not match config.json, a full disk) leaves no half-written file.
@@ -89,12 +83,22 @@ pub fn convert(
         ))
     })?;
     let plan = Plan::new(&config, &config_path.display().to_string())?;
-    let checkpoint = Checkpoint::open(conversion.model, "model.safetensors")?;
+    let checkpoint = Checkpoint::open(conversion.model, checkpoint::MODEL_WEIGHTS)?;
     let adapter = conversion
         .adapter
         .map(|dir| Adapter::open(dir, &checkpoint))
         .transpose()?;
     let tensors = plan.tensors(&checkpoint)?;
+    if let Some(adapter) = &adapter {
+        let read = tensors
+            .iter()
+            .filter_map(|tensor| match &tensor.source {
+                Source::Read { hf, .. } => Some(hf.as_str()),
+                Source::Made(_) => None,
+            })
+            .collect();
+        adapter.check_targets(&read)?;
+    }
     let tied = !tensors.iter().any(|tensor| tensor.gguf == "output.weight");
     let planned: Vec<PlannedTensor> = tensors
         .iter()
@@ -178,9 +182,6 @@ pub fn convert(
             dtype: plan_of_it.dtype,
         });
     }
-    if let Some(adapter) = &adapter {
-        adapter.check_all_used()?;
-    }
     let buffered = writer.finish().map_err(failed_writing)?;
     buffered
         .into_inner()
@@ -195,6 +196,15 @@ pub fn convert(
         tensors: tensors.len(),
         bytes,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A JSON file of a checkpoint or adapter folder; the error names the file.
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| EngineError::Conversion(format!("{}: {error}", path.display())))?;
+    serde_json::from_str(&text).map_err(|error| {
+        EngineError::Conversion(format!("{} is not valid JSON: {error}", path.display()))
     })
 }
 
@@ -238,7 +248,7 @@ fn quantize(values: &[f32], shape: &[usize], dtype: GgmlDType) -> Result<Vec<u8>
     }
     let columns = shape.last().copied().unwrap_or(1);
     let rows = values.len() / columns;
-    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+    let threads = crate::threads();
     let rows_each = rows.div_ceil(threads).max(1);
     let pieces: Vec<Result<Vec<u8>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = values
